@@ -1,0 +1,80 @@
+// ferry-coord: the control plane. See docs/operations.md.
+#include <future>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "CLI/CLI.hpp"
+#include "common/names.h"
+#include "common/signals.h"
+#include "control/coordinator_service.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferry-coord: ferry's control plane (membership, object directory, planning)"};
+  std::string listen = "0.0.0.0:7700";
+  uint32_t heartbeat_ms = 500, liveness_ms = 3000, fixed_fanout = 0;
+  std::string inline_max = "64KiB", fixed_chunk = "0", token, log_level = "info";
+  double default_bw = 1.25e9, default_lat = 50e-6;
+  app.add_option("--listen", listen, "address:port to serve gRPC on")->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval nodes must keep")->capture_default_str();
+  app.add_option("--liveness-ms", liveness_ms, "silence after which a node is declared dead")->capture_default_str();
+  app.add_option("--inline-max", inline_max, "objects up to this size travel inline through the coordinator")
+      ->capture_default_str();
+  app.add_option("--token", token, "cluster token nodes must present (empty: none)");
+  app.add_option("--fixed-fanout", fixed_fanout, "force the broadcast fanout (0: from the cost model)")
+      ->capture_default_str();
+  app.add_option("--fixed-chunk", fixed_chunk, "force the chunk size (0: from the cost model)")->capture_default_str();
+  app.add_option("--default-bandwidth", default_bw, "bytes/s assumed until nodes report measurements")
+      ->capture_default_str();
+  app.add_option("--default-latency", default_lat, "per-hop seconds assumed until measured")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  std::promise<void> stop;
+  ferry::HandleTerminationSignals([&stop](int) { stop.set_value(); });
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%H:%M:%S.%e] [coord] [%^%l%$] %v");
+
+  ferry::control::CoordinatorOptions options;
+  options.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
+  options.liveness_timeout = absl::Milliseconds(liveness_ms);
+  uint64_t inline_bytes = 0, chunk = 0;
+  if (absl::Status s = ferry::ParseSize(inline_max, &inline_bytes); !s.ok()) {
+    spdlog::error("--inline-max: {}", std::string(s.message()));
+    return 2;
+  }
+  if (absl::Status s = ferry::ParseSize(fixed_chunk, &chunk); !s.ok() || chunk > (1u << 30)) {
+    spdlog::error("--fixed-chunk: invalid size '{}'", fixed_chunk);
+    return 2;
+  }
+  if (inline_bytes > (4u << 20)) {
+    spdlog::error("--inline-max must be at most 4 MiB (gRPC message size)");
+    return 2;
+  }
+  options.inline_max_bytes = static_cast<uint32_t>(inline_bytes);
+  options.token = token;
+  options.default_link.bandwidth_Bps = default_bw;
+  options.default_link.latency_s = default_lat;
+  options.limits.fixed_fanout = fixed_fanout;
+  options.limits.fixed_chunk = static_cast<uint32_t>(chunk);
+
+  ferry::control::CoordinatorService service(options);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    spdlog::error("cannot listen on {}", listen);
+    return 1;
+  }
+  spdlog::info("ferry-coord listening on {} (port {})", listen, port);
+  stop.get_future().wait();
+  spdlog::info("ferry-coord stopping");
+  service.Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  spdlog::info("ferry-coord stopped");
+  return 0;
+}

@@ -1,0 +1,454 @@
+#include "control/coordinator_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "proto/status_bridge.h"
+#include "spdlog/spdlog.h"
+
+namespace ferry::control {
+namespace {
+
+grpc::Status Invalid(std::string msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
+
+absl::Status CheckRef(const proto::ObjectRef& ref) { return ValidateObjectName(ref.ns(), ref.key()); }
+
+std::string Name(const proto::ObjectRef& ref) { return PrintableName(ref.ns(), ref.key()); }
+
+}  // namespace
+
+CoordinatorService::CoordinatorService(CoordinatorOptions options)
+    : options_(std::move(options)),
+      directory_(DirectoryOptions{options_.inline_max_bytes, options_.limits}) {
+  reaper_ = std::thread([this] { ReaperLoop(); });
+}
+
+CoordinatorService::~CoordinatorService() { Shutdown(); }
+
+void CoordinatorService::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+    for (auto& [id, rec] : nodes_) {
+      if (rec.ctx != nullptr) rec.ctx->TryCancel();
+    }
+  }
+  changed_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+absl::Time CoordinatorService::DeadlineFrom(uint32_t timeout_ms) const {
+  return absl::Now() + std::min(absl::Milliseconds(timeout_ms), options_.max_wait);
+}
+
+bool CoordinatorService::AliveLocked(NodeId node) const {
+  auto it = nodes_.find(node);
+  return it != nodes_.end() && it->second.info.alive();
+}
+
+uint64_t CoordinatorService::AliveCountLocked() const {
+  uint64_t n = 0;
+  for (const auto& [id, rec] : nodes_) n += rec.info.alive() ? 1 : 0;
+  return n;
+}
+
+LinkModel CoordinatorService::MeasuredLinkLocked() const {
+  // Median of what live nodes measured; the configured default where nothing is measured.
+  std::vector<double> bw, lat;
+  for (const auto& [id, rec] : nodes_) {
+    if (!rec.info.alive()) continue;
+    if (rec.info.bandwidth_bps() > 0) bw.push_back(rec.info.bandwidth_bps());
+    if (rec.info.latency_s() > 0) lat.push_back(rec.info.latency_s());
+  }
+  LinkModel link = options_.default_link;
+  auto median = [](std::vector<double>& v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  if (!bw.empty()) link.bandwidth_Bps = median(bw);
+  if (!lat.empty()) link.latency_s = median(lat);
+  return link;
+}
+
+void CoordinatorService::Send(std::vector<Outgoing> out) {
+  for (Outgoing& o : out) {
+    std::lock_guard<std::mutex> lock(*o.write_mu);
+    o.stream->Write(o.msg);   // a failed write means the session is ending; its reader sees it
+  }
+}
+
+void CoordinatorService::MembershipLocked(std::vector<Outgoing>* out) {
+  proto::CoordMessage msg;
+  proto::Membership* m = msg.mutable_membership();
+  m->set_epoch(++membership_epoch_);
+  for (const auto& [id, rec] : nodes_) {
+    if (rec.info.alive()) *m->add_nodes() = rec.info;
+  }
+  for (auto& [id, rec] : nodes_) {
+    if (rec.info.alive() && rec.stream != nullptr) out->push_back({rec.stream, rec.write_mu, msg});
+  }
+}
+
+void CoordinatorService::MarkDeadLocked(NodeId node, const std::string& why, std::vector<Outgoing>* out) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || !it->second.info.alive()) return;
+  NodeRecord& rec = it->second;
+  rec.info.set_alive(false);
+  if (rec.ctx != nullptr) rec.ctx->TryCancel();
+  rec.ctx = nullptr;
+  rec.stream = nullptr;
+  ++nodes_died_;
+  std::vector<Directory::Key> lost = directory_.RemoveNode(node, rec.info.name());
+  spdlog::warn("node {} ({}) is dead: {}; {} object(s) lost with it", rec.info.name(), node, why, lost.size());
+  for (auto& [bid, b] : broadcasts_) {
+    b.failed.emplace(node, absl::StrCat("node died: ", why));
+  }
+  MembershipLocked(out);
+  changed_.notify_all();
+}
+
+void CoordinatorService::ReaperLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!shutdown_) {
+    changed_.wait_for(lock, std::chrono::milliseconds(100));
+    if (shutdown_) break;
+    absl::Time now = absl::Now();
+    std::vector<Outgoing> out;
+    for (auto& [id, rec] : nodes_) {
+      if (rec.info.alive() && now - rec.last_seen > options_.liveness_timeout) {
+        MarkDeadLocked(id, absl::StrCat("no heartbeat for ", absl::FormatDuration(now - rec.last_seen)), &out);
+      }
+    }
+    if (!out.empty()) {
+      lock.unlock();
+      Send(std::move(out));
+      lock.lock();
+    }
+  }
+}
+
+grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, Stream* stream, const proto::Hello& hello,
+                                          uint64_t* seq) {
+  const proto::NodeInfo& info = hello.node();
+  if (!options_.token.empty() && hello.cluster_token() != options_.token) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong or missing cluster token");
+  }
+  if (info.node_id() == 0) return Invalid("Hello.node.node_id must be non-zero");
+  if (info.name().empty() || info.name().size() > 128) return Invalid("Hello.node.name must be 1-128 characters");
+  if (info.dp_address().empty()) return Invalid("Hello.node.dp_address is empty");
+  std::vector<Outgoing> out;
+  proto::CoordMessage welcome;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, rec] : nodes_) {
+      if (rec.info.alive() && id != info.node_id() && rec.info.name() == info.name()) {
+        return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                            absl::StrCat("node name '", info.name(), "' is in use by live node ", id));
+      }
+    }
+    auto existing = nodes_.find(info.node_id());
+    if (existing != nodes_.end() && existing->second.info.alive()) {
+      // The node reconnected before its old session was noticed as gone: replace it.
+      MarkDeadLocked(info.node_id(), "replaced by a new session", &out);
+    }
+    NodeRecord& rec = nodes_[info.node_id()];
+    rec.info = info;
+    rec.info.set_alive(true);
+    rec.last_seen = absl::Now();
+    rec.ctx = ctx;
+    rec.stream = stream;
+    rec.session_seq = *seq = ++session_counter_;
+    for (const proto::HeldObject& held : hello.holdings()) {
+      if (!CheckRef(held.ref()).ok() || held.meta().size() <= options_.inline_max_bytes) continue;
+      absl::Status s = directory_.Publish(info.node_id(), held.ref(), held.meta(), "", MeasuredLinkLocked(),
+                                          AliveCountLocked());
+      if (!s.ok()) spdlog::warn("node {}: re-reported {} rejected: {}", info.name(), Name(held.ref()), std::string(s.message()));
+    }
+    proto::Welcome* w = welcome.mutable_welcome();
+    w->set_node_id(info.node_id());
+    w->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
+    w->set_liveness_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.liveness_timeout)));
+    w->set_inline_max_bytes(options_.inline_max_bytes);
+    out.insert(out.begin(), Outgoing{stream, rec.write_mu, welcome});
+    MembershipLocked(&out);
+    spdlog::info("node {} ({}) registered with {} object(s); {} alive", info.name(), info.node_id(),
+                 hello.holdings_size(), AliveCountLocked());
+  }
+  changed_.notify_all();
+  Send(std::move(out));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Session(grpc::ServerContext* ctx, Stream* stream) {
+  proto::NodeMessage msg;
+  if (!stream->Read(&msg)) return grpc::Status(grpc::StatusCode::CANCELLED, "session closed before Hello");
+  if (!msg.has_hello()) return Invalid("the first message of a session must be Hello");
+  const NodeId node = msg.hello().node().node_id();
+  uint64_t seq = 0;
+  if (grpc::Status s = Register(ctx, stream, msg.hello(), &seq); !s.ok()) return s;
+  while (stream->Read(&msg)) {
+    if (!msg.has_heartbeat()) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || it->second.session_seq != seq || !it->second.info.alive()) break;
+    const proto::Heartbeat& hb = msg.heartbeat();
+    it->second.last_seen = absl::Now();
+    if (hb.bandwidth_bps() > 0) it->second.info.set_bandwidth_bps(hb.bandwidth_bps());
+    if (hb.latency_s() > 0) it->second.info.set_latency_s(hb.latency_s());
+    it->second.info.set_arena_used(hb.arena_used());
+    it->second.info.set_objects(hb.objects());
+  }
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = nodes_.find(node);
+    if (it != nodes_.end() && it->second.session_seq == seq) {
+      MarkDeadLocked(node, "its session closed", &out);
+    }
+  }
+  Send(std::move(out));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Publish(grpc::ServerContext*, const proto::PublishRequest* req, proto::PublishReply*) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!AliveLocked(req->node_id())) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("node ", req->node_id(), " is not registered"));
+    }
+    absl::Status s = directory_.Publish(req->node_id(), req->ref(), req->meta(), req->inline_data(),
+                                        MeasuredLinkLocked(), std::max<uint64_t>(AliveCountLocked(), 2) - 1);
+    if (!s.ok()) return ToGrpc(s);
+  }
+  changed_.notify_all();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Unpublish(grpc::ServerContext*, const proto::UnpublishRequest* req,
+                                           proto::UnpublishReply*) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    directory_.Unpublish(req->node_id(), req->ref());
+  }
+  changed_.notify_all();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::AcquireSource(grpc::ServerContext* ctx, const proto::AcquireSourceRequest* req,
+                                               proto::AcquireSourceReply* reply) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  ++acquires_;
+  absl::flat_hash_set<NodeId> exclude(req->exclude().begin(), req->exclude().end());
+  const absl::Time deadline = DeadlineFrom(req->timeout_ms());
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    if (shutdown_ || ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "coordinator shutting down");
+    if (!AliveLocked(req->node_id())) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("receiver node ", req->node_id(), " is not registered"));
+    }
+    absl::StatusOr<AcquireResult> r = directory_.Acquire(req->node_id(), req->ref(), exclude);
+    if (r.ok()) {
+      *reply->mutable_meta() = r->meta;
+      reply->set_chunk_size(r->chunk_size);
+      reply->set_window(r->window);
+      if (r->is_inline) {
+        reply->set_is_inline(true);
+        reply->set_inline_data(std::move(r->inline_data));
+      } else {
+        reply->set_sender(r->sender);
+        reply->set_sender_address(nodes_[r->sender].info.dp_address());
+      }
+      return grpc::Status::OK;
+    }
+    const absl::StatusCode code = r.status().code();
+    if (code != absl::StatusCode::kNotFound && code != absl::StatusCode::kUnavailable) return ToGrpc(r.status());
+    if (absl::Now() >= deadline) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          code == absl::StatusCode::kNotFound
+                              ? absl::StrCat("object ", Name(req->ref()), " was not created within ", req->timeout_ms(), " ms")
+                              : absl::StrCat("no sender for ", Name(req->ref()), " became free within ",
+                                             req->timeout_ms(), " ms: ", r.status().message()));
+    }
+    changed_.wait_for(lock, absl::ToChronoNanoseconds(std::min(deadline - absl::Now(), absl::Milliseconds(100))));
+  }
+}
+
+grpc::Status CoordinatorService::ReportTransfer(grpc::ServerContext*, const proto::ReportTransferRequest* req,
+                                                proto::ReportTransferReply*) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    switch (req->outcome()) {
+      case proto::ReportTransferRequest::COMPLETED:
+        ++transfers_completed_;
+        directory_.Completed(req->node_id(), req->ref());
+        break;
+      case proto::ReportTransferRequest::SENDER_FAILED:
+        ++sender_failures_;
+        directory_.SenderFailed(req->node_id(), req->ref());
+        break;
+      case proto::ReportTransferRequest::ABORTED:
+        directory_.Aborted(req->node_id(), req->ref());
+        for (auto& [bid, b] : broadcasts_) {
+          if (b.ref.ns() == req->ref().ns() && b.ref.key() == req->ref().key()) {
+            b.failed.emplace(req->node_id(), req->detail());
+          }
+        }
+        break;
+      default:
+        return Invalid(absl::StrCat("unknown transfer outcome ", req->outcome()));
+    }
+  }
+  changed_.notify_all();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Locate(grpc::ServerContext* ctx, const proto::LocateRequest* req,
+                                        proto::LocateReply* reply) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  const absl::Time deadline = DeadlineFrom(req->timeout_ms());
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    absl::StatusOr<proto::LocateReply> r = directory_.Locate(req->ref());
+    if (r.ok()) {
+      *reply = std::move(*r);
+      return grpc::Status::OK;
+    }
+    if (r.status().code() != absl::StatusCode::kNotFound) return ToGrpc(r.status());
+    if (absl::Now() >= deadline || shutdown_ || ctx->IsCancelled()) {
+      if (req->timeout_ms() == 0) return ToGrpc(r.status());
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat("object ", Name(req->ref()), " was not created within ", req->timeout_ms(), " ms"));
+    }
+    changed_.wait_for(lock, absl::ToChronoNanoseconds(std::min(deadline - absl::Now(), absl::Milliseconds(100))));
+  }
+}
+
+grpc::Status CoordinatorService::Delete(grpc::ServerContext*, const proto::DeleteRequest* req, proto::DeleteReply* reply) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<std::vector<NodeId>> holders = directory_.Delete(req->ref());
+    if (!holders.ok()) return ToGrpc(holders.status());
+    proto::CoordMessage msg;
+    *msg.mutable_drop()->mutable_ref() = req->ref();
+    for (NodeId id : *holders) {
+      auto it = nodes_.find(id);
+      if (it != nodes_.end() && it->second.info.alive() && it->second.stream != nullptr) {
+        out.push_back({it->second.stream, it->second.write_mu, msg});
+      }
+    }
+    reply->set_copies_dropped(static_cast<uint32_t>(holders->size()));
+  }
+  changed_.notify_all();
+  Send(std::move(out));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::List(grpc::ServerContext*, const proto::ListRequest* req, proto::ListReply* reply) {
+  if (absl::Status s = ValidateNamespace(req->ns()); !s.ok()) return ToGrpc(s);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (proto::ListEntry& e : directory_.List(req->ns(), req->prefix(), req->limit())) {
+    *reply->add_objects() = std::move(e);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ClusterStatus(grpc::ServerContext*, const proto::ClusterStatusRequest*,
+                                               proto::ClusterStatusReply* reply) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<const proto::NodeInfo*> infos;
+  for (const auto& [id, rec] : nodes_) infos.push_back(&rec.info);
+  std::sort(infos.begin(), infos.end(), [](auto* a, auto* b) { return a->name() < b->name(); });
+  for (const proto::NodeInfo* info : infos) *reply->add_nodes() = *info;
+  reply->set_objects(directory_.size());
+  reply->set_membership_epoch(membership_epoch_);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto::BroadcastRequest* req,
+                                           proto::BroadcastReply* reply) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = DeadlineFrom(req->timeout_ms());
+  std::unique_lock<std::mutex> lock(mu_);
+  absl::StatusOr<proto::LocateReply> located = directory_.Locate(req->ref());
+  if (!located.ok()) return ToGrpc(located.status());
+  std::vector<NodeId> targets;
+  if (req->node_ids_size() == 0) {
+    for (const auto& [id, rec] : nodes_) {
+      if (rec.info.alive()) targets.push_back(id);
+    }
+  } else {
+    for (NodeId id : req->node_ids()) {
+      if (nodes_.find(id) == nodes_.end()) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("broadcast target node ", id, " is not registered"));
+      }
+      targets.push_back(id);
+    }
+  }
+  const uint64_t bid = next_broadcast_id_++;
+  BroadcastState& state = broadcasts_[bid];
+  state.ref = req->ref();
+  std::vector<Outgoing> out;
+  proto::CoordMessage msg;
+  proto::PullInstruction* pull = msg.mutable_pull();
+  *pull->mutable_ref() = req->ref();
+  pull->set_broadcast_id(bid);
+  pull->set_deadline_unix_ms(absl::ToUnixMillis(deadline));
+  for (NodeId id : targets) {
+    NodeRecord& rec = nodes_[id];
+    if (!rec.info.alive()) {
+      state.failed.emplace(id, "node is dead");
+    } else if (!directory_.IsComplete(id, req->ref()) && rec.stream != nullptr) {
+      out.push_back({rec.stream, rec.write_mu, msg});
+    }
+  }
+  lock.unlock();
+  Send(std::move(out));
+  lock.lock();
+  reply->set_broadcast_id(bid);
+  auto finished = [&](NodeId id) {
+    return directory_.IsComplete(id, req->ref()) || broadcasts_[bid].failed.contains(id);
+  };
+  while (req->wait() && !shutdown_ && !ctx->IsCancelled() && absl::Now() < deadline &&
+         !std::all_of(targets.begin(), targets.end(), finished)) {
+    changed_.wait_for(lock, absl::ToChronoNanoseconds(std::min(deadline - absl::Now(), absl::Milliseconds(100))));
+  }
+  reply->set_seconds(absl::ToDoubleSeconds(absl::Now() - start));
+  for (NodeId id : targets) {
+    proto::BroadcastResult* r = reply->add_results();
+    r->set_node_id(id);
+    const bool complete = directory_.IsComplete(id, req->ref());
+    r->set_ok(complete || !req->wait());
+    if (!complete && req->wait()) {
+      auto f = broadcasts_[bid].failed.find(id);
+      r->set_error(f != broadcasts_[bid].failed.end() ? f->second : "timed out before the copy completed");
+    }
+  }
+  broadcasts_.erase(bid);
+  return grpc::Status::OK;
+}
+
+std::string CoordinatorService::MetricsText() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  absl::StrAppend(&out, "# TYPE ferry_coord_nodes_alive gauge\nferry_coord_nodes_alive ", AliveCountLocked(), "\n");
+  absl::StrAppend(&out, "# TYPE ferry_coord_objects gauge\nferry_coord_objects ", directory_.size(), "\n");
+  absl::StrAppend(&out, "# TYPE ferry_coord_acquires_total counter\nferry_coord_acquires_total ", acquires_.load(), "\n");
+  absl::StrAppend(&out, "# TYPE ferry_coord_transfers_completed_total counter\nferry_coord_transfers_completed_total ",
+                  transfers_completed_.load(), "\n");
+  absl::StrAppend(&out, "# TYPE ferry_coord_sender_failures_total counter\nferry_coord_sender_failures_total ",
+                  sender_failures_.load(), "\n");
+  absl::StrAppend(&out, "# TYPE ferry_coord_nodes_died_total counter\nferry_coord_nodes_died_total ", nodes_died_.load(), "\n");
+  return out;
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,111 @@
+// ferry-coord's gRPC service: membership and liveness, the object directory, broadcast
+// planning and explicit broadcasts. All coordinator state is soft: after a restart every
+// ferryd re-registers and re-reports what it holds.
+//
+// Threading: gRPC handler threads call in concurrently. One mutex guards membership, the
+// directory and broadcasts; waits (AcquireSource, Locate, Broadcast) sleep on one condition
+// variable that every state change signals. Messages to nodes are written outside the lock
+// (each node's stream has its own write mutex). A reaper thread enforces liveness.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "control/directory.h"
+#include "proto/coordinator.grpc.pb.h"
+
+namespace ferry::control {
+
+struct CoordinatorOptions {
+  absl::Duration heartbeat_interval = absl::Milliseconds(500);
+  absl::Duration liveness_timeout = absl::Seconds(3);
+  absl::Duration max_wait = absl::Hours(1);   // cap on any client-supplied timeout
+  uint32_t inline_max_bytes = 64 * 1024;
+  std::string token;                          // cluster token; empty = none required
+  LinkModel default_link;                     // until nodes report measurements
+  PlanLimits limits;
+};
+
+class CoordinatorService final : public proto::Coordinator::Service {
+ public:
+  explicit CoordinatorService(CoordinatorOptions options);
+  ~CoordinatorService() override;
+
+  grpc::Status Session(grpc::ServerContext* ctx,
+                       grpc::ServerReaderWriter<proto::CoordMessage, proto::NodeMessage>* stream) override;
+  grpc::Status Publish(grpc::ServerContext* ctx, const proto::PublishRequest* req, proto::PublishReply* reply) override;
+  grpc::Status Unpublish(grpc::ServerContext* ctx, const proto::UnpublishRequest* req, proto::UnpublishReply* reply) override;
+  grpc::Status AcquireSource(grpc::ServerContext* ctx, const proto::AcquireSourceRequest* req,
+                             proto::AcquireSourceReply* reply) override;
+  grpc::Status ReportTransfer(grpc::ServerContext* ctx, const proto::ReportTransferRequest* req,
+                              proto::ReportTransferReply* reply) override;
+  grpc::Status Locate(grpc::ServerContext* ctx, const proto::LocateRequest* req, proto::LocateReply* reply) override;
+  grpc::Status Delete(grpc::ServerContext* ctx, const proto::DeleteRequest* req, proto::DeleteReply* reply) override;
+  grpc::Status List(grpc::ServerContext* ctx, const proto::ListRequest* req, proto::ListReply* reply) override;
+  grpc::Status ClusterStatus(grpc::ServerContext* ctx, const proto::ClusterStatusRequest* req,
+                             proto::ClusterStatusReply* reply) override;
+  grpc::Status Broadcast(grpc::ServerContext* ctx, const proto::BroadcastRequest* req,
+                         proto::BroadcastReply* reply) override;
+
+  // Stops the reaper and cancels node streams. Idempotent.
+  void Shutdown();
+  // Prometheus text exposition of the coordinator's counters.
+  std::string MetricsText();
+
+ private:
+  using Stream = grpc::ServerReaderWriter<proto::CoordMessage, proto::NodeMessage>;
+  struct NodeRecord {
+    proto::NodeInfo info;
+    absl::Time last_seen;
+    grpc::ServerContext* ctx = nullptr;   // the live session, or null
+    Stream* stream = nullptr;
+    std::shared_ptr<std::mutex> write_mu = std::make_shared<std::mutex>();
+    uint64_t session_seq = 0;
+  };
+  struct Outgoing {
+    Stream* stream;
+    std::shared_ptr<std::mutex> write_mu;
+    proto::CoordMessage msg;
+  };
+  struct BroadcastState {
+    proto::ObjectRef ref;
+    std::map<NodeId, std::string> failed;   // target -> why
+  };
+
+  grpc::Status Register(grpc::ServerContext* ctx, Stream* stream, const proto::Hello& hello, uint64_t* seq);
+  void MarkDeadLocked(NodeId node, const std::string& why, std::vector<Outgoing>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MembershipLocked(std::vector<Outgoing>* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  LinkModel MeasuredLinkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t AliveCountLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AliveLocked(NodeId node) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Time DeadlineFrom(uint32_t timeout_ms) const;
+  void Send(std::vector<Outgoing> out);
+  void ReaperLoop();
+
+  const CoordinatorOptions options_;
+  std::mutex mu_;
+  // Signalled on every change of membership, directory or broadcast state.
+  std::condition_variable changed_;
+  absl::flat_hash_map<NodeId, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
+  Directory directory_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, BroadcastState> broadcasts_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_broadcast_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t membership_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t session_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> acquires_{0}, transfers_completed_{0}, sender_failures_{0}, nodes_died_{0};
+  std::thread reaper_;
+};
+
+}  // namespace ferry::control

@@ -1,0 +1,170 @@
+#include "control/directory.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+
+namespace ferry::control {
+namespace {
+
+std::string Name(const proto::ObjectRef& ref) { return PrintableName(ref.ns(), ref.key()); }
+
+}  // namespace
+
+std::map<Directory::Key, Directory::Entry>::iterator Directory::Find(const proto::ObjectRef& ref) {
+  return entries_.find(Key{ref.ns(), ref.key()});
+}
+std::map<Directory::Key, Directory::Entry>::const_iterator Directory::Find(
+    const proto::ObjectRef& ref) const {
+  return entries_.find(Key{ref.ns(), ref.key()});
+}
+
+absl::Status Directory::Publish(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
+                                std::string inline_data, const LinkModel& link, uint64_t receivers) {
+  if (absl::Status s = ValidateObjectName(ref.ns(), ref.key()); !s.ok()) return s;
+  auto it = Find(ref);
+  if (it != entries_.end() && !it->second.lost) {
+    if (it->second.meta.size() != meta.size()) {
+      return absl::AlreadyExistsError(absl::StrCat("object ", Name(ref), " already exists with size ",
+                                                   it->second.meta.size(), "; this copy has size ", meta.size()));
+    }
+    it->second.planner.AddComplete(node);
+    return absl::OkStatus();
+  }
+  const bool is_inline = meta.size() <= options_.inline_max_bytes;
+  if (is_inline && inline_data.size() != meta.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("object ", Name(ref), " of ", meta.size(),
+                                                   " bytes must carry its bytes inline (got ",
+                                                   inline_data.size(), ")"));
+  }
+  Entry e;
+  e.meta = meta;
+  e.is_inline = is_inline;
+  if (is_inline) e.inline_data = std::move(inline_data);
+  e.plan = PlanBroadcast(meta.size(), receivers, link, options_.limits);
+  e.planner.set_fanout(e.plan.fanout);
+  e.planner.AddComplete(node);
+  entries_[Key{ref.ns(), ref.key()}] = std::move(e);
+  return absl::OkStatus();
+}
+
+void Directory::Unpublish(NodeId node, const proto::ObjectRef& ref) {
+  auto it = Find(ref);
+  if (it == entries_.end()) return;
+  it->second.planner.RemoveNode(node);
+  if (it->second.planner.complete_copies() == 0 && !it->second.is_inline) {
+    if (it->second.planner.empty()) {
+      entries_.erase(it);
+    } else {
+      it->second.lost = true;
+      it->second.lost_detail = absl::StrCat("its last complete copy was dropped by node ", node);
+    }
+  }
+}
+
+absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::ObjectRef& ref,
+                                                 const absl::flat_hash_set<NodeId>& exclude) {
+  auto it = Find(ref);
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
+  Entry& e = it->second;
+  if (e.lost) return absl::DataLossError(absl::StrCat("object ", Name(ref), " is lost: ", e.lost_detail));
+  AcquireResult r;
+  r.meta = e.meta;
+  r.chunk_size = e.plan.chunk_size;
+  r.window = e.plan.window;
+  if (e.is_inline) {
+    r.is_inline = true;
+    r.inline_data = e.inline_data;
+    return r;
+  }
+  absl::StatusOr<NodeId> sender = e.planner.Attach(receiver, exclude);
+  if (!sender.ok()) {
+    return absl::Status(sender.status().code(), absl::StrCat("object ", Name(ref), ": ", sender.status().message()));
+  }
+  r.sender = *sender;
+  return r;
+}
+
+void Directory::Completed(NodeId receiver, const proto::ObjectRef& ref) {
+  auto it = Find(ref);
+  if (it != entries_.end()) it->second.planner.Completed(receiver);
+}
+
+void Directory::SenderFailed(NodeId receiver, const proto::ObjectRef& ref) {
+  auto it = Find(ref);
+  if (it != entries_.end()) it->second.planner.Detach(receiver, /*keep_partial=*/true);
+}
+
+void Directory::Aborted(NodeId receiver, const proto::ObjectRef& ref) {
+  auto it = Find(ref);
+  if (it != entries_.end()) it->second.planner.Detach(receiver, /*keep_partial=*/false);
+}
+
+std::vector<Directory::Key> Directory::RemoveNode(NodeId node, const std::string& node_name) {
+  std::vector<Key> lost;
+  for (auto& [key, e] : entries_) {
+    if (!e.planner.HasCopy(node)) continue;
+    const bool was_complete = e.planner.IsComplete(node);
+    e.planner.RemoveNode(node);
+    if (was_complete && !e.is_inline && !e.lost && e.planner.complete_copies() == 0) {
+      e.lost = true;
+      e.lost_detail = absl::StrCat("its last complete copy was on node ", node_name, " (id ", node,
+                                   "), which died");
+      lost.push_back(key);
+    }
+  }
+  return lost;
+}
+
+absl::StatusOr<std::vector<NodeId>> Directory::Delete(const proto::ObjectRef& ref) {
+  auto it = Find(ref);
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
+  std::vector<NodeId> holders;
+  for (const auto& [id, c] : it->second.planner.copies()) holders.push_back(id);
+  entries_.erase(it);
+  return holders;
+}
+
+absl::StatusOr<proto::LocateReply> Directory::Locate(const proto::ObjectRef& ref) const {
+  auto it = Find(ref);
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
+  if (it->second.lost) return absl::DataLossError(absl::StrCat("object ", Name(ref), " is lost: ", it->second.lost_detail));
+  proto::LocateReply reply;
+  *reply.mutable_meta() = it->second.meta;
+  reply.set_chunk_size(it->second.plan.chunk_size);
+  for (const auto& [id, c] : it->second.planner.copies()) {
+    proto::CopyInfo* info = reply.add_copies();
+    info->set_node_id(id);
+    info->set_complete(c.complete);
+    uint32_t depth = it->second.planner.RootedDepth(id);
+    info->set_depth(depth == BroadcastPlanner::kUnrooted ? 0xffffffffu : depth);
+    info->set_serving(c.serving);
+  }
+  return reply;
+}
+
+std::vector<proto::ListEntry> Directory::List(const std::string& ns, const std::string& prefix,
+                                              uint32_t limit) const {
+  std::vector<proto::ListEntry> out;
+  for (auto it = entries_.lower_bound(Key{ns, prefix}); it != entries_.end(); ++it) {
+    if (it->first.first != ns || !absl::StartsWith(it->first.second, prefix)) break;
+    if (it->second.lost) continue;
+    proto::ListEntry entry;
+    entry.mutable_ref()->set_ns(ns);
+    entry.mutable_ref()->set_key(it->first.second);
+    *entry.mutable_meta() = it->second.meta;
+    entry.set_complete_copies(static_cast<uint32_t>(it->second.planner.complete_copies()));
+    entry.set_partial_copies(static_cast<uint32_t>(it->second.planner.partial_copies()));
+    out.push_back(std::move(entry));
+    if (limit > 0 && out.size() >= limit) break;
+  }
+  return out;
+}
+
+bool Directory::IsComplete(NodeId node, const proto::ObjectRef& ref) const {
+  auto it = Find(ref);
+  if (it == entries_.end()) return false;
+  return it->second.planner.IsComplete(node);
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,88 @@
+// The object directory: key -> metadata, inline bytes (small objects) and the copies the
+// broadcast planner tracks. Pure logic, no locking: CoordinatorService serialises calls.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "control/planner/broadcast_planner.h"
+#include "control/planner/cost_model.h"
+#include "proto/coordinator.pb.h"
+
+namespace ferry::control {
+
+struct DirectoryOptions {
+  uint32_t inline_max_bytes = 64 * 1024;
+  PlanLimits limits;
+};
+
+struct AcquireResult {
+  proto::ObjectMeta meta;
+  bool is_inline = false;
+  std::string inline_data;
+  NodeId sender = 0;
+  uint32_t chunk_size = 0;
+  uint32_t window = 0;
+};
+
+class Directory {
+ public:
+  using Key = std::pair<std::string, std::string>;   // (namespace, key)
+
+  explicit Directory(DirectoryOptions options) : options_(std::move(options)) {}
+
+  // `node` holds a complete copy. The first Publish of a key fixes its metadata and plan
+  // (chunk size, fanout) from `link` and `receivers`; later ones must match the size
+  // (ALREADY_EXISTS naming both sizes otherwise). A lost object is revived.
+  absl::Status Publish(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
+                       std::string inline_data, const LinkModel& link, uint64_t receivers);
+  // `node` dropped its copy. The entry goes when no copy is left.
+  void Unpublish(NodeId node, const proto::ObjectRef& ref);
+
+  // Picks a sender for `receiver` (see BroadcastPlanner::Attach). NOT_FOUND if the key is
+  // unknown (the caller may wait for it), UNAVAILABLE if every copy is busy (wait),
+  // DATA_LOSS naming the lost holders if no live node holds a complete copy.
+  absl::StatusOr<AcquireResult> Acquire(NodeId receiver, const proto::ObjectRef& ref,
+                                        const absl::flat_hash_set<NodeId>& exclude);
+  void Completed(NodeId receiver, const proto::ObjectRef& ref);
+  void SenderFailed(NodeId receiver, const proto::ObjectRef& ref);
+  void Aborted(NodeId receiver, const proto::ObjectRef& ref);
+
+  // Drops every copy on `node`. Objects left with no complete copy become lost; their keys
+  // are returned.
+  std::vector<Key> RemoveNode(NodeId node, const std::string& node_name);
+
+  // Removes the entry; returns the nodes holding copies (to be told to drop them).
+  absl::StatusOr<std::vector<NodeId>> Delete(const proto::ObjectRef& ref);
+
+  // NOT_FOUND if unknown; DATA_LOSS if lost.
+  absl::StatusOr<proto::LocateReply> Locate(const proto::ObjectRef& ref) const;
+  std::vector<proto::ListEntry> List(const std::string& ns, const std::string& prefix,
+                                     uint32_t limit) const;
+  bool IsComplete(NodeId node, const proto::ObjectRef& ref) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    proto::ObjectMeta meta;
+    bool is_inline = false;
+    std::string inline_data;
+    BroadcastPlan plan;
+    BroadcastPlanner planner{1};
+    bool lost = false;
+    std::string lost_detail;
+  };
+
+  std::map<Key, Entry>::iterator Find(const proto::ObjectRef& ref);
+  std::map<Key, Entry>::const_iterator Find(const proto::ObjectRef& ref) const;
+
+  DirectoryOptions options_;
+  std::map<Key, Entry> entries_;
+};
+
+}  // namespace ferry::control

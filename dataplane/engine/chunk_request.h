@@ -1,0 +1,25 @@
+// Wire format of a chunk fetch request (the Transport::Fetch header). Little-endian:
+//   u32 version (1) | u32 chunk index | u32 chunk size | u16 ns length | ns | key
+// The key runs to the end of the header. Decoding validates every field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace ferry::dataplane {
+
+struct ChunkRequest {
+  std::string ns;
+  std::string key;
+  uint32_t chunk = 0;
+  uint32_t chunk_size = 0;
+};
+
+std::string EncodeChunkRequest(const ChunkRequest& req);
+// INVALID_ARGUMENT naming the problem for a malformed header.
+absl::StatusOr<ChunkRequest> DecodeChunkRequest(std::string_view header);
+
+}  // namespace ferry::dataplane

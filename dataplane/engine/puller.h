@@ -1,0 +1,51 @@
+// Pulls the missing chunks of a receiving object from one sender, keeping a window of
+// chunks in flight, straight into the object's place in the arena, and marks each chunk in
+// the store as it lands (which also wakes peers waiting to be served that chunk).
+//
+// Threading: Pull blocks the calling thread; completions run on the transport's thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "dataplane/store/object_store.h"
+#include "dataplane/transport/transport.h"
+
+namespace ferry::dataplane {
+
+struct PullSpec {
+  NodeId sender = 0;
+  std::string ns;
+  std::string key;
+  uint64_t size = 0;
+  uint32_t chunk_size = 1 << 20;
+  uint32_t window = 4;
+  uint8_t* dst = nullptr;   // the object's first byte in the local arena
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+struct PullStats {
+  uint64_t bytes = 0;
+  uint64_t chunks = 0;
+  double seconds = 0;
+  double first_chunk_s = 0;   // latency of the first chunk (0 if none)
+};
+
+class Puller {
+ public:
+  Puller(Transport* transport, ObjectStore* store) : transport_(transport), store_(store) {}
+
+  // Fetches every chunk of the object still missing in the store from `spec.sender`.
+  // Returns OK when all have landed; otherwise the first error (the sender's failure
+  // naming it, or DEADLINE_EXCEEDED). Either way, returns only once no fetch is in flight
+  // any more, so the destination is never written after Pull returns.
+  absl::Status Pull(const PullSpec& spec, PullStats* stats);
+
+ private:
+  Transport* transport_;
+  ObjectStore* store_;
+};
+
+}  // namespace ferry::dataplane

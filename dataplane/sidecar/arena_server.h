@@ -1,0 +1,58 @@
+// Serves the arena channel ("<socket>.arena", see arena_channel.h): hands each local client
+// the arena fd and a session id, and ends the session when the client's connection closes.
+//
+// Threading: one thread accepts and watches connections (poll); Stop() joins it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+
+namespace ferry::dataplane {
+
+class ArenaServer {
+ public:
+  using SessionEnded = std::function<void(uint64_t session)>;
+
+  // Binds "<socket_path>.arena" (mode 0660). The caller holds the socket lock, so a stale
+  // file there is removed first.
+  static absl::StatusOr<std::unique_ptr<ArenaServer>> Start(const std::string& socket_path, int arena_fd,
+                                                            uint64_t arena_size, uint64_t node_id,
+                                                            SessionEnded on_end);
+  ~ArenaServer();
+  void Stop();
+
+  bool IsLive(uint64_t session) const;
+  size_t live_sessions() const;
+
+ private:
+  ArenaServer() = default;
+  void Loop();
+
+  int listen_fd_ = -1;
+  int wake_fd_ = -1;
+  int arena_fd_ = -1;
+  uint64_t arena_size_ = 0;
+  uint64_t node_id_ = 0;
+  std::string path_;
+  SessionEnded on_end_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  std::set<uint64_t> live_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+// Takes an exclusive lock on "<socket_path>.lock". FAILED_PRECONDITION naming the path if
+// another ferryd holds it. Returns the lock fd (kept open for the process lifetime).
+absl::StatusOr<int> LockSocketPath(const std::string& socket_path);
+
+}  // namespace ferry::dataplane

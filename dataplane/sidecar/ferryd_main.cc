@@ -1,0 +1,142 @@
+// ferryd: the per-node sidecar daemon. See docs/operations.md.
+#include <unistd.h>
+
+#include <future>
+#include <random>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_split.h"
+#include "common/names.h"
+#include "common/signals.h"
+#include "dataplane/sidecar/arena_server.h"
+#include "dataplane/sidecar/node.h"
+#include "dataplane/sidecar/sidecar_service.h"
+#include "dataplane/ucx/ucx_transport.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+struct Flags {
+  std::string name;
+  std::string coordinator = "127.0.0.1:7700";
+  std::string socket = "/run/ferry/ferryd.sock";
+  std::string arena = "1GiB";
+  std::string chunk = "0";
+  uint32_t window = 0;
+  bool prefault = true;
+  bool shm = false;
+  std::string token;
+  std::vector<std::string> labels;
+  std::string log_level = "info";
+};
+
+int Fail(const std::string& what, const absl::Status& s) {
+  spdlog::error("{}: {}", what, s.ToString());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferryd: ferry's per-node sidecar (object store + data plane)"};
+  Flags f;
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  f.name = host;
+  app.add_option("--name", f.name, "node name, unique in the cluster")->capture_default_str();
+  app.add_option("--coord", f.coordinator, "ferry-coord address host:port")->capture_default_str();
+  app.add_option("--socket", f.socket, "unix socket for local clients (also <socket>.arena, <socket>.lock)")
+      ->capture_default_str();
+  app.add_option("--arena", f.arena, "host arena size, e.g. 4GiB")->capture_default_str();
+  app.add_option("--chunk-size", f.chunk, "force the chunk size (0: the coordinator's cost model)")->capture_default_str();
+  app.add_option("--window", f.window, "force chunks in flight per pull (0: cost model)")->capture_default_str();
+  app.add_option("--prefault", f.prefault, "populate the arena at start-up (no page faults on the transfer path)")
+      ->capture_default_str();
+  app.add_flag("--shm", f.shm, "let UCX use shared memory to peers on the same host (single-host clusters)");
+  app.add_option("--token", f.token, "cluster token to present to the coordinator");
+  app.add_option("--label", f.labels, "node label key=value (repeatable)");
+  app.add_option("--log-level", f.log_level, "trace|debug|info|warn|error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  std::promise<void> stop;
+  ferry::HandleTerminationSignals([&stop](int) { stop.set_value(); });
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  spdlog::set_pattern(fmt::format("[%H:%M:%S.%e] [{}] [%^%l%$] %v", f.name));
+
+  uint64_t arena_bytes = 0, chunk = 0;
+  if (absl::Status s = ferry::ParseSize(f.arena, &arena_bytes); !s.ok() || arena_bytes == 0) {
+    spdlog::error("--arena: invalid size '{}'", f.arena);
+    return 2;
+  }
+  if (absl::Status s = ferry::ParseSize(f.chunk, &chunk); !s.ok() || chunk > (1u << 30)) {
+    spdlog::error("--chunk-size: invalid size '{}'", f.chunk);
+    return 2;
+  }
+  ferry::dataplane::NodeOptions options;
+  options.name = f.name;
+  options.coordinator = f.coordinator;
+  options.token = f.token;
+  options.chunk_size_override = static_cast<uint32_t>(chunk);
+  options.window_override = f.window;
+  for (const std::string& l : f.labels) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(l, absl::MaxSplits('=', 1));
+    if (kv.first.empty()) {
+      spdlog::error("--label '{}' must be key=value", l);
+      return 2;
+    }
+    options.labels[kv.first] = kv.second;
+  }
+
+  absl::StatusOr<int> lock = ferry::dataplane::LockSocketPath(f.socket);
+  if (!lock.ok()) return Fail("socket", lock.status());
+  absl::StatusOr<std::unique_ptr<ferry::dataplane::Arena>> arena =
+      ferry::dataplane::Arena::Create("ferry-arena-" + f.name, arena_bytes, f.prefault);
+  if (!arena.ok()) return Fail("arena", arena.status());
+  ferry::dataplane::UcxTransportOptions topts;
+  topts.net_only_address = !f.shm;
+  // The node id must be known before the transport exists (it is in every request).
+  absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>> node_or = [&]() {
+    std::random_device rd;
+    uint64_t id = 0;
+    while (id == 0) id = ((static_cast<uint64_t>(rd()) << 32) ^ rd()) >> 1;
+    options.node_id = id;
+    topts.self = id;
+    absl::StatusOr<std::unique_ptr<ferry::dataplane::Transport>> transport = ferry::dataplane::CreateUcxTransport(topts);
+    if (!transport.ok()) return absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>>(transport.status());
+    absl::StatusOr<ferry::dataplane::MemoryRegion> region = (*transport)->RegisterMemory((*arena)->base(), (*arena)->size());
+    if (!region.ok()) return absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>>(region.status());
+    return ferry::dataplane::Node::Create(options, std::move(*arena), std::move(*transport));
+  }();
+  if (!node_or.ok()) return Fail("starting the node", node_or.status());
+  std::unique_ptr<ferry::dataplane::Node> node = std::move(*node_or);
+
+  absl::StatusOr<std::unique_ptr<ferry::dataplane::ArenaServer>> arena_server = ferry::dataplane::ArenaServer::Start(
+      f.socket, node->arena().fd(), node->arena().size(), node->node_id(),
+      [&node](uint64_t session) { node->store().EndSession(session); });
+  if (!arena_server.ok()) return Fail("arena socket", arena_server.status());
+
+  ferry::dataplane::SidecarService service(node.get(), arena_server->get());
+  unlink(f.socket.c_str());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + f.socket, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::error("cannot serve gRPC on unix:{}", f.socket);
+    return 1;
+  }
+  node->Start();
+  spdlog::info("ferryd {} (id {}) serving {} with a {} arena, transport {}", f.name, node->node_id(), f.socket,
+               ferry::HumanBytes(static_cast<double>(node->arena().size())), node->transport().Name());
+  stop.get_future().wait();
+  spdlog::info("ferryd stopping");
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  (*arena_server)->Stop();
+  node->Shutdown();
+  unlink(f.socket.c_str());
+  return 0;
+}

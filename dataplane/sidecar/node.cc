@@ -1,0 +1,528 @@
+#include "dataplane/sidecar/node.h"
+
+#include <random>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "common/status_macros.h"
+#include "proto/status_bridge.h"
+#include "spdlog/spdlog.h"
+
+namespace ferry::dataplane {
+namespace {
+
+constexpr absl::Duration kRpcTimeout = absl::Seconds(10);
+
+proto::ObjectRef Ref(const std::string& ns, const std::string& key) {
+  proto::ObjectRef ref;
+  ref.set_ns(ns);
+  ref.set_key(key);
+  return ref;
+}
+
+uint64_t RandomNodeId() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  uint64_t id = 0;
+  while (id == 0) id = gen() >> 1;
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, std::unique_ptr<Arena> arena,
+                                                   std::unique_ptr<Transport> transport) {
+  if (options.name.empty()) return absl::InvalidArgumentError("node name is empty");
+  if (options.coordinator.empty()) return absl::InvalidArgumentError("coordinator address is empty");
+  if (options.node_id == 0) options.node_id = RandomNodeId();
+  return std::unique_ptr<Node>(new Node(std::move(options), std::move(arena), std::move(transport)));
+}
+
+Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Transport> transport)
+    : options_(std::move(options)),
+      arena_(std::move(arena)),
+      transport_(std::move(transport)),
+      store_(arena_->size()),
+      server_(&store_, arena_->base()),
+      puller_(transport_.get(), &store_) {
+  server_.Attach(transport_.get());
+  transport_->SetPeerFailureHandler([this](NodeId peer, const absl::Status& why) {
+    spdlog::warn("data-plane peer {} failed: {}", peer, std::string(why.message()));
+  });
+  store_.SetEvictionListener([this](const std::string& ns, const std::string& key) { OnEvicted(ns, key); });
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  channel_ = grpc::CreateCustomChannel(options_.coordinator, grpc::InsecureChannelCredentials(), args);
+  stub_ = proto::Coordinator::NewStub(channel_);
+}
+
+Node::~Node() { Shutdown(); }
+
+void Node::Start() {
+  session_thread_ = std::thread([this] { SessionLoop(); });
+}
+
+void Node::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (session_ctx_ != nullptr) session_ctx_->TryCancel();
+  }
+  cv_.notify_all();
+  if (session_thread_.joinable()) session_thread_.join();
+  // Wait (bounded) for explicit-broadcast pulls to notice.
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::seconds(5), [this] { return active_pull_threads_ == 0; });
+  lock.unlock();
+  transport_->Shutdown();
+}
+
+std::unique_ptr<grpc::ClientContext> Node::Context(absl::Duration timeout) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return ctx;
+}
+
+absl::StatusOr<uint64_t> Node::CreateObject(const std::string& ns, const std::string& key, const StoredMeta& meta,
+                                            SessionId session) {
+  if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
+  if (store_.Contains(ns, key)) {
+    return absl::AlreadyExistsError(absl::StrCat("object ", PrintableName(ns, key), " already exists on this node"));
+  }
+  // Keys are cluster-wide: refuse one that another node already published.
+  proto::LocateRequest req;
+  *req.mutable_ref() = Ref(ns, key);
+  proto::LocateReply reply;
+  auto ctx = Context(kRpcTimeout);
+  grpc::Status s = stub_->Locate(ctx.get(), req, &reply);
+  if (s.ok()) {
+    return absl::AlreadyExistsError(absl::StrCat("object ", PrintableName(ns, key), " already exists in the cluster"));
+  }
+  if (s.error_code() != grpc::StatusCode::NOT_FOUND && s.error_code() != grpc::StatusCode::DATA_LOSS) {
+    return absl::UnavailableError(absl::StrCat("cannot check ", PrintableName(ns, key),
+                                               " with the coordinator: ", s.error_message()));
+  }
+  return store_.Create(ns, key, meta, session);
+}
+
+absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId session) {
+  if (absl::Status s = store_.Seal(ns, key, session); !s.ok()) return s;
+  absl::StatusOr<PinnedObject> pin = store_.PinInternal(ns, key);
+  if (!pin.ok()) return pin.status();
+  proto::PublishRequest req;
+  req.set_node_id(options_.node_id);
+  *req.mutable_ref() = Ref(ns, key);
+  req.mutable_meta()->set_size(pin->meta.size);
+  req.mutable_meta()->set_dtype(static_cast<proto::DType>(pin->meta.dtype));
+  req.mutable_meta()->set_count(pin->meta.count);
+  if (pin->meta.size <= inline_max_.load()) {
+    req.set_inline_data(reinterpret_cast<const char*>(arena_->base() + pin->offset), pin->meta.size);
+  }
+  store_.Unpin(*pin);
+  proto::PublishReply reply;
+  auto ctx = Context(kRpcTimeout);
+  grpc::Status s = stub_->Publish(ctx.get(), req, &reply);
+  if (s.ok()) return absl::OkStatus();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+      s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    // Sealed here; it is re-reported when the coordinator session is (re-)established.
+    spdlog::warn("publishing {}: {} (kept locally, will re-report)", PrintableName(ns, key), s.error_message());
+    return absl::OkStatus();
+  }
+  store_.Delete(ns, key).IgnoreError();
+  return Annotate(FromGrpc(s), absl::StrCat("publishing ", PrintableName(ns, key)));
+}
+
+absl::StatusOr<GetResult> Node::Get(const std::string& ns, const std::string& key, SessionId session,
+                                    absl::Time deadline) {
+  if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
+  while (true) {
+    absl::StatusOr<PinnedObject> local = store_.PinSealed(ns, key, session);
+    if (local.ok()) return GetResult{*local};
+    if (local.status().code() == absl::StatusCode::kFailedPrecondition) {
+      // Being written by a client or received by another Get: wait for the seal.
+      absl::StatusOr<PinnedObject> sealed = store_.WaitSealed(ns, key, session, deadline);
+      if (sealed.ok()) return GetResult{*sealed};
+      if (sealed.status().code() != absl::StatusCode::kNotFound) return sealed.status();
+      continue;   // it was dropped (failed pull): try again
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto k = std::make_pair(ns, key);
+      if (pulling_.contains(k)) {
+        if (!cv_.wait_until(lock, absl::ToChronoTime(deadline), [&] { return !pulling_.contains(k); })) {
+          return absl::DeadlineExceededError(
+              absl::StrCat("object ", PrintableName(ns, key), " is still being pulled at the deadline"));
+        }
+        continue;
+      }
+      pulling_.insert(k);
+    }
+    absl::StatusOr<GetResult> r = FetchRemote(ns, key, session, deadline);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pulling_.erase(std::make_pair(ns, key));
+    }
+    cv_.notify_all();
+    if (!r.ok()) ++counters_.failures;
+    return r;
+  }
+}
+
+absl::Status Node::EnsurePeer(uint64_t peer, const std::string& address) {
+  if (transport_->HasPeer(peer)) return absl::OkStatus();
+  return transport_->AddPeer(peer, address);
+}
+
+absl::Status Node::StoreInline(const std::string& ns, const std::string& key, const proto::AcquireSourceReply& r) {
+  StoredMeta meta{r.meta().size(), static_cast<uint32_t>(r.meta().dtype()), r.meta().count()};
+  if (r.inline_data().size() != meta.size) {
+    return absl::InternalError(absl::StrCat("inline copy of ", PrintableName(ns, key), " has ",
+                                            r.inline_data().size(), " bytes, expected ", meta.size));
+  }
+  absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, std::max<uint32_t>(r.chunk_size(), 1));
+  if (!offset.ok()) return offset.status();
+  std::memcpy(arena_->base() + *offset, r.inline_data().data(), meta.size);
+  ChunkProgress shape(meta.size, std::max<uint32_t>(r.chunk_size(), 1));
+  for (uint32_t k = 0; k < shape.num_chunks(); ++k) store_.MarkChunk(ns, key, k);
+  return store_.FinishReceiving(ns, key);
+}
+
+absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::string& key, SessionId session,
+                                            absl::Time deadline) {
+  const proto::ObjectRef ref = Ref(ns, key);
+  GetResult result;
+  result.pulled = true;
+  const absl::Time start = absl::Now();
+  std::vector<uint64_t> exclude;
+  std::optional<PinnedObject> hold;   // our partial copy, pinned while we pull into it
+  absl::Status last_failure;
+  auto give_up = [&](absl::Status why) -> absl::Status {
+    if (hold) {
+      store_.AbortReceiving(ns, key, why);
+      store_.Unpin(*hold);
+      Report(ns, key, 0, proto::ReportTransferRequest::ABORTED, std::string(why.message()), {});
+    }
+    if (!last_failure.ok() && why.code() != last_failure.code()) {
+      return absl::Status(why.code(), absl::StrCat(why.message(), " (last sender failure: ", last_failure.message(), ")"));
+    }
+    return why;
+  };
+  for (uint32_t attempt = 0;; ++attempt) {
+    if (attempt > options_.max_retries) {
+      return give_up(absl::UnavailableError(absl::StrCat("giving up on ", PrintableName(ns, key), " after ",
+                                                         attempt - 1, " sender failures")));
+    }
+    const absl::Duration remaining = deadline - absl::Now();
+    if (remaining <= absl::ZeroDuration()) {
+      return give_up(absl::DeadlineExceededError(
+          absl::StrCat("get of ", PrintableName(ns, key), " did not finish before the deadline")));
+    }
+    proto::AcquireSourceRequest req;
+    req.set_node_id(options_.node_id);
+    *req.mutable_ref() = ref;
+    req.set_timeout_ms(static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Milliseconds(remaining), 3600000)));
+    for (uint64_t id : exclude) req.add_exclude(id);
+    proto::AcquireSourceReply reply;
+    auto ctx = Context(remaining + absl::Seconds(5));
+    grpc::Status gs = stub_->AcquireSource(ctx.get(), req, &reply);
+    if (!gs.ok()) return give_up(FromGrpc(gs));
+    if (reply.is_inline()) {
+      if (absl::Status s = StoreInline(ns, key, reply); !s.ok()) return give_up(s);
+      Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
+      break;
+    }
+    const uint32_t chunk = options_.chunk_size_override > 0 ? options_.chunk_size_override : reply.chunk_size();
+    if (!hold) {
+      StoredMeta meta{reply.meta().size(), static_cast<uint32_t>(reply.meta().dtype()), reply.meta().count()};
+      absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, chunk);
+      if (!offset.ok()) {
+        Report(ns, key, reply.sender(), proto::ReportTransferRequest::ABORTED, std::string(offset.status().message()), {});
+        return offset.status();
+      }
+      absl::StatusOr<PinnedObject> pin = store_.PinInternal(ns, key);
+      if (!pin.ok()) return pin.status();
+      hold = *pin;
+    }
+    if (absl::Status s = EnsurePeer(reply.sender(), reply.sender_address()); !s.ok()) return give_up(s);
+    PullSpec spec{reply.sender(), ns, key, reply.meta().size(), chunk,
+                  options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
+                  arena_->base() + hold->offset, deadline};
+    PullStats stats;
+    ++counters_.pulls;
+    absl::Status s = puller_.Pull(spec, &stats);
+    counters_.bytes_received += stats.bytes;
+    counters_.chunks_received += stats.chunks;
+    result.source_node = reply.sender();
+    if (s.ok()) {
+      RecordMeasurement(stats, chunk);
+      if (absl::Status f = store_.FinishReceiving(ns, key); !f.ok()) return give_up(f);
+      Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
+      break;
+    }
+    if (s.code() == absl::StatusCode::kDeadlineExceeded) return give_up(s);
+    ++counters_.retries;
+    last_failure = s;
+    spdlog::warn("get {}: sender {} failed ({}); re-planning", PrintableName(ns, key), reply.sender(), std::string(s.message()));
+    Report(ns, key, reply.sender(), proto::ReportTransferRequest::SENDER_FAILED, std::string(s.message()), stats);
+    exclude.push_back(reply.sender());
+  }
+  if (hold) store_.Unpin(*hold);
+  absl::StatusOr<PinnedObject> pin = store_.PinSealed(ns, key, session);
+  if (!pin.ok()) return pin.status();
+  result.pin = *pin;
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return result;
+}
+
+void Node::Report(const std::string& ns, const std::string& key, uint64_t sender,
+                  proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats) {
+  proto::ReportTransferRequest req;
+  req.set_node_id(options_.node_id);
+  *req.mutable_ref() = Ref(ns, key);
+  req.set_sender(sender);
+  req.set_outcome(outcome);
+  req.set_detail(detail);
+  req.set_bytes(stats.bytes);
+  req.set_seconds(stats.seconds);
+  proto::ReportTransferReply reply;
+  auto ctx = Context(kRpcTimeout);
+  grpc::Status s = stub_->ReportTransfer(ctx.get(), req, &reply);
+  if (!s.ok()) spdlog::warn("reporting transfer of {}: {}", PrintableName(ns, key), s.error_message());
+}
+
+void Node::RecordMeasurement(const PullStats& stats, uint32_t chunk_size) {
+  // Only transfers long enough to say something about the link feed the estimates.
+  if (stats.bytes < (8u << 20) || stats.seconds <= 0) return;
+  const double bw = static_cast<double>(stats.bytes) / stats.seconds;
+  const double old_bw = bandwidth_bps_.load();
+  const double new_bw = old_bw == 0 ? bw : 0.7 * old_bw + 0.3 * bw;
+  bandwidth_bps_.store(new_bw);
+  const double lat = std::max(10e-6, stats.first_chunk_s - chunk_size / new_bw);
+  const double old_lat = latency_s_.load();
+  latency_s_.store(old_lat == 0 ? lat : 0.7 * old_lat + 0.3 * lat);
+}
+
+absl::Status Node::DeleteObject(const std::string& ns, const std::string& key) {
+  if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
+  proto::DeleteRequest req;
+  *req.mutable_ref() = Ref(ns, key);
+  proto::DeleteReply reply;
+  auto ctx = Context(kRpcTimeout);
+  grpc::Status s = stub_->Delete(ctx.get(), req, &reply);
+  absl::Status local = store_.Delete(ns, key);
+  if (s.ok() || (s.error_code() == grpc::StatusCode::NOT_FOUND && local.ok())) return absl::OkStatus();
+  return FromGrpc(s);
+}
+
+absl::StatusOr<proto::ListReply> Node::List(const std::string& ns, const std::string& prefix, uint32_t limit) {
+  proto::ListRequest req;
+  req.set_ns(ns);
+  req.set_prefix(prefix);
+  req.set_limit(limit);
+  proto::ListReply reply;
+  auto ctx = Context(kRpcTimeout);
+  grpc::Status s = stub_->List(ctx.get(), req, &reply);
+  if (!s.ok()) return FromGrpc(s);
+  return reply;
+}
+
+absl::StatusOr<proto::ClusterStatusReply> Node::ClusterStatus() {
+  proto::ClusterStatusRequest req;
+  proto::ClusterStatusReply reply;
+  auto ctx = Context(absl::Seconds(3));
+  grpc::Status s = stub_->ClusterStatus(ctx.get(), req, &reply);
+  if (!s.ok()) return FromGrpc(s);
+  return reply;
+}
+
+absl::StatusOr<proto::BroadcastReply> Node::Broadcast(const proto::BroadcastRequest& req) {
+  proto::BroadcastReply reply;
+  auto ctx = Context(absl::Milliseconds(req.timeout_ms()) + absl::Seconds(10));
+  grpc::Status s = stub_->Broadcast(ctx.get(), req, &reply);
+  if (!s.ok()) return FromGrpc(s);
+  return reply;
+}
+
+void Node::OnEvicted(const std::string& ns, const std::string& key) {
+  proto::UnpublishRequest req;
+  req.set_node_id(options_.node_id);
+  *req.mutable_ref() = Ref(ns, key);
+  proto::UnpublishReply reply;
+  auto ctx = Context(kRpcTimeout);
+  grpc::Status s = stub_->Unpublish(ctx.get(), req, &reply);
+  if (!s.ok()) spdlog::warn("unpublishing evicted {}: {}", PrintableName(ns, key), s.error_message());
+}
+
+void Node::SessionLoop() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (!stopping_.load()) {
+    const absl::Time began = absl::Now();
+    RunSession();
+    connected_.store(false);
+    if (stopping_.load()) break;
+    if (absl::Now() - began > absl::Seconds(5)) backoff = absl::Milliseconds(100);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [this] { return stopping_.load(); });
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+void Node::RunSession() {
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_.load()) return;
+    session_ctx_ = &ctx;
+  }
+  auto stream = stub_->Session(&ctx);
+  proto::NodeMessage hello_msg;
+  proto::Hello* hello = hello_msg.mutable_hello();
+  proto::NodeInfo* info = hello->mutable_node();
+  info->set_node_id(options_.node_id);
+  info->set_name(options_.name);
+  info->set_dp_address(transport_->LocalAddress());
+  info->set_transport(std::string(transport_->Name()));
+  info->set_arena_bytes(arena_->size());
+  (*info->mutable_resources())["host_mem"] = static_cast<double>(arena_->size());
+  for (const auto& [k, v] : options_.labels) (*info->mutable_labels())[k] = v;
+  hello->set_cluster_token(options_.token);
+  for (const ListedLocal& o : store_.ListSealed()) {
+    proto::HeldObject* held = hello->add_holdings();
+    *held->mutable_ref() = Ref(o.ns, o.key);
+    held->mutable_meta()->set_size(o.meta.size);
+    held->mutable_meta()->set_dtype(static_cast<proto::DType>(o.meta.dtype));
+    held->mutable_meta()->set_count(o.meta.count);
+  }
+  std::thread heartbeat;
+  std::mutex hb_mu;
+  std::condition_variable hb_cv;
+  bool hb_stop = false;
+  if (stream->Write(hello_msg)) {
+    proto::CoordMessage msg;
+    while (stream->Read(&msg)) {
+      if (msg.has_welcome()) {
+        inline_max_.store(msg.welcome().inline_max_bytes());
+        connected_.store(true);
+        spdlog::info("registered with coordinator {} as {} ({})", options_.coordinator, options_.name, options_.node_id);
+        const auto interval = std::chrono::milliseconds(std::max<uint32_t>(msg.welcome().heartbeat_interval_ms(), 10));
+        if (!heartbeat.joinable()) {
+          heartbeat = std::thread([&, interval] {
+            std::unique_lock<std::mutex> lock(hb_mu);
+            for (uint64_t seq = 1; !hb_stop; ++seq) {
+              proto::NodeMessage hb;
+              StoreStats st = store_.Stats();
+              hb.mutable_heartbeat()->set_seq(seq);
+              hb.mutable_heartbeat()->set_bandwidth_bps(bandwidth_bps_.load());
+              hb.mutable_heartbeat()->set_latency_s(latency_s_.load());
+              hb.mutable_heartbeat()->set_arena_used(st.used);
+              hb.mutable_heartbeat()->set_objects(st.objects);
+              if (!stream->Write(hb)) break;
+              hb_cv.wait_for(lock, interval, [&] { return hb_stop; });
+            }
+          });
+        }
+      } else if (msg.has_membership()) {
+        HandleMembership(msg.membership());
+      } else if (msg.has_pull()) {
+        HandlePull(msg.pull());
+      } else if (msg.has_drop()) {
+        store_.Delete(msg.drop().ref().ns(), msg.drop().ref().key()).IgnoreError();
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(hb_mu);
+    hb_stop = true;
+  }
+  hb_cv.notify_all();
+  ctx.TryCancel();
+  if (heartbeat.joinable()) heartbeat.join();
+  grpc::Status s = stream->Finish();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    session_ctx_ = nullptr;
+  }
+  if (!stopping_.load()) spdlog::warn("coordinator session ended: {}", s.ok() ? "closed" : s.error_message());
+}
+
+void Node::HandleMembership(const proto::Membership& m) {
+  std::map<uint64_t, std::string> now;
+  for (const proto::NodeInfo& n : m.nodes()) {
+    if (n.node_id() != options_.node_id) now[n.node_id()] = n.dp_address();
+  }
+  std::vector<uint64_t> gone;
+  std::vector<std::pair<uint64_t, std::string>> added;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, addr] : peers_) {
+      if (!now.contains(id)) gone.push_back(id);
+    }
+    for (const auto& [id, addr] : now) {
+      auto it = peers_.find(id);
+      if (it == peers_.end() || it->second != addr || !transport_->HasPeer(id)) added.emplace_back(id, addr);
+    }
+    peers_ = now;
+  }
+  for (uint64_t id : gone) transport_->RemovePeer(id);   // fails pulls from dead nodes at once
+  for (const auto& [id, addr] : added) {
+    if (absl::Status s = transport_->AddPeer(id, addr); !s.ok()) spdlog::warn("adding peer {}: {}", id, std::string(s.message()));
+  }
+}
+
+void Node::HandlePull(const proto::PullInstruction& pull) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (active_pull_threads_ >= options_.pull_threads * 16) {
+      spdlog::warn("dropping pull instruction for {}: too many pulls", PrintableName(pull.ref().ns(), pull.ref().key()));
+      return;
+    }
+    ++active_pull_threads_;
+  }
+  std::thread([this, pull] {
+    const absl::Time deadline = absl::FromUnixMillis(pull.deadline_unix_ms());
+    absl::StatusOr<GetResult> r = Get(pull.ref().ns(), pull.ref().key(), kInternalSession, deadline);
+    if (r.ok()) {
+      store_.Unpin(r->pin);
+    } else {
+      spdlog::warn("broadcast pull of {} failed: {}", PrintableName(pull.ref().ns(), pull.ref().key()), std::string(r.status().message()));
+      Report(pull.ref().ns(), pull.ref().key(), 0, proto::ReportTransferRequest::ABORTED,
+             std::string(r.status().message()), {});
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    --active_pull_threads_;
+    cv_.notify_all();
+  }).detach();
+}
+
+std::string Node::MetricsText() {
+  StoreStats st = store_.Stats();
+  TransportStats ts = transport_->Stats();
+  std::string out;
+  auto gauge = [&out](const char* name, double v) { absl::StrAppend(&out, "ferry_", name, " ", v, "\n"); };
+  gauge("arena_bytes", st.capacity);
+  gauge("arena_used_bytes", st.used);
+  gauge("objects", st.objects);
+  gauge("objects_pinned", st.pinned);
+  gauge("evictions_total", st.evictions);
+  gauge("bytes_received_total", counters_.bytes_received.load());
+  gauge("chunks_received_total", counters_.chunks_received.load());
+  gauge("bytes_served_total", server_.bytes_served());
+  gauge("chunks_served_total", server_.chunks_served());
+  gauge("pulls_total", counters_.pulls.load());
+  gauge("retries_total", counters_.retries.load());
+  gauge("get_failures_total", counters_.failures.load());
+  gauge("transport_peer_failures_total", ts.peer_failures);
+  gauge("measured_bandwidth_bytes_per_second", bandwidth_bps_.load());
+  gauge("measured_latency_seconds", latency_s_.load());
+  gauge("coordinator_connected", connected_.load() ? 1 : 0);
+  return out;
+}
+
+}  // namespace ferry::dataplane

@@ -1,0 +1,137 @@
+// The heart of ferryd: one node's arena, object store, transport, chunk server and puller,
+// and its session with the coordinator (registration, heartbeats, membership, instructions,
+// re-registration after a coordinator restart).
+//
+// Threading: every public method is thread-safe and may block (they are called from gRPC
+// handler threads). The coordinator session runs on its own two threads (reader, heartbeat).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dataplane/engine/chunk_server.h"
+#include "dataplane/engine/puller.h"
+#include "dataplane/store/arena.h"
+#include "dataplane/store/object_store.h"
+#include "dataplane/transport/transport.h"
+#include "proto/coordinator.grpc.pb.h"
+
+namespace ferry::dataplane {
+
+struct NodeOptions {
+  std::string name;
+  std::string coordinator;             // host:port
+  std::string token;
+  uint64_t node_id = 0;                // 0: random
+  std::map<std::string, std::string> labels;
+  uint32_t chunk_size_override = 0;    // > 0: ignore the coordinator's chunk size
+  uint32_t window_override = 0;
+  uint32_t max_retries = 16;           // sender failures tolerated per Get
+  uint32_t pull_threads = 8;           // concurrent explicit-broadcast pulls
+};
+
+struct NodeCounters {
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> chunks_received{0};
+  std::atomic<uint64_t> pulls{0};
+  std::atomic<uint64_t> retries{0};
+  std::atomic<uint64_t> failures{0};
+};
+
+struct GetResult {
+  PinnedObject pin;
+  bool pulled = false;
+  uint64_t source_node = 0;
+  double seconds = 0;
+};
+
+class Node {
+ public:
+  // Takes ownership of the arena and transport (already created; the arena registered).
+  static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, std::unique_ptr<Arena> arena,
+                                                      std::unique_ptr<Transport> transport);
+  ~Node();
+
+  // Starts the coordinator session (reconnecting forever until Shutdown).
+  void Start();
+  void Shutdown();
+
+  // Client operations (session > 0). See proto/sidecar.proto for the contracts.
+  absl::StatusOr<uint64_t> CreateObject(const std::string& ns, const std::string& key, const StoredMeta& meta,
+                                        SessionId session);
+  absl::Status Seal(const std::string& ns, const std::string& key, SessionId session);
+  absl::StatusOr<GetResult> Get(const std::string& ns, const std::string& key, SessionId session,
+                                absl::Time deadline);
+  absl::Status DeleteObject(const std::string& ns, const std::string& key);
+  absl::StatusOr<proto::ListReply> List(const std::string& ns, const std::string& prefix, uint32_t limit);
+  absl::StatusOr<proto::ClusterStatusReply> ClusterStatus();
+  absl::StatusOr<proto::BroadcastReply> Broadcast(const proto::BroadcastRequest& req);
+
+  ObjectStore& store() { return store_; }
+  Arena& arena() { return *arena_; }
+  Transport& transport() { return *transport_; }
+  uint64_t node_id() const { return options_.node_id; }
+  const std::string& name() const { return options_.name; }
+  bool coordinator_connected() const { return connected_.load(); }
+  const NodeCounters& counters() const { return counters_; }
+  const ChunkServer& chunk_server() const { return server_; }
+  double bandwidth_bps() const { return bandwidth_bps_.load(); }
+  double latency_s() const { return latency_s_.load(); }
+  std::string MetricsText();
+
+ private:
+  Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Transport> transport);
+
+  absl::StatusOr<GetResult> FetchRemote(const std::string& ns, const std::string& key, SessionId session,
+                                        absl::Time deadline);
+  absl::Status StoreInline(const std::string& ns, const std::string& key, const proto::AcquireSourceReply& r);
+  void Report(const std::string& ns, const std::string& key, uint64_t sender,
+              proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats);
+  void RecordMeasurement(const PullStats& stats, uint32_t chunk_size);
+  absl::Status EnsurePeer(uint64_t peer, const std::string& address);
+
+  void SessionLoop();
+  void RunSession();
+  void HandleMembership(const proto::Membership& m);
+  void HandlePull(const proto::PullInstruction& pull);
+  void OnEvicted(const std::string& ns, const std::string& key);
+  std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const;
+
+  NodeOptions options_;
+  std::unique_ptr<Arena> arena_;
+  std::unique_ptr<Transport> transport_;
+  ObjectStore store_;
+  ChunkServer server_;
+  Puller puller_;
+  NodeCounters counters_;
+  std::atomic<double> bandwidth_bps_{0};
+  std::atomic<double> latency_s_{0};
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<proto::Coordinator::Stub> stub_;
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint32_t> inline_max_{64 * 1024};
+  std::thread session_thread_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Keys this node is pulling right now: a second Get waits for the first pull.
+  std::set<std::pair<std::string, std::string>> pulling_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> peers_ ABSL_GUARDED_BY(mu_);   // node id -> dp address
+  grpc::ClientContext* session_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  uint32_t active_pull_threads_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace ferry::dataplane

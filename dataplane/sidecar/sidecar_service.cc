@@ -1,0 +1,185 @@
+#include "dataplane/sidecar/sidecar_service.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "proto/status_bridge.h"
+
+namespace ferry::dataplane {
+namespace {
+
+absl::Status CheckRef(const proto::ObjectRef& ref) { return ValidateObjectName(ref.ns(), ref.key()); }
+
+size_t DTypeBytes(proto::DType d) {
+  switch (d) {
+    case proto::F32: case proto::I32: return 4;
+    case proto::F64: case proto::I64: return 8;
+    case proto::F16: case proto::BF16: return 2;
+    default: return 1;
+  }
+}
+
+absl::Status CheckMeta(const proto::ObjectMeta& meta) {
+  if (!proto::DType_IsValid(meta.dtype())) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown dtype ", meta.dtype()));
+  }
+  const size_t elem = DTypeBytes(meta.dtype());
+  if (meta.size() % elem != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("size ", meta.size(), " is not a multiple of the ",
+                                                   proto::DType_Name(meta.dtype()), " element size ", elem));
+  }
+  if (meta.count() != 0 && meta.count() * elem != meta.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("count ", meta.count(), " x ", elem, " bytes does not match size ",
+                                                   meta.size()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SidecarService::CheckSession(uint64_t session) const {
+  if (session == 0 || !sessions_->IsLive(session)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("unknown session ", session, ": connect through the arena socket first"));
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status SidecarService::Create(grpc::ServerContext*, const proto::CreateRequest* req, proto::CreateReply* reply) {
+  if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckMeta(req->meta()); !s.ok()) return ToGrpc(s);
+  const proto::ObjectMeta& m = req->meta();
+  StoredMeta meta{m.size(), static_cast<uint32_t>(m.dtype()), m.count() != 0 ? m.count() : m.size() / DTypeBytes(m.dtype())};
+  absl::StatusOr<uint64_t> offset = node_->CreateObject(req->ref().ns(), req->ref().key(), meta, req->session());
+  if (!offset.ok()) return ToGrpc(offset.status());
+  reply->set_offset(*offset);
+  return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::Seal(grpc::ServerContext*, const proto::SealRequest* req, proto::SealReply*) {
+  if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  return ToGrpc(node_->Seal(req->ref().ns(), req->ref().key(), req->session()));
+}
+
+grpc::Status SidecarService::Abort(grpc::ServerContext*, const proto::AbortRequest* req, proto::AbortReply*) {
+  if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  return ToGrpc(node_->store().Abort(req->ref().ns(), req->ref().key(), req->session()));
+}
+
+grpc::Status SidecarService::Get(grpc::ServerContext*, const proto::GetRequest* req, proto::GetReply* reply) {
+  if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(req->timeout_ms());
+  absl::StatusOr<GetResult> r = node_->Get(req->ref().ns(), req->ref().key(), req->session(), deadline);
+  if (!r.ok()) return ToGrpc(r.status());
+  if (!sessions_->IsLive(req->session())) {
+    // The client went away while we waited: its session's pins were already dropped.
+    node_->store().Release(req->ref().ns(), req->ref().key(), req->session()).IgnoreError();
+    return grpc::Status(grpc::StatusCode::CANCELLED, "client session ended during Get");
+  }
+  reply->set_offset(r->pin.offset);
+  reply->mutable_meta()->set_size(r->pin.meta.size);
+  reply->mutable_meta()->set_dtype(static_cast<proto::DType>(r->pin.meta.dtype));
+  reply->mutable_meta()->set_count(r->pin.meta.count);
+  reply->set_pulled(r->pulled);
+  reply->set_source_node(r->source_node);
+  reply->set_pull_seconds(r->seconds);
+  return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::Release(grpc::ServerContext*, const proto::ReleaseRequest* req, proto::ReleaseReply*) {
+  if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  return ToGrpc(node_->store().Release(req->ref().ns(), req->ref().key(), req->session()));
+}
+
+grpc::Status SidecarService::Delete(grpc::ServerContext*, const proto::DeleteObjectRequest* req, proto::DeleteObjectReply*) {
+  if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  return ToGrpc(node_->DeleteObject(req->ref().ns(), req->ref().key()));
+}
+
+grpc::Status SidecarService::List(grpc::ServerContext*, const proto::ListObjectsRequest* req,
+                                  proto::ListObjectsReply* reply) {
+  const std::string ns = req->ns().empty() ? std::string(kDefaultNamespace) : req->ns();
+  if (absl::Status s = ValidateNamespace(ns); !s.ok()) return ToGrpc(s);
+  absl::StatusOr<proto::ListReply> r = node_->List(ns, req->prefix(), req->limit());
+  if (!r.ok()) return ToGrpc(r.status());
+  for (const proto::ListEntry& e : r->objects()) {
+    proto::ListedObject* o = reply->add_objects();
+    *o->mutable_ref() = e.ref();
+    *o->mutable_meta() = e.meta();
+    o->set_complete_copies(e.complete_copies());
+    o->set_partial_copies(e.partial_copies());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::Status(grpc::ServerContext*, const proto::StatusRequest*, proto::StatusReply* reply) {
+  StoreStats st = node_->store().Stats();
+  proto::NodeInfo* self = reply->mutable_self();
+  self->set_node_id(node_->node_id());
+  self->set_name(node_->name());
+  self->set_alive(true);
+  self->set_transport(std::string(node_->transport().Name()));
+  self->set_arena_bytes(st.capacity);
+  self->set_arena_used(st.used);
+  self->set_objects(st.objects);
+  self->set_bandwidth_bps(node_->bandwidth_bps());
+  self->set_latency_s(node_->latency_s());
+  proto::LocalStats* local = reply->mutable_local();
+  local->set_arena_bytes(st.capacity);
+  local->set_arena_used(st.used);
+  local->set_objects(st.objects);
+  local->set_pinned(st.pinned);
+  local->set_evictions(st.evictions);
+  local->set_bytes_received(node_->counters().bytes_received.load());
+  local->set_chunks_received(node_->counters().chunks_received.load());
+  local->set_bytes_sent(node_->chunk_server().bytes_served());
+  local->set_chunks_sent(node_->chunk_server().chunks_served());
+  local->set_retries(node_->counters().retries.load());
+  local->set_failures(node_->counters().failures.load());
+  reply->set_coordinator_connected(node_->coordinator_connected());
+  if (absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus(); cluster.ok()) {
+    for (const proto::NodeInfo& n : cluster->nodes()) *reply->add_cluster() = n;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::SidecarBroadcastRequest* req,
+                                       proto::SidecarBroadcastReply* reply) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  proto::BroadcastRequest breq;
+  *breq.mutable_ref() = req->ref();
+  breq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
+  breq.set_wait(true);
+  absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus();
+  if (!cluster.ok()) return ToGrpc(cluster.status());
+  std::map<uint64_t, std::string> names;
+  for (const proto::NodeInfo& n : cluster->nodes()) names[n.node_id()] = n.name();
+  for (const std::string& want : req->nodes()) {
+    uint64_t id = 0;
+    for (const auto& [nid, name] : names) {
+      if (name == want) id = nid;
+    }
+    if (id == 0 && (!absl::SimpleAtoi(want, &id) || !names.contains(id))) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no node named '", want, "' in the cluster"));
+    }
+    breq.add_node_ids(id);
+  }
+  absl::StatusOr<proto::BroadcastReply> r = node_->Broadcast(breq);
+  if (!r.ok()) return ToGrpc(r.status());
+  for (const proto::BroadcastResult& res : r->results()) {
+    proto::SidecarBroadcastResult* out = reply->add_results();
+    out->set_node(names.contains(res.node_id()) ? names[res.node_id()] : absl::StrCat(res.node_id()));
+    out->set_ok(res.ok());
+    out->set_error(res.error());
+  }
+  reply->set_seconds(r->seconds());
+  return grpc::Status::OK;
+}
+
+}  // namespace ferry::dataplane

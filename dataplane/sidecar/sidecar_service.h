@@ -1,0 +1,33 @@
+// ferryd's local gRPC service (proto/sidecar.proto), served on a unix socket. A thin
+// adapter: validates requests and sessions, then calls Node.
+#pragma once
+
+#include "dataplane/sidecar/arena_server.h"
+#include "dataplane/sidecar/node.h"
+#include "proto/sidecar.grpc.pb.h"
+
+namespace ferry::dataplane {
+
+class SidecarService final : public proto::Sidecar::Service {
+ public:
+  SidecarService(Node* node, const ArenaServer* sessions) : node_(node), sessions_(sessions) {}
+
+  grpc::Status Create(grpc::ServerContext*, const proto::CreateRequest*, proto::CreateReply*) override;
+  grpc::Status Seal(grpc::ServerContext*, const proto::SealRequest*, proto::SealReply*) override;
+  grpc::Status Abort(grpc::ServerContext*, const proto::AbortRequest*, proto::AbortReply*) override;
+  grpc::Status Get(grpc::ServerContext*, const proto::GetRequest*, proto::GetReply*) override;
+  grpc::Status Release(grpc::ServerContext*, const proto::ReleaseRequest*, proto::ReleaseReply*) override;
+  grpc::Status Delete(grpc::ServerContext*, const proto::DeleteObjectRequest*, proto::DeleteObjectReply*) override;
+  grpc::Status List(grpc::ServerContext*, const proto::ListObjectsRequest*, proto::ListObjectsReply*) override;
+  grpc::Status Status(grpc::ServerContext*, const proto::StatusRequest*, proto::StatusReply*) override;
+  grpc::Status Broadcast(grpc::ServerContext*, const proto::SidecarBroadcastRequest*,
+                         proto::SidecarBroadcastReply*) override;
+
+ private:
+  absl::Status CheckSession(uint64_t session) const;
+
+  Node* node_;
+  const ArenaServer* sessions_;
+};
+
+}  // namespace ferry::dataplane

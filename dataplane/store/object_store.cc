@@ -1,0 +1,471 @@
+#include "dataplane/store/object_store.h"
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+
+namespace ferry::dataplane {
+
+struct StoreObject {
+  std::string ns;
+  std::string key;
+  StoredMeta meta;
+  uint64_t offset = 0;
+  ObjectState state = ObjectState::kWriting;
+  SessionId owner = kInternalSession;
+  std::map<SessionId, uint32_t> pins;   // session -> pin count
+  uint32_t serve_pins = 0;
+  uint32_t total_pins = 0;
+  bool removed = false;                 // no longer in objects_; free when unpinned
+  bool freed = false;
+  std::optional<ChunkProgress> progress;   // kReceiving only
+  std::vector<std::pair<uint32_t, ChunkReady>> waiters;
+  std::list<StoreObject*>::iterator lru_pos;
+  bool in_lru = false;
+};
+
+namespace {
+
+std::string Name(const std::string& ns, const std::string& key) { return PrintableName(ns, key); }
+
+}  // namespace
+
+ObjectStore::ObjectStore(uint64_t capacity, uint64_t alignment) : allocator_(capacity, alignment) {}
+
+void ObjectStore::SetEvictionListener(EvictionListener listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  eviction_listener_ = std::move(listener);
+}
+
+absl::StatusOr<uint64_t> ObjectStore::AllocateLocked(uint64_t size, std::vector<Key>* evicted) {
+  while (true) {
+    absl::StatusOr<uint64_t> offset = allocator_.Allocate(size);
+    if (offset.ok() || size > allocator_.capacity()) return offset;
+    if (lru_.empty()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "arena full: ", size, " bytes requested, ", allocator_.free_bytes(), " of ",
+          allocator_.capacity(), " free and nothing left to evict (every object is pinned or "
+          "unsealed)"));
+    }
+    StoreObject* victim = lru_.front();
+    Key k{victim->ns, victim->key};
+    evicted->push_back(k);
+    ++evictions_;
+    RemoveLocked(k, nullptr);
+  }
+}
+
+absl::StatusOr<uint64_t> ObjectStore::Create(const std::string& ns, const std::string& key,
+                                             const StoredMeta& meta, SessionId session) {
+  if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
+  std::vector<Key> evicted;
+  absl::StatusOr<uint64_t> result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (objects_.contains(Key{ns, key})) {
+      return absl::AlreadyExistsError(absl::StrCat("object ", Name(ns, key), " already exists"));
+    }
+    if (meta.size > allocator_.capacity()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "object ", Name(ns, key), " of ", meta.size, " bytes is larger than the arena (",
+          allocator_.capacity(), " bytes)"));
+    }
+    result = AllocateLocked(meta.size, &evicted);
+    if (result.ok()) {
+      auto obj = std::make_shared<StoreObject>();
+      obj->ns = ns;
+      obj->key = key;
+      obj->meta = meta;
+      obj->offset = *result;
+      obj->owner = session;
+      obj->state = ObjectState::kWriting;
+      objects_.emplace(Key{ns, key}, std::move(obj));
+    } else {
+      result = absl::Status(result.status().code(),
+                            absl::StrCat("cannot create ", Name(ns, key), ": ",
+                                         result.status().message()));
+    }
+  }
+  NotifyEvicted(evicted);
+  return result;
+}
+
+absl::Status ObjectStore::Seal(const std::string& ns, const std::string& key, SessionId session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  StoreObject& obj = *it->second;
+  if (obj.state == ObjectState::kSealed) {
+    return absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is already sealed"));
+  }
+  if (obj.state == ObjectState::kReceiving) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("object ", Name(ns, key), " is being received from another node"));
+  }
+  if (obj.owner != session) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("object ", Name(ns, key), " was created by another client"));
+  }
+  obj.state = ObjectState::kSealed;
+  if (obj.total_pins == 0) {
+    obj.lru_pos = lru_.insert(lru_.end(), &obj);
+    obj.in_lru = true;
+  }
+  sealed_cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status ObjectStore::Abort(const std::string& ns, const std::string& key, SessionId session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  if (it->second->state != ObjectState::kWriting) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("object ", Name(ns, key), " is not being written; only unsealed objects can be aborted"));
+  }
+  if (it->second->owner != session) {
+    return absl::PermissionDeniedError(absl::StrCat("object ", Name(ns, key), " was created by another client"));
+  }
+  RemoveLocked(it->first, nullptr);
+  sealed_cv_.notify_all();
+  return absl::OkStatus();
+}
+
+void ObjectStore::PinLocked(StoreObject& obj, SessionId session) {
+  ++obj.pins[session];
+  ++obj.total_pins;
+  if (obj.in_lru) {
+    lru_.erase(obj.lru_pos);
+    obj.in_lru = false;
+  }
+}
+
+void ObjectStore::UnpinLocked(StoreObject& obj, SessionId session) {
+  auto it = obj.pins.find(session);
+  if (it == obj.pins.end()) return;
+  if (--it->second == 0) obj.pins.erase(it);
+  --obj.total_pins;
+  if (obj.total_pins == 0 && obj.serve_pins == 0) {
+    if (obj.removed) {
+      MaybeFreeLocked(obj);
+    } else if (obj.state == ObjectState::kSealed && !obj.in_lru) {
+      obj.lru_pos = lru_.insert(lru_.end(), &obj);
+      obj.in_lru = true;
+    }
+  }
+}
+
+absl::StatusOr<PinnedObject> ObjectStore::PinSealed(const std::string& ns, const std::string& key,
+                                                    SessionId session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  if (it->second->state != ObjectState::kSealed) {
+    return absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is not sealed yet"));
+  }
+  PinLocked(*it->second, session);
+  return PinnedObject{it->second, it->second->offset, it->second->meta};
+}
+
+absl::StatusOr<PinnedObject> ObjectStore::WaitSealed(const std::string& ns, const std::string& key,
+                                                     SessionId session, absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    auto it = objects_.find(Key{ns, key});
+    if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+    if (it->second->state == ObjectState::kSealed) {
+      PinLocked(*it->second, session);
+      return PinnedObject{it->second, it->second->offset, it->second->meta};
+    }
+    absl::Time now = absl::Now();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "object ", Name(ns, key), " exists on this node but was not sealed before the deadline (",
+          it->second->state == ObjectState::kWriting ? "another client is still writing it"
+                                                     : "it is still being received",
+          ")"));
+    }
+    sealed_cv_.wait_for(lock, absl::ToChronoNanoseconds(std::min(deadline - now, absl::Milliseconds(200))));
+  }
+}
+
+absl::Status ObjectStore::Release(const std::string& ns, const std::string& key, SessionId session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it != objects_.end() && it->second->pins.contains(session)) {
+    UnpinLocked(*it->second, session);
+    return absl::OkStatus();
+  }
+  // The object may have been deleted while pinned.
+  for (const std::shared_ptr<StoreObject>& z : zombies_) {
+    if (z->ns == ns && z->key == key && z->pins.contains(session)) {
+      std::shared_ptr<StoreObject> keep = z;   // UnpinLocked may drop it from zombies_
+      UnpinLocked(*keep, session);
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no pin on object ", Name(ns, key), " held by this client"));
+}
+
+absl::StatusOr<PinnedObject> ObjectStore::PinInternal(const std::string& ns, const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  PinLocked(*it->second, kInternalSession);
+  return PinnedObject{it->second, it->second->offset, it->second->meta};
+}
+
+void ObjectStore::Unpin(const PinnedObject& pin) {
+  if (!pin.object) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  UnpinLocked(*pin.object, kInternalSession);
+}
+
+absl::Status ObjectStore::Delete(const std::string& ns, const std::string& key) {
+  std::vector<Waiter> orphaned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find(Key{ns, key});
+    if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+    RemoveLocked(it->first, &orphaned);
+    sealed_cv_.notify_all();
+  }
+  for (auto& [k, cb] : orphaned) cb(absl::AbortedError(absl::StrCat("object ", Name(ns, key), " was deleted")));
+  return absl::OkStatus();
+}
+
+bool ObjectStore::Contains(const std::string& ns, const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return objects_.contains(Key{ns, key});
+}
+
+void ObjectStore::RemoveLocked(const Key& key, std::vector<Waiter>* orphaned) {
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return;
+  std::shared_ptr<StoreObject> obj = it->second;
+  objects_.erase(it);
+  obj->removed = true;
+  if (obj->in_lru) {
+    lru_.erase(obj->lru_pos);
+    obj->in_lru = false;
+  }
+  if (orphaned != nullptr) {
+    for (auto& w : obj->waiters) orphaned->push_back(std::move(w));
+  }
+  obj->waiters.clear();
+  MaybeFreeLocked(*obj);
+  if (!obj->freed) zombies_.push_back(obj);
+}
+
+void ObjectStore::MaybeFreeLocked(StoreObject& obj) {
+  if (!obj.removed || obj.freed || obj.total_pins > 0 || obj.serve_pins > 0) return;
+  obj.freed = true;
+  allocator_.Free(obj.offset).IgnoreError();   // cannot fail: the block is ours
+  std::erase_if(zombies_, [&obj](const std::shared_ptr<StoreObject>& z) { return z.get() == &obj; });
+}
+
+void ObjectStore::NotifyEvicted(const std::vector<Key>& evicted) {
+  if (evicted.empty()) return;
+  EvictionListener listener;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    listener = eviction_listener_;
+  }
+  if (!listener) return;
+  for (const Key& k : evicted) listener(k.first, k.second);
+}
+
+absl::StatusOr<uint64_t> ObjectStore::CreateReceiving(const std::string& ns, const std::string& key,
+                                                      const StoredMeta& meta, uint32_t chunk_size) {
+  if (chunk_size == 0) return absl::InvalidArgumentError("chunk size must be > 0");
+  absl::StatusOr<uint64_t> offset = Create(ns, key, meta, kInternalSession);
+  if (!offset.ok()) return offset;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::AbortedError(absl::StrCat("object ", Name(ns, key), " vanished"));
+  it->second->state = ObjectState::kReceiving;
+  it->second->progress.emplace(meta.size, chunk_size);
+  return offset;
+}
+
+void ObjectStore::MarkChunk(const std::string& ns, const std::string& key, uint32_t k) {
+  std::vector<std::pair<ChunkReady, ServeSlice>> ready;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find(Key{ns, key});
+    if (it == objects_.end() || !it->second->progress) return;
+    StoreObject& obj = *it->second;
+    if (!obj.progress->MarkLanded(k)) return;
+    auto& waiters = obj.waiters;
+    for (size_t i = 0; i < waiters.size();) {
+      uint32_t want = waiters[i].first;
+      // A waiter asked with its own chunk size; waiters record the chunk index in this
+      // object's chunking (translated when they were queued).
+      if (obj.progress->Has(want)) {
+        auto [first, len] = obj.progress->ChunkRange(want);
+        ++obj.serve_pins;
+        ready.emplace_back(std::move(waiters[i].second), ServeSlice{it->second, obj.offset + first, len});
+        waiters[i] = std::move(waiters.back());
+        waiters.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  for (auto& [cb, slice] : ready) cb(std::move(slice));
+}
+
+absl::Status ObjectStore::FinishReceiving(const std::string& ns, const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  StoreObject& obj = *it->second;
+  if (obj.state != ObjectState::kReceiving) {
+    return absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is not being received"));
+  }
+  if (!obj.progress->complete()) {
+    return absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " has ",
+                                                      obj.progress->num_chunks() - obj.progress->landed(),
+                                                      " chunks missing"));
+  }
+  obj.state = ObjectState::kSealed;
+  obj.owner = kInternalSession;
+  if (obj.total_pins == 0 && obj.serve_pins == 0) {
+    obj.lru_pos = lru_.insert(lru_.end(), &obj);
+    obj.in_lru = true;
+  }
+  sealed_cv_.notify_all();
+  return absl::OkStatus();
+}
+
+void ObjectStore::AbortReceiving(const std::string& ns, const std::string& key, const absl::Status& why) {
+  std::vector<Waiter> orphaned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find(Key{ns, key});
+    if (it == objects_.end() || it->second->state != ObjectState::kReceiving) return;
+    RemoveLocked(it->first, &orphaned);
+    sealed_cv_.notify_all();
+  }
+  for (auto& [k, cb] : orphaned) {
+    cb(absl::AbortedError(absl::StrCat("partial copy of ", Name(ns, key), " was dropped: ", why.message())));
+  }
+}
+
+absl::StatusOr<std::vector<uint32_t>> ObjectStore::MissingChunks(const std::string& ns,
+                                                                 const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  std::vector<uint32_t> missing;
+  const auto& p = it->second->progress;
+  if (!p) return missing;
+  for (std::optional<uint32_t> k = p->NextMissing(0); k; k = p->NextMissing(*k + 1)) missing.push_back(*k);
+  return missing;
+}
+
+void ObjectStore::ServeChunk(const std::string& ns, const std::string& key, uint32_t chunk_size,
+                             uint32_t k, ChunkReady ready) {
+  absl::StatusOr<ServeSlice> result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find(Key{ns, key});
+    if (it == objects_.end()) {
+      result = absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found on this node"));
+    } else {
+      StoreObject& obj = *it->second;
+      ChunkProgress shape(obj.meta.size, chunk_size);
+      if (obj.state == ObjectState::kWriting) {
+        result = absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is not sealed"));
+      } else if (k >= shape.num_chunks()) {
+        result = absl::OutOfRangeError(absl::StrCat("chunk ", k, " of ", Name(ns, key), " is past its end (",
+                                                    shape.num_chunks(), " chunks of ", chunk_size, " bytes)"));
+      } else if (obj.state == ObjectState::kSealed) {
+        auto [first, len] = shape.ChunkRange(k);
+        ++obj.serve_pins;
+        if (obj.in_lru) {
+          lru_.erase(obj.lru_pos);
+          obj.in_lru = false;
+        }
+        result = ServeSlice{it->second, obj.offset + first, len};
+      } else if (chunk_size != obj.progress->chunk_size()) {
+        result = absl::InvalidArgumentError(absl::StrCat(
+            "chunk size ", chunk_size, " does not match the partial copy's ", obj.progress->chunk_size()));
+      } else if (obj.progress->Has(k)) {
+        auto [first, len] = obj.progress->ChunkRange(k);
+        ++obj.serve_pins;
+        result = ServeSlice{it->second, obj.offset + first, len};
+      } else {
+        obj.waiters.emplace_back(k, std::move(ready));
+        return;
+      }
+    }
+  }
+  ready(std::move(result));
+}
+
+void ObjectStore::UnpinServe(const ServeSlice& slice) {
+  if (!slice.object) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  StoreObject& obj = *slice.object;
+  if (obj.serve_pins > 0) --obj.serve_pins;
+  if (obj.serve_pins == 0 && obj.total_pins == 0) {
+    if (obj.removed) {
+      MaybeFreeLocked(obj);
+    } else if (obj.state == ObjectState::kSealed && !obj.in_lru) {
+      obj.lru_pos = lru_.insert(lru_.end(), &obj);
+      obj.in_lru = true;
+    }
+  }
+}
+
+void ObjectStore::EndSession(SessionId session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Key> unsealed;
+  std::vector<std::shared_ptr<StoreObject>> pinned;
+  for (auto& [k, obj] : objects_) {
+    if (obj->state == ObjectState::kWriting && obj->owner == session) unsealed.push_back(k);
+    if (obj->pins.contains(session)) pinned.push_back(obj);
+  }
+  for (auto& obj : zombies_) {
+    if (obj->pins.contains(session)) pinned.push_back(obj);
+  }
+  for (const Key& k : unsealed) RemoveLocked(k, nullptr);
+  for (auto& obj : pinned) {
+    uint32_t n = obj->pins[session];
+    for (uint32_t i = 0; i < n; ++i) UnpinLocked(*obj, session);
+  }
+  sealed_cv_.notify_all();
+}
+
+StoreStats ObjectStore::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  StoreStats s;
+  s.capacity = allocator_.capacity();
+  s.used = allocator_.used();
+  s.objects = objects_.size();
+  for (const auto& [k, obj] : objects_) {
+    if (obj->state == ObjectState::kSealed) ++s.sealed;
+    if (obj->total_pins > 0) ++s.pinned;
+  }
+  s.evictions = evictions_;
+  return s;
+}
+
+std::vector<ListedLocal> ObjectStore::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ListedLocal> out;
+  for (const auto& [k, obj] : objects_) {
+    out.push_back({obj->ns, obj->key, obj->meta, obj->state, obj->total_pins});
+  }
+  return out;
+}
+
+std::vector<ListedLocal> ObjectStore::ListSealed() const {
+  std::vector<ListedLocal> all = List();
+  std::erase_if(all, [](const ListedLocal& o) { return o.state != ObjectState::kSealed; });
+  return all;
+}
+
+}  // namespace ferry::dataplane

@@ -1,0 +1,181 @@
+// A node's objects: names -> arena ranges, lifecycle (writing / receiving / sealed), pins,
+// chunk progress with waiters, LRU eviction of unpinned sealed objects.
+//
+// Lifecycle
+//   Create (client, kWriting) --Seal--> kSealed          Abort / session end: reclaimed
+//   CreateReceiving (pull, kReceiving) --chunks land--> FinishReceiving --> kSealed
+// A sealed object is immutable. Delete of a pinned object hides it at once and frees its
+// space when the last pin goes, so a live view never sees its bytes reused.
+//
+// Sessions: every client has a session id (> 0); pins and unsealed objects belong to it and
+// EndSession releases / reclaims them. Session 0 is ferryd itself (serving, pulling).
+//
+// Thread-safety: every method is thread-safe. Callbacks (chunk waiters, eviction listener)
+// run without the store's lock held, on the thread that caused them.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dataplane/store/allocator.h"
+#include "dataplane/store/chunk_progress.h"
+
+namespace ferry::dataplane {
+
+using SessionId = uint64_t;
+inline constexpr SessionId kInternalSession = 0;
+
+enum class ObjectState { kWriting, kReceiving, kSealed };
+
+struct StoredMeta {
+  uint64_t size = 0;
+  uint32_t dtype = 0;   // proto DType value
+  uint64_t count = 0;
+};
+
+struct StoreObject;   // internal
+
+// A pin on an object, returned by the pinning calls. Carries where the bytes are.
+struct PinnedObject {
+  std::shared_ptr<StoreObject> object;
+  uint64_t offset = 0;
+  StoredMeta meta;
+};
+
+// A chunk ready to be served: [offset, offset+len) of the arena stays valid until the
+// matching UnpinServe.
+struct ServeSlice {
+  std::shared_ptr<StoreObject> object;
+  uint64_t offset = 0;
+  uint64_t len = 0;
+};
+using ChunkReady = absl::AnyInvocable<void(absl::StatusOr<ServeSlice>)>;
+
+struct StoreStats {
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  uint64_t objects = 0;
+  uint64_t sealed = 0;
+  uint64_t pinned = 0;
+  uint64_t evictions = 0;
+};
+
+struct ListedLocal {
+  std::string ns;
+  std::string key;
+  StoredMeta meta;
+  ObjectState state;
+  uint32_t pins;
+};
+
+class ObjectStore {
+ public:
+  using EvictionListener = std::function<void(const std::string& ns, const std::string& key)>;
+
+  ObjectStore(uint64_t capacity, uint64_t alignment = 64);
+
+  // Listener told (outside the lock) whenever a sealed object is evicted or dropped.
+  void SetEvictionListener(EvictionListener listener);
+
+  // Allocates a kWriting object owned by `session`. ALREADY_EXISTS, RESOURCE_EXHAUSTED
+  // (after evicting every unpinned sealed object that could help), INVALID_ARGUMENT.
+  absl::StatusOr<uint64_t> Create(const std::string& ns, const std::string& key,
+                                  const StoredMeta& meta, SessionId session);
+  // kWriting -> kSealed. NOT_FOUND, FAILED_PRECONDITION (already sealed / receiving),
+  // PERMISSION_DENIED (another session's object).
+  absl::Status Seal(const std::string& ns, const std::string& key, SessionId session);
+  // Discards an unsealed object the session created.
+  absl::Status Abort(const std::string& ns, const std::string& key, SessionId session);
+
+  // Pins a sealed object for `session`. NOT_FOUND if absent; FAILED_PRECONDITION if it
+  // exists but is not sealed.
+  absl::StatusOr<PinnedObject> PinSealed(const std::string& ns, const std::string& key,
+                                         SessionId session);
+  // Like PinSealed, but waits until `deadline` for an existing unsealed object to be sealed.
+  // NOT_FOUND if the object does not exist (or disappears), DEADLINE_EXCEEDED naming it.
+  absl::StatusOr<PinnedObject> WaitSealed(const std::string& ns, const std::string& key,
+                                          SessionId session, absl::Time deadline);
+  // Drops one of `session`'s pins. NOT_FOUND if it holds none.
+  absl::Status Release(const std::string& ns, const std::string& key, SessionId session);
+  // Pins an object in any state for the internal session (ferryd's own use: a pull keeps
+  // its destination alive until every in-flight chunk has completed). NOT_FOUND if absent.
+  absl::StatusOr<PinnedObject> PinInternal(const std::string& ns, const std::string& key);
+  // Drops a pin returned by PinSealed/WaitSealed/PinInternal for the internal session.
+  void Unpin(const PinnedObject& pin);
+
+  // Removes the object (freed when unpinned). NOT_FOUND if absent.
+  absl::Status Delete(const std::string& ns, const std::string& key);
+  bool Contains(const std::string& ns, const std::string& key) const;
+
+  // --- receive path (ferryd pulling from a peer) ---
+  // Creates a kReceiving object of meta.size bytes tracked in `chunk_size` chunks.
+  absl::StatusOr<uint64_t> CreateReceiving(const std::string& ns, const std::string& key,
+                                           const StoredMeta& meta, uint32_t chunk_size);
+  // Marks chunk k of a receiving object landed and wakes its waiters.
+  void MarkChunk(const std::string& ns, const std::string& key, uint32_t k);
+  // kReceiving -> kSealed. FAILED_PRECONDITION if chunks are missing.
+  absl::Status FinishReceiving(const std::string& ns, const std::string& key);
+  // Drops a receiving object (waiters fail with `why`).
+  void AbortReceiving(const std::string& ns, const std::string& key, const absl::Status& why);
+  // The chunks still missing of a receiving object (empty when complete).
+  absl::StatusOr<std::vector<uint32_t>> MissingChunks(const std::string& ns,
+                                                      const std::string& key) const;
+
+  // --- serve path ---
+  // Calls `ready` with chunk k of the object (chunk_size as given by the requester) once it
+  // has landed: at once for a sealed object, later for a receiving one. The slice is pinned:
+  // call UnpinServe when the bytes have been sent. NOT_FOUND if absent, OUT_OF_RANGE for a
+  // bad chunk, ABORTED if the partial copy is dropped before the chunk lands.
+  void ServeChunk(const std::string& ns, const std::string& key, uint32_t chunk_size,
+                  uint32_t k, ChunkReady ready);
+  void UnpinServe(const ServeSlice& slice);
+
+  // Releases every pin of the session and reclaims its unsealed objects.
+  void EndSession(SessionId session);
+
+  StoreStats Stats() const;
+  std::vector<ListedLocal> List() const;
+  // Sealed objects (for re-reporting to a restarted coordinator).
+  std::vector<ListedLocal> ListSealed() const;
+
+ private:
+  using Key = std::pair<std::string, std::string>;
+  using Waiter = std::pair<uint32_t, ChunkReady>;   // (chunk, callback)
+
+  absl::StatusOr<uint64_t> AllocateLocked(uint64_t size, std::vector<Key>* evicted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PinLocked(StoreObject& obj, SessionId session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnpinLocked(StoreObject& obj, SessionId session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveLocked(const Key& key, std::vector<Waiter>* orphaned)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeFreeLocked(StoreObject& obj) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotifyEvicted(const std::vector<Key>& evicted);
+
+  mutable std::mutex mu_;
+  // Invariants: every object in objects_ owns one allocator block; an object is in lru_
+  // iff it is sealed, in objects_, and has no pins; removed-but-pinned objects are kept
+  // alive by their pins' shared_ptr and free their block when the last pin goes.
+  Allocator allocator_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<Key, std::shared_ptr<StoreObject>> objects_ ABSL_GUARDED_BY(mu_);
+  std::list<StoreObject*> lru_ ABSL_GUARDED_BY(mu_);   // front = least recently used
+  // Removed objects still pinned (deleted or evicted while a view was open).
+  std::vector<std::shared_ptr<StoreObject>> zombies_ ABSL_GUARDED_BY(mu_);
+  uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+  std::condition_variable sealed_cv_;
+  EvictionListener eviction_listener_;
+};
+
+}  // namespace ferry::dataplane

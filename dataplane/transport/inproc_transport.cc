@@ -1,0 +1,538 @@
+#include "dataplane/transport/inproc_transport.h"
+
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace ferry::dataplane {
+namespace inproc_internal {
+
+// A thread running posted tasks in order. Post fails once closed.
+class Executor {
+ public:
+  using Task = absl::AnyInvocable<void() &&>;
+  Executor() : thread_([this] { Run(); }) {}
+  ~Executor() {
+    CloseWith(nullptr);
+    if (!thread_.joinable()) return;
+    if (OnThread()) {
+      thread_.detach();  // destroyed from our own task: cannot join ourselves
+    } else {
+      thread_.join();
+    }
+  }
+  bool Post(Task task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return false;
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    return true;
+  }
+  // Queues `last` (if any) as the final task and refuses later posts. False if already closed.
+  bool CloseWith(Task last) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return false;
+      if (last) tasks_.push_back(std::move(last));
+      closed_ = true;
+    }
+    cv_.notify_one();
+    return true;
+  }
+  void Join() {
+    if (thread_.joinable() && !OnThread()) thread_.join();
+  }
+  bool OnThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+ private:
+  void Run() {
+    while (true) {
+      Task task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return closed_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;  // closed and drained
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      std::move(task)();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Task> tasks_;  // guarded by mu_
+  bool closed_ = false;     // guarded by mu_
+  std::thread thread_;      // last: starts after the fields above exist
+};
+
+struct Region {
+  char* base;
+  size_t length;
+};
+
+struct PendingOp {
+  NodeId peer;
+  void* dst;
+  size_t len;
+  Done done;
+  bool is_fetch;
+};
+
+// The state of one InprocTransport, shared with tasks and responders that may outlive it.
+class Node : public std::enable_shared_from_this<Node> {
+ public:
+  Node(std::shared_ptr<InprocFabric> fabric, NodeId id) : fabric_(std::move(fabric)), id_(id) {}
+
+  NodeId id() const { return id_; }
+  Executor& executor() { return executor_; }
+
+  // Runs `task` on this node's thread; false if the node is dead.
+  bool Post(Executor::Task task) { return executor_.Post(std::move(task)); }
+
+  // ---- any thread ----
+  mutable absl::Mutex mu_;
+  absl::flat_hash_set<NodeId> peers_ ABSL_GUARDED_BY(mu_);
+  std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);
+  FetchHandler fetch_handler_ ABSL_GUARDED_BY(mu_);
+  ControlHandler control_handler_ ABSL_GUARDED_BY(mu_);
+  PeerFailureHandler failure_handler_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> bytes_fetched_{0}, bytes_served_{0}, fetches_{0}, reads_{0},
+      failures_{0}, peer_failures_{0}, dropped_{0};
+
+  bool KnowsPeer(NodeId peer) const {
+    absl::MutexLock lock(&mu_);
+    return peers_.contains(peer);
+  }
+
+  // ---- this node's thread ----
+  void StartFetch(NodeId peer, std::string header, void* dst, size_t len, Done done);
+  void ServeFetch(std::weak_ptr<Node> requester, uint64_t id, std::string header, size_t len);
+  void DeliverReply(uint64_t id, const void* src, size_t len, std::weak_ptr<Node> server,
+                    Done sent);
+  void DeliverFailure(uint64_t id, absl::Status status);
+  void StartRead(NodeId peer, uint64_t addr, std::string key, void* dst, size_t len, Done done);
+  void StartControl(NodeId peer, std::string bytes, Done done);
+  void DeliverControl(NodeId from, std::string bytes);
+  void OnPeerFailed(NodeId peer);
+  void CancelAll();
+  void FailOps(NodeId peer, const absl::Status& status);
+
+  std::atomic<bool> stopping_{false};
+
+ private:
+  void FailNow(Done done, absl::Status status) {
+    failures_.fetch_add(1);
+    done(std::move(status));
+  }
+  void Complete(uint64_t id, absl::Status status);
+  absl::StatusOr<std::shared_ptr<Node>> Reach(NodeId peer, std::string_view op);
+  absl::Status CopyFromRegion(std::string_view key, uint64_t addr, void* dst, size_t len);
+
+  const std::shared_ptr<InprocFabric> fabric_;
+  const NodeId id_;
+  absl::flat_hash_map<uint64_t, PendingOp> ops_;  // this node's thread only
+  uint64_t next_id_ = 1;
+  Executor executor_;  // last: its thread may run tasks touching the fields above
+};
+
+// Answers one fetch for `server` on behalf of `requester`.
+class InprocResponder final : public FetchResponder {
+ public:
+  InprocResponder(std::weak_ptr<Node> server, std::weak_ptr<Node> requester, uint64_t id,
+                  size_t expected)
+      : server_(std::move(server)), requester_(std::move(requester)), id_(id),
+        expected_(expected) {}
+  ~InprocResponder() override {
+    if (!answered_) Fail(absl::InternalError("inproc: fetch handler dropped the request"));
+  }
+  void Reply(const void* src, size_t len, Done sent) override;
+  void Fail(absl::Status status) override;
+
+ private:
+  std::weak_ptr<Node> server_, requester_;
+  uint64_t id_;
+  size_t expected_;
+  bool answered_ = false;
+};
+
+void InprocResponder::Reply(const void* src, size_t len, Done sent) {
+  if (std::exchange(answered_, true)) return;
+  auto server = server_.lock();
+  auto report = [server](Done sent, absl::Status st) {
+    if (server) server->Post([sent = std::move(sent), st]() mutable { sent(st); });
+  };
+  if (len != expected_) {
+    std::string why = absl::StrCat("inproc: fetch reply of ", len, " bytes to a request for ",
+                                   expected_);
+    answered_ = false;
+    Fail(absl::InternalError(why));
+    return report(std::move(sent), absl::InvalidArgumentError(why));
+  }
+  auto requester = requester_.lock();
+  // If the post fails, the task (and `sent`) is destroyed unrun; report through a copy.
+  auto sent_box = std::make_shared<Done>(std::move(sent));
+  bool posted = requester && requester->Post([requester, id = id_, src, len, server = server_,
+                                              sent_box]() mutable {
+    requester->DeliverReply(id, src, len, server, std::move(*sent_box));
+  });
+  if (!posted) {
+    report(std::move(*sent_box),
+           absl::UnavailableError(absl::StrCat("inproc: fetch reply: requester is gone")));
+  }
+}
+
+void InprocResponder::Fail(absl::Status status) {
+  if (std::exchange(answered_, true)) return;
+  if (auto requester = requester_.lock()) {
+    requester->Post([requester, id = id_, status = std::move(status)]() mutable {
+      requester->DeliverFailure(id, std::move(status));
+    });
+  }
+}
+
+// ---- Node: operations ---------------------------------------------------------------------------
+
+absl::StatusOr<std::shared_ptr<Node>> Node::Reach(NodeId peer, std::string_view op) {
+  if (stopping_) {
+    return absl::CancelledError(absl::StrCat("inproc: ", std::string(op), " node ", peer,
+                                             ": node ", id_, " shut down"));
+  }
+  if (!KnowsPeer(peer)) {
+    return absl::UnavailableError(
+        absl::StrCat("inproc: ", std::string(op), " node ", peer, ": unknown peer (not added)"));
+  }
+  std::shared_ptr<Node> target = fabric_->Find(peer);
+  if (!target) {
+    return absl::UnavailableError(
+        absl::StrCat("inproc: ", std::string(op), " node ", peer, ": node is not reachable"));
+  }
+  return target;
+}
+
+void Node::Complete(uint64_t id, absl::Status status) {
+  auto it = ops_.find(id);
+  if (it == ops_.end()) return;
+  PendingOp op = std::move(it->second);
+  ops_.erase(it);
+  if (!status.ok()) {
+    failures_.fetch_add(1);
+  } else {
+    (op.is_fetch ? fetches_ : reads_).fetch_add(1);
+    bytes_fetched_.fetch_add(op.len);
+  }
+  op.done(std::move(status));
+}
+
+void Node::StartFetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
+  auto target = Reach(peer, "fetch from");
+  if (!target.ok()) return FailNow(std::move(done), target.status());
+  uint64_t id = next_id_++;
+  ops_.emplace(id, PendingOp{peer, dst, len, std::move(done), true});
+  bool posted = (*target)->Post([t = *target, me = weak_from_this(), id,
+                                 header = std::move(header), len]() mutable {
+    t->ServeFetch(std::move(me), id, std::move(header), len);
+  });
+  if (!posted) {
+    Complete(id, absl::UnavailableError(
+                     absl::StrCat("inproc: fetch from node ", peer, ": node is not reachable")));
+  }
+}
+
+void Node::ServeFetch(std::weak_ptr<Node> requester, uint64_t id, std::string header,
+                      size_t len) {
+  auto req = requester.lock();
+  if (!req || stopping_) return;
+  FetchHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!peers_.contains(req->id())) {  // data-plane traffic only from registered nodes
+      dropped_.fetch_add(1);
+      return;
+    }
+    handler = fetch_handler_;
+  }
+  auto responder = std::make_unique<InprocResponder>(weak_from_this(), requester, id, len);
+  if (!handler) {
+    responder->Fail(absl::UnimplementedError(
+        absl::StrCat("inproc: node ", id_, " serves no fetches (no handler)")));
+    return;
+  }
+  handler(req->id(), header, std::move(responder));
+}
+
+void Node::DeliverReply(uint64_t id, const void* src, size_t len, std::weak_ptr<Node> server,
+                        Done sent) {
+  absl::Status outcome = absl::OkStatus();
+  auto it = ops_.find(id);
+  if (it == ops_.end()) {
+    outcome = absl::CancelledError("inproc: fetch reply: the request is no longer outstanding");
+  } else {
+    if (len > 0) std::memcpy(it->second.dst, src, len);
+    Complete(id, absl::OkStatus());
+  }
+  if (auto s = server.lock()) {
+    s->Post([s, sent = std::move(sent), outcome, len]() mutable {
+      if (outcome.ok()) s->bytes_served_.fetch_add(len);
+      sent(outcome);
+    });
+  }
+}
+
+void Node::DeliverFailure(uint64_t id, absl::Status status) { Complete(id, std::move(status)); }
+
+absl::Status Node::CopyFromRegion(std::string_view key, uint64_t addr, void* dst, size_t len) {
+  absl::MutexLock lock(&mu_);
+  size_t index = 0;
+  auto [ptr, ec] = std::from_chars(key.data(), key.data() + key.size(), index);
+  if (ec != std::errc() || ptr != key.data() + key.size() || index >= regions_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inproc: read from node ", id_, ": unknown remote key"));
+  }
+  const Region& r = regions_[index];
+  uint64_t base = reinterpret_cast<uint64_t>(r.base);
+  if (addr < base || addr - base > r.length || len > r.length - (addr - base)) {
+    return absl::OutOfRangeError(absl::StrCat("inproc: read from node ", id_, ": [", addr, ", +",
+                                              len, ") is outside the registered region"));
+  }
+  if (len > 0) std::memcpy(dst, r.base + (addr - base), len);
+  return absl::OkStatus();
+}
+
+void Node::StartRead(NodeId peer, uint64_t addr, std::string key, void* dst, size_t len,
+                     Done done) {
+  auto target = Reach(peer, "read from");
+  if (!target.ok()) return FailNow(std::move(done), target.status());
+  uint64_t id = next_id_++;
+  ops_.emplace(id, PendingOp{peer, dst, len, std::move(done), false});
+  Complete(id, (*target)->CopyFromRegion(key, addr, dst, len));
+}
+
+void Node::StartControl(NodeId peer, std::string bytes, Done done) {
+  auto target = Reach(peer, "control message to");
+  if (!target.ok()) return FailNow(std::move(done), target.status());
+  bool posted = (*target)->Post([t = *target, from = id_, bytes = std::move(bytes)]() mutable {
+    t->DeliverControl(from, std::move(bytes));
+  });
+  if (!posted) {
+    return FailNow(std::move(done), absl::UnavailableError(absl::StrCat(
+                                        "inproc: control message to node ", peer,
+                                        ": node is not reachable")));
+  }
+  done(absl::OkStatus());
+}
+
+void Node::DeliverControl(NodeId from, std::string bytes) {
+  if (stopping_) return;
+  ControlHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!peers_.contains(from)) {
+      dropped_.fetch_add(1);
+      return;
+    }
+    handler = control_handler_;
+  }
+  if (handler) handler(from, bytes);
+}
+
+void Node::FailOps(NodeId peer, const absl::Status& status) {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, op] : ops_) {
+    if (op.peer == peer) ids.push_back(id);
+  }
+  for (uint64_t id : ids) Complete(id, status);
+}
+
+void Node::OnPeerFailed(NodeId peer) {
+  if (stopping_) return;
+  PeerFailureHandler handler;
+  bool known;
+  {
+    absl::MutexLock lock(&mu_);
+    known = peers_.contains(peer);
+    handler = failure_handler_;
+  }
+  absl::Status why =
+      absl::UnavailableError(absl::StrCat("inproc: node ", peer, " failed (disconnected)"));
+  bool had_ops = false;
+  for (const auto& [id, op] : ops_) had_ops |= (op.peer == peer);
+  if (!known && !had_ops) return;
+  FailOps(peer, why);
+  peer_failures_.fetch_add(1);
+  if (handler) handler(peer, why);
+}
+
+void Node::CancelAll() {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, op] : ops_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    NodeId peer = ops_.at(id).peer;
+    Complete(id, absl::CancelledError(absl::StrCat("inproc: operation on node ", peer,
+                                                   ": transport of node ", id_, " shut down")));
+  }
+}
+
+}  // namespace inproc_internal
+
+using inproc_internal::Node;
+
+// ---- InprocFabric ---------------------------------------------------------------------------
+
+absl::Status InprocFabric::Attach(std::shared_ptr<Node> node) {
+  absl::MutexLock lock(&mu_);
+  if (!nodes_.emplace(node->id(), node).second) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("inproc: node ", node->id(), " is already attached to the fabric"));
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<Node> InprocFabric::Find(NodeId node) const {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? nullptr : it->second;
+}
+
+bool InprocFabric::IsAttached(NodeId node) const { return Find(node) != nullptr; }
+
+void InprocFabric::Disconnect(NodeId node) {
+  std::shared_ptr<Node> dead;
+  std::vector<std::shared_ptr<Node>> others;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node);
+    if (it == nodes_.end()) return;
+    dead = std::move(it->second);
+    nodes_.erase(it);
+    for (const auto& [id, n] : nodes_) others.push_back(n);
+  }
+  dead->stopping_ = true;
+  // Tasks already queued run in stopping mode (new operations are CANCELLED); CancelAll is
+  // the last task, so every outstanding Done runs before the thread exits.
+  dead->executor().CloseWith([dead] { dead->CancelAll(); });
+  dead->executor().Join();
+  for (auto& n : others) {
+    n->Post([n, node] { n->OnPeerFailed(node); });
+  }
+}
+
+// ---- InprocTransport ----------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<InprocTransport>> InprocTransport::Create(
+    std::shared_ptr<InprocFabric> fabric, NodeId self) {
+  if (!fabric) return absl::InvalidArgumentError("inproc: null fabric");
+  auto node = std::make_shared<Node>(fabric, self);
+  absl::Status st = fabric->Attach(node);
+  if (!st.ok()) return st;
+  return std::unique_ptr<InprocTransport>(new InprocTransport(std::move(fabric), self, node));
+}
+
+InprocTransport::~InprocTransport() { Shutdown(); }
+
+void InprocTransport::Kill() { fabric_->Disconnect(self_); }
+
+void InprocTransport::Shutdown() { Kill(); }
+
+std::string InprocTransport::LocalAddress() const { return std::to_string(self_); }
+
+absl::Status InprocTransport::AddPeer(NodeId peer, std::string_view address) {
+  NodeId parsed = 0;
+  auto [ptr, ec] = std::from_chars(address.data(), address.data() + address.size(), parsed);
+  if (address.empty() || ec != std::errc() || ptr != address.data() + address.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("inproc: AddPeer(node ", peer,
+                                                   "): not an inproc address: '",
+                                                   std::string(address), "'"));
+  }
+  if (parsed != peer) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inproc: AddPeer(node ", peer, "): address belongs to node ", parsed));
+  }
+  absl::MutexLock lock(&node_->mu_);
+  node_->peers_.insert(peer);
+  return absl::OkStatus();
+}
+
+void InprocTransport::RemovePeer(NodeId peer) {
+  {
+    absl::MutexLock lock(&node_->mu_);
+    node_->peers_.erase(peer);
+  }
+  node_->Post([n = node_, peer] {
+    n->FailOps(peer, absl::UnavailableError(absl::StrCat("inproc: node ", peer, " was removed")));
+  });
+}
+
+bool InprocTransport::HasPeer(NodeId peer) const { return node_->KnowsPeer(peer); }
+
+absl::StatusOr<MemoryRegion> InprocTransport::RegisterMemory(void* base, size_t length) {
+  if (base == nullptr || length == 0) {
+    return absl::InvalidArgumentError("inproc: RegisterMemory needs a non-empty range");
+  }
+  absl::MutexLock lock(&node_->mu_);
+  node_->regions_.push_back({static_cast<char*>(base), length});
+  return MemoryRegion{base, length, std::to_string(node_->regions_.size() - 1)};
+}
+
+void InprocTransport::SetFetchHandler(FetchHandler handler) {
+  absl::MutexLock lock(&node_->mu_);
+  node_->fetch_handler_ = std::move(handler);
+}
+
+void InprocTransport::SetControlHandler(ControlHandler handler) {
+  absl::MutexLock lock(&node_->mu_);
+  node_->control_handler_ = std::move(handler);
+}
+
+void InprocTransport::SetPeerFailureHandler(PeerFailureHandler handler) {
+  absl::MutexLock lock(&node_->mu_);
+  node_->failure_handler_ = std::move(handler);
+}
+
+// After Shutdown/Kill the post fails and the operation (with its Done) is dropped: no callback
+// runs after Shutdown.
+void InprocTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
+  node_->Post([n = node_, peer, header = std::move(header), dst, len,
+               done = std::move(done)]() mutable {
+    n->StartFetch(peer, std::move(header), dst, len, std::move(done));
+  });
+}
+
+void InprocTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key,
+                           void* dst, size_t len, Done done) {
+  node_->Post([n = node_, peer, remote_addr, key = std::string(remote_key), dst, len,
+               done = std::move(done)]() mutable {
+    n->StartRead(peer, remote_addr, std::move(key), dst, len, std::move(done));
+  });
+}
+
+void InprocTransport::SendControl(NodeId peer, std::string bytes, Done done) {
+  node_->Post([n = node_, peer, bytes = std::move(bytes), done = std::move(done)]() mutable {
+    n->StartControl(peer, std::move(bytes), std::move(done));
+  });
+}
+
+TransportStats InprocTransport::Stats() const {
+  TransportStats s;
+  s.bytes_fetched = node_->bytes_fetched_.load();
+  s.bytes_served = node_->bytes_served_.load();
+  s.fetches = node_->fetches_.load();
+  s.reads = node_->reads_.load();
+  s.failures = node_->failures_.load();
+  s.peer_failures = node_->peer_failures_.load();
+  s.dropped_requests = node_->dropped_.load();
+  return s;
+}
+
+}  // namespace ferry::dataplane

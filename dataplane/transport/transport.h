@@ -1,0 +1,134 @@
+// The data-plane transport seam. Implementations: ucx (dataplane/ucx), inproc (tests) and a
+// fault-injecting wrapper (dataplane/transport/faulty_transport.h).
+//
+// Model
+// - Every node has one Transport. Peers are named by their ferry node id and must be added
+//   (AddPeer) with the address blob the coordinator relayed before any operation targets
+//   them; connections are made lazily on first use.
+// - Two ways to move bytes from a peer into local memory:
+//     * Fetch: a receiver-driven, two-sided pull. The receiver sends a small request
+//       (opaque header bytes); the peer's FetchHandler resolves it, possibly later (for
+//       instance once a chunk has landed there), by replying with a source range; the bytes
+//       land directly in the receiver's destination range (UCX: active message with
+//       rendezvous, received with ucp_am_recv_data_nbx into the destination).
+//     * Read: a one-sided read of a registered remote range (UCX: ucp_get_nbx).
+//   Which one ferry uses is a measured choice (docs/benchmarks.md).
+// - Control messages: small, unordered-with-respect-to-data byte strings.
+// - Failure: when a peer dies or its connection breaks, every outstanding operation to it
+//   completes with UNAVAILABLE naming the peer, and the PeerFailureHandler runs once. The
+//   peer may be used again later (a new connection is made).
+//
+// Threading
+// - All handlers and completion callbacks run on the transport's own progress thread. They
+//   must not block; they may post new operations (which are queued).
+// - Every public method is thread-safe and non-blocking unless its comment says otherwise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace ferry::dataplane {
+
+using NodeId = uint64_t;
+
+// Completion of an operation. Runs on the progress thread, exactly once.
+using Done = absl::AnyInvocable<void(absl::Status)>;
+
+// Given to a FetchHandler: answers one fetch request. Exactly one of Reply / Fail must be
+// called, exactly once, from any thread. Destroying a responder that was never answered
+// fails the request with INTERNAL.
+class FetchResponder {
+ public:
+  virtual ~FetchResponder() = default;
+  // Sends [src, src+len) to the requester. `src` must stay valid and unchanged until `sent`
+  // runs (with the outcome of the send). `len` must equal the length the requester asked
+  // for; otherwise the requester sees INTERNAL.
+  virtual void Reply(const void* src, size_t len, Done sent) = 0;
+  // Fails the request; the requester's Done receives `status` (code and message kept).
+  virtual void Fail(absl::Status status) = 0;
+};
+
+// Resolves a fetch request from `from`. `header` is only valid during the call.
+using FetchHandler =
+    std::function<void(NodeId from, std::string_view header, std::unique_ptr<FetchResponder>)>;
+// Receives a control message. `bytes` is only valid during the call.
+using ControlHandler = std::function<void(NodeId from, std::string_view bytes)>;
+// A peer failed (connection error, peer died). Runs once per failure.
+using PeerFailureHandler = std::function<void(NodeId peer, const absl::Status& why)>;
+
+// A registered memory region.
+struct MemoryRegion {
+  void* base = nullptr;
+  size_t length = 0;
+  std::string remote_key;   // blob a peer needs to Read from this region
+};
+
+// Counters, readable from any thread.
+struct TransportStats {
+  uint64_t bytes_fetched = 0;     // bytes received through Fetch / Read
+  uint64_t bytes_served = 0;      // bytes sent as Fetch replies
+  uint64_t fetches = 0;           // Fetches completed OK
+  uint64_t reads = 0;             // Reads completed OK
+  uint64_t failures = 0;          // operations completed with an error
+  uint64_t peer_failures = 0;
+  uint64_t dropped_requests = 0;  // fetch requests / control messages from unknown nodes
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Name of the implementation ("ucx", "inproc", ...).
+  virtual std::string_view Name() const = 0;
+  // This node's id.
+  virtual NodeId self() const = 0;
+  // Address blob peers pass to AddPeer.
+  virtual std::string LocalAddress() const = 0;
+
+  // Records `peer`'s address (replacing an older one, which drops the old connection).
+  // INVALID_ARGUMENT if the blob is not a valid address for this transport.
+  [[nodiscard]] virtual absl::Status AddPeer(NodeId peer, std::string_view address) = 0;
+  // Forgets a peer; its outstanding operations fail with UNAVAILABLE.
+  virtual void RemovePeer(NodeId peer) = 0;
+  // True if AddPeer was called for `peer` and it has not been removed.
+  virtual bool HasPeer(NodeId peer) const = 0;
+
+  // Registers [base, base+length) for remote reads and as a fast local destination.
+  // Blocks; call at start-up, not on the transfer path. The region must outlive the transport.
+  virtual absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) = 0;
+
+  // Installs the handlers. Call before the first AddPeer; not thread-safe against traffic.
+  virtual void SetFetchHandler(FetchHandler handler) = 0;
+  virtual void SetControlHandler(ControlHandler handler) = 0;
+  virtual void SetPeerFailureHandler(PeerFailureHandler handler) = 0;
+
+  // Asks `peer` for `len` bytes described by `header` (opaque to the transport); they land
+  // in [dst, dst+len), which must stay valid until `done` runs. `dst` should lie in a
+  // registered region for zero-copy. `done` gets OK, UNAVAILABLE (peer failed / unknown), or
+  // the status the peer's handler passed to Fail.
+  virtual void Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) = 0;
+
+  // One-sided read of [remote_addr, remote_addr+len) in `peer`'s region described by
+  // `remote_key` into [dst, dst+len).
+  virtual void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
+                    size_t len, Done done) = 0;
+
+  // Sends a small control message (at most 64 KiB).
+  virtual void SendControl(NodeId peer, std::string bytes, Done done) = 0;
+
+  virtual TransportStats Stats() const = 0;
+
+  // Stops the progress thread; outstanding operations complete with CANCELLED. Idempotent;
+  // blocks until the thread has exited. After Shutdown no callback runs.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace ferry::dataplane

@@ -1,0 +1,211 @@
+// UCX transport: setup, teardown and the public API (which only queues work for the progress
+// thread). The progress thread, operations and UCX callbacks are in ucx_progress.cc; the
+// model is described in ucx_transport.h and ucx_transport_impl.h.
+#include "dataplane/ucx/ucx_transport.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "dataplane/ucx/ucx_transport_impl.h"
+
+namespace ferry::dataplane {
+namespace ucx_internal {
+
+using ucx::UcsError;
+
+// ---- setup / teardown -----------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(
+    const UcxTransportOptions& options) {
+  std::unique_ptr<UcxTransport> t(new UcxTransport(options));
+  absl::Status st = t->Init();
+  if (!st.ok()) return st;
+  return std::unique_ptr<Transport>(std::move(t));
+}
+
+absl::Status UcxTransport::Init() {
+  auto q = ucx::WorkQueue::Create();
+  if (!q.ok()) return q.status();
+  queue_ = *std::move(q);
+  auto ctx = ucx::UcxContext::Create(UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP);
+  if (!ctx.ok()) return ctx.status();
+  context_ = *std::move(ctx);
+  auto worker = ucx::UcxWorker::Create(context_.get());
+  if (!worker.ok()) return worker.status();
+  worker_ = *std::move(worker);
+  auto addr = worker_.Address(options_.net_only_address);
+  if (!addr.ok()) return addr.status();
+  address_ = ucx::EncodeAddress(options_.self, *addr);
+  ucs_status_t st = ucp_worker_get_efd(worker_.get(), &worker_fd_);
+  if (st != UCS_OK) return UcsError(st, "ucx: ucp_worker_get_efd");
+  const std::pair<unsigned, ucp_am_recv_callback_t> handlers[] = {
+      {ucx::kFetchRequestAm, &OnRequestAm},
+      {ucx::kFetchReplyAm, &OnReplyAm},
+      {ucx::kControlAm, &OnControlAm}};
+  for (const auto& [id, cb] : handlers) {
+    ucp_am_handler_param_t p = {};
+    p.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                   UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    p.id = id;
+    p.flags = UCP_AM_FLAG_WHOLE_MSG;
+    p.cb = cb;
+    p.arg = this;
+    st = ucp_worker_set_am_recv_handler(worker_.get(), &p);
+    if (st != UCS_OK) return UcsError(st, "ucx: ucp_worker_set_am_recv_handler");
+  }
+  absl::Notification started;
+  thread_ = std::thread([this, &started] {
+    thread_id_ = std::this_thread::get_id();
+    started.Notify();
+    Loop();
+  });
+  started.WaitForNotification();
+  return absl::OkStatus();
+}
+
+UcxTransport::~UcxTransport() {
+  Shutdown();
+  conns_.clear();
+  ops_.clear();
+  worker_.Reset();
+  regions_.clear();
+  context_.Reset();
+}
+
+void UcxTransport::Shutdown() {
+  if (thread_id_ == std::thread::id()) return;  // Init failed before the thread started
+  if (OnProgressThread()) {  // from a callback: cannot join ourselves
+    stop_requested_ = true;
+    return;
+  }
+  absl::MutexLock lock(&shutdown_mu_);
+  if (!thread_.joinable()) return;
+  queue_->Push([this] { stop_requested_ = true; });
+  thread_.join();
+}
+
+void UcxTransport::Post(WorkQueue::Task task) {
+  // After Shutdown the queue is closed and the task (with its Done) is dropped: no callback
+  // runs after Shutdown.
+  queue_->Push(std::move(task));
+}
+
+// ---- public API -------------------------------------------------------------------------------
+
+absl::Status UcxTransport::AddPeer(NodeId peer, std::string_view address) {
+  auto decoded = ucx::DecodeAddress(address);
+  if (!decoded) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ucx: AddPeer(node ", peer, "): not a ferry UCX address blob"));
+  }
+  if (decoded->node != peer) {
+    return absl::InvalidArgumentError(absl::StrCat("ucx: AddPeer(node ", peer,
+                                                   "): address belongs to node ", decoded->node));
+  }
+  std::string worker_address(decoded->worker_address);
+  {
+    absl::MutexLock lock(&peers_mu_);
+    peer_addresses_[peer] = worker_address;
+  }
+  Post([this, peer, worker_address = std::move(worker_address)]() mutable {
+    auto it = conns_.find(peer);
+    if (it != conns_.end() && it->second.worker_address != worker_address) {
+      DropConnection(peer);
+      FailPeerOps(peer, absl::UnavailableError(absl::StrCat(
+                            "ucx: node ", peer, " was re-added with a new address")));
+    }
+    conns_[peer].worker_address = std::move(worker_address);
+  });
+  return absl::OkStatus();
+}
+
+void UcxTransport::RemovePeer(NodeId peer) {
+  {
+    absl::MutexLock lock(&peers_mu_);
+    peer_addresses_.erase(peer);
+  }
+  Post([this, peer] {
+    DropConnection(peer);
+    conns_.erase(peer);
+    FailPeerOps(peer, absl::UnavailableError(absl::StrCat("ucx: node ", peer, " was removed")));
+  });
+}
+
+bool UcxTransport::HasPeer(NodeId peer) const {
+  absl::MutexLock lock(&peers_mu_);
+  return peer_addresses_.contains(peer);
+}
+
+absl::StatusOr<MemoryRegion> UcxTransport::RegisterMemory(void* base, size_t length) {
+  if (base == nullptr || length == 0) {
+    return absl::InvalidArgumentError("ucx: RegisterMemory needs a non-empty range");
+  }
+  absl::StatusOr<MemoryRegion> result = absl::InternalError("ucx: RegisterMemory did not run");
+  auto work = [&] {
+    auto memh = ucx::UcxMemHandle::Map(context_.get(), base, length);
+    if (!memh.ok()) {
+      result = memh.status();
+      return;
+    }
+    auto key = memh->PackRkey();
+    if (!key.ok()) {
+      result = key.status();
+      return;
+    }
+    regions_.push_back(*std::move(memh));
+    result = MemoryRegion{base, length, *std::move(key)};
+  };
+  if (OnProgressThread()) {
+    work();
+    return result;
+  }
+  absl::Notification done;
+  bool queued = queue_->Push([&] {
+    work();
+    done.Notify();
+  });
+  if (!queued) return absl::FailedPreconditionError("ucx: RegisterMemory after Shutdown");
+  done.WaitForNotification();
+  return result;
+}
+
+void UcxTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
+  Post([this, peer, header = std::move(header), dst, len, done = std::move(done)]() mutable {
+    StartFetch(peer, std::move(header), dst, len, std::move(done));
+  });
+}
+
+void UcxTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
+                        size_t len, Done done) {
+  Post([this, peer, remote_addr, key = std::string(remote_key), dst, len,
+        done = std::move(done)]() mutable {
+    StartRead(peer, remote_addr, std::move(key), dst, len, std::move(done));
+  });
+}
+
+void UcxTransport::SendControl(NodeId peer, std::string bytes, Done done) {
+  Post([this, peer, bytes = std::move(bytes), done = std::move(done)]() mutable {
+    StartControl(peer, std::move(bytes), std::move(done));
+  });
+}
+
+TransportStats UcxTransport::Stats() const {
+  TransportStats s;
+  s.bytes_fetched = stats_.bytes_fetched.load();
+  s.bytes_served = stats_.bytes_served.load();
+  s.fetches = stats_.fetches.load();
+  s.reads = stats_.reads.load();
+  s.failures = stats_.failures.load();
+  s.peer_failures = stats_.peer_failures.load();
+  s.dropped_requests = stats_.dropped_requests.load();
+  return s;
+}
+
+}  // namespace ucx_internal
+
+absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(const UcxTransportOptions& options) {
+  return ucx_internal::UcxTransport::Create(options);
+}
+
+}  // namespace ferry::dataplane

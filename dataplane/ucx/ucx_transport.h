@@ -1,0 +1,59 @@
+// The UCX implementation of the data-plane Transport (dataplane/transport/transport.h).
+//
+// Mechanisms
+// - Fetch: active messages. The requester sends a request AM (request id, its node id, the
+//   length, the caller's header bytes) over its endpoint to the peer. The peer's FetchHandler
+//   answers through a FetchResponder; the reply AM (request id, status) goes back over the
+//   peer's OWN endpoint to the requester, so a peer serves only nodes it has AddPeer'd
+//   (requests from unknown nodes are dropped and counted in
+//   TransportStats::dropped_requests; such a Fetch stays outstanding until the connection
+//   fails, RemovePeer or Shutdown). Payloads above `rndv_threshold` are forced onto the
+//   rendezvous protocol and the requester receives them with ucp_am_recv_data_nbx straight
+//   into the destination; smaller ones go eager and are copied once.
+// - Read: ucp_get_nbx with the remote key unpacked once per (peer, key blob) and cached.
+// - Control messages: eager AMs with their own id.
+// - Failure: endpoints use UCP_ERR_HANDLING_MODE_PEER. When one fails, every outstanding
+//   operation to that peer completes with UNAVAILABLE (naming the node and
+//   ucs_status_string), the PeerFailureHandler runs once, and the endpoint is force-closed
+//   and dropped; the next operation to the peer reconnects.
+//
+// Threading: one progress thread owns the UCX worker (UCS_THREAD_MODE_SINGLE). Public methods
+// are thread-safe: they queue work for the progress thread and wake it through an eventfd.
+// When idle the thread drains ucp_worker_progress, arms the worker and sleeps in poll() on
+// the worker's event fd and the wake fd (bounded timeout), so an idle transport uses ~no CPU.
+// All handlers and completions run on the progress thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "dataplane/transport/transport.h"
+
+namespace ferry::dataplane {
+
+struct UcxTransportOptions {
+  // This node's ferry id (carried in requests so the peer knows whom to answer).
+  NodeId self = 0;
+  // Query the worker address with UCP_WORKER_ADDRESS_FLAG_NET_ONLY, so peers never assume
+  // shared memory. Turn off only for tests inside one host that want shm lanes.
+  bool net_only_address = true;
+  // Spin on ucp_worker_progress instead of sleeping on the event fd (burns a core).
+  bool busy_poll = false;
+  // While operations are in flight, keep progressing for this long after the last event
+  // before arming and sleeping.
+  uint32_t spin_us = 50;
+  // Fetch replies larger than this are sent with UCP_AM_SEND_FLAG_RNDV (zero-copy receive
+  // into the destination); smaller ones with UCP_AM_SEND_FLAG_EAGER.
+  size_t rndv_threshold = 8 * 1024;
+  // Upper bound for poll() while idle (a missed wakeup costs at most this).
+  uint32_t idle_poll_ms = 100;
+};
+
+// Creates the context (features AM | RMA | WAKEUP), the worker and the progress thread.
+// UCX reads its configuration from the environment (UCX_TLS, UCX_NET_DEVICES, ...).
+// Fails with the UCX error (e.g. UNAVAILABLE) if UCX cannot be initialised.
+absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(const UcxTransportOptions& options);
+
+}  // namespace ferry::dataplane

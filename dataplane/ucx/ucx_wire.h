@@ -1,0 +1,73 @@
+// Wire format of the UCX transport's active messages and address blob (internal).
+//
+// All integers are in host byte order: ferry nodes of one cluster share an architecture
+// (x86-64 or aarch64, both little-endian). Documented in docs/protocol.md ("UCX data plane").
+//
+// Address blob: "FUX1" | node id (8 bytes) | ucp worker address bytes.
+// AM kFetchRequestAm: header RequestHeader; payload = the caller's opaque fetch header
+//   (<= kMaxFetchHeaderBytes), always eager.
+// AM kFetchReplyAm: header ReplyHeader; payload = the data (code == 0; eager up to the
+//   rendezvous threshold, rendezvous above it) or the error message (code != 0, eager).
+// AM kControlAm: header ControlHeader; payload = the message bytes (<= kMaxControlBytes), eager.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "dataplane/transport/transport.h"
+
+namespace ferry::dataplane::ucx {
+
+inline constexpr unsigned kFetchRequestAm = 0x4601;
+inline constexpr unsigned kFetchReplyAm = 0x4602;
+inline constexpr unsigned kControlAm = 0x4603;
+
+inline constexpr size_t kMaxFetchHeaderBytes = 64 * 1024;
+inline constexpr size_t kMaxControlBytes = 64 * 1024;
+
+struct RequestHeader {
+  uint64_t request_id;
+  uint64_t requester;  // node id the reply must go to
+  uint64_t length;     // bytes requested
+};
+
+struct ReplyHeader {
+  uint64_t request_id;
+  uint64_t responder;  // node id of the replying node (must be the node asked)
+  int32_t code;  // absl::StatusCode; 0 = data follows
+  uint32_t reserved;
+  uint64_t length;  // payload bytes
+};
+
+struct ControlHeader {
+  uint64_t sender;
+};
+
+inline constexpr std::string_view kAddressMagic = "FUX1";
+
+inline std::string EncodeAddress(NodeId self, std::string_view worker_address) {
+  std::string out(kAddressMagic);
+  out.append(reinterpret_cast<const char*>(&self), sizeof(self));
+  out.append(worker_address);
+  return out;
+}
+
+struct DecodedAddress {
+  NodeId node;
+  std::string_view worker_address;
+};
+
+// nullopt if `blob` is not an address made by EncodeAddress.
+inline std::optional<DecodedAddress> DecodeAddress(std::string_view blob) {
+  constexpr size_t kPrefix = 4 + sizeof(NodeId);
+  if (blob.size() <= kPrefix || blob.substr(0, 4) != kAddressMagic) return std::nullopt;
+  DecodedAddress out;
+  std::memcpy(&out.node, blob.data() + 4, sizeof(NodeId));
+  out.worker_address = blob.substr(kPrefix);
+  return out;
+}
+
+}  // namespace ferry::dataplane::ucx

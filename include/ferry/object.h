@@ -1,0 +1,83 @@
+// Value types of the public API: object names, metadata, listings and status.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ferry {
+
+enum class DType : uint8_t { kBytes = 0, kF32, kF64, kF16, kBF16, kI32, kI64, kU8 };
+enum class ReduceOp : uint8_t { kSum = 1, kProd, kMin, kMax };
+
+// Size in bytes of one element (1 for kBytes; 0 for a value outside the enum).
+size_t DTypeSize(DType dtype);
+// "bytes", "f32", "f64", "f16", "bf16", "i32", "i64", "u8" ("?" outside the enum).
+const char* DTypeName(DType dtype);
+// Inverse of DTypeName, case-insensitive; nullopt for an unknown name.
+std::optional<DType> DTypeFromName(std::string_view name);
+
+// An object's name: namespace (1-64 chars of [A-Za-z0-9_.-]) and key (1-256 bytes).
+struct ObjectName {
+  std::string ns = "default";
+  std::string key;
+};
+
+struct ObjectMeta {
+  uint64_t size = 0;
+  DType dtype = DType::kBytes;
+  uint64_t count = 0;   // elements; 0 means size / DTypeSize(dtype)
+};
+
+// How a Get obtained its object.
+struct GetInfo {
+  bool pulled = false;        // moved from another node by this call
+  uint64_t source_node = 0;   // node it was (last) pulled from
+  double seconds = 0;         // time spent pulling
+};
+
+struct ObjectInfo {
+  ObjectName name;
+  ObjectMeta meta;
+  uint32_t complete_copies = 0;
+  uint32_t partial_copies = 0;
+};
+
+struct NodeInfo {
+  uint64_t id = 0;
+  std::string name;
+  bool alive = false;
+  uint64_t arena_bytes = 0;
+  uint64_t arena_used = 0;
+  uint64_t objects = 0;
+  double bandwidth_bps = 0;
+  double latency_s = 0;
+  std::map<std::string, std::string> labels;
+};
+
+struct NodeStatus {
+  NodeInfo self;
+  bool coordinator_connected = false;
+  uint64_t pinned = 0;
+  uint64_t evictions = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t retries = 0;
+  uint64_t failures = 0;
+  std::vector<NodeInfo> cluster;
+};
+
+struct BroadcastResult {
+  struct Target {
+    std::string node;
+    bool ok = false;
+    std::string error;
+  };
+  std::vector<Target> targets;
+  double seconds = 0;
+};
+
+}  // namespace ferry

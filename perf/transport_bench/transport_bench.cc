@@ -1,0 +1,214 @@
+// ferry-transport-bench: point-to-point bandwidth of the UCX transport between two processes,
+// Fetch (active message, rendezvous into the destination) against Read (ucp_get_nbx), with a
+// window of chunks in flight. Every iteration is verified word by word against the source
+// pattern (the "errors" column); memory is pre-touched and registered before timing.
+//
+//   ferry-transport-bench [--sizes 1MiB,...,1GiB] [--chunk 1MiB] [--window 8] [--iters N]
+//                         [--methods fetch,read] [--json out.json]
+// spawns a server process (this binary with --role server) and drives it as the client.
+// Environment: UCX_TLS / UCX_NET_DEVICES select the fabric (e.g. UCX_TLS=tcp UCX_NET_DEVICES=lo).
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/synchronization/notification.h"
+#include "dataplane/ucx/ucx_transport.h"
+#include "nlohmann/json.hpp"
+#include "perf/transport_bench/bench_util.h"
+
+namespace ferry::perf {
+namespace {
+
+using dataplane::MemoryRegion;
+using dataplane::NodeId;
+using dataplane::Transport;
+
+constexpr NodeId kServer = 2, kClient = 1;
+
+struct Options {
+  std::string role = "client";
+  std::string fds;
+  std::vector<std::string> sizes = {"1MiB", "4MiB", "16MiB", "64MiB", "256MiB", "1GiB"};
+  std::vector<std::string> methods = {"fetch", "read"};
+  std::string chunk = "1MiB";
+  int window = 8;
+  int iters = 0;  // 0: automatic (about 2 GiB per size, 3..20 iterations)
+  std::string json;
+  bool busy_poll = false;
+};
+
+std::unique_ptr<Transport> MakeTransport(NodeId id, bool busy_poll) {
+  dataplane::UcxTransportOptions o;
+  o.self = id;
+  o.busy_poll = busy_poll;
+  auto t = dataplane::CreateUcxTransport(o);
+  if (!t.ok()) Die("creating the UCX transport: " + t.status().ToString());
+  return *std::move(t);
+}
+
+// ---- server -----------------------------------------------------------------------------
+
+int RunServer(const Options& o, uint64_t max_size) {
+  int rd = -1, wr = -1;
+  if (sscanf(o.fds.c_str(), "%d,%d", &rd, &wr) != 2) Die("--fds r,w required for the server");
+  auto t = MakeTransport(kServer, o.busy_poll);
+  Arena src(max_size);
+  FillWords(src.data(), max_size);
+  auto region = t->RegisterMemory(src.data(), max_size);
+  if (!region.ok()) Die(region.status().ToString());
+  t->SetFetchHandler([&src](NodeId, std::string_view header,
+                            std::unique_ptr<dataplane::FetchResponder> r) {
+    RangeRequest req;
+    if (header.size() != sizeof(req)) return r->Fail(absl::InvalidArgumentError("bad header"));
+    std::memcpy(&req, header.data(), sizeof(req));
+    r->Reply(src.data() + req.offset, req.length, [](absl::Status) {});
+  });
+  WriteBlob(wr, t->LocalAddress());
+  WriteBlob(wr, region->remote_key);
+  uint64_t base = reinterpret_cast<uint64_t>(src.data());
+  WriteBlob(wr, std::string(reinterpret_cast<const char*>(&base), sizeof(base)));
+  std::string client = ReadBlob(rd);
+  if (absl::Status st = t->AddPeer(kClient, client); !st.ok()) Die(st.ToString());
+  WriteBlob(wr, "ready");
+  ReadBlob(rd, /*allow_eof=*/true);  // serve until the client closes the pipe
+  t->Shutdown();
+  return 0;
+}
+
+// ---- client -----------------------------------------------------------------------------
+
+struct Peer {
+  std::string remote_key;
+  uint64_t base = 0;
+};
+
+// Moves `size` bytes from the server into dst in chunks, `window` in flight. Returns seconds.
+double TransferOnce(Transport& t, const Peer& peer, bool use_read, uint8_t* dst, uint64_t size,
+                    uint64_t chunk, int window, std::atomic<uint64_t>& failures) {
+  struct State {
+    uint64_t next = 0, done = 0, chunks = 0;
+    absl::Notification finished;
+  };
+  auto state = std::make_shared<State>();
+  state->chunks = (size + chunk - 1) / chunk;
+  // Posts the next chunk; runs on the caller first, then from completions (progress thread).
+  std::function<void()> post = [&, state]() {
+    uint64_t i = state->next++;
+    uint64_t off = i * chunk, len = std::min(chunk, size - off);
+    auto done = [&, state](absl::Status st) {
+      if (!st.ok() && failures.fetch_add(1) == 0) {
+        std::fprintf(stderr, "transfer failed: %s\n", st.ToString().c_str());
+      }
+      if (++state->done == state->chunks) return state->finished.Notify();
+      if (state->next < state->chunks) post();
+    };
+    if (use_read) {
+      t.Read(kServer, peer.base + off, peer.remote_key, dst + off, len, done);
+    } else {
+      RangeRequest req{off, len};
+      t.Fetch(kServer, std::string(reinterpret_cast<const char*>(&req), sizeof(req)), dst + off,
+              len, done);
+    }
+  };
+  auto start = std::chrono::steady_clock::now();
+  // The first `window` posts race with completions running on the progress thread; posting
+  // them from one queued batch keeps `state` single-threaded.
+  t.SendControl(kServer, "", [&, state](absl::Status) {
+    for (int w = 0; w < window && state->next < state->chunks; ++w) post();
+  });
+  state->finished.WaitForNotification();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int RunClient(const Options& o, const std::vector<uint64_t>& sizes, uint64_t chunk) {
+  uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
+  ServerProcess server = SpawnServer(o);
+  auto t = MakeTransport(kClient, o.busy_poll);
+  Arena dst(max_size);
+  if (auto r = t->RegisterMemory(dst.data(), max_size); !r.ok()) Die(r.status().ToString());
+  Peer peer;
+  std::string address = ReadBlob(server.rd);
+  peer.remote_key = ReadBlob(server.rd);
+  std::memcpy(&peer.base, ReadBlob(server.rd).data(), sizeof(peer.base));
+  if (absl::Status st = t->AddPeer(kServer, address); !st.ok()) Die(st.ToString());
+  WriteBlob(server.wr, t->LocalAddress());
+  ReadBlob(server.rd);  // ready
+
+  nlohmann::json results = nlohmann::json::array();
+  std::printf("# ferry-transport-bench: UCX_TLS=%s UCX_NET_DEVICES=%s chunk=%" PRIu64
+              " window=%d\n",
+              Env("UCX_TLS").c_str(), Env("UCX_NET_DEVICES").c_str(), chunk, o.window);
+  std::printf("%12s %8s %6s %10s %10s %10s %10s %7s\n", "size", "method", "iters", "time(us)",
+              "min(us)", "algbw", "busbw", "errors");
+  std::printf("%12s %8s %6s %10s %10s %10s %10s %7s\n", "(B)", "", "", "median", "", "(MB/s)",
+              "(MB/s)", "");
+  for (uint64_t size : sizes) {
+    int iters = o.iters > 0 ? o.iters
+                            : static_cast<int>(std::clamp<uint64_t>((2ull << 30) / size, 3, 20));
+    for (const std::string& method : o.methods) {
+      bool use_read = method == "read";
+      std::atomic<uint64_t> failures{0};
+      std::vector<double> times;
+      uint64_t errors = 0;
+      for (int it = -1; it < iters; ++it) {  // iteration -1 warms up (connection, rkey)
+        std::memset(dst.data(), 0, size);     // stale bytes must not pass verification
+        double s = TransferOnce(*t, peer, use_read, dst.data(), size, chunk, o.window, failures);
+        uint64_t bad = CountBadWords(dst.data(), size);
+        errors += bad;
+        if (it >= 0) times.push_back(s);
+      }
+      errors += failures.load();
+      Row row = Summarise(size, method, times, errors);
+      PrintRow(row);
+      results.push_back(ToJson(row, chunk, o.window));
+    }
+  }
+  if (!o.json.empty()) {
+    std::ofstream(o.json) << results.dump(2) << "\n";
+  } else {
+    std::printf("%s\n", results.dump().c_str());
+  }
+  t->Shutdown();
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace ferry::perf
+
+int main(int argc, char** argv) {
+  ferry::perf::Options o;
+  CLI::App app{"ferry-transport-bench: UCX transport bandwidth, Fetch vs Read, two processes"};
+  app.add_option("--role", o.role, "client (default; spawns the server) or server (internal)");
+  app.add_option("--fds", o.fds, "server only: pipe fds r,w (internal)");
+  app.add_option("--sizes", o.sizes, "transfer sizes")->delimiter(',');
+  app.add_option("--methods", o.methods, "fetch and/or read")->delimiter(',');
+  app.add_option("--chunk", o.chunk, "chunk size");
+  app.add_option("--window", o.window, "chunks in flight");
+  app.add_option("--iters", o.iters, "timed iterations per size (0: automatic)");
+  app.add_option("--json", o.json, "write results as JSON to this file");
+  app.add_flag("--busy-poll", o.busy_poll, "spin on the worker instead of sleeping");
+  CLI11_PARSE(app, argc, argv);
+  std::vector<uint64_t> sizes;
+  for (const auto& s : o.sizes) sizes.push_back(ferry::perf::ParseBytes(s));
+  uint64_t chunk = ferry::perf::ParseBytes(o.chunk);
+  if (chunk == 0 || chunk % 8 != 0 || o.window < 1) ferry::perf::Die("bad --chunk or --window");
+  for (uint64_t s : sizes) {
+    if (s == 0 || s % 8 != 0) ferry::perf::Die("sizes must be positive multiples of 8");
+  }
+  if (o.role == "server") {
+    return ferry::perf::RunServer(o, *std::max_element(sizes.begin(), sizes.end()));
+  }
+  return ferry::perf::RunClient(o, sizes, chunk);
+}

@@ -1,0 +1,259 @@
+#include "sdk/client_impl.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "common/status_macros.h"
+#include "dataplane/sidecar/arena_channel.h"
+#include "proto/status_bridge.h"
+#include "sdk/convert.h"
+
+namespace ferry {
+namespace {
+
+// How long Connect waits for ferryd's arena hello and for its gRPC service.
+constexpr absl::Duration kConnectTimeout = absl::Seconds(5);
+// Listings of many objects can exceed gRPC's 4 MiB default.
+constexpr int kMaxReplyBytes = 256 << 20;
+
+std::string Describe(const ObjectName& name) { return PrintableName(name.ns, name.key); }
+
+// The request and reply messages of a Sidecar RPC, named by the RPC itself (the message names
+// of sidecar.proto and coordinator.proto share one package, so they may get prefixes).
+template <typename Method>
+struct RpcTypes;
+template <typename Req, typename Rep>
+struct RpcTypes<grpc::Status (proto::Sidecar::Stub::*)(grpc::ClientContext*, const Req&, Rep*)> {
+  using Request = Req;
+  using Reply = Rep;
+};
+template <auto kMethod>
+using RequestOf = typename RpcTypes<decltype(kMethod)>::Request;
+template <auto kMethod>
+using ReplyOf = typename RpcTypes<decltype(kMethod)>::Reply;
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const std::string& socket_path,
+                                                                const ConnectOptions& options) {
+  FERRY_RETURN_IF_ERROR(ValidateNamespace(options.ns));
+  if (options.rpc_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rpc_timeout must be positive, got ", absl::FormatDuration(options.rpc_timeout)));
+  }
+  const absl::Duration wait = std::min(kConnectTimeout, options.rpc_timeout);
+  FERRY_ASSIGN_OR_RETURN(dataplane::ReceivedArena received,
+                         dataplane::ReceiveArena(socket_path, static_cast<int>(absl::ToInt64Milliseconds(wait))));
+  absl::StatusOr<std::unique_ptr<dataplane::Arena>> arena =
+      dataplane::Arena::Map(received.fd, received.hello.arena_size);   // owns the fd now
+  if (!arena.ok()) {
+    close(received.conn);
+    return Annotate(arena.status(), absl::StrCat("mapping the arena of ferryd at '", socket_path, "'"));
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxReplyBytes);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      absl::StrCat("unix:", socket_path), grpc::InsecureChannelCredentials(), args);
+  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + wait))) {
+    close(received.conn);
+    return absl::UnavailableError(absl::StrCat("ferryd at '", socket_path,
+                                               "' sent its arena but its RPC service did not answer within ",
+                                               absl::FormatDuration(wait)));
+  }
+  return std::shared_ptr<ClientImpl>(new ClientImpl(
+      socket_path, options, received.hello.session, received.hello.node_id, received.conn,
+      std::shared_ptr<dataplane::Arena>(std::move(*arena)), std::move(channel)));
+}
+
+ClientImpl::ClientImpl(std::string socket_path, ConnectOptions options, uint64_t session,
+                       uint64_t node_id, int conn, std::shared_ptr<dataplane::Arena> arena,
+                       std::shared_ptr<grpc::Channel> channel)
+    : socket_path_(std::move(socket_path)),
+      options_(std::move(options)),
+      session_(session),
+      node_id_(node_id),
+      conn_(conn),
+      arena_(std::move(arena)),
+      channel_(std::move(channel)),
+      stub_(proto::Sidecar::NewStub(channel_)) {}
+
+ClientImpl::~ClientImpl() {
+  // Closing the arena channel ends the session: ferryd reclaims what we did not seal and
+  // drops our pins. The mapping itself goes with arena_.
+  close(conn_);
+}
+
+template <typename Request, typename Reply>
+absl::Status ClientImpl::Call(grpc::Status (proto::Sidecar::Stub::*method)(grpc::ClientContext*,
+                                                                           const Request&, Reply*),
+                              const Request& request, Reply* reply, absl::Duration extra,
+                              absl::string_view op, absl::string_view what) const {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + extra + options_.rpc_timeout));
+  grpc::Status status = (stub_.get()->*method)(&ctx, request, reply);
+  return status.ok() ? absl::OkStatus() : RpcError(ctx, status, op, what);
+}
+
+absl::Status ClientImpl::RpcError(const grpc::ClientContext& ctx, const grpc::Status& status,
+                                  absl::string_view op, absl::string_view what) const {
+  const std::string context = absl::StrCat(op, what.empty() ? "" : " ", what);
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      // ferryd itself answers UNAVAILABLE when every holder of an object died; then the
+      // channel is still up and its message names the lost node.
+      if (channel_->GetState(false) == GRPC_CHANNEL_READY) break;
+      return absl::UnavailableError(absl::StrCat(context, ": lost ferryd at '", socket_path_,
+                                                 "': ", status.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      // ferryd's own DEADLINE_EXCEEDED (Get's wait) arrives before our deadline and names the key.
+      if (std::chrono::system_clock::now() < ctx.deadline()) break;
+      return absl::DeadlineExceededError(absl::StrCat(context, ": ferryd at '", socket_path_,
+                                                      "' did not answer in time"));
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return absl::UnimplementedError(absl::StrCat(context, ": ferryd at '", socket_path_,
+                                                   "' does not support this: ", status.error_message()));
+    default:
+      break;
+  }
+  return FromGrpc(status);
+}
+
+absl::StatusOr<uint8_t*> ClientImpl::Locate(absl::string_view op, const ObjectName& name,
+                                            uint64_t offset, uint64_t size) const {
+  if (!arena_->Contains(offset, size)) {
+    return absl::InternalError(absl::StrCat(op, " ", Describe(name), ": ferryd placed ", size,
+                                            " bytes at offset ", offset, ", outside its ",
+                                            arena_->size(), "-byte arena"));
+  }
+  return arena_->base() + offset;
+}
+
+absl::StatusOr<ArenaSlot> ClientImpl::Create(const ObjectName& name, const ObjectMeta& meta) {
+  RequestOf<&proto::Sidecar::Stub::Create> req;
+  req.set_session(session_);
+  sdk::NameToProto(name, req.mutable_ref());
+  sdk::MetaToProto(meta, req.mutable_meta());
+  ReplyOf<&proto::Sidecar::Stub::Create> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Create, req, &reply, absl::ZeroDuration(),
+                             "Create", Describe(name)));
+  absl::StatusOr<uint8_t*> data = Locate("Create", name, reply.offset(), meta.size);
+  if (!data.ok()) {
+    (void)Abort(name);   // the bounds error is the one worth reporting
+    return data.status();
+  }
+  ArenaSlot slot;
+  slot.data = *data;
+  slot.meta = meta;
+  return slot;
+}
+
+absl::Status ClientImpl::Seal(const ObjectName& name) {
+  RequestOf<&proto::Sidecar::Stub::Seal> req;
+  req.set_session(session_);
+  sdk::NameToProto(name, req.mutable_ref());
+  ReplyOf<&proto::Sidecar::Stub::Seal> reply;
+  return Call(&proto::Sidecar::Stub::Seal, req, &reply, absl::ZeroDuration(), "Seal",
+              Describe(name));
+}
+
+absl::Status ClientImpl::Abort(const ObjectName& name) {
+  RequestOf<&proto::Sidecar::Stub::Abort> req;
+  req.set_session(session_);
+  sdk::NameToProto(name, req.mutable_ref());
+  ReplyOf<&proto::Sidecar::Stub::Abort> reply;
+  return Call(&proto::Sidecar::Stub::Abort, req, &reply, absl::ZeroDuration(), "Abort",
+              Describe(name));
+}
+
+absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration timeout) {
+  RequestOf<&proto::Sidecar::Stub::Get> req;
+  req.set_session(session_);
+  sdk::NameToProto(name, req.mutable_ref());
+  const uint32_t timeout_ms = sdk::TimeoutToMs(timeout);
+  req.set_timeout_ms(timeout_ms);
+  ReplyOf<&proto::Sidecar::Stub::Get> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Get, req, &reply,
+                             absl::Milliseconds(timeout_ms), "Get", Describe(name)));
+  // From here on we hold a pin: drop it on any failure.
+  absl::StatusOr<ObjectMeta> meta = sdk::MetaFromProto(reply.meta());
+  absl::StatusOr<uint8_t*> data =
+      meta.ok() ? Locate("Get", name, reply.offset(), meta->size) : absl::StatusOr<uint8_t*>(meta.status());
+  if (!data.ok()) {
+    (void)Release(name);
+    return Annotate(data.status(), absl::StrCat("Get ", Describe(name)));
+  }
+  ArenaSlot slot;
+  slot.data = *data;
+  slot.meta = *meta;
+  slot.info = sdk::GetInfoFromProto(reply);
+  return slot;
+}
+
+absl::Status ClientImpl::Release(const ObjectName& name) {
+  RequestOf<&proto::Sidecar::Stub::Release> req;
+  req.set_session(session_);
+  sdk::NameToProto(name, req.mutable_ref());
+  ReplyOf<&proto::Sidecar::Stub::Release> reply;
+  return Call(&proto::Sidecar::Stub::Release, req, &reply, absl::ZeroDuration(), "Release",
+              Describe(name));
+}
+
+absl::Status ClientImpl::Delete(const ObjectName& name) {
+  RequestOf<&proto::Sidecar::Stub::Delete> req;
+  req.set_session(session_);
+  sdk::NameToProto(name, req.mutable_ref());
+  ReplyOf<&proto::Sidecar::Stub::Delete> reply;
+  return Call(&proto::Sidecar::Stub::Delete, req, &reply, absl::ZeroDuration(), "Delete",
+              Describe(name));
+}
+
+absl::StatusOr<std::vector<ObjectInfo>> ClientImpl::List(const std::string& ns,
+                                                         const std::string& prefix, uint32_t limit) {
+  RequestOf<&proto::Sidecar::Stub::List> req;
+  req.set_ns(ns);
+  req.set_prefix(prefix);
+  req.set_limit(limit);
+  ReplyOf<&proto::Sidecar::Stub::List> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::List, req, &reply, absl::ZeroDuration(),
+                             "List", PrintableName(ns, prefix)));
+  std::vector<ObjectInfo> out;
+  out.reserve(reply.objects_size());
+  for (const proto::ListedObject& listed : reply.objects()) {
+    FERRY_ASSIGN_OR_RETURN(ObjectInfo info, sdk::ListedFromProto(listed));
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+absl::StatusOr<BroadcastResult> ClientImpl::Broadcast(const ObjectName& name,
+                                                      const std::vector<std::string>& nodes,
+                                                      absl::Duration timeout) {
+  RequestOf<&proto::Sidecar::Stub::Broadcast> req;
+  sdk::NameToProto(name, req.mutable_ref());
+  for (const std::string& node : nodes) req.add_nodes(node);
+  const uint32_t timeout_ms = sdk::TimeoutToMs(timeout);
+  req.set_timeout_ms(timeout_ms);
+  ReplyOf<&proto::Sidecar::Stub::Broadcast> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Broadcast, req, &reply,
+                             absl::Milliseconds(timeout_ms), "Broadcast", Describe(name)));
+  return sdk::BroadcastFromProto(reply);
+}
+
+absl::StatusOr<NodeStatus> ClientImpl::Status() {
+  RequestOf<&proto::Sidecar::Stub::Status> req;
+  ReplyOf<&proto::Sidecar::Stub::Status> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Status, req, &reply, absl::ZeroDuration(),
+                             "Status", ""));
+  return sdk::StatusFromProto(reply, node_id_);
+}
+
+}  // namespace ferry

@@ -1,0 +1,95 @@
+// ClientImpl: the shared state behind a ferry::Client and every view / writable object it
+// hands out: the arena session (its socket and the mapped arena) and the gRPC stub. Each
+// method is one RPC to ferryd with the session id and a deadline. Internal to libferry.
+//
+// Lifetime: held by shared_ptr from the Client and from every ObjectView / WritableObject,
+// so the arena mapping outlives the last pointer into it. Destroying the last reference
+// closes the arena connection, which ends the session in ferryd (unsealed objects are
+// reclaimed, pins dropped).
+//
+// Thread-safety: every method may be called from any thread at once; the fields are set
+// at construction and never change (the gRPC stub is thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dataplane/store/arena.h"
+#include "ferry/client.h"
+#include "ferry/object.h"
+#include "proto/sidecar.grpc.pb.h"
+
+namespace ferry {
+
+// Where a created or pinned object lies in the mapped arena.
+struct ArenaSlot {
+  uint8_t* data = nullptr;
+  ObjectMeta meta;
+  GetInfo info;
+};
+
+class ClientImpl {
+ public:
+  // Receives the arena and session over "<socket_path>.arena", maps the arena and opens the
+  // gRPC channel. UNAVAILABLE (naming the socket) if no ferryd answers.
+  static absl::StatusOr<std::shared_ptr<ClientImpl>> Connect(const std::string& socket_path,
+                                                             const ConnectOptions& options);
+  ~ClientImpl();
+  ClientImpl(const ClientImpl&) = delete;
+  ClientImpl& operator=(const ClientImpl&) = delete;
+
+  const std::string& default_namespace() const { return options_.ns; }
+
+  // Create RPC; `meta` must already be normalized. INTERNAL (after aborting the object) if
+  // ferryd's offset does not lie inside the mapped arena.
+  absl::StatusOr<ArenaSlot> Create(const ObjectName& name, const ObjectMeta& meta);
+  absl::Status Seal(const ObjectName& name);
+  absl::Status Abort(const ObjectName& name);
+  // Get RPC; the gRPC deadline is `timeout` + rpc_timeout so ferryd's own DEADLINE_EXCEEDED
+  // (which names the key) arrives first.
+  absl::StatusOr<ArenaSlot> Get(const ObjectName& name, absl::Duration timeout);
+  absl::Status Release(const ObjectName& name);
+  absl::Status Delete(const ObjectName& name);
+  absl::StatusOr<std::vector<ObjectInfo>> List(const std::string& ns, const std::string& prefix,
+                                               uint32_t limit);
+  absl::StatusOr<BroadcastResult> Broadcast(const ObjectName& name,
+                                            const std::vector<std::string>& nodes,
+                                            absl::Duration timeout);
+  absl::StatusOr<NodeStatus> Status();
+
+ private:
+  ClientImpl(std::string socket_path, ConnectOptions options, uint64_t session, uint64_t node_id,
+             int conn, std::shared_ptr<dataplane::Arena> arena,
+             std::shared_ptr<grpc::Channel> channel);
+
+  // Runs one unary RPC with a deadline of now + extra + rpc_timeout. ferryd's own errors
+  // pass through (they name the object); a broken channel or a missed deadline becomes
+  // UNAVAILABLE / DEADLINE_EXCEEDED naming `op`, `what` and the socket.
+  template <typename Request, typename Reply>
+  absl::Status Call(grpc::Status (proto::Sidecar::Stub::*method)(grpc::ClientContext*,
+                                                                 const Request&, Reply*),
+                    const Request& request, Reply* reply, absl::Duration extra,
+                    absl::string_view op, absl::string_view what) const;
+  absl::Status RpcError(const grpc::ClientContext& ctx, const grpc::Status& status,
+                        absl::string_view op, absl::string_view what) const;
+  // Pointer to [offset, offset+size) of the arena, or INTERNAL if it lies outside.
+  absl::StatusOr<uint8_t*> Locate(absl::string_view op, const ObjectName& name, uint64_t offset,
+                                  uint64_t size) const;
+
+  const std::string socket_path_;
+  const ConnectOptions options_;
+  const uint64_t session_;
+  const uint64_t node_id_;
+  const int conn_;   // the arena channel; closing it ends the session
+  const std::shared_ptr<dataplane::Arena> arena_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<proto::Sidecar::Stub> stub_;
+};
+
+}  // namespace ferry

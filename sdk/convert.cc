@@ -1,0 +1,168 @@
+#include "sdk/convert.h"
+
+#include <cstdint>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+
+namespace ferry::sdk {
+
+// The public enum and the wire enum share their numbers, so conversion is a cast.
+static_assert(static_cast<int>(DType::kBytes) == proto::BYTES);
+static_assert(static_cast<int>(DType::kF32) == proto::F32);
+static_assert(static_cast<int>(DType::kF64) == proto::F64);
+static_assert(static_cast<int>(DType::kF16) == proto::F16);
+static_assert(static_cast<int>(DType::kBF16) == proto::BF16);
+static_assert(static_cast<int>(DType::kI32) == proto::I32);
+static_assert(static_cast<int>(DType::kI64) == proto::I64);
+static_assert(static_cast<int>(DType::kU8) == proto::U8);
+static_assert(static_cast<int>(DType::kU8) == proto::DType_MAX);
+
+proto::DType DTypeToProto(DType dtype) { return static_cast<proto::DType>(dtype); }
+
+absl::StatusOr<DType> DTypeFromProto(int value) {
+  if (value < 0 || value > static_cast<int>(DType::kU8)) {
+    return absl::InternalError(absl::StrCat("ferryd sent unknown dtype ", value,
+                                            " (is the client older than ferryd?)"));
+  }
+  return static_cast<DType>(value);
+}
+
+absl::Status ValidateName(const ObjectName& name) {
+  return ValidateObjectName(name.ns, name.key);
+}
+
+absl::StatusOr<ObjectMeta> NormalizeMeta(const ObjectName& name, const ObjectMeta& meta) {
+  const size_t elem = DTypeSize(meta.dtype);
+  if (elem == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("object ", PrintableName(name.ns, name.key),
+                                                   ": unknown dtype ",
+                                                   static_cast<int>(meta.dtype)));
+  }
+  if (meta.size % elem != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "object ", PrintableName(name.ns, name.key), ": size ", meta.size,
+        " is not a whole number of ", DTypeName(meta.dtype), " elements (", elem, " bytes each)"));
+  }
+  ObjectMeta out = meta;
+  const uint64_t elements = meta.size / elem;
+  if (out.count == 0) out.count = elements;
+  if (out.count != elements) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "object ", PrintableName(name.ns, name.key), ": count ", meta.count, " does not match size ",
+        meta.size, " / ", elem, "-byte ", DTypeName(meta.dtype), " = ", elements));
+  }
+  return out;
+}
+
+void NameToProto(const ObjectName& name, proto::ObjectRef* ref) {
+  ref->set_ns(name.ns);
+  ref->set_key(name.key);
+}
+
+ObjectName NameFromProto(const proto::ObjectRef& ref) {
+  ObjectName name;
+  name.ns = ref.ns();
+  name.key = ref.key();
+  return name;
+}
+
+void MetaToProto(const ObjectMeta& meta, proto::ObjectMeta* out) {
+  out->set_size(meta.size);
+  out->set_dtype(DTypeToProto(meta.dtype));
+  out->set_count(meta.count);
+}
+
+absl::StatusOr<ObjectMeta> MetaFromProto(const proto::ObjectMeta& meta) {
+  absl::StatusOr<DType> dtype = DTypeFromProto(meta.dtype());
+  if (!dtype.ok()) return dtype.status();
+  ObjectMeta out;
+  out.size = meta.size();
+  out.dtype = *dtype;
+  out.count = meta.count();
+  return out;
+}
+
+NodeInfo NodeFromProto(const proto::NodeInfo& node) {
+  NodeInfo out;
+  out.id = node.node_id();
+  out.name = node.name();
+  out.alive = node.alive();
+  out.arena_bytes = node.arena_bytes();
+  out.arena_used = node.arena_used();
+  out.objects = node.objects();
+  out.bandwidth_bps = node.bandwidth_bps();
+  out.latency_s = node.latency_s();
+  out.labels.insert(node.labels().begin(), node.labels().end());
+  return out;
+}
+
+NodeStatus StatusFromProto(const proto::StatusReply& reply, uint64_t self_id) {
+  NodeStatus out;
+  out.self = NodeFromProto(reply.self());
+  if (out.self.id == 0) out.self.id = self_id;
+  // This node answered, so it is alive whatever its last heartbeat said.
+  out.self.alive = true;
+  const proto::LocalStats& local = reply.local();
+  out.self.arena_bytes = local.arena_bytes();
+  out.self.arena_used = local.arena_used();
+  out.self.objects = local.objects();
+  out.coordinator_connected = reply.coordinator_connected();
+  out.pinned = local.pinned();
+  out.evictions = local.evictions();
+  out.bytes_received = local.bytes_received();
+  out.bytes_sent = local.bytes_sent();
+  out.retries = local.retries();
+  out.failures = local.failures();
+  out.cluster.reserve(reply.cluster_size());
+  for (const proto::NodeInfo& node : reply.cluster()) out.cluster.push_back(NodeFromProto(node));
+  return out;
+}
+
+absl::StatusOr<ObjectInfo> ListedFromProto(const proto::ListedObject& listed) {
+  ObjectInfo out;
+  out.name = NameFromProto(listed.ref());
+  absl::StatusOr<ObjectMeta> meta = MetaFromProto(listed.meta());
+  if (!meta.ok()) {
+    return absl::Status(meta.status().code(),
+                        absl::StrCat("listing ", PrintableName(out.name.ns, out.name.key), ": ",
+                                     meta.status().message()));
+  }
+  out.meta = *meta;
+  out.complete_copies = listed.complete_copies();
+  out.partial_copies = listed.partial_copies();
+  return out;
+}
+
+GetInfo GetInfoFromProto(const proto::GetReply& reply) {
+  GetInfo out;
+  out.pulled = reply.pulled();
+  out.source_node = reply.source_node();
+  out.seconds = reply.pull_seconds();
+  return out;
+}
+
+BroadcastResult BroadcastFromProto(const proto::SidecarBroadcastReply& reply) {
+  BroadcastResult out;
+  out.seconds = reply.seconds();
+  out.targets.reserve(reply.results_size());
+  for (const proto::SidecarBroadcastResult& r : reply.results()) {
+    BroadcastResult::Target target;
+    target.node = r.node();
+    target.ok = r.ok();
+    target.error = r.error();
+    out.targets.push_back(std::move(target));
+  }
+  return out;
+}
+
+uint32_t TimeoutToMs(absl::Duration timeout) {
+  constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
+  if (timeout <= absl::ZeroDuration()) return 0;
+  if (timeout >= absl::Milliseconds(kMax)) return kMax;
+  return static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout + absl::Milliseconds(1) -
+                                                         absl::Nanoseconds(1)));
+}
+
+}  // namespace ferry::sdk

@@ -1,0 +1,459 @@
+// Tests of the UCX transport: two or three transports in one process over TCP on loopback
+// (ctest sets UCX_TLS=tcp,self,sm and UCX_NET_DEVICES=lo), plus a real peer death: a child
+// process serving data is SIGKILLed mid-transfer. Every wait has a deadline.
+#include "dataplane/ucx/ucx_transport.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "tests/unit/transport/transport_test_util.h"
+
+namespace ferry::dataplane {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Completion;
+using testing::DecodeRange;
+using testing::EncodeRange;
+using testing::FillPattern;
+using testing::FirstMismatch;
+using testing::RangeHeader;
+
+constexpr size_t kMiB = 1 << 20;
+constexpr auto kDeadline = 30s;
+
+// Pre-touched anonymous memory (page faults are slow on these VMs).
+class Buffer {
+ public:
+  explicit Buffer(size_t len) : len_(len) {
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
+    data_ = p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+  }
+  ~Buffer() {
+    if (data_ != nullptr) munmap(data_, len_);
+  }
+  uint8_t* data() const { return data_; }
+  size_t size() const { return len_; }
+
+ private:
+  size_t len_;
+  uint8_t* data_;
+};
+
+std::unique_ptr<Transport> MakeUcx(NodeId id) {
+  UcxTransportOptions options;
+  options.self = id;
+  auto t = CreateUcxTransport(options);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *std::move(t) : nullptr;
+}
+
+// Serves ranges of `src` (seed 7 pattern) according to RangeHeader verbs.
+class Server {
+ public:
+  Server(Transport* t, size_t len) : buf_(len) {
+    FillPattern(7, buf_.data(), len);
+    t->SetFetchHandler([this](NodeId, std::string_view header,
+                              std::unique_ptr<FetchResponder> r) { Handle(header, std::move(r)); });
+  }
+  ~Server() {
+    for (auto& th : threads_) th.join();
+  }
+  const Buffer& buffer() const { return buf_; }
+  int hung() const { return hung_.load(); }
+  void ReleaseHung() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_.clear();  // destroying unanswered responders fails their requests (INTERNAL)
+  }
+
+ private:
+  void Handle(std::string_view header, std::unique_ptr<FetchResponder> r) {
+    auto h = DecodeRange(header);
+    if (!h || h->offset + h->length > buf_.size()) {
+      return r->Fail(absl::InvalidArgumentError("bad range header"));
+    }
+    const uint8_t* src = buf_.data() + h->offset;
+    switch (h->verb) {
+      case 0: return r->Reply(src, h->length, [](absl::Status) {});
+      case 1: {  // answer later from another thread
+        std::lock_guard<std::mutex> lock(mu_);
+        threads_.emplace_back([r = std::move(r), src, len = h->length]() mutable {
+          std::this_thread::sleep_for(20ms);
+          r->Reply(src, len, [](absl::Status) {});
+        });
+        return;
+      }
+      case 2: return r->Fail(absl::NotFoundError("no such chunk 7 of object k"));
+      case 3: return r->Reply(src, h->length + 1, [](absl::Status) {});
+      default: {
+        std::lock_guard<std::mutex> lock(mu_);
+        held_.push_back(std::move(r));
+        hung_.fetch_add(1);
+      }
+    }
+  }
+
+  Buffer buf_;
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<FetchResponder>> held_;
+  std::atomic<int> hung_{0};
+};
+
+class UcxTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (NodeId id : {1, 2}) {
+      t_.push_back(MakeUcx(id));
+      ASSERT_NE(t_.back(), nullptr);
+    }
+    Connect(*t_[0], *t_[1]);
+  }
+  static void Connect(Transport& a, Transport& b) {
+    ASSERT_TRUE(a.AddPeer(b.self(), b.LocalAddress()).ok());
+    ASSERT_TRUE(b.AddPeer(a.self(), a.LocalAddress()).ok());
+  }
+  absl::Status FetchRange(Transport& client, NodeId server, RangeHeader h, void* dst) {
+    Completion c;
+    client.Fetch(server, EncodeRange(h), dst, h.length, c.done());
+    auto st = c.Wait(kDeadline);
+    return st ? *st : absl::DeadlineExceededError("test: fetch did not complete");
+  }
+  std::vector<std::unique_ptr<Transport>> t_;
+};
+
+TEST_F(UcxTransportTest, FetchSizesLandByteExact) {
+  Server server(t_[1].get(), 64 * kMiB);
+  Buffer dst(64 * kMiB + 64);
+  ASSERT_TRUE(t_[0]->RegisterMemory(dst.data(), dst.size()).ok());
+  for (size_t len : {size_t{0}, size_t{1}, size_t{8191}, size_t{8192}, size_t{8193},
+                     size_t{kMiB}, size_t{64 * kMiB}}) {
+    SCOPED_TRACE(len);
+    uint64_t off = len == 64 * kMiB ? 0 : 13;
+    std::memset(dst.data(), 0, std::min(dst.size(), len + 64));
+    ASSERT_TRUE(FetchRange(*t_[0], 2, {off, len, 0}, dst.data()).ok());
+    EXPECT_EQ(FirstMismatch(7, dst.data(), len, off), -1);
+    if (len < 64 * kMiB) {
+      EXPECT_EQ(dst.data()[len], 0) << "wrote past the end";
+    }
+  }
+  TransportStats s = t_[0]->Stats();
+  EXPECT_EQ(s.fetches, 7u);
+  EXPECT_EQ(s.bytes_fetched, 0 + 1 + 8191 + 8192 + 8193 + kMiB + 64 * kMiB);
+}
+
+TEST_F(UcxTransportTest, DeferredReplyFromAnotherThread) {
+  Server server(t_[1].get(), 4 * kMiB);
+  Buffer dst(4 * kMiB);
+  for (size_t len : {size_t{100}, size_t{4 * kMiB}}) {
+    ASSERT_TRUE(FetchRange(*t_[0], 2, {0, len, 1}, dst.data()).ok());
+    EXPECT_EQ(FirstMismatch(7, dst.data(), len), -1);
+  }
+}
+
+TEST_F(UcxTransportTest, FailKeepsCodeAndMessage) {
+  Server server(t_[1].get(), kMiB);
+  Buffer dst(kMiB);
+  absl::Status st = FetchRange(*t_[0], 2, {0, 1000, 2}, dst.data());
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+  EXPECT_NE(st.message().find("no such chunk 7 of object k"), absl::string_view::npos) << st;
+  st = FetchRange(*t_[0], 2, {0, 100000, 3}, dst.data());  // reply of the wrong length
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+  EXPECT_EQ(t_[0]->Stats().failures, 2u);
+}
+
+TEST_F(UcxTransportTest, DroppedResponderFailsWithInternal) {
+  Server server(t_[1].get(), kMiB);
+  Buffer dst(kMiB);
+  Completion c;
+  t_[0]->Fetch(2, EncodeRange({0, 10, 4}), dst.data(), 10, c.done());
+  for (auto until = std::chrono::steady_clock::now() + kDeadline;
+       server.hung() == 0 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(1ms);
+  }
+  server.ReleaseHung();
+  auto st = c.Wait(kDeadline);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kInternal) << *st;
+}
+
+TEST_F(UcxTransportTest, ReadRegisteredMemory) {
+  Buffer src(32 * kMiB);
+  FillPattern(9, src.data(), src.size());
+  auto region = t_[1]->RegisterMemory(src.data(), src.size());
+  ASSERT_TRUE(region.ok()) << region.status();
+  Buffer dst(32 * kMiB);
+  for (auto [off, len] : {std::pair<size_t, size_t>{5, 1}, {4096, kMiB}, {0, 32 * kMiB}}) {
+    SCOPED_TRACE(len);
+    Completion c;
+    t_[0]->Read(2, reinterpret_cast<uint64_t>(src.data()) + off, region->remote_key, dst.data(),
+                len, c.done());
+    auto st = c.Wait(kDeadline);
+    ASSERT_TRUE(st.has_value());
+    ASSERT_TRUE(st->ok()) << *st;
+    EXPECT_EQ(FirstMismatch(9, dst.data(), len, off), -1);
+  }
+  EXPECT_EQ(t_[0]->Stats().reads, 3u);
+}
+
+TEST_F(UcxTransportTest, ControlMessages) {
+  absl::Notification got;
+  std::string received;
+  NodeId from = 0;
+  t_[1]->SetControlHandler([&](NodeId f, std::string_view bytes) {
+    from = f;
+    received = std::string(bytes);
+    got.Notify();
+  });
+  std::string msg(60000, 'x');
+  msg[0] = 'h';
+  Completion c;
+  t_[0]->SendControl(2, msg, c.done());
+  auto st = c.Wait(kDeadline);
+  ASSERT_TRUE(st.has_value() && st->ok());
+  ASSERT_TRUE(got.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(from, 1u);
+  EXPECT_EQ(received, msg);
+  Completion too_big;
+  t_[0]->SendControl(2, std::string(65 * 1024 + 1, 'y'), too_big.done());
+  st = too_big.Wait(kDeadline);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(UcxTransportTest, UnknownPeers) {
+  Buffer dst(kMiB);
+  absl::Status st = FetchRange(*t_[0], 99, {0, 10, 0}, dst.data());  // never added here
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_NE(st.message().find("99"), absl::string_view::npos);
+  EXPECT_EQ(t_[0]->AddPeer(5, "garbage").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t_[0]->AddPeer(5, t_[1]->LocalAddress()).code(), absl::StatusCode::kInvalidArgument);
+
+  // A node the server has not registered: its request is dropped and counted.
+  auto stranger = MakeUcx(3);
+  ASSERT_NE(stranger, nullptr);
+  ASSERT_TRUE(stranger->AddPeer(2, t_[1]->LocalAddress()).ok());
+  Server server(t_[1].get(), kMiB);
+  Completion c;
+  stranger->Fetch(2, EncodeRange({0, 10, 0}), dst.data(), 10, c.done());
+  for (auto until = std::chrono::steady_clock::now() + kDeadline;
+       t_[1]->Stats().dropped_requests == 0 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(t_[1]->Stats().dropped_requests, 1u);
+  EXPECT_FALSE(c.Ready());
+  stranger->Shutdown();  // the unanswered fetch completes with CANCELLED
+  auto done = c.Wait(1s);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->code(), absl::StatusCode::kCancelled) << *done;
+}
+
+TEST_F(UcxTransportTest, ManyConcurrentFetchesAmongThreeNodes) {
+  t_.push_back(MakeUcx(3));
+  ASSERT_NE(t_[2], nullptr);
+  Connect(*t_[0], *t_[2]);
+  Connect(*t_[1], *t_[2]);
+  std::vector<std::unique_ptr<Server>> servers;
+  for (auto& t : t_) servers.push_back(std::make_unique<Server>(t.get(), 8 * kMiB));
+  constexpr int kPerClient = 150;
+  struct Pending {
+    Completion c;
+    RangeHeader h;
+    std::vector<uint8_t> dst;
+  };
+  std::vector<std::unique_ptr<Pending>> pending;
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 3 * kPerClient; ++i) {
+    auto p = std::make_unique<Pending>();
+    size_t len = rng() % 4 == 0 ? rng() % (2 * kMiB) : rng() % 20000;
+    p->h = {rng() % (6 * kMiB), len, static_cast<uint32_t>(rng() % 5 == 0 ? 1 : 0)};
+    p->dst.resize(len);
+    Transport& client = *t_[i % 3];
+    NodeId server = (client.self() % 3) + 1;  // 1->2, 2->3, 3->1
+    client.Fetch(server, EncodeRange(p->h), p->dst.data(), len, p->c.done());
+    pending.push_back(std::move(p));
+  }
+  for (auto& p : pending) {
+    auto st = p->c.Wait(kDeadline);
+    ASSERT_TRUE(st.has_value());
+    ASSERT_TRUE(st->ok()) << *st;
+    ASSERT_EQ(FirstMismatch(7, p->dst.data(), p->h.length, p->h.offset), -1);
+  }
+}
+
+TEST_F(UcxTransportTest, ShutdownCancelsOutstandingAndIsIdempotent) {
+  Server server(t_[1].get(), kMiB);
+  Buffer dst(kMiB);
+  Completion c;
+  t_[0]->Fetch(2, EncodeRange({0, 100, 4}), dst.data(), 100, c.done());
+  for (auto until = std::chrono::steady_clock::now() + kDeadline;
+       server.hung() == 0 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(1ms);
+  }
+  t_[0]->Shutdown();
+  auto st = c.Wait(0ms);
+  ASSERT_TRUE(st.has_value()) << "Shutdown returned before completing the fetch";
+  EXPECT_EQ(st->code(), absl::StatusCode::kCancelled);
+  t_[0]->Shutdown();
+  Completion after;
+  t_[0]->Fetch(2, "", nullptr, 0, after.done());  // dropped: no callback after Shutdown
+  EXPECT_FALSE(after.Wait(50ms).has_value());
+  server.ReleaseHung();
+}
+
+TEST_F(UcxTransportTest, IdleTransportsUseLittleCpu) {
+  auto cpu = [] {
+    rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_sec * 1e6 +
+           ru.ru_stime.tv_usec;
+  };
+  std::this_thread::sleep_for(200ms);  // let connection setup settle
+  double before = cpu();
+  std::this_thread::sleep_for(1s);
+  double used_us = cpu() - before;
+  EXPECT_LT(used_us, 50000) << "two idle transports used " << used_us / 1e4 << "% of a core";
+}
+
+// ---- a real peer death --------------------------------------------------------------------
+
+bool WriteBlob(int fd, const std::string& s) {
+  uint32_t n = s.size();
+  return write(fd, &n, 4) == 4 && write(fd, s.data(), n) == static_cast<ssize_t>(n);
+}
+
+std::optional<std::string> ReadBlob(int fd, std::chrono::milliseconds deadline) {
+  std::string out;
+  uint32_t n = 0;
+  size_t want = 4, got = 0;
+  auto until = std::chrono::steady_clock::now() + deadline;
+  char* dst = reinterpret_cast<char*>(&n);
+  for (int phase = 0; phase < 2; ++phase) {
+    while (got < want) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      pollfd p{fd, POLLIN, 0};
+      if (left.count() <= 0 || poll(&p, 1, left.count()) <= 0) return std::nullopt;
+      ssize_t r = read(fd, dst + got, want - got);
+      if (r <= 0) return std::nullopt;
+      got += r;
+    }
+    if (phase == 0) {
+      out.resize(n);
+      dst = out.data();
+      want = n;
+      got = 0;
+    }
+  }
+  return out;
+}
+
+// Runs only inside the child process started by PeerKilledMidTransfer.
+TEST(UcxChildProcess, Serve) {
+  const char* fds = std::getenv("FERRY_UCX_CHILD_FDS");
+  if (fds == nullptr) GTEST_SKIP() << "helper for PeerKilledMidTransfer";
+  int rd = -1, wr = -1;
+  ASSERT_EQ(sscanf(fds, "%d,%d", &rd, &wr), 2);
+  auto t = MakeUcx(2);
+  ASSERT_NE(t, nullptr);
+  Server server(t.get(), 64 * kMiB);
+  ASSERT_TRUE(WriteBlob(wr, t->LocalAddress()));
+  auto parent = ReadBlob(rd, 30s);
+  ASSERT_TRUE(parent.has_value());
+  ASSERT_TRUE(t->AddPeer(1, *parent).ok());
+  ASSERT_TRUE(WriteBlob(wr, "ready"));
+  ReadBlob(rd, 120s);  // serve until killed (or the parent goes away)
+}
+
+TEST(UcxPeerFailure, PeerKilledMidTransfer) {
+  int p2c[2], c2p[2];
+  ASSERT_EQ(pipe(p2c), 0);
+  ASSERT_EQ(pipe(c2p), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // child: a fresh process image, so no UCX state crosses the fork
+    std::string fds = std::to_string(p2c[0]) + "," + std::to_string(c2p[1]);
+    setenv("FERRY_UCX_CHILD_FDS", fds.c_str(), 1);
+    execl("/proc/self/exe", "ucx_child", "--gtest_filter=UcxChildProcess.Serve", nullptr);
+    _exit(127);
+  }
+  close(p2c[0]);
+  close(c2p[1]);
+  auto reap = [pid] {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  };
+  auto child_address = ReadBlob(c2p[0], 30s);
+  if (!child_address) reap();
+  ASSERT_TRUE(child_address.has_value()) << "child did not start";
+
+  auto t = MakeUcx(1);
+  ASSERT_NE(t, nullptr);
+  std::atomic<int> failures{0};
+  absl::Notification failed;
+  absl::Status why;
+  t->SetPeerFailureHandler([&](NodeId peer, const absl::Status& st) {
+    EXPECT_EQ(peer, 2u);
+    why = st;
+    if (failures.fetch_add(1) == 0) failed.Notify();
+  });
+  ASSERT_TRUE(t->AddPeer(2, *child_address).ok());
+  ASSERT_TRUE(WriteBlob(p2c[1], t->LocalAddress()));
+  ASSERT_TRUE(ReadBlob(c2p[0], 30s).has_value());
+
+  constexpr size_t kChunk = 16 * kMiB;
+  constexpr int kChunks = 8;
+  Buffer dst(kChunks * kChunk);
+  ASSERT_TRUE(t->RegisterMemory(dst.data(), dst.size()).ok());
+  Completion hang;  // never answered by the child
+  t->Fetch(2, EncodeRange({0, 10, 4}), dst.data(), 10, hang.done());
+  std::vector<Completion> chunks(kChunks);
+  for (int i = 0; i < kChunks; ++i) {
+    t->Fetch(2, EncodeRange({(i % 4) * kChunk, kChunk, 0}), dst.data() + i * kChunk, kChunk,
+             chunks[i].done());
+  }
+  auto first = chunks[0].Wait(kDeadline);  // data is flowing...
+  reap();                                  // ...and the peer dies
+  ASSERT_TRUE(first.has_value());
+
+  int unavailable = 0;
+  for (auto* c : {&hang}) {
+    auto st = c->Wait(kDeadline);
+    ASSERT_TRUE(st.has_value()) << "outstanding fetch hung after the peer died";
+    EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
+    EXPECT_NE(st->message().find("node 2"), absl::string_view::npos) << *st;
+  }
+  for (int i = 1; i < kChunks; ++i) {
+    auto st = chunks[i].Wait(kDeadline);
+    ASSERT_TRUE(st.has_value()) << "chunk " << i << " hung after the peer died";
+    if (!st->ok()) {
+      EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
+      ++unavailable;
+    }
+  }
+  ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(why.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(failures.load(), 1);
+  std::printf("peer failure: %s; %d of %d chunks failed\n", why.ToString().c_str(), unavailable,
+              kChunks - 1);
+  EXPECT_EQ(t->Stats().peer_failures, 1u);
+  close(p2c[1]);
+  close(c2p[0]);
+}
+
+}  // namespace
+}  // namespace ferry::dataplane
