@@ -22,7 +22,8 @@ absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text) {
         absl::StrCat("cannot parse duration '", text, "' (use e.g. 30s, 500ms, 2m)"));
   }
   if (d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("duration '", text, "' must be finite and >= 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("duration '", text, "' must be finite and >= 0"));
   }
   return d;
 }
@@ -31,7 +32,8 @@ std::string FormatTable(const std::vector<std::string>& header,
                         const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size(), 0);
   auto measure = [&width](const std::vector<std::string>& row) {
-    for (size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
   };
   measure(header);
   for (const auto& row : rows) measure(row);

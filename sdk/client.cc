@@ -14,6 +14,16 @@
 namespace ferry {
 namespace {
 
+// FAILED_PRECONDITION for `op` on a WritableObject that is sealed, aborted or moved from.
+absl::Status NotWritable(absl::string_view op, const ObjectName& name) {
+  if (name.key.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(op, " on an empty WritableObject (moved from, or never created)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      op, " of object ", PrintableName(name.ns, name.key), ", which is already sealed or aborted"));
+}
+
 ObjectName DefaultName(const std::string& ns, std::string_view key) {
   ObjectName name;
   name.ns = ns;
@@ -27,9 +37,9 @@ ObjectName DefaultName(const std::string& ns, std::string_view key) {
 
 ObjectView::ObjectView(ObjectView&& other) noexcept
     : impl_(std::move(other.impl_)),
-      name_(std::move(other.name_)),
-      meta_(other.meta_),
-      info_(other.info_),
+      name_(std::exchange(other.name_, ObjectName())),
+      meta_(std::exchange(other.meta_, ObjectMeta())),
+      info_(std::exchange(other.info_, GetInfo())),
       data_(std::exchange(other.data_, nullptr)) {
   other.impl_.reset();
 }
@@ -39,9 +49,9 @@ ObjectView& ObjectView::operator=(ObjectView&& other) noexcept {
     (void)Release();
     impl_ = std::move(other.impl_);
     other.impl_.reset();
-    name_ = std::move(other.name_);
-    meta_ = other.meta_;
-    info_ = other.info_;
+    name_ = std::exchange(other.name_, ObjectName());
+    meta_ = std::exchange(other.meta_, ObjectMeta());
+    info_ = std::exchange(other.info_, GetInfo());
     data_ = std::exchange(other.data_, nullptr);
   }
   return *this;
@@ -67,8 +77,8 @@ absl::Status ObjectView::Release() {
 
 WritableObject::WritableObject(WritableObject&& other) noexcept
     : impl_(std::move(other.impl_)),
-      name_(std::move(other.name_)),
-      meta_(other.meta_),
+      name_(std::exchange(other.name_, ObjectName())),
+      meta_(std::exchange(other.meta_, ObjectMeta())),
       data_(std::exchange(other.data_, nullptr)) {
   other.impl_.reset();
 }
@@ -78,8 +88,8 @@ WritableObject& WritableObject::operator=(WritableObject&& other) noexcept {
     if (impl_ != nullptr) (void)Abort();
     impl_ = std::move(other.impl_);
     other.impl_.reset();
-    name_ = std::move(other.name_);
-    meta_ = other.meta_;
+    name_ = std::exchange(other.name_, ObjectName());
+    meta_ = std::exchange(other.meta_, ObjectMeta());
     data_ = std::exchange(other.data_, nullptr);
   }
   return *this;
@@ -91,9 +101,7 @@ WritableObject::~WritableObject() {
 
 absl::Status WritableObject::Write(uint64_t offset, std::span<const uint8_t> bytes) {
   if (impl_ == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("write to object ", PrintableName(name_.ns, name_.key),
-                     ", which is already sealed or aborted"));
+    return NotWritable("write", name_);
   }
   if (offset > meta_.size || bytes.size() > meta_.size - offset) {
     return absl::OutOfRangeError(absl::StrCat(
@@ -106,22 +114,23 @@ absl::Status WritableObject::Write(uint64_t offset, std::span<const uint8_t> byt
 
 absl::Status WritableObject::Seal() {
   if (impl_ == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "seal of object ", PrintableName(name_.ns, name_.key), ", which is already sealed or aborted"));
+    return NotWritable("seal", name_);
   }
   FERRY_RETURN_IF_ERROR(impl_->Seal(name_));
+  // Empty now; name_ stays for the error message of a second Seal.
   impl_.reset();
+  meta_ = ObjectMeta();
   data_ = nullptr;
   return absl::OkStatus();
 }
 
 absl::Status WritableObject::Abort() {
   if (impl_ == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "abort of object ", PrintableName(name_.ns, name_.key), ", which is already sealed or aborted"));
+    return NotWritable("abort", name_);
   }
   std::shared_ptr<ClientImpl> impl = std::move(impl_);
   impl_.reset();
+  meta_ = ObjectMeta();
   data_ = nullptr;
   return impl->Abort(name_);
 }
@@ -202,8 +211,8 @@ absl::StatusOr<std::vector<ObjectInfo>> Client::List(std::string_view ns, std::s
   const std::string effective_ns = ns.empty() ? default_namespace() : std::string(ns);
   FERRY_RETURN_IF_ERROR(ValidateNamespace(effective_ns));
   if (prefix.size() > kMaxKeyBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("list prefix is ", prefix.size(),
-                                                   " bytes; keys are at most ", kMaxKeyBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("list prefix is ", prefix.size(), " bytes; keys are at most ", kMaxKeyBytes));
   }
   return impl_->List(effective_ns, std::string(prefix), limit);
 }

@@ -1,14 +1,13 @@
 #include "sdk/client_impl.h"
 
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <utility>
-
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/support/channel_arguments.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
@@ -47,17 +46,19 @@ absl::StatusOr<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const std::strin
                                                                 const ConnectOptions& options) {
   FERRY_RETURN_IF_ERROR(ValidateNamespace(options.ns));
   if (options.rpc_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rpc_timeout must be positive, got ", absl::FormatDuration(options.rpc_timeout)));
+    return absl::InvalidArgumentError(absl::StrCat("rpc_timeout must be positive, got ",
+                                                   absl::FormatDuration(options.rpc_timeout)));
   }
   const absl::Duration wait = std::min(kConnectTimeout, options.rpc_timeout);
-  FERRY_ASSIGN_OR_RETURN(dataplane::ReceivedArena received,
-                         dataplane::ReceiveArena(socket_path, static_cast<int>(absl::ToInt64Milliseconds(wait))));
+  FERRY_ASSIGN_OR_RETURN(
+      dataplane::ReceivedArena received,
+      dataplane::ReceiveArena(socket_path, static_cast<int>(absl::ToInt64Milliseconds(wait))));
   absl::StatusOr<std::unique_ptr<dataplane::Arena>> arena =
-      dataplane::Arena::Map(received.fd, received.hello.arena_size);   // owns the fd now
+      dataplane::Arena::Map(received.fd, received.hello.arena_size);  // owns the fd now
   if (!arena.ok()) {
     close(received.conn);
-    return Annotate(arena.status(), absl::StrCat("mapping the arena of ferryd at '", socket_path, "'"));
+    return Annotate(arena.status(),
+                    absl::StrCat("mapping the arena of ferryd at '", socket_path, "'"));
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReplyBytes);
@@ -65,9 +66,9 @@ absl::StatusOr<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const std::strin
       absl::StrCat("unix:", socket_path), grpc::InsecureChannelCredentials(), args);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + wait))) {
     close(received.conn);
-    return absl::UnavailableError(absl::StrCat("ferryd at '", socket_path,
-                                               "' sent its arena but its RPC service did not answer within ",
-                                               absl::FormatDuration(wait)));
+    return absl::UnavailableError(absl::StrCat(
+        "ferryd at '", socket_path, "' sent its arena but its RPC service did not answer within ",
+        absl::FormatDuration(wait)));
   }
   return std::shared_ptr<ClientImpl>(new ClientImpl(
       socket_path, options, received.hello.session, received.hello.node_id, received.conn,
@@ -111,16 +112,17 @@ absl::Status ClientImpl::RpcError(const grpc::ClientContext& ctx, const grpc::St
       // ferryd itself answers UNAVAILABLE when every holder of an object died; then the
       // channel is still up and its message names the lost node.
       if (channel_->GetState(false) == GRPC_CHANNEL_READY) break;
-      return absl::UnavailableError(absl::StrCat(context, ": lost ferryd at '", socket_path_,
-                                                 "': ", status.error_message()));
+      return absl::UnavailableError(
+          absl::StrCat(context, ": lost ferryd at '", socket_path_, "': ", status.error_message()));
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       // ferryd's own DEADLINE_EXCEEDED (Get's wait) arrives before our deadline and names the key.
       if (std::chrono::system_clock::now() < ctx.deadline()) break;
-      return absl::DeadlineExceededError(absl::StrCat(context, ": ferryd at '", socket_path_,
-                                                      "' did not answer in time"));
+      return absl::DeadlineExceededError(
+          absl::StrCat(context, ": ferryd at '", socket_path_, "' did not answer in time"));
     case grpc::StatusCode::UNIMPLEMENTED:
-      return absl::UnimplementedError(absl::StrCat(context, ": ferryd at '", socket_path_,
-                                                   "' does not support this: ", status.error_message()));
+      return absl::UnimplementedError(
+          absl::StrCat(context, ": ferryd at '", socket_path_,
+                       "' does not support this: ", status.error_message()));
     default:
       break;
   }
@@ -147,7 +149,7 @@ absl::StatusOr<ArenaSlot> ClientImpl::Create(const ObjectName& name, const Objec
                              "Create", Describe(name)));
   absl::StatusOr<uint8_t*> data = Locate("Create", name, reply.offset(), meta.size);
   if (!data.ok()) {
-    (void)Abort(name);   // the bounds error is the one worth reporting
+    (void)Abort(name);  // the bounds error is the one worth reporting
     return data.status();
   }
   ArenaSlot slot;
@@ -185,8 +187,8 @@ absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration
                              absl::Milliseconds(timeout_ms), "Get", Describe(name)));
   // From here on we hold a pin: drop it on any failure.
   absl::StatusOr<ObjectMeta> meta = sdk::MetaFromProto(reply.meta());
-  absl::StatusOr<uint8_t*> data =
-      meta.ok() ? Locate("Get", name, reply.offset(), meta->size) : absl::StatusOr<uint8_t*>(meta.status());
+  absl::StatusOr<uint8_t*> data = meta.ok() ? Locate("Get", name, reply.offset(), meta->size)
+                                            : absl::StatusOr<uint8_t*>(meta.status());
   if (!data.ok()) {
     (void)Release(name);
     return Annotate(data.status(), absl::StrCat("Get ", Describe(name)));
@@ -217,14 +219,15 @@ absl::Status ClientImpl::Delete(const ObjectName& name) {
 }
 
 absl::StatusOr<std::vector<ObjectInfo>> ClientImpl::List(const std::string& ns,
-                                                         const std::string& prefix, uint32_t limit) {
+                                                         const std::string& prefix,
+                                                         uint32_t limit) {
   RequestOf<&proto::Sidecar::Stub::List> req;
   req.set_ns(ns);
   req.set_prefix(prefix);
   req.set_limit(limit);
   ReplyOf<&proto::Sidecar::Stub::List> reply;
-  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::List, req, &reply, absl::ZeroDuration(),
-                             "List", PrintableName(ns, prefix)));
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::List, req, &reply, absl::ZeroDuration(), "List",
+                             PrintableName(ns, prefix)));
   std::vector<ObjectInfo> out;
   out.reserve(reply.objects_size());
   for (const proto::ListedObject& listed : reply.objects()) {
@@ -251,8 +254,8 @@ absl::StatusOr<BroadcastResult> ClientImpl::Broadcast(const ObjectName& name,
 absl::StatusOr<NodeStatus> ClientImpl::Status() {
   RequestOf<&proto::Sidecar::Stub::Status> req;
   ReplyOf<&proto::Sidecar::Stub::Status> reply;
-  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Status, req, &reply, absl::ZeroDuration(),
-                             "Status", ""));
+  FERRY_RETURN_IF_ERROR(
+      Call(&proto::Sidecar::Stub::Status, req, &reply, absl::ZeroDuration(), "Status", ""));
   return sdk::StatusFromProto(reply, node_id_);
 }
 

@@ -14,11 +14,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "dataplane/store/arena.h"
 #include "ferry/client.h"
@@ -86,7 +86,7 @@ class ClientImpl {
   const ConnectOptions options_;
   const uint64_t session_;
   const uint64_t node_id_;
-  const int conn_;   // the arena channel; closing it ends the session
+  const int conn_;  // the arena channel; closing it ends the session
   const std::shared_ptr<dataplane::Arena> arena_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<proto::Sidecar::Stub> stub_;

@@ -23,15 +23,13 @@ proto::DType DTypeToProto(DType dtype) { return static_cast<proto::DType>(dtype)
 
 absl::StatusOr<DType> DTypeFromProto(int value) {
   if (value < 0 || value > static_cast<int>(DType::kU8)) {
-    return absl::InternalError(absl::StrCat("ferryd sent unknown dtype ", value,
-                                            " (is the client older than ferryd?)"));
+    return absl::InternalError(
+        absl::StrCat("ferryd sent unknown dtype ", value, " (is the client older than ferryd?)"));
   }
   return static_cast<DType>(value);
 }
 
-absl::Status ValidateName(const ObjectName& name) {
-  return ValidateObjectName(name.ns, name.key);
-}
+absl::Status ValidateName(const ObjectName& name) { return ValidateObjectName(name.ns, name.key); }
 
 absl::StatusOr<ObjectMeta> NormalizeMeta(const ObjectName& name, const ObjectMeta& meta) {
   const size_t elem = DTypeSize(meta.dtype);
@@ -49,9 +47,10 @@ absl::StatusOr<ObjectMeta> NormalizeMeta(const ObjectName& name, const ObjectMet
   const uint64_t elements = meta.size / elem;
   if (out.count == 0) out.count = elements;
   if (out.count != elements) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "object ", PrintableName(name.ns, name.key), ": count ", meta.count, " does not match size ",
-        meta.size, " / ", elem, "-byte ", DTypeName(meta.dtype), " = ", elements));
+    return absl::InvalidArgumentError(absl::StrCat("object ", PrintableName(name.ns, name.key),
+                                                   ": count ", meta.count, " does not match size ",
+                                                   meta.size, " / ", elem, "-byte ",
+                                                   DTypeName(meta.dtype), " = ", elements));
   }
   return out;
 }
@@ -161,8 +160,8 @@ uint32_t TimeoutToMs(absl::Duration timeout) {
   constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
   if (timeout <= absl::ZeroDuration()) return 0;
   if (timeout >= absl::Milliseconds(kMax)) return kMax;
-  return static_cast<uint32_t>(absl::ToInt64Milliseconds(timeout + absl::Milliseconds(1) -
-                                                         absl::Nanoseconds(1)));
+  return static_cast<uint32_t>(
+      absl::ToInt64Milliseconds(timeout + absl::Milliseconds(1) - absl::Nanoseconds(1)));
 }
 
 }  // namespace ferry::sdk

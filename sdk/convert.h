@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,7 +25,7 @@ proto::DType DTypeToProto(DType dtype);
 // the enum, a numeric object's size must be a whole number of elements, and a given count
 // must match size / DTypeSize(dtype). INVALID_ARGUMENT naming the object otherwise.
 [[nodiscard]] absl::StatusOr<ObjectMeta> NormalizeMeta(const ObjectName& name,
-                                                      const ObjectMeta& meta);
+                                                       const ObjectMeta& meta);
 
 void NameToProto(const ObjectName& name, proto::ObjectRef* ref);
 ObjectName NameFromProto(const proto::ObjectRef& ref);

@@ -2,10 +2,10 @@
 // Not yet wired into CTest (see sdk/CMakeLists.txt); needs ferry_sdk and ferry_proto.
 #include "sdk/convert.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 namespace ferry::sdk {
 namespace {
@@ -76,7 +76,7 @@ TEST(ConvertTest, ValidateNameChecksNamespaceAndKey) {
   EXPECT_EQ(ValidateName(Name("")).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateName(Name(std::string(257, 'k'))).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateName(ObjectName{"bad ns", "k"}).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(ValidateName(Name(std::string("\0\xff", 2))).ok());   // keys are bytes
+  EXPECT_TRUE(ValidateName(Name(std::string("\0\xff", 2))).ok());  // keys are bytes
 }
 
 TEST(ConvertTest, NameAndMetaRoundTrip) {

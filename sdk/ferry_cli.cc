@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -21,12 +22,10 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -172,27 +171,29 @@ std::vector<std::string> NodeRow(const NodeInfo& node, bool self) {
 
 void PrintStatus(const Options& opt, const NodeStatus& st) {
   const NodeInfo& self = st.self;
-  std::cout << "node         " << (self.name.empty() ? "(unnamed)" : self.name) << " (id " << self.id
-            << ") at " << opt.socket << "\n"
+  std::cout << "node         " << (self.name.empty() ? "(unnamed)" : self.name) << " (id "
+            << self.id << ") at " << opt.socket << "\n"
             << "coordinator  " << (st.coordinator_connected ? "connected" : "NOT CONNECTED") << "\n"
             << "arena        " << HumanBytes(static_cast<double>(self.arena_used)) << " used of "
             << HumanBytes(static_cast<double>(self.arena_bytes)) << ", " << self.objects
             << " objects, " << st.pinned << " pinned, " << st.evictions << " evictions\n"
-            << "traffic      " << HumanBytes(static_cast<double>(st.bytes_received)) << " received, "
-            << HumanBytes(static_cast<double>(st.bytes_sent)) << " sent, " << st.retries
-            << " retries, " << st.failures << " failures\n\n";
+            << "traffic      " << HumanBytes(static_cast<double>(st.bytes_received))
+            << " received, " << HumanBytes(static_cast<double>(st.bytes_sent)) << " sent, "
+            << st.retries << " retries, " << st.failures << " failures\n\n";
   std::vector<std::vector<std::string>> rows;
   bool self_listed = false;
   for (const NodeInfo& node : st.cluster) {
+    // This node's own figures are fresher than the coordinator's copy of its heartbeat.
     const bool is_self = node.id == self.id;
     self_listed |= is_self;
-    rows.push_back(NodeRow(node, is_self));
+    rows.push_back(is_self ? NodeRow(self, true) : NodeRow(node, false));
   }
   if (!self_listed) rows.insert(rows.begin(), NodeRow(self, true));
-  std::cout << FormatTable({"", "NODE", "ID", "ALIVE", "ARENA USED", "OBJECTS", "BANDWIDTH", "LATENCY"},
-                           rows)
-            << rows.size() << " nodes, " << std::count_if(rows.begin(), rows.end(),
-                                                         [](const auto& r) { return r[3] == "yes"; })
+  std::cout << FormatTable(
+                   {"", "NODE", "ID", "ALIVE", "ARENA USED", "OBJECTS", "BANDWIDTH", "LATENCY"},
+                   rows)
+            << rows.size() << " nodes, "
+            << std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r[3] == "yes"; })
             << " alive\n";
 }
 
@@ -242,14 +243,16 @@ absl::StatusOr<uint64_t> PutInput(Client& client, const Options& opt, DType dtyp
   if (file.fd() < 0) return FileError("opening", opt.file, errno);
   struct stat st = {};
   if (fstat(file.fd(), &st) != 0) return FileError("stat of", opt.file, errno);
-  if (S_ISDIR(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat("'", opt.file, "' is a directory"));
+  if (S_ISDIR(st.st_mode))
+    return absl::InvalidArgumentError(absl::StrCat("'", opt.file, "' is a directory"));
   if (S_ISREG(st.st_mode)) {
     const uint64_t size = static_cast<uint64_t>(st.st_size);
     FERRY_RETURN_IF_ERROR(PutRegularFile(client, opt, dtype, file.fd(), size));
     return size;
   }
   // A pipe, terminal or device: the size is unknown until EOF, so read it all first.
-  FERRY_ASSIGN_OR_RETURN(std::vector<uint8_t> data, ReadAll(file.fd(), use_stdin ? "<stdin>" : opt.file));
+  FERRY_ASSIGN_OR_RETURN(std::vector<uint8_t> data,
+                         ReadAll(file.fd(), use_stdin ? "<stdin>" : opt.file));
   FERRY_RETURN_IF_ERROR(client.Put(NameOf(opt), data, dtype));
   return data.size();
 }
@@ -262,8 +265,11 @@ absl::Status RunPut(const Options& opt) {
   FERRY_ASSIGN_OR_RETURN(uint64_t bytes, PutInput(*client, opt, *dtype));
   const double seconds = SecondsSince(start);
   if (opt.json) {
-    std::cout << DumpJson(json{{"ns", opt.ns}, {"key", EscapeKey(opt.key)}, {"bytes", bytes},
-                               {"dtype", DTypeName(*dtype)}, {"seconds", seconds},
+    std::cout << DumpJson(json{{"ns", opt.ns},
+                               {"key", EscapeKey(opt.key)},
+                               {"bytes", bytes},
+                               {"dtype", DTypeName(*dtype)},
+                               {"seconds", seconds},
                                {"bytes_per_second", seconds > 0 ? bytes / seconds : 0.0}})
               << "\n";
   } else {
@@ -282,7 +288,7 @@ absl::Status WriteOutput(const Options& opt, std::span<const uint8_t> bytes) {
   if (file.fd() < 0) return FileError("creating", opt.file, errno);
   absl::Status status = WriteAll(file.fd(), bytes.data(), bytes.size(), opt.file);
   if (status.ok()) status = file.Close(opt.file);
-  if (!status.ok()) unlink(opt.file.c_str());   // leave no truncated copy behind
+  if (!status.ok()) unlink(opt.file.c_str());  // leave no truncated copy behind
   return status;
 }
 
@@ -317,10 +323,15 @@ absl::Status RunGet(const Options& opt) {
   // Data may be going to stdout, so the report goes to stderr unless --json asks for it.
   std::ostream& report = opt.json && opt.file != "-" ? std::cout : std::cerr;
   if (opt.json) {
-    report << DumpJson(json{{"ns", opt.ns}, {"key", EscapeKey(opt.key)}, {"bytes", bytes},
-                            {"dtype", DTypeName(dtype)}, {"pulled", info.pulled},
-                            {"source_node", info.source_node}, {"source", source},
-                            {"pull_seconds", info.seconds}, {"get_seconds", get_seconds},
+    report << DumpJson(json{{"ns", opt.ns},
+                            {"key", EscapeKey(opt.key)},
+                            {"bytes", bytes},
+                            {"dtype", DTypeName(dtype)},
+                            {"pulled", info.pulled},
+                            {"source_node", info.source_node},
+                            {"source", source},
+                            {"pull_seconds", info.seconds},
+                            {"get_seconds", get_seconds},
                             {"write_seconds", write_seconds}})
            << "\n";
     return absl::OkStatus();
@@ -341,13 +352,18 @@ absl::Status RunGet(const Options& opt) {
 
 absl::Status RunLs(const Options& opt) {
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
-  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, client->List(opt.ns, opt.prefix, opt.limit));
+  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects,
+                         client->List(opt.ns, opt.prefix, opt.limit));
   if (opt.json) {
     json out = json::array();
     for (const ObjectInfo& o : objects) {
-      out.push_back(json{{"ns", o.name.ns}, {"key", EscapeKey(o.name.key)}, {"size", o.meta.size},
-                         {"dtype", DTypeName(o.meta.dtype)}, {"count", o.meta.count},
-                         {"complete_copies", o.complete_copies}, {"partial_copies", o.partial_copies}});
+      out.push_back(json{{"ns", o.name.ns},
+                         {"key", EscapeKey(o.name.key)},
+                         {"size", o.meta.size},
+                         {"dtype", DTypeName(o.meta.dtype)},
+                         {"count", o.meta.count},
+                         {"complete_copies", o.complete_copies},
+                         {"partial_copies", o.partial_copies}});
     }
     std::cout << DumpJson(out) << "\n";
     return absl::OkStatus();
@@ -369,7 +385,8 @@ absl::Status RunRm(const Options& opt) {
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
   FERRY_RETURN_IF_ERROR(client->Delete(NameOf(opt)));
   if (opt.json) {
-    std::cout << DumpJson(json{{"ns", opt.ns}, {"key", EscapeKey(opt.key)}, {"deleted", true}}) << "\n";
+    std::cout << DumpJson(json{{"ns", opt.ns}, {"key", EscapeKey(opt.key)}, {"deleted", true}})
+              << "\n";
   } else {
     std::cout << "deleted " << Printable(opt) << "\n";
   }
@@ -381,7 +398,8 @@ absl::Status RunRm(const Options& opt) {
 absl::Status RunBcast(const Options& opt) {
   FERRY_ASSIGN_OR_RETURN(absl::Duration timeout, ParseDurationArg(opt.timeout));
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
-  FERRY_ASSIGN_OR_RETURN(BroadcastResult result, client->Broadcast(NameOf(opt), opt.nodes, timeout));
+  FERRY_ASSIGN_OR_RETURN(BroadcastResult result,
+                         client->Broadcast(NameOf(opt), opt.nodes, timeout));
   size_t failed = 0;
   std::vector<std::vector<std::string>> rows;
   json targets = json::array();
@@ -391,7 +409,9 @@ absl::Status RunBcast(const Options& opt) {
     targets.push_back(json{{"node", t.node}, {"ok", t.ok}, {"error", t.error}});
   }
   if (opt.json) {
-    std::cout << DumpJson(json{{"ns", opt.ns}, {"key", EscapeKey(opt.key)}, {"seconds", result.seconds},
+    std::cout << DumpJson(json{{"ns", opt.ns},
+                               {"key", EscapeKey(opt.key)},
+                               {"seconds", result.seconds},
                                {"targets", targets}})
               << "\n";
   } else {
@@ -432,11 +452,13 @@ void AddGlobalOptions(CLI::App& app, Options& opt) {
       ->envname("FERRY_SOCKET")
       ->capture_default_str();
   app.add_option("--ns", opt.ns, "object namespace")->capture_default_str();
-  app.add_flag("--json", opt.json, "machine-readable output (keys escaped as \\xNN where not printable)");
+  app.add_flag("--json", opt.json,
+               "machine-readable output (keys escaped as \\xNN where not printable)");
 }
 
 void AddObjectCommands(CLI::App& app, Options& opt) {
-  CLI::App* put = app.add_subcommand("put", "store FILE as object KEY (streams it into ferryd's arena)");
+  CLI::App* put =
+      app.add_subcommand("put", "store FILE as object KEY (streams it into ferryd's arena)");
   put->add_option("FILE", opt.file, "file to read; '-' reads stdin")->required();
   put->add_option("KEY", opt.key, "object key")->required();
   put->add_option("--dtype", opt.dtype, "element type: bytes, f32, f64, f16, bf16, i32, i64, u8")
@@ -459,7 +481,9 @@ void AddObjectCommands(CLI::App& app, Options& opt) {
 
   CLI::App* bcast = app.add_subcommand("bcast", "make nodes hold a complete copy of KEY");
   bcast->add_option("KEY", opt.key, "object key")->required();
-  bcast->add_option("--nodes", opt.nodes, "node names or ids, comma-separated (default: every live node)")
+  bcast
+      ->add_option("--nodes", opt.nodes,
+                   "node names or ids, comma-separated (default: every live node)")
       ->delimiter(',');
   bcast->add_option("--timeout", opt.timeout, "give up after this long (30s, 500ms, 2m)")
       ->check(DurationValidator())
@@ -479,7 +503,10 @@ absl::Status Dispatch(const CLI::App& app, const Options& opt) {
 int Main(int argc, char** argv) {
   Options opt;
   CLI::App app("ferry: inspect a ferry cluster and move objects through it", "ferry");
-  app.fallthrough();   // global options may follow the subcommand
+  app.fallthrough();  // global options may follow the subcommand
+  app.footer(
+      "Durations: 30s, 500ms, 2m (a bare number is seconds). FERRY_SOCKET sets the default "
+      "--socket.\nExit status: 0 ok, 1 the operation failed, 2 usage error.");
   app.require_subcommand(1);
   AddGlobalOptions(app, opt);
   app.add_subcommand("status", "this node and the cluster: nodes, arenas, links, coordinator");
@@ -510,7 +537,7 @@ int Main(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return ferry::cli::Main(argc, argv);
-  } catch (const std::exception& e) {   // bad_alloc and the like: report, never abort
+  } catch (const std::exception& e) {  // bad_alloc and the like: report, never abort
     std::cerr << "ferry: internal error: " << e.what() << "\n";
     return 1;
   }

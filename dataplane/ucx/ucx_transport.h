@@ -21,7 +21,12 @@
 // are thread-safe: they queue work for the progress thread and wake it through an eventfd.
 // When idle the thread drains ucp_worker_progress, arms the worker and sleeps in poll() on
 // the worker's event fd and the wake fd (bounded timeout), so an idle transport uses ~no CPU.
-// All handlers and completions run on the progress thread.
+// All handlers and completions run on the progress thread. Completions and the
+// PeerFailureHandler run after ucp_worker_progress returns; the FetchHandler and
+// ControlHandler run inside it (their byte views point into UCX buffers), so they must not
+// block. Shutdown called from any callback only requests the stop (it cannot join its own
+// thread); RegisterMemory from a callback runs inline.
+// Ops posted after Shutdown are dropped with their Done unrun ("no callback after Shutdown").
 #pragma once
 
 #include <cstddef>

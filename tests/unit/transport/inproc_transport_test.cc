@@ -177,7 +177,9 @@ TEST_F(InprocTest, ManyConcurrentFetches) {
   for (int i = 0; i < kOps; ++i) {
     auto st = done[i].Wait();
     ASSERT_TRUE(st.has_value() && st->ok());
-    ASSERT_EQ(std::memcmp(dst[i].data(), src_.data() + i, dst[i].size()), 0);
+    if (!dst[i].empty()) {
+      ASSERT_EQ(std::memcmp(dst[i].data(), src_.data() + i, dst[i].size()), 0);
+    }
   }
 }
 
