@@ -1,0 +1,157 @@
+#include "tests/integration/local_cluster.h"
+
+#include <signal.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace ferry::testing {
+
+std::string LocalCluster::Bin(const std::string& name) {
+  const char* dir = std::getenv("FERRY_BIN_DIR");
+  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
+}
+
+pid_t LocalCluster::Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {
+  char tmpl[] = "/tmp/ferry-test.XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  std::random_device rd;
+  port_ = 20000 + static_cast<int>(rd() % 30000);
+}
+
+LocalCluster::~LocalCluster() {
+  for (size_t i = 0; i < nodes_.size(); ++i) Kill(static_cast<int>(i), SIGTERM);
+  KillCoordinator(SIGTERM);
+  std::error_code ec;
+  if (std::getenv("FERRY_KEEP_TEST_DIR") == nullptr) std::filesystem::remove_all(dir_, ec);
+}
+
+pid_t LocalCluster::StartCoordinator() {
+  std::vector<std::string> argv = {Bin("ferry-coord"), "--listen", coord_address(), "--liveness-ms",
+                                   std::to_string(options_.liveness_ms), "--heartbeat-ms", "200"};
+  argv.insert(argv.end(), options_.coord_flags.begin(), options_.coord_flags.end());
+  return Spawn(argv, dir_ + "/coord.log");
+}
+
+pid_t LocalCluster::StartNode(int i) {
+  std::vector<std::string> argv = {Bin("ferryd"), "--name", absl::StrCat("n", i), "--coord", coord_address(),
+                                   "--socket", socket(i), "--arena", options_.arena, "--log-level", "info"};
+  argv.insert(argv.end(), options_.ferryd_flags.begin(), options_.ferryd_flags.end());
+  return Spawn(argv, log(i));
+}
+
+absl::Status LocalCluster::Start() {
+  coord_ = StartCoordinator();
+  for (int i = 0; i < options_.nodes; ++i) nodes_.push_back(StartNode(i));
+  return WaitAlive(0, options_.nodes, absl::Seconds(60));
+}
+
+absl::StatusOr<int> LocalCluster::AddNode() {
+  const int i = static_cast<int>(nodes_.size());
+  nodes_.push_back(StartNode(i));
+  if (absl::Status s = WaitAlive(i, i + 1, absl::Seconds(60)); !s.ok()) return s;
+  return i;
+}
+
+void LocalCluster::Kill(int i, int signo) {
+  if (i < 0 || i >= static_cast<int>(nodes_.size()) || nodes_[i] <= 0) return;
+  kill(nodes_[i], signo);
+  int status = 0;
+  for (int t = 0; t < 100 && waitpid(nodes_[i], &status, WNOHANG) == 0; ++t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (t == 80) kill(nodes_[i], SIGKILL);
+  }
+  nodes_[i] = -1;
+}
+
+void LocalCluster::KillCoordinator(int signo) {
+  if (coord_ <= 0) return;
+  kill(coord_, signo);
+  int status = 0;
+  for (int t = 0; t < 100 && waitpid(coord_, &status, WNOHANG) == 0; ++t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (t == 80) kill(coord_, SIGKILL);
+  }
+  coord_ = -1;
+}
+
+absl::Status LocalCluster::RestartCoordinator() {
+  coord_ = StartCoordinator();
+  return absl::OkStatus();
+}
+
+std::unique_ptr<Client> LocalCluster::Connect(int i) const {
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(socket(i));
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+int LocalCluster::AliveCount(int i) const {
+  std::unique_ptr<Client> c = Connect(i);
+  if (!c) return 0;
+  absl::StatusOr<NodeStatus> st = c->Status();
+  if (!st.ok() || !st->coordinator_connected) return 0;
+  int n = 0;
+  for (const NodeInfo& info : st->cluster) n += info.alive ? 1 : 0;
+  return n;
+}
+
+absl::Status LocalCluster::WaitAlive(int observer, int n, absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (AliveCount(observer) == n) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("cluster in ", dir_, " did not reach ", n, " alive nodes"));
+}
+
+std::vector<uint8_t> Pattern(size_t n, uint64_t seed) {
+  std::vector<uint8_t> v(n);
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(&v[i], &x, 8);
+  }
+  for (; i < n; ++i) v[i] = static_cast<uint8_t>(i * 31 + seed);
+  return v;
+}
+
+uint64_t Checksum(const uint8_t* data, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, data + i, 8);
+    h = (h ^ w) * 1099511628211ull;
+  }
+  for (; i < n; ++i) h = (h ^ data[i]) * 1099511628211ull;
+  return h ^ n;
+}
+
+}  // namespace ferry::testing

@@ -1,0 +1,269 @@
+// Puller + ChunkServer over the in-process transport: two or three nodes, each with its own
+// ObjectStore over a heap "arena". Covers a plain pull, a cut-through chain and a sender that
+// dies mid-pull (FaultyTransport).
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "dataplane/engine/chunk_server.h"
+#include "dataplane/engine/puller.h"
+#include "dataplane/store/object_store.h"
+#include "dataplane/transport/faulty_transport.h"
+#include "dataplane/transport/inproc_transport.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ferry::dataplane {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint64_t kArenaBytes = 1 << 20;
+constexpr uint32_t kChunk = 4096;
+constexpr uint64_t kSize = 10 * kChunk + 123;   // 11 chunks, the last one short
+
+uint8_t Pattern(uint64_t i) { return static_cast<uint8_t>((i * 2654435761u) >> 13); }
+
+struct TestNode {
+  NodeId id = 0;
+  std::vector<uint8_t> arena = std::vector<uint8_t>(kArenaBytes, 0);
+  std::unique_ptr<ObjectStore> store = std::make_unique<ObjectStore>(kArenaBytes);
+  std::unique_ptr<Transport> transport;
+  FaultyTransport* faulty = nullptr;   // set when `transport` is a FaultyTransport
+  std::unique_ptr<ChunkServer> server;
+  std::unique_ptr<Puller> puller;
+};
+
+class PullerServerTest : public ::testing::Test {
+ protected:
+  TestNode& AddNode(NodeId id, bool faulty = false) {
+    auto node = std::make_unique<TestNode>();
+    node->id = id;
+    absl::StatusOr<std::unique_ptr<InprocTransport>> t = InprocTransport::Create(fabric_, id);
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (faulty) {
+      auto f = std::make_unique<FaultyTransport>(*std::move(t));
+      node->faulty = f.get();
+      node->transport = std::move(f);
+    } else {
+      node->transport = *std::move(t);
+    }
+    node->server = std::make_unique<ChunkServer>(node->store.get(), node->arena.data());
+    node->server->Attach(node->transport.get());
+    node->puller = std::make_unique<Puller>(node->transport.get(), node->store.get());
+    for (auto& other : nodes_) {
+      EXPECT_TRUE(node->transport->AddPeer(other->id, other->transport->LocalAddress()).ok());
+      EXPECT_TRUE(other->transport->AddPeer(id, node->transport->LocalAddress()).ok());
+    }
+    nodes_.push_back(std::move(node));
+    return *nodes_.back();
+  }
+
+  void TearDown() override {
+    // Transports first: their callbacks point into the stores and servers.
+    for (auto& n : nodes_) n->transport->Shutdown();
+  }
+
+  // Creates "ns/obj" on `node` filled with the pattern and seals it.
+  void MakeSource(TestNode& node, uint64_t size = kSize) {
+    absl::StatusOr<uint64_t> off = node.store->Create("ns", "obj", StoredMeta{size, 0, size}, 1);
+    ASSERT_TRUE(off.ok()) << off.status();
+    for (uint64_t i = 0; i < size; ++i) node.arena[*off + i] = Pattern(i);
+    ASSERT_TRUE(node.store->Seal("ns", "obj", 1).ok());
+  }
+
+  // Creates the receiving copy on `node`; returns the spec to pull it from `sender`.
+  PullSpec PrepareReceiver(TestNode& node, NodeId sender, uint64_t size = kSize) {
+    absl::StatusOr<uint64_t> off =
+        node.store->CreateReceiving("ns", "obj", StoredMeta{size, 0, size}, kChunk);
+    EXPECT_TRUE(off.ok()) << off.status();
+    PullSpec spec;
+    spec.sender = sender;
+    spec.ns = "ns";
+    spec.key = "obj";
+    spec.size = size;
+    spec.chunk_size = kChunk;
+    spec.window = 3;
+    spec.dst = node.arena.data() + off.value_or(0);
+    spec.deadline = absl::Now() + absl::Seconds(30);
+    return spec;
+  }
+
+  static int64_t FirstMismatch(const uint8_t* p, uint64_t size) {
+    for (uint64_t i = 0; i < size; ++i) {
+      if (p[i] != Pattern(i)) return static_cast<int64_t>(i);
+    }
+    return -1;
+  }
+
+  std::shared_ptr<InprocFabric> fabric_ = std::make_shared<InprocFabric>();
+  std::vector<std::unique_ptr<TestNode>> nodes_;
+};
+
+TEST_F(PullerServerTest, PullsAMultiChunkObjectFromASealedCopy) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2);
+  MakeSource(a);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  PullStats stats;
+  absl::Status s = b.puller->Pull(spec, &stats);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(stats.chunks, 11u);
+  EXPECT_EQ(stats.bytes, kSize);
+  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  EXPECT_THAT(*b.store->MissingChunks("ns", "obj"), ::testing::IsEmpty());
+  ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
+  EXPECT_EQ(a.server->chunks_served(), 11u);
+  EXPECT_EQ(a.server->bytes_served(), kSize);
+  EXPECT_EQ(a.server->requests_rejected(), 0u);
+  // Every serve pin was returned: the source can be deleted and its space reused at once.
+  ASSERT_TRUE(a.store->Delete("ns", "obj").ok());
+  EXPECT_EQ(a.store->Stats().used, 0u);
+}
+
+TEST_F(PullerServerTest, PullsOnlyTheMissingChunks) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2);
+  MakeSource(a);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  // Chunks 0..4 already landed (from an earlier sender).
+  for (uint32_t k = 0; k < 5; ++k) {
+    std::memcpy(spec.dst + k * kChunk, a.arena.data() + k * kChunk, kChunk);
+    b.store->MarkChunk("ns", "obj", k);
+  }
+  PullStats stats;
+  ASSERT_TRUE(b.puller->Pull(spec, &stats).ok());
+  EXPECT_EQ(stats.chunks, 6u);
+  EXPECT_EQ(a.server->chunks_served(), 6u);
+  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+}
+
+TEST_F(PullerServerTest, MissingObjectOnTheSenderFailsNamingIt) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  PullStats stats;
+  absl::Status s = b.puller->Pull(spec, &stats);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_THAT(s.message(), HasSubstr("from node 1"));
+  EXPECT_THAT(s.message(), HasSubstr("ns/obj"));
+  EXPECT_GT(a.server->requests_rejected(), 0u);
+}
+
+TEST_F(PullerServerTest, CutThroughFromAPartialCopyFedByHand) {
+  TestNode& b = AddNode(2);
+  TestNode& c = AddNode(3);
+  // B is receiving (from nowhere yet); C pulls from B and must wait chunk by chunk.
+  PullSpec b_spec = PrepareReceiver(b, /*sender=*/1);
+  PullSpec c_spec = PrepareReceiver(c, b.id);
+  std::optional<absl::Status> c_result;
+  PullStats c_stats;
+  std::thread c_thread([&] { c_result = c.puller->Pull(c_spec, &c_stats); });
+  // Land B's chunks out of order; each MarkChunk answers C's waiting request, if any.
+  for (uint32_t k : {2u, 0u, 1u, 10u, 3u, 4u, 5u, 9u, 8u, 7u, 6u}) {
+    const uint64_t first = uint64_t{k} * kChunk;
+    const uint64_t len = std::min<uint64_t>(kChunk, kSize - first);
+    for (uint64_t i = 0; i < len; ++i) b_spec.dst[first + i] = Pattern(first + i);
+    b.store->MarkChunk("ns", "obj", k);
+  }
+  c_thread.join();
+  ASSERT_TRUE(c_result.has_value());
+  ASSERT_TRUE(c_result->ok()) << *c_result;
+  EXPECT_EQ(FirstMismatch(c_spec.dst, kSize), -1);
+  EXPECT_EQ(b.server->chunks_served(), 11u);
+  ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
+  ASSERT_TRUE(c.store->FinishReceiving("ns", "obj").ok());
+}
+
+TEST_F(PullerServerTest, ThreeNodeChainPipelines) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2);
+  TestNode& c = AddNode(3);
+  MakeSource(a);
+  PullSpec b_spec = PrepareReceiver(b, a.id);
+  PullSpec c_spec = PrepareReceiver(c, b.id);
+  std::optional<absl::Status> b_result, c_result;
+  PullStats b_stats, c_stats;
+  // C starts first: all its requests wait at B until B's chunks land.
+  std::thread c_thread([&] { c_result = c.puller->Pull(c_spec, &c_stats); });
+  std::thread b_thread([&] { b_result = b.puller->Pull(b_spec, &b_stats); });
+  b_thread.join();
+  ASSERT_TRUE(b_result.has_value() && b_result->ok()) << b_result.value_or(absl::OkStatus());
+  ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
+  c_thread.join();
+  ASSERT_TRUE(c_result.has_value() && c_result->ok()) << c_result.value_or(absl::OkStatus());
+  EXPECT_EQ(FirstMismatch(b_spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch(c_spec.dst, kSize), -1);
+  EXPECT_EQ(b.server->chunks_served(), 11u);
+  ASSERT_TRUE(c.store->FinishReceiving("ns", "obj").ok());
+  EXPECT_EQ(b.store->Stats().pinned, 0u);
+}
+
+TEST_F(PullerServerTest, SenderDyingMidPullFailsNamingItAndLeavesNothingInFlight) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2, /*faulty=*/true);
+  MakeSource(a);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  b.faulty->FailPeerAfterBytes(a.id, 3 * kChunk);
+  PullStats stats;
+  absl::Status s = b.puller->Pull(spec, &stats);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(s.message(), HasSubstr("from node 1"));
+  EXPECT_THAT(s.message(), HasSubstr("ns/obj"));
+  EXPECT_GE(stats.chunks, 3u);
+  EXPECT_LT(stats.chunks, 11u);
+
+  // Nothing is in flight: a barrier operation on B's transport thread (FIFO) completes, and
+  // no other completion happened after Pull returned.
+  const TransportStats before = b.faulty->inner().Stats();
+  absl::Notification barrier;
+  b.transport->Fetch(999, "x", nullptr, 0, [&](absl::Status st) {
+    EXPECT_FALSE(st.ok());
+    barrier.Notify();
+  });
+  ASSERT_TRUE(barrier.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  const TransportStats after = b.faulty->inner().Stats();
+  EXPECT_EQ(after.fetches, before.fetches);
+  EXPECT_EQ(after.failures, before.failures + 1) << "only the barrier completed after Pull";
+
+  // The chunks that did land are recorded; the rest are missing, and a retry from a healed
+  // sender finishes the copy.
+  absl::StatusOr<std::vector<uint32_t>> missing = b.store->MissingChunks("ns", "obj");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->size(), 11u - stats.chunks);
+  ASSERT_TRUE(b.faulty->HealPeer(a.id).ok());
+  PullStats retry;
+  absl::Status again = b.puller->Pull(spec, &retry);
+  ASSERT_TRUE(again.ok()) << again;
+  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
+}
+
+TEST_F(PullerServerTest, AbortingThePartialCopyFailsDownstreamPullers) {
+  TestNode& b = AddNode(2);
+  TestNode& c = AddNode(3);
+  PullSpec b_spec = PrepareReceiver(b, /*sender=*/1);
+  PullSpec c_spec = PrepareReceiver(c, b.id);
+  (void)b_spec;
+  std::optional<absl::Status> c_result;
+  PullStats c_stats;
+  std::thread c_thread([&] { c_result = c.puller->Pull(c_spec, &c_stats); });
+  // Abort B's copy; C's outstanding (or later) requests fail. Requests arriving after the
+  // abort get NOT_FOUND, earlier ones ABORTED: either way the pull fails.
+  b.store->AbortReceiving("ns", "obj", absl::UnavailableError("sender died"));
+  c_thread.join();
+  ASSERT_TRUE(c_result.has_value());
+  EXPECT_FALSE(c_result->ok());
+  EXPECT_TRUE(c_result->code() == absl::StatusCode::kAborted ||
+              c_result->code() == absl::StatusCode::kNotFound)
+      << *c_result;
+  EXPECT_THAT(c_result->message(), HasSubstr("from node 2"));
+}
+
+}  // namespace
+}  // namespace ferry::dataplane
