@@ -24,6 +24,7 @@ struct PullState {
   bool stop = false;
   absl::Time start;
   absl::Time first_landed;
+  uint64_t issued_bytes = 0;
 };
 
 }  // namespace
@@ -41,8 +42,13 @@ absl::Status Puller::Pull(const PullSpec& spec, PullStats* stats) {
   std::function<void()> issue;
   issue = [this, &spec, state, &shape, window, &issue]() {
     while (!state->stop && state->in_flight < window && state->next < state->missing.size()) {
+      if (spec.max_rate_Bps > 0 &&
+          state->issued_bytes > spec.max_rate_Bps * absl::ToDoubleSeconds(absl::Now() - state->start)) {
+        break;   // over the rate cap: the waiting loop issues more later
+      }
       const uint32_t k = state->missing[state->next++];
       auto [first, len] = shape.ChunkRange(k);
+      state->issued_bytes += len;
       ++state->in_flight;
       ChunkRequest req{spec.ns, spec.key, k, spec.chunk_size};
       transport_->Fetch(spec.sender, EncodeChunkRequest(req), spec.dst + first, len,
@@ -79,8 +85,9 @@ absl::Status Puller::Pull(const PullSpec& spec, PullStats* stats) {
         lock.lock();
       }
     }
-    state->cv.wait_for(lock, std::chrono::milliseconds(timed_out ? 1000 : 50));
+    state->cv.wait_for(lock, std::chrono::milliseconds(timed_out ? 1000 : spec.max_rate_Bps > 0 ? 2 : 50));
     if (state->in_flight == 0 && state->stop) break;
+    if (spec.max_rate_Bps > 0) issue();
   }
   // `issue` captures locals by reference: nothing may call it after this point, which holds
   // because in_flight is 0 and stop (or all landed) prevents new fetches.

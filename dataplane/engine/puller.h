@@ -24,6 +24,7 @@ struct PullSpec {
   uint32_t window = 4;
   uint8_t* dst = nullptr;   // the object's first byte in the local arena
   absl::Time deadline = absl::InfiniteFuture();
+  double max_rate_Bps = 0;  // > 0: issue chunks no faster than this (operator rate cap)
 };
 
 struct PullStats {

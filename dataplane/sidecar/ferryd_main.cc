@@ -26,6 +26,7 @@ struct Flags {
   std::string socket = "/run/ferry/ferryd.sock";
   std::string arena = "1GiB";
   std::string chunk = "0";
+  std::string max_pull_rate = "0";
   uint32_t window = 0;
   bool prefault = true;
   bool shm = false;
@@ -54,6 +55,8 @@ int main(int argc, char** argv) {
   app.add_option("--arena", f.arena, "host arena size, e.g. 4GiB")->capture_default_str();
   app.add_option("--chunk-size", f.chunk, "force the chunk size (0: the coordinator's cost model)")->capture_default_str();
   app.add_option("--window", f.window, "force chunks in flight per pull (0: cost model)")->capture_default_str();
+  app.add_option("--max-pull-rate", f.max_pull_rate, "cap each pull at this many bytes/s, e.g. 100MiB (0: none)")
+      ->capture_default_str();
   app.add_option("--prefault", f.prefault, "populate the arena at start-up (no page faults on the transfer path)")
       ->capture_default_str();
   app.add_flag("--shm", f.shm, "let UCX use shared memory to peers on the same host (single-host clusters)");
@@ -75,7 +78,13 @@ int main(int argc, char** argv) {
     spdlog::error("--chunk-size: invalid size '{}'", f.chunk);
     return 2;
   }
+  uint64_t rate = 0;
+  if (absl::Status s = ferry::ParseSize(f.max_pull_rate, &rate); !s.ok()) {
+    spdlog::error("--max-pull-rate: invalid rate '{}'", f.max_pull_rate);
+    return 2;
+  }
   ferry::dataplane::NodeOptions options;
+  options.max_pull_rate_Bps = static_cast<double>(rate);
   options.name = f.name;
   options.coordinator = f.coordinator;
   options.token = f.token;

@@ -253,7 +253,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     if (absl::Status s = EnsurePeer(reply.sender(), reply.sender_address()); !s.ok()) return give_up(s);
     PullSpec spec{reply.sender(), ns, key, reply.meta().size(), chunk,
                   options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
-                  arena_->base() + hold->offset, deadline};
+                  arena_->base() + hold->offset, deadline, options_.max_pull_rate_Bps};
     PullStats stats;
     ++counters_.pulls;
     absl::Status s = puller_.Pull(spec, &stats);

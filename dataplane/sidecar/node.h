@@ -39,6 +39,7 @@ struct NodeOptions {
   uint32_t window_override = 0;
   uint32_t max_retries = 16;           // sender failures tolerated per Get
   uint32_t pull_threads = 8;           // concurrent explicit-broadcast pulls
+  double max_pull_rate_Bps = 0;        // > 0: cap on each pull's rate
 };
 
 struct NodeCounters {

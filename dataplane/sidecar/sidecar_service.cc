@@ -136,7 +136,7 @@ grpc::Status SidecarService::Status(grpc::ServerContext*, const proto::StatusReq
   local->set_objects(st.objects);
   local->set_pinned(st.pinned);
   local->set_evictions(st.evictions);
-  local->set_bytes_received(node_->counters().bytes_received.load());
+  local->set_bytes_received(node_->transport().Stats().bytes_fetched);   // live, per chunk
   local->set_chunks_received(node_->counters().chunks_received.load());
   local->set_bytes_sent(node_->chunk_server().bytes_served());
   local->set_chunks_sent(node_->chunk_server().chunks_served());

@@ -23,7 +23,7 @@ ClusterOptions Options(int nodes) {
   o.arena = "448MiB";
   // Small chunks and a narrow window stretch the transfer so a kill lands mid-way.
   o.coord_flags = {"--fixed-chunk", "256KiB"};
-  o.ferryd_flags = {"--window", "2"};
+  o.ferryd_flags = {"--window", "2", "--max-pull-rate", "150MiB"};
   o.liveness_ms = 1500;
   return o;
 }

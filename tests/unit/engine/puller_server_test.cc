@@ -94,6 +94,14 @@ class PullerServerTest : public ::testing::Test {
     return spec;
   }
 
+  // Returns once every task queued on `t`'s thread before this call has run (the thread runs
+  // tasks in order; a fetch from an unknown peer fails on that thread).
+  static void Barrier(Transport& t) {
+    absl::Notification done;
+    t.Fetch(999, "barrier", nullptr, 0, [&](absl::Status) { done.Notify(); });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  }
+
   static int64_t FirstMismatch(const uint8_t* p, uint64_t size) {
     for (uint64_t i = 0; i < size; ++i) {
       if (p[i] != Pattern(i)) return static_cast<int64_t>(i);
@@ -121,6 +129,10 @@ TEST_F(PullerServerTest, PullsAMultiChunkObjectFromASealedCopy) {
   EXPECT_EQ(a.server->chunks_served(), 11u);
   EXPECT_EQ(a.server->bytes_served(), kSize);
   EXPECT_EQ(a.server->requests_rejected(), 0u);
+  // The server's "sent" callbacks (which return the serve pins) are posted to A's thread by
+  // B's thread after B's completion ran: flush B's thread, then A's.
+  Barrier(*b.transport);
+  Barrier(*a.transport);
   // Every serve pin was returned: the source can be deleted and its space reused at once.
   ASSERT_TRUE(a.store->Delete("ns", "obj").ok());
   EXPECT_EQ(a.store->Stats().used, 0u);
@@ -263,6 +275,40 @@ TEST_F(PullerServerTest, AbortingThePartialCopyFailsDownstreamPullers) {
               c_result->code() == absl::StatusCode::kNotFound)
       << *c_result;
   EXPECT_THAT(c_result->message(), HasSubstr("from node 2"));
+}
+
+}  // namespace
+}  // namespace ferry::dataplane
+
+namespace ferry::dataplane {
+namespace {
+
+// A pull on a transport that has been shut down must still return (an error, at the latest
+// at its deadline): the transport drops operations posted after Shutdown without running
+// their Done, so the puller must not wait for those forever.
+TEST_F(PullerServerTest, PullOnAShutDownTransportReturnsByItsDeadline) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2);
+  MakeSource(a);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  spec.deadline = absl::Now() + absl::Milliseconds(100);
+  b.transport->Shutdown();
+  auto finished = std::make_shared<absl::Notification>();
+  auto result = std::make_shared<absl::Status>();
+  Puller* puller = b.puller.get();
+  std::thread([finished, result, puller, spec] {
+    PullStats stats;
+    *result = puller->Pull(spec, &stats);
+    finished->Notify();
+  }).detach();
+  if (!finished->WaitForNotificationWithTimeout(absl::Seconds(3))) {
+    // The detached thread is stuck inside Pull forever; leak the node so it never touches
+    // freed memory, and report.
+    nodes_.back().release();
+    nodes_.pop_back();
+    FAIL() << "Pull did not return within 2.9 s after its 100 ms deadline on a shut-down transport";
+  }
+  EXPECT_FALSE(result->ok());
 }
 
 }  // namespace
