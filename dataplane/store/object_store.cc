@@ -39,21 +39,29 @@ void ObjectStore::SetEvictionListener(EvictionListener listener) {
 }
 
 absl::StatusOr<uint64_t> ObjectStore::AllocateLocked(uint64_t size, std::vector<Key>* evicted) {
-  while (true) {
-    absl::StatusOr<uint64_t> offset = allocator_.Allocate(size);
-    if (offset.ok() || size > allocator_.capacity()) return offset;
-    if (lru_.empty()) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "arena full: ", size, " bytes requested, ", allocator_.free_bytes(), " of ",
-          allocator_.capacity(), " free and nothing left to evict (every object is pinned or "
-          "unsealed)"));
-    }
+  absl::StatusOr<uint64_t> offset = allocator_.Allocate(size);
+  if (offset.ok() || size > allocator_.capacity()) return offset;
+  // Evict only if freeing every evictable object would leave a block large enough: pinned
+  // objects may fragment the arena so that no amount of eviction helps, and then nothing is
+  // evicted for a request that fails anyway.
+  Allocator trial = allocator_;
+  for (StoreObject* o : lru_) trial.Free(o->offset).IgnoreError();
+  if (trial.largest_free() < allocator_.BlockSize(size)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "arena full: ", size, " bytes requested, ", allocator_.free_bytes(), " of ", allocator_.capacity(),
+        " free, and evicting every unpinned object would not make a large enough block (the rest is pinned "
+        "or unsealed)"));
+  }
+  while (!lru_.empty()) {
     StoreObject* victim = lru_.front();
     Key k{victim->ns, victim->key};
     evicted->push_back(k);
     ++evictions_;
     RemoveLocked(k, nullptr);
+    offset = allocator_.Allocate(size);
+    if (offset.ok()) return offset;
   }
+  return offset;
 }
 
 absl::StatusOr<uint64_t> ObjectStore::Create(const std::string& ns, const std::string& key,
