@@ -161,9 +161,9 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, Stream* stre
     rec.stream = stream;
     rec.session_seq = *seq = ++session_counter_;
     for (const proto::HeldObject& held : hello.holdings()) {
-      if (!CheckRef(held.ref()).ok() || held.meta().size() <= options_.inline_max_bytes) continue;
-      absl::Status s = directory_.Publish(info.node_id(), held.ref(), held.meta(), "", MeasuredLinkLocked(),
-                                          AliveCountLocked());
+      if (!CheckRef(held.ref()).ok()) continue;
+      absl::Status s = directory_.Publish(info.node_id(), held.ref(), held.meta(), held.inline_data(),
+                                          MeasuredLinkLocked(), AliveCountLocked(), /*rereport=*/true);
       if (!s.ok()) spdlog::warn("node {}: re-reported {} rejected: {}", info.name(), Name(held.ref()), std::string(s.message()));
     }
     proto::Welcome* w = welcome.mutable_welcome();
@@ -187,7 +187,11 @@ grpc::Status CoordinatorService::Session(grpc::ServerContext* ctx, Stream* strea
   if (!msg.has_hello()) return Invalid("the first message of a session must be Hello");
   const NodeId node = msg.hello().node().node_id();
   uint64_t seq = 0;
-  if (grpc::Status s = Register(ctx, stream, msg.hello(), &seq); !s.ok()) return s;
+  if (grpc::Status s = Register(ctx, stream, msg.hello(), &seq); !s.ok()) {
+    spdlog::warn("rejected registration of node '{}' ({}) from {}: {}", msg.hello().node().name(), node, ctx->peer(),
+                 s.error_message());
+    return s;
+  }
   while (stream->Read(&msg)) {
     if (!msg.has_heartbeat()) continue;
     std::lock_guard<std::mutex> lock(mu_);
@@ -204,7 +208,7 @@ grpc::Status CoordinatorService::Session(grpc::ServerContext* ctx, Stream* strea
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = nodes_.find(node);
-    if (it != nodes_.end() && it->second.session_seq == seq) {
+    if (!shutdown_ && it != nodes_.end() && it->second.session_seq == seq) {
       MarkDeadLocked(node, "its session closed", &out);
     }
   }

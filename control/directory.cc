@@ -20,13 +20,17 @@ std::map<Directory::Key, Directory::Entry>::const_iterator Directory::Find(
 }
 
 absl::Status Directory::Publish(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
-                                std::string inline_data, const LinkModel& link, uint64_t receivers) {
+                                std::string inline_data, const LinkModel& link, uint64_t receivers,
+                                bool rereport) {
   if (absl::Status s = ValidateObjectName(ref.ns(), ref.key()); !s.ok()) return s;
   auto it = Find(ref);
   if (it != entries_.end() && !it->second.lost) {
     if (it->second.meta.size() != meta.size()) {
       return absl::AlreadyExistsError(absl::StrCat("object ", Name(ref), " already exists with size ",
                                                    it->second.meta.size(), "; this copy has size ", meta.size()));
+    }
+    if (!rereport && !it->second.planner.HasCopy(node)) {
+      return absl::AlreadyExistsError(absl::StrCat("object ", Name(ref), " already exists in the cluster"));
     }
     it->second.planner.AddComplete(node);
     return absl::OkStatus();

@@ -39,8 +39,11 @@ class Directory {
   // `node` holds a complete copy. The first Publish of a key fixes its metadata and plan
   // (chunk size, fanout) from `link` and `receivers`; later ones must match the size
   // (ALREADY_EXISTS naming both sizes otherwise). A lost object is revived.
+  // Keys are unique cluster-wide: publishing a key that already exists from a node that holds
+  // no copy of it is ALREADY_EXISTS, unless `rereport` (a node re-registering what it held).
   absl::Status Publish(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
-                       std::string inline_data, const LinkModel& link, uint64_t receivers);
+                       std::string inline_data, const LinkModel& link, uint64_t receivers,
+                       bool rereport = false);
   // `node` dropped its copy. The entry goes when no copy is left.
   void Unpublish(NodeId node, const proto::ObjectRef& ref);
 

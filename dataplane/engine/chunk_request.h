@@ -11,6 +11,9 @@
 
 namespace ferry::dataplane {
 
+// Smallest chunk size a peer may ask for (bounds per-request work and chunk counts).
+inline constexpr uint32_t kMinChunkSize = 4096;
+
 struct ChunkRequest {
   std::string ns;
   std::string key;

@@ -1,4 +1,5 @@
 // ferryd: the per-node sidecar daemon. See docs/operations.md.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <future>
@@ -25,7 +26,6 @@ struct Flags {
   std::string coordinator = "127.0.0.1:7700";
   std::string socket = "/run/ferry/ferryd.sock";
   std::string arena = "1GiB";
-  std::string chunk = "0";
   std::string max_pull_rate = "0";
   uint32_t window = 0;
   bool prefault = true;
@@ -53,7 +53,6 @@ int main(int argc, char** argv) {
   app.add_option("--socket", f.socket, "unix socket for local clients (also <socket>.arena, <socket>.lock)")
       ->capture_default_str();
   app.add_option("--arena", f.arena, "host arena size, e.g. 4GiB")->capture_default_str();
-  app.add_option("--chunk-size", f.chunk, "force the chunk size (0: the coordinator's cost model)")->capture_default_str();
   app.add_option("--window", f.window, "force chunks in flight per pull (0: cost model)")->capture_default_str();
   app.add_option("--max-pull-rate", f.max_pull_rate, "cap each pull at this many bytes/s, e.g. 100MiB (0: none)")
       ->capture_default_str();
@@ -69,13 +68,9 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   spdlog::set_pattern(fmt::format("[%H:%M:%S.%e] [{}] [%^%l%$] %v", f.name));
 
-  uint64_t arena_bytes = 0, chunk = 0;
+  uint64_t arena_bytes = 0;
   if (absl::Status s = ferry::ParseSize(f.arena, &arena_bytes); !s.ok() || arena_bytes == 0) {
     spdlog::error("--arena: invalid size '{}'", f.arena);
-    return 2;
-  }
-  if (absl::Status s = ferry::ParseSize(f.chunk, &chunk); !s.ok() || chunk > (1u << 30)) {
-    spdlog::error("--chunk-size: invalid size '{}'", f.chunk);
     return 2;
   }
   uint64_t rate = 0;
@@ -88,7 +83,6 @@ int main(int argc, char** argv) {
   options.name = f.name;
   options.coordinator = f.coordinator;
   options.token = f.token;
-  options.chunk_size_override = static_cast<uint32_t>(chunk);
   options.window_override = f.window;
   for (const std::string& l : f.labels) {
     std::pair<std::string, std::string> kv = absl::StrSplit(l, absl::MaxSplits('=', 1));
@@ -138,6 +132,8 @@ int main(int argc, char** argv) {
     spdlog::error("cannot serve gRPC on unix:{}", f.socket);
     return 1;
   }
+  // Local clients of the same group may connect (the arena socket has the same mode).
+  chmod(f.socket.c_str(), 0660);
   node->Start();
   spdlog::info("ferryd {} (id {}) serving {} with a {} arena, transport {}", f.name, node->node_id(), f.socket,
                ferry::HumanBytes(static_cast<double>(node->arena().size())), node->transport().Name());

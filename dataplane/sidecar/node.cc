@@ -238,7 +238,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
       Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
       break;
     }
-    const uint32_t chunk = options_.chunk_size_override > 0 ? options_.chunk_size_override : reply.chunk_size();
+    const uint32_t chunk = reply.chunk_size();   // one chunk size per object, cluster-wide
     if (!hold) {
       StoredMeta meta{reply.meta().size(), static_cast<uint32_t>(reply.meta().dtype()), reply.meta().count()};
       absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, chunk);
@@ -399,6 +399,12 @@ void Node::RunSession() {
     held->mutable_meta()->set_size(o.meta.size);
     held->mutable_meta()->set_dtype(static_cast<proto::DType>(o.meta.dtype));
     held->mutable_meta()->set_count(o.meta.count);
+    if (o.meta.size <= inline_max_.load()) {
+      if (absl::StatusOr<PinnedObject> pin = store_.PinInternal(o.ns, o.key); pin.ok()) {
+        held->set_inline_data(reinterpret_cast<const char*>(arena_->base() + pin->offset), o.meta.size);
+        store_.Unpin(*pin);
+      }
+    }
   }
   std::thread heartbeat;
   std::mutex hb_mu;
@@ -442,7 +448,6 @@ void Node::RunSession() {
     hb_stop = true;
   }
   hb_cv.notify_all();
-  ctx.TryCancel();
   if (heartbeat.joinable()) heartbeat.join();
   grpc::Status s = stream->Finish();
   {

@@ -35,7 +35,6 @@ struct NodeOptions {
   std::string token;
   uint64_t node_id = 0;                // 0: random
   std::map<std::string, std::string> labels;
-  uint32_t chunk_size_override = 0;    // > 0: ignore the coordinator's chunk size
   uint32_t window_override = 0;
   uint32_t max_retries = 16;           // sender failures tolerated per Get
   uint32_t pull_threads = 8;           // concurrent explicit-broadcast pulls

@@ -383,14 +383,16 @@ void ObjectStore::ServeChunk(const std::string& ns, const std::string& key, uint
       result = absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found on this node"));
     } else {
       StoreObject& obj = *it->second;
-      ChunkProgress shape(obj.meta.size, chunk_size);
+      const uint64_t cs = std::max<uint32_t>(chunk_size, 1);
+      const uint64_t num_chunks = (obj.meta.size + cs - 1) / cs;
+      const uint64_t first = uint64_t{k} * cs;
+      const uint64_t len = std::min<uint64_t>(cs, obj.meta.size - std::min<uint64_t>(obj.meta.size, first));
       if (obj.state == ObjectState::kWriting) {
         result = absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is not sealed"));
-      } else if (k >= shape.num_chunks()) {
+      } else if (k >= num_chunks) {
         result = absl::OutOfRangeError(absl::StrCat("chunk ", k, " of ", Name(ns, key), " is past its end (",
-                                                    shape.num_chunks(), " chunks of ", chunk_size, " bytes)"));
+                                                    num_chunks, " chunks of ", chunk_size, " bytes)"));
       } else if (obj.state == ObjectState::kSealed) {
-        auto [first, len] = shape.ChunkRange(k);
         ++obj.serve_pins;
         if (obj.in_lru) {
           lru_.erase(obj.lru_pos);
@@ -401,7 +403,6 @@ void ObjectStore::ServeChunk(const std::string& ns, const std::string& key, uint
         result = absl::InvalidArgumentError(absl::StrCat(
             "chunk size ", chunk_size, " does not match the partial copy's ", obj.progress->chunk_size()));
       } else if (obj.progress->Has(k)) {
-        auto [first, len] = obj.progress->ChunkRange(k);
         ++obj.serve_pins;
         result = ServeSlice{it->second, obj.offset + first, len};
       } else {

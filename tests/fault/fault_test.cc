@@ -150,12 +150,19 @@ TEST(FaultTest, CoordinatorRestartNodesReRegisterAndObjectsStayReachable) {
   ASSERT_TRUE(cluster.Start().ok()) << cluster.dir();
   std::vector<uint8_t> data = Pattern(8u << 20, 9);
   ASSERT_TRUE(cluster.Connect(0)->Put("restart/1", data).ok());
+  std::vector<uint8_t> small = Pattern(100, 4);   // travels inline; re-reported with its bytes
+  ASSERT_TRUE(cluster.Connect(0)->Put("restart/small", small).ok());
   cluster.KillCoordinator(SIGKILL);
   ASSERT_TRUE(cluster.RestartCoordinator().ok());
   ASSERT_TRUE(cluster.WaitAlive(1, 2, absl::Seconds(30)).ok());
   auto v = cluster.Connect(1)->Get("restart/1", absl::Seconds(30));
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(0, std::memcmp(v->data(), data.data(), data.size()));
+  auto s = cluster.Connect(1)->Get("restart/small", absl::Seconds(30));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(0, std::memcmp(s->data(), small.data(), small.size()));
+  // Keys stay unique after the restart: the other node cannot re-create either key.
+  EXPECT_EQ(cluster.Connect(1)->Put("restart/1", data).code(), absl::StatusCode::kAlreadyExists);
 }
 
 }  // namespace

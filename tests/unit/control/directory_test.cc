@@ -32,8 +32,8 @@ proto::ObjectMeta Meta(uint64_t size) {
 
 class DirectoryTest : public ::testing::Test {
  protected:
-  absl::Status PublishBig(NodeId node, const std::string& key, uint64_t size = kBig) {
-    return dir_.Publish(node, Ref("ns", key), Meta(size), "", LinkModel{}, /*receivers=*/4);
+  absl::Status PublishBig(NodeId node, const std::string& key, uint64_t size = kBig, bool rereport = false) {
+    return dir_.Publish(node, Ref("ns", key), Meta(size), "", LinkModel{}, /*receivers=*/4, rereport);
   }
   Directory dir_{DirectoryOptions{}};
 };
@@ -131,10 +131,13 @@ TEST_F(DirectoryTest, SizeMismatchIsAlreadyExistsNamingBothSizes) {
   EXPECT_THAT(s.message(), HasSubstr(std::to_string(kBig)));
   EXPECT_THAT(s.message(), HasSubstr(std::to_string(kBig + 1)));
   EXPECT_FALSE(dir_.IsComplete(2, Ref("ns", "k")));
-  // Same size: a second complete copy.
-  ASSERT_TRUE(PublishBig(2, "k", kBig).ok());
+  // Same size from a node holding no copy: keys are unique cluster-wide.
+  EXPECT_EQ(PublishBig(2, "k", kBig).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE(dir_.IsComplete(2, Ref("ns", "k")));
+  // A node re-reporting a copy it held (after a coordinator restart) adds a complete copy.
+  ASSERT_TRUE(PublishBig(2, "k", kBig, /*rereport=*/true).ok());
   EXPECT_TRUE(dir_.IsComplete(2, Ref("ns", "k")));
-  ASSERT_TRUE(PublishBig(2, "k", kBig).ok()) << "re-publish is idempotent";
+  ASSERT_TRUE(PublishBig(2, "k", kBig).ok()) << "re-publish by a holder is idempotent";
 }
 
 TEST_F(DirectoryTest, ListByPrefixWithLimit) {
@@ -162,7 +165,7 @@ TEST_F(DirectoryTest, ListByPrefixWithLimit) {
 
 TEST_F(DirectoryTest, DeleteReturnsHolders) {
   ASSERT_TRUE(PublishBig(1, "k").ok());
-  ASSERT_TRUE(PublishBig(3, "k").ok());
+  ASSERT_TRUE(PublishBig(3, "k", kBig, /*rereport=*/true).ok());
   ASSERT_TRUE(dir_.Acquire(2, Ref("ns", "k"), {}).ok());
   absl::StatusOr<std::vector<NodeId>> holders = dir_.Delete(Ref("ns", "k"));
   ASSERT_TRUE(holders.ok());
@@ -174,7 +177,7 @@ TEST_F(DirectoryTest, DeleteReturnsHolders) {
 TEST_F(DirectoryTest, RemoveNodeOfOnlyCompleteHolderLosesTheObject) {
   ASSERT_TRUE(PublishBig(1, "k").ok());
   ASSERT_TRUE(PublishBig(1, "k2").ok());
-  ASSERT_TRUE(PublishBig(2, "k2").ok());   // k2 has a second holder
+  ASSERT_TRUE(PublishBig(2, "k2", kBig, /*rereport=*/true).ok());   // k2 has a second holder
   ASSERT_TRUE(dir_.Publish(1, Ref("ns", "tiny"), Meta(3), "abc", LinkModel{}, 1).ok());
   ASSERT_TRUE(dir_.Acquire(3, Ref("ns", "k"), {}).ok());   // a partial copy on node 3
 
@@ -218,7 +221,7 @@ TEST_F(DirectoryTest, UnpublishLastCopy) {
 
 TEST_F(DirectoryTest, SenderFailedAndAbortedDetachTheReceiver) {
   ASSERT_TRUE(PublishBig(1, "k").ok());
-  ASSERT_TRUE(PublishBig(2, "k").ok());
+  ASSERT_TRUE(PublishBig(2, "k", kBig, /*rereport=*/true).ok());
   absl::StatusOr<AcquireResult> a = dir_.Acquire(3, Ref("ns", "k"), {});
   ASSERT_TRUE(a.ok());
   const NodeId first = a->sender;

@@ -32,7 +32,7 @@ TEST(ChunkRequestTest, RoundTripEdgeValues) {
   std::string binary_key;
   for (int c = 0; c < 256; ++c) binary_key.push_back(static_cast<char>(c));
   for (const ChunkRequest& req :
-       {ChunkRequest{"n", "k", 0, 1}, ChunkRequest{std::string(64, 'n'), binary_key, UINT32_MAX, UINT32_MAX},
+       {ChunkRequest{"n", "k", 0, kMinChunkSize}, ChunkRequest{std::string(64, 'n'), binary_key, UINT32_MAX, UINT32_MAX},
         ChunkRequest{"ns", std::string(1, '\0'), 5, 4096}}) {
     absl::StatusOr<ChunkRequest> back = DecodeChunkRequest(EncodeChunkRequest(req));
     ASSERT_TRUE(back.ok()) << back.status();
@@ -97,23 +97,26 @@ TEST(ChunkRequestTest, FieldValidation) {
   absl::StatusOr<ChunkRequest> zero = DecodeChunkRequest(EncodeChunkRequest({"ns", "k", 0, 0}));
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(zero.status().message(), HasSubstr("chunk size 0"));
+  absl::StatusOr<ChunkRequest> tiny = DecodeChunkRequest(EncodeChunkRequest({"ns", "k", 0, kMinChunkSize - 1}));
+  EXPECT_EQ(tiny.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tiny.status().message(), HasSubstr("minimum"));
 
-  absl::StatusOr<ChunkRequest> empty_key = DecodeChunkRequest(EncodeChunkRequest({"ns", "", 0, 1}));
+  absl::StatusOr<ChunkRequest> empty_key = DecodeChunkRequest(EncodeChunkRequest({"ns", "", 0, kMinChunkSize}));
   EXPECT_EQ(empty_key.status().code(), absl::StatusCode::kInvalidArgument);
 
-  absl::StatusOr<ChunkRequest> empty_ns = DecodeChunkRequest(EncodeChunkRequest({"", "k", 0, 1}));
+  absl::StatusOr<ChunkRequest> empty_ns = DecodeChunkRequest(EncodeChunkRequest({"", "k", 0, kMinChunkSize}));
   EXPECT_EQ(empty_ns.status().code(), absl::StatusCode::kInvalidArgument);
 
   absl::StatusOr<ChunkRequest> long_key =
-      DecodeChunkRequest(EncodeChunkRequest({"ns", std::string(257, 'k'), 0, 1}));
+      DecodeChunkRequest(EncodeChunkRequest({"ns", std::string(257, 'k'), 0, kMinChunkSize}));
   EXPECT_EQ(long_key.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(long_key.status().message(), HasSubstr("257"));
-  EXPECT_TRUE(DecodeChunkRequest(EncodeChunkRequest({"ns", std::string(256, 'k'), 0, 1})).ok());
+  EXPECT_TRUE(DecodeChunkRequest(EncodeChunkRequest({"ns", std::string(256, 'k'), 0, kMinChunkSize})).ok());
 
-  absl::StatusOr<ChunkRequest> bad_ns = DecodeChunkRequest(EncodeChunkRequest({"a/b", "k", 0, 1}));
+  absl::StatusOr<ChunkRequest> bad_ns = DecodeChunkRequest(EncodeChunkRequest({"a/b", "k", 0, kMinChunkSize}));
   EXPECT_EQ(bad_ns.status().code(), absl::StatusCode::kInvalidArgument);
   absl::StatusOr<ChunkRequest> long_ns =
-      DecodeChunkRequest(EncodeChunkRequest({std::string(65, 'n'), "k", 0, 1}));
+      DecodeChunkRequest(EncodeChunkRequest({std::string(65, 'n'), "k", 0, kMinChunkSize}));
   EXPECT_EQ(long_ns.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -143,7 +146,7 @@ TEST(ChunkRequestFuzzTest, RandomBuffersNeverCrash) {
     }
     ++valid;
     // Whatever decodes is a well-formed request that re-encodes to the same bytes.
-    ASSERT_GT(r->chunk_size, 0u);
+    ASSERT_GE(r->chunk_size, kMinChunkSize);
     ASSERT_FALSE(r->ns.empty());
     ASSERT_LE(r->ns.size(), 64u);
     ASSERT_FALSE(r->key.empty());

@@ -1,0 +1,267 @@
+// p2p, broadcast (explicit Client::Broadcast) and broadcast-get (implicit: concurrent Gets).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <latch>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "perf/ferry_perf/collective.h"
+#include "perf/ferry_perf/pattern.h"
+
+namespace ferry::perf {
+
+void LogLine(std::string_view line) {
+  static const bool tty = isatty(STDERR_FILENO) == 1;
+  std::fprintf(stderr, "%sferry-perf: %.*s\n", tty ? "\r\033[K" : "", static_cast<int>(line.size()),
+               line.data());
+}
+
+absl::StatusOr<std::vector<PerfNode>> ConnectNodes(const std::vector<std::string>& sockets,
+                                                   absl::Duration rpc_timeout) {
+  std::vector<PerfNode> nodes;
+  for (size_t i = 0; i < sockets.size(); ++i) {
+    ConnectOptions options;
+    options.rpc_timeout = rpc_timeout;
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(sockets[i], options);
+    if (!client.ok()) {
+      return Annotate(client.status(), absl::StrCat("connect to node ", i, " at ", sockets[i]));
+    }
+    PerfNode node;
+    node.socket = sockets[i];
+    node.client = std::move(*client);
+    absl::StatusOr<NodeStatus> status = node.client->Status();
+    if (!status.ok()) {
+      return Annotate(status.status(), absl::StrCat("Status of node ", i, " at ", sockets[i]));
+    }
+    node.name = status->self.name;
+    nodes.push_back(std::move(node));
+  }
+  return nodes;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Shared mechanics: the root's per-iteration object, the expected bytes and the checks.
+class ObjectCollective : public Collective {
+ public:
+  explicit ObjectCollective(PerfContext* ctx) : ctx_(ctx) {}
+  double BoundFactor(int) const override { return 1.0; }
+  double BusBwFactor(int) const override { return 1.0; }
+
+  absl::Status Prepare(uint64_t bytes, int iter) override {
+    bytes_ = bytes;
+    iter_ = iter;
+    name_ = ObjectName{ctx_->ns, absl::StrCat("perf/", name(), "/", bytes, "/", iter, "/",
+                                              ctx_->run_id)};
+    if (expected_.size() < bytes) expected_.resize(bytes);  // first touch once, untimed
+    FillPattern(PatternSeed(bytes, iter), expected_.data(), bytes);
+    const size_t dsize = DTypeSize(ctx_->dtype);
+    const DType dtype = dsize > 0 && bytes % dsize == 0 ? ctx_->dtype : DType::kBytes;
+    FERRY_RETURN_IF_ERROR(Annotate(
+        Root().Put(name_, std::span<const uint8_t>(expected_.data(), bytes), dtype),
+        absl::StrCat("Put of ", name_.key, " on node ", ctx_->nodes[0].name)));
+    created_ = true;
+    return absl::OkStatus();
+  }
+
+  void Cleanup(int) override {
+    ReleaseViews();
+    if (!created_) return;
+    created_ = false;
+    if (absl::Status s = Root().Delete(name_); !s.ok()) {
+      LogLine(absl::StrCat("warning: Delete of ", name_.key, ": ", s.ToString()));
+    }
+  }
+
+ protected:
+  Client& Root() { return *ctx_->nodes[0].client; }
+  Client& NodeClient(int i) { return *ctx_->nodes[static_cast<size_t>(i)].client; }
+  const std::string& NodeName(int i) const { return ctx_->nodes[static_cast<size_t>(i)].name; }
+  virtual void ReleaseViews() {}
+
+  std::string Where(int node) const {
+    return absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ", node ", node, " (",
+                        NodeName(node), ")");
+  }
+
+  // Wrong words in `view`, node `node`'s copy. The --corrupt-node hook flips one bit of the
+  // expected first word for that node, so the real comparison must find it.
+  uint64_t CheckView(int node, const ObjectView& view) {
+    if (view.size() != bytes_) {
+      LogLine(absl::StrCat(Where(node), ": copy has ", view.size(), " bytes, expected ", bytes_));
+      return WordsIn(bytes_);
+    }
+    const bool corrupt = node == ctx_->corrupt_node && bytes_ > 0;
+    if (corrupt) expected_[0] ^= 0x01;
+    const uint64_t errors = CountMismatchedWords(view.data(), expected_.data(), bytes_);
+    if (corrupt) expected_[0] ^= 0x01;
+    if (errors > 0) {
+      LogLine(absl::StrCat(Where(node), ": ", errors, " of ", WordsIn(bytes_),
+                           " 8-byte words differ from the expected pattern",
+                           corrupt ? " (--corrupt-node)" : ""));
+    }
+    return errors;
+  }
+
+  // Checks the copy node `node` holds now. A copy that is absent, or that Get had to pull
+  // (it was not there), counts as missing: all its words are wrong.
+  uint64_t CheckLocalCopy(int node) {
+    absl::StatusOr<ObjectView> view = NodeClient(node).Get(name_, ctx_->timeout);
+    if (!view.ok()) {
+      LogLine(absl::StrCat(Where(node), ": no copy: ", view.status().ToString()));
+      return WordsIn(bytes_);
+    }
+    if (view->info().pulled) {
+      LogLine(absl::StrCat(Where(node), ": no local copy (Get had to pull it from node ",
+                           view->info().source_node, ")"));
+      return WordsIn(bytes_);
+    }
+    return CheckView(node, *view);
+  }
+
+  PerfContext* ctx_;
+  uint64_t bytes_ = 0;
+  int iter_ = 0;
+  ObjectName name_;
+  std::vector<uint8_t> expected_;
+  bool created_ = false;
+};
+
+// Node 0 Puts, node 1 Gets; the Get is timed.
+class P2p final : public ObjectCollective {
+ public:
+  using ObjectCollective::ObjectCollective;
+  std::string name() const override { return "p2p"; }
+  std::string description() const override {
+    return "node 0 Puts (untimed); time = node 1's Get (pull of the whole object)";
+  }
+
+  absl::StatusOr<double> Run(int) override {
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<ObjectView> view = NodeClient(1).Get(name_, ctx_->timeout);
+    const Clock::time_point t1 = Clock::now();
+    if (!view.ok()) return Annotate(view.status(), Where(1));
+    view_ = std::move(*view);
+    return SecondsBetween(t0, t1);
+  }
+
+  absl::StatusOr<uint64_t> Verify(int) override {
+    if (!view_.valid()) return WordsIn(bytes_);
+    return CheckView(1, view_);
+  }
+
+ private:
+  void ReleaseViews() override { (void)view_.Release(); }
+  ObjectView view_;
+};
+
+// Explicit broadcast: node 0 Puts (untimed), then Client::Broadcast to every live node is
+// timed; it returns when every node holds a complete copy (or failed).
+class Broadcast final : public ObjectCollective {
+ public:
+  using ObjectCollective::ObjectCollective;
+  std::string name() const override { return "broadcast"; }
+  std::string description() const override {
+    return "node 0 Puts (untimed); time = Client::Broadcast(all nodes) until every node holds "
+           "a complete copy";
+  }
+
+  absl::StatusOr<double> Run(int) override {
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<BroadcastResult> result = Root().Broadcast(name_, {}, ctx_->timeout);
+    const Clock::time_point t1 = Clock::now();
+    if (!result.ok()) return Annotate(result.status(), absl::StrCat(name(), " of ", name_.key));
+    result_ = std::move(*result);
+    return SecondsBetween(t0, t1);
+  }
+
+  absl::StatusOr<uint64_t> Verify(int) override {
+    uint64_t errors = 0;
+    for (const BroadcastResult::Target& t : result_.targets) {
+      if (t.ok) continue;
+      LogLine(absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ": Broadcast reports node ",
+                           t.node, " failed: ", t.error));
+      ++errors;
+    }
+    for (int i = 0; i < ctx_->size(); ++i) errors += CheckLocalCopy(i);
+    return errors;
+  }
+
+ private:
+  void ReleaseViews() override { result_ = {}; }
+  BroadcastResult result_;
+};
+
+// Implicit broadcast: every non-root node Gets at once (one thread per node, released
+// together); time = until the last Get returns.
+class BroadcastGet final : public ObjectCollective {
+ public:
+  using ObjectCollective::ObjectCollective;
+  std::string name() const override { return "broadcast-get"; }
+  std::string description() const override {
+    return "node 0 Puts (untimed); time = nodes 1..N-1 Get concurrently, until the last returns";
+  }
+
+  absl::StatusOr<double> Run(int) override {
+    const int n = ctx_->size();
+    views_.assign(static_cast<size_t>(n), absl::StatusOr<ObjectView>(absl::UnknownError("not run")));
+    std::vector<Clock::time_point> done(static_cast<size_t>(n));
+    std::latch start(1);
+    std::vector<std::thread> threads;
+    for (int i = 1; i < n; ++i) {
+      threads.emplace_back([this, i, &start, &done] {
+        start.wait();
+        views_[static_cast<size_t>(i)] = NodeClient(i).Get(name_, ctx_->timeout);
+        done[static_cast<size_t>(i)] = Clock::now();
+      });
+    }
+    const Clock::time_point t0 = Clock::now();
+    start.count_down();
+    for (std::thread& t : threads) t.join();
+    const Clock::time_point last = *std::max_element(done.begin() + 1, done.end());
+    for (int i = 1; i < n; ++i) {
+      const absl::StatusOr<ObjectView>& v = views_[static_cast<size_t>(i)];
+      if (!v.ok()) return Annotate(v.status(), Where(i));
+    }
+    return SecondsBetween(t0, last);
+  }
+
+  absl::StatusOr<uint64_t> Verify(int) override {
+    uint64_t errors = 0;
+    for (int i = 1; i < ctx_->size(); ++i) {
+      const absl::StatusOr<ObjectView>& v = views_[static_cast<size_t>(i)];
+      errors += v.ok() ? CheckView(i, *v) : WordsIn(bytes_);
+    }
+    return errors;
+  }
+
+ private:
+  void ReleaseViews() override { views_.clear(); }
+  std::vector<absl::StatusOr<ObjectView>> views_;
+};
+
+}  // namespace
+
+std::vector<std::string> KnownCollectives() { return {"p2p", "broadcast", "broadcast-get"}; }
+
+absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
+                                                           PerfContext* ctx) {
+  if (name == "p2p") return std::make_unique<P2p>(ctx);
+  if (name == "broadcast") return std::make_unique<Broadcast>(ctx);
+  if (name == "broadcast-get") return std::make_unique<BroadcastGet>(ctx);
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown collective '", std::string(name), "' (known: p2p, broadcast, broadcast-get)"));
+}
+
+}  // namespace ferry::perf

@@ -1,0 +1,374 @@
+// ferry-perf: nccl-tests-style sweeps of ferry collectives on a running cluster.
+//
+//   perf/cluster -n 8 --rate 1gbit -- build/bin/ferry-perf --coll broadcast,broadcast-get
+//
+// For each collective and size: warm-ups (untimed), then timed iterations; every iteration
+// (warm-ups included) is verified on every receiving node. One table row per size on stdout;
+// JSON lines (--json) in the shape of perf/baselines; exit 1 if any error was found.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "perf/ferry_perf/collective.h"
+#include "perf/ferry_perf/pattern.h"
+#include "perf/ferry_perf/report.h"
+#include "perf/ferry_perf/sweep.h"
+
+namespace ferry::perf {
+namespace {
+
+struct Flags {
+  std::string sockets;
+  std::string colls = "p2p,broadcast,broadcast-get";
+  std::string min_bytes = "1K";
+  std::string max_bytes = "256M";
+  uint64_t factor = 4;
+  int iters = 5;
+  int warmup = 1;
+  std::string iter_bytes = "1G";
+  std::string warmup_bytes;
+  std::string dtype = "f32";
+  std::string op = "sum";
+  std::string link_bps;
+  std::string timeout = "120s";
+  std::string json_path;
+  std::string csv_path;
+  std::string system = "ferry";
+  std::string ns = "default";
+  int corrupt_node = -1;
+};
+
+constexpr uint64_t kLinkProbeBytes = 64ull << 20;
+
+// What the sweep needs besides the context: the plan and how the link bound was obtained.
+struct Setup {
+  SweepPlan plan;
+  std::vector<std::string> colls;
+  std::string op;
+  double link_Bps = 0;
+  std::string link_source;
+};
+
+void AddFlags(CLI::App& app, Flags* f) {
+  app.add_option("--sockets", f->sockets,
+                 "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
+                 "(default: $FERRY_SOCKETS, set by perf/cluster)");
+  app.add_option("--coll", f->colls, "collectives: p2p,broadcast,broadcast-get")
+      ->capture_default_str();
+  app.add_option("-b,--min-bytes", f->min_bytes, "smallest size (1K, 64M, ...)")
+      ->capture_default_str();
+  app.add_option("-e,--max-bytes", f->max_bytes, "largest size")->capture_default_str();
+  app.add_option("-f,--factor", f->factor, "size multiplier between steps")->capture_default_str();
+  app.add_option("-n,--iters", f->iters, "timed iterations per size (upper bound)")
+      ->capture_default_str();
+  app.add_option("-w,--warmup", f->warmup, "untimed warm-up iterations per size (upper bound)")
+      ->capture_default_str();
+  app.add_option("--iter-bytes", f->iter_bytes,
+                 "big sizes run fewer iterations: iters = clamp(B / size, 1, --iters); 0 = off")
+      ->capture_default_str();
+  app.add_option("--warmup-bytes", f->warmup_bytes,
+                 "and fewer warm-ups: warmup = clamp(B / size, 0, --warmup) (default off)");
+  app.add_option("-d,--dtype", f->dtype, "element type (recorded; sets the count column)")
+      ->capture_default_str();
+  app.add_option("-o,--op", f->op, "reduction op sum|prod|min|max (recorded; for reduce)")
+      ->capture_default_str();
+  app.add_option("--link-Bps", f->link_bps,
+                 "per-node link bandwidth B in bytes/s for the bound (default: $FERRY_LINK_BPS, "
+                 "else $FERRY_RATE_BPS*0.95/8, else measured by a 64 MiB p2p)");
+  app.add_option("--timeout", f->timeout, "deadline of each Get / Broadcast")
+      ->capture_default_str();
+  app.add_option("--json", f->json_path, "append one JSON line per size to this file");
+  app.add_option("--csv", f->csv_path, "append one CSV row per size to this file");
+  app.add_option("--system", f->system, "system label in the JSON lines")->capture_default_str();
+  app.add_option("--ns", f->ns, "namespace of the objects ferry-perf creates")
+      ->capture_default_str();
+  // Hidden test hook: the verifier treats node I's first word as wrong.
+  app.add_option("--corrupt-node", f->corrupt_node, "")->group("");
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  return absl::StrSplit(text, absl::ByAnyChar(", \t\n"), absl::SkipEmpty());
+}
+
+absl::StatusOr<absl::Duration> ParseTimeout(const std::string& text) {
+  absl::Duration d;
+  double seconds = 0;
+  if (absl::ParseDuration(text, &d) && d > absl::ZeroDuration() && d != absl::InfiniteDuration()) {
+    return d;
+  }
+  if (absl::SimpleAtod(text, &seconds) && seconds > 0) return absl::Seconds(seconds);
+  return absl::InvalidArgumentError(absl::StrCat("bad --timeout '", text, "' (e.g. 120s, 2m)"));
+}
+
+absl::StatusOr<SweepPlan> MakePlan(const Flags& f) {
+  SweepPlan p;
+  std::optional<uint64_t> lo = ParseBytes(f.min_bytes), hi = ParseBytes(f.max_bytes);
+  if (!lo || !hi || *lo == 0 || *hi < *lo) {
+    return absl::InvalidArgumentError("need 1 <= --min-bytes <= --max-bytes (e.g. 1K, 256M)");
+  }
+  if (f.factor < 2) return absl::InvalidArgumentError("--factor must be >= 2");
+  if (f.iters < 1 || f.warmup < 0) {
+    return absl::InvalidArgumentError("need --iters >= 1 and --warmup >= 0");
+  }
+  p.min_bytes = *lo;
+  p.max_bytes = *hi;
+  p.factor = f.factor;
+  p.iters = f.iters;
+  p.warmup = f.warmup;
+  for (auto [text, out] : {std::pair{&f.iter_bytes, &p.iter_bytes},
+                           std::pair{&f.warmup_bytes, &p.warmup_bytes}}) {
+    if (text->empty()) continue;
+    std::optional<uint64_t> v = ParseBytes(*text);
+    if (!v) return absl::InvalidArgumentError("bad --iter-bytes / --warmup-bytes");
+    *out = *v;
+  }
+  return p;
+}
+
+std::string RandomRunId() {
+  std::random_device rd;
+  return absl::StrFormat("%08x", rd());
+}
+
+// One iteration: Prepare, Run, Verify, Cleanup. Adds wrong words to *errors; returns the
+// time, or nullopt if the iteration failed (counted as one error).
+std::optional<double> RunIteration(Collective& c, uint64_t bytes, int iter, uint64_t* errors) {
+  auto fail = [&](const absl::Status& s, const char* stage) {
+    LogLine(absl::StrCat(c.name(), " ", bytes, " B iter ", iter, ": ", stage, " failed: ",
+                         s.ToString()));
+    ++*errors;
+  };
+  std::optional<double> time;
+  if (absl::Status s = c.Prepare(bytes, iter); !s.ok()) {
+    fail(s, "Prepare");
+  } else if (absl::StatusOr<double> t = c.Run(iter); !t.ok()) {
+    fail(t.status(), "Run");
+  } else if (absl::StatusOr<uint64_t> e = c.Verify(iter); !e.ok()) {
+    fail(e.status(), "Verify");
+  } else {
+    *errors += *e;
+    time = *t;
+  }
+  c.Cleanup(iter);
+  return time;
+}
+
+void Progress(const std::string& coll, uint64_t bytes, int done, int total) {
+  static const bool tty = isatty(STDERR_FILENO) == 1;
+  if (tty) {
+    std::fprintf(stderr, "\r\033[Kferry-perf: %s %s: iteration %d/%d", coll.c_str(),
+                 HumanBytes(bytes).c_str(), done + 1, total);
+  } else if (done == 0) {
+    std::fprintf(stderr, "ferry-perf: %s %s: %d iterations (warm-ups included)\n", coll.c_str(),
+                 HumanBytes(bytes).c_str(), total);
+  }
+  std::fflush(stderr);
+}
+
+Row RunSize(Collective& c, const PerfContext& ctx, const Setup& setup, const Flags& f,
+            uint64_t bytes) {
+  const int iters = ItersFor(setup.plan, bytes);
+  const int warmup = WarmupFor(setup.plan, bytes);
+  std::vector<double> times;
+  Row row;
+  for (int it = -warmup; it < iters; ++it) {
+    Progress(c.name(), bytes, it + warmup, iters + warmup);
+    std::optional<double> t = RunIteration(c, bytes, it, &row.errors);
+    if (!t) {
+      ++row.failed_iters;
+    } else if (it >= 0) {
+      times.push_back(*t);
+    }
+  }
+  const int n = ctx.size();
+  const size_t dsize = std::max<size_t>(DTypeSize(*DTypeFromName(f.dtype)), 1);
+  row.system = f.system;
+  row.coll = c.name();
+  row.bytes = bytes;
+  row.count = bytes / dsize;
+  row.dtype = f.dtype;
+  row.op = c.reduces() ? setup.op : "none";
+  row.nodes = n;
+  row.iters = static_cast<int>(times.size());
+  row.warmup = warmup;
+  row.stats = ComputeRow(times, bytes, c.BusBwFactor(n), c.BoundFactor(n), setup.link_Bps);
+  row.link_Bps = setup.link_Bps;
+  row.link_source = setup.link_source;
+  row.run_id = ctx.run_id;
+  return row;
+}
+
+// --link-Bps, else $FERRY_LINK_BPS, else $FERRY_RATE_BPS*0.95/8 (tbf delivers ~95%).
+absl::Status LinkFromFlagsOrEnv(const Flags& f, Setup* setup) {
+  double v = 0;
+  if (!f.link_bps.empty()) {
+    if (!absl::SimpleAtod(f.link_bps, &v) || v <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("bad --link-Bps '", f.link_bps, "'"));
+    }
+    setup->link_Bps = v;
+    setup->link_source = "--link-Bps";
+  } else if (const char* e = std::getenv("FERRY_LINK_BPS"); e && absl::SimpleAtod(e, &v) && v > 0) {
+    setup->link_Bps = v;
+    setup->link_source = "FERRY_LINK_BPS";
+  } else if (const char* r = std::getenv("FERRY_RATE_BPS"); r && absl::SimpleAtod(r, &v) && v > 0) {
+    setup->link_Bps = v * 0.95 / 8;
+    setup->link_source = "FERRY_RATE_BPS*0.95/8";
+  }
+  return absl::OkStatus();
+}
+
+// No configured link bandwidth: measure it as ferry's own p2p at 64 MiB (median of 3 after
+// one warm-up). On an unshaped cluster this makes p2p's time/bound ~1 by construction.
+uint64_t MeasureLink(PerfContext* ctx, Setup* setup) {
+  uint64_t errors = 0;
+  if (ctx->size() < 2) {
+    LogLine("one node only: link bandwidth unknown, no bound");
+    return 0;
+  }
+  absl::StatusOr<std::unique_ptr<Collective>> p2p = MakeCollective("p2p", ctx);
+  std::vector<double> times;
+  for (int it = -1; it < 3; ++it) {
+    std::optional<double> t = RunIteration(**p2p, kLinkProbeBytes, it, &errors);
+    if (t && it >= 0) times.push_back(*t);
+  }
+  const double median = Quantile(times, 0.5);
+  if (median > 0) {
+    setup->link_Bps = static_cast<double>(kLinkProbeBytes) / median;
+    setup->link_source = "measured: ferry p2p 64M";
+  }
+  LogLine(absl::StrFormat("no --link-Bps / FERRY_LINK_BPS / FERRY_RATE_BPS: measured B with a "
+                          "64 MiB p2p (node 0 -> 1): %.1f MB/s (%d errors)",
+                          setup->link_Bps / 1e6, errors));
+  return errors;
+}
+
+void PrintBanner(const PerfContext& ctx, const Setup& s, const Flags& f) {
+  std::string names;
+  for (const PerfNode& n : ctx.nodes) absl::StrAppend(&names, names.empty() ? "" : ",", n.name);
+  std::printf("# ferry-perf: %d nodes (%s), root node 0, run %s\n", ctx.size(), names.c_str(),
+              ctx.run_id.c_str());
+  if (s.link_Bps > 0) {
+    std::printf("# link B = %.1f MB/s (%s); bound = factor * S / B (1 for p2p/broadcast)\n",
+                s.link_Bps / 1e6, s.link_source.c_str());
+  } else {
+    std::printf("# link B unknown: no bound\n");
+  }
+  std::printf("# iters %d (iter-bytes %s), warm-up %d; dtype %s; timeout %s; every iteration "
+              "is verified (errors = wrong 8-byte words + failed iterations)\n",
+              s.plan.iters, f.iter_bytes.c_str(), s.plan.warmup, f.dtype.c_str(),
+              f.timeout.c_str());
+}
+
+absl::StatusOr<Setup> Validate(const Flags& f, std::vector<std::string>* sockets) {
+  Setup s;
+  FERRY_ASSIGN_OR_RETURN(s.plan, MakePlan(f));
+  s.colls = SplitList(f.colls);
+  if (s.colls.empty()) return absl::InvalidArgumentError("--coll is empty");
+  if (!DTypeFromName(f.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown --dtype '", f.dtype, "'"));
+  }
+  if (f.op != "sum" && f.op != "prod" && f.op != "min" && f.op != "max") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown --op '", f.op, "'"));
+  }
+  s.op = f.op;
+  std::string list = f.sockets;
+  if (list.empty()) {
+    const char* env = std::getenv("FERRY_SOCKETS");
+    list = env != nullptr ? env : "";
+  }
+  *sockets = SplitList(list);
+  if (sockets->empty()) {
+    return absl::InvalidArgumentError("no ferryd sockets: pass --sockets or set FERRY_SOCKETS");
+  }
+  return s;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "ferry-perf: nccl-tests-style sweeps of ferry collectives (p2p, broadcast,\n"
+      "broadcast-get) over a running cluster, through libferry. Each iteration gets fresh\n"
+      "objects, is timed, verified byte for byte on every receiving node, then deleted.\n"
+      "Table on stdout; --json appends lines shaped like perf/baselines':\n"
+      "  {\"system\":\"ferry\",\"coll\":..,\"bytes\":..,\"nodes\":N,\"time_median_s\":..,"
+      "\"time_p90_s\":..,\"algbw_Bps\":..,\"busbw_Bps\":..,\"bound_s\":..,"
+      "\"time_over_bound\":..,\"errors\":..,\"iters\":..}\n"
+      "Exit code: 0 = no errors, 1 = errors or a failed setup, 2 = bad usage."};
+  Flags f;
+  AddFlags(app, &f);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  std::vector<std::string> sockets;
+  absl::StatusOr<Setup> setup = Validate(f, &sockets);
+  absl::StatusOr<absl::Duration> timeout = ParseTimeout(f.timeout);
+  if (setup.ok()) {
+    if (absl::Status s = LinkFromFlagsOrEnv(f, &*setup); !s.ok()) setup = s;
+  }
+  if (!setup.ok() || !timeout.ok()) {
+    LogLine(std::string((!setup.ok() ? setup.status() : timeout.status()).message()));
+    return 2;
+  }
+  PerfContext ctx;
+  ctx.ns = f.ns;
+  ctx.run_id = RandomRunId();
+  ctx.dtype = *DTypeFromName(f.dtype);
+  ctx.timeout = *timeout;
+  ctx.corrupt_node = f.corrupt_node;
+  absl::StatusOr<std::vector<PerfNode>> nodes = ConnectNodes(sockets, *timeout + absl::Seconds(30));
+  if (!nodes.ok()) {
+    LogLine(nodes.status().ToString());
+    return 1;
+  }
+  ctx.nodes = std::move(*nodes);
+  std::vector<std::unique_ptr<Collective>> colls;
+  for (const std::string& name : setup->colls) {
+    absl::StatusOr<std::unique_ptr<Collective>> c = MakeCollective(name, &ctx);
+    if (!c.ok()) {
+      LogLine(std::string(c.status().message()));
+      return 2;
+    }
+    if (ctx.size() < (*c)->min_nodes()) {
+      LogLine(absl::StrCat(name, " needs at least ", (*c)->min_nodes(), " nodes, have ",
+                           ctx.size()));
+      return 2;
+    }
+    colls.push_back(std::move(*c));
+  }
+  absl::StatusOr<std::unique_ptr<Reporter>> reporter = Reporter::Open(f.json_path, f.csv_path);
+  if (!reporter.ok()) {
+    LogLine(std::string(reporter.status().message()));
+    return 2;
+  }
+  uint64_t total_errors = setup->link_Bps > 0 ? 0 : MeasureLink(&ctx, &*setup);
+  PrintBanner(ctx, *setup, f);
+  for (const std::unique_ptr<Collective>& c : colls) {
+    (*reporter)->TableHeader(c->name(), c->description());
+    for (uint64_t bytes : SweepSizes(setup->plan)) {
+      Row row = RunSize(*c, ctx, *setup, f, bytes);
+      total_errors += row.errors;
+      (*reporter)->Emit(row);
+    }
+  }
+  colls.clear();  // views die before the clients
+  std::printf("# total errors: %llu\n", static_cast<unsigned long long>(total_errors));
+  if (isatty(STDERR_FILENO) == 1) std::fprintf(stderr, "\r\033[K");
+  return total_errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace ferry::perf
+
+int main(int argc, char** argv) { return ferry::perf::Main(argc, argv); }
