@@ -215,7 +215,8 @@ class BroadcastGet final : public ObjectCollective {
 
   absl::StatusOr<double> Run(int) override {
     const int n = ctx_->size();
-    views_.assign(static_cast<size_t>(n), absl::StatusOr<ObjectView>(absl::UnknownError("not run")));
+    views_.clear();
+    for (int i = 0; i < n; ++i) views_.emplace_back(absl::UnknownError("not run"));
     std::vector<Clock::time_point> done(static_cast<size_t>(n));
     std::latch start(1);
     std::vector<std::thread> threads;

@@ -47,6 +47,7 @@ struct Flags {
   std::string system = "ferry";
   std::string ns = "default";
   int corrupt_node = -1;
+  bool node_stats = false;
 };
 
 constexpr uint64_t kLinkProbeBytes = 64ull << 20;
@@ -93,6 +94,9 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_option("--system", f->system, "system label in the JSON lines")->capture_default_str();
   app.add_option("--ns", f->ns, "namespace of the objects ferry-perf creates")
       ->capture_default_str();
+  app.add_flag("--node-stats", f->node_stats,
+               "after each iteration, log every node's bytes sent/received and retries during it "
+               "(shows the tree ferry built)");
   // Hidden test hook: the verifier treats node I's first word as wrong.
   app.add_option("--corrupt-node", f->corrupt_node, "")->group("");
 }
@@ -164,6 +168,36 @@ std::optional<double> RunIteration(Collective& c, uint64_t bytes, int iter, uint
   return time;
 }
 
+// Per-node data-plane counters, for --node-stats.
+struct Counters {
+  uint64_t sent = 0, received = 0, retries = 0;
+};
+std::vector<Counters> Snapshot(const PerfContext& ctx) {
+  std::vector<Counters> out(ctx.nodes.size());
+  for (size_t i = 0; i < ctx.nodes.size(); ++i) {
+    absl::StatusOr<NodeStatus> st = ctx.nodes[i].client->Status();
+    if (st.ok()) out[i] = {st->bytes_sent, st->bytes_received, st->retries};
+  }
+  return out;
+}
+
+void LogNodeStats(const PerfContext& ctx, const std::string& coll, uint64_t bytes, int iter,
+                  std::optional<double> t, const std::vector<Counters>& before,
+                  const std::vector<Counters>& after) {
+  std::string line = absl::StrFormat("stats %s %s iter %d (%s): MiB sent/received", coll,
+                                     HumanBytes(bytes), iter,
+                                     t ? absl::StrFormat("%.3f s", *t) : std::string("failed"));
+  uint64_t retries = 0;
+  for (size_t i = 0; i < after.size(); ++i) {
+    absl::StrAppendFormat(&line, " %s=%.0f/%.0f", ctx.nodes[i].name,
+                          static_cast<double>(after[i].sent - before[i].sent) / (1 << 20),
+                          static_cast<double>(after[i].received - before[i].received) / (1 << 20));
+    retries += after[i].retries - before[i].retries;
+  }
+  absl::StrAppend(&line, "; sender retries ", retries);
+  LogLine(line);
+}
+
 void Progress(const std::string& coll, uint64_t bytes, int done, int total) {
   static const bool tty = isatty(STDERR_FILENO) == 1;
   if (tty) {
@@ -184,7 +218,10 @@ Row RunSize(Collective& c, const PerfContext& ctx, const Setup& setup, const Fla
   Row row;
   for (int it = -warmup; it < iters; ++it) {
     Progress(c.name(), bytes, it + warmup, iters + warmup);
+    std::vector<Counters> before;
+    if (f.node_stats) before = Snapshot(ctx);
     std::optional<double> t = RunIteration(c, bytes, it, &row.errors);
+    if (f.node_stats) LogNodeStats(ctx, c.name(), bytes, it, t, before, Snapshot(ctx));
     if (!t) {
       ++row.failed_iters;
     } else if (it >= 0) {
@@ -206,6 +243,7 @@ Row RunSize(Collective& c, const PerfContext& ctx, const Setup& setup, const Fla
   row.link_Bps = setup.link_Bps;
   row.link_source = setup.link_source;
   row.run_id = ctx.run_id;
+  row.times_s = std::move(times);
   return row;
 }
 

@@ -90,6 +90,7 @@ void Reporter::Emit(const Row& row) {
     j["link_source"] = row.link_source;
     j["errors"] = row.errors;
     j["failed_iters"] = row.failed_iters;
+    j["times_s"] = row.times_s;
     j["run_id"] = row.run_id;
     std::fprintf(json_, "%s\n",
                  j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());

@@ -4,7 +4,7 @@
 // JSON line: {"system":"ferry","coll":..,"bytes":..,"count":..,"dtype":..,"op":..,
 //   "nodes":N,"iters":..,"warmup":..,"time_median_s":..,"time_p90_s":..,"time_min_s":..,
 //   "algbw_Bps":..,"busbw_Bps":..,"bound_s":..,"time_over_bound":..,"link_Bps":..,
-//   "link_source":..,"errors":..,"failed_iters":..,"run_id":..}
+//   "link_source":..,"errors":..,"failed_iters":..,"times_s":[..],"run_id":..}
 // bound_s and time_over_bound are 0 when the link bandwidth is unknown.
 //
 // Thread-safety: used by the main thread only.
@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "perf/ferry_perf/sweep.h"
@@ -33,6 +34,7 @@ struct Row {
   RowStats stats;
   uint64_t errors = 0;   // wrong words + failed iterations
   int failed_iters = 0;
+  std::vector<double> times_s;  // every timed iteration, in order
   double link_Bps = 0;
   std::string link_source;
   std::string run_id;

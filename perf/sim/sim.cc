@@ -21,7 +21,7 @@ namespace {
 using control::BroadcastPlanner;
 using NodeId = uint64_t;
 
-enum class Ev : uint8_t { kArrive, kStart, kRequest, kTx, kFail, kDetect };
+enum class Ev : uint8_t { kArrive, kStart, kRequest, kTx, kLand, kFail, kDetect };
 
 struct Event {
   double t;
@@ -85,16 +85,19 @@ class Sim {
     if (cfg_.size == 0) return Error("size must be > 0");
     if (!(cfg_.bandwidth_Bps > 0)) return Error("bandwidth must be > 0");
     if (cfg_.latency_s < 0 || cfg_.detect_s < 0) return Error("latency and detect must be >= 0");
+    if (cfg_.latency_data_fraction < 0 || cfg_.latency_data_fraction > 1) return Error("latency split must be in [0,1]");
     B_ = cfg_.bandwidth_Bps;
     L_ = cfg_.latency_s;
+    req_delay_ = L_ * (1 - cfg_.latency_data_fraction);
+    data_delay_ = L_ * cfg_.latency_data_fraction;
     rpc_ = cfg_.rpc_s < 0 ? 2 * L_ : cfg_.rpc_s;
     fair_ = cfg_.sharing == LinkSharing::kFair;
     ovh_bytes_ = cfg_.sim_chunk_overhead_s * B_;
 
     // Plan exactly as the coordinator does (Directory::Publish): receivers = N - 1.
     control::LinkModel link;
-    link.bandwidth_Bps = B_;
-    link.latency_s = L_;
+    link.bandwidth_Bps = cfg_.plan_bandwidth_Bps > 0 ? cfg_.plan_bandwidth_Bps : B_;
+    link.latency_s = cfg_.plan_latency_s > 0 ? cfg_.plan_latency_s : L_;
     link.chunk_overhead_s = cfg_.plan_chunk_overhead_s;
     control::PlanLimits limits;
     limits.fixed_fanout = cfg_.fixed_fanout;
@@ -129,9 +132,24 @@ class Sim {
       Push(f.time_s, Ev::kFail, static_cast<uint32_t>(f.node), 0);
     }
 
-    while (!q_.empty()) {
-      const Event e = q_.top();
-      q_.pop();
+    while (true) {
+      // Constant-delay events (requests, landings) are pushed in time order, so they live in
+      // FIFOs; the heap holds the rest. Take the earliest of the three fronts.
+      const Event* best = q_.empty() ? nullptr : &q_.top();
+      int from = 0;
+      for (int i = 0; i < 2; ++i) {
+        if (!fifo_[i].empty() && (best == nullptr || Later{}(*best, fifo_[i].front()))) {
+          best = &fifo_[i].front();
+          from = i + 1;
+        }
+      }
+      if (best == nullptr) break;
+      const Event e = *best;
+      if (from == 0) {
+        q_.pop();
+      } else {
+        fifo_[from - 1].pop_front();
+      }
       now_ = e.t;
       ++events_;
       switch (e.type) {
@@ -139,6 +157,7 @@ class Sim {
         case Ev::kStart: OnStart(e.a, e.b); break;
         case Ev::kRequest: OnRequest(e.a, e.b); break;
         case Ev::kTx: OnTx(e.a, e.b); break;
+        case Ev::kLand: Land(conns_[e.a].receiver, e.b, e.a); break;
         case Ev::kFail: OnFail(e.a); break;
         case Ev::kDetect: OnDetect(e.a); break;
       }
@@ -181,6 +200,10 @@ class Sim {
   }
 
   void Push(double t, Ev type, uint32_t a, uint64_t b) { q_.push(Event{t, seq_++, b, a, type}); }
+  // For events whose delay is the same constant for all of them (now_ never decreases).
+  void PushFifo(int which, double t, Ev type, uint32_t a, uint64_t b) {
+    fifo_[which].push_back(Event{t, seq_++, b, a, type});
+  }
 
   double ChunkBytes(uint64_t k) const {
     return static_cast<double>(k + 1 < n_ ? chunk_ : cfg_.size - k * chunk_);
@@ -231,7 +254,9 @@ class Sim {
     const uint64_t avail = std::min(c.req_arrived, s.have);
     if (avail <= c.enq) return;
     const bool was_empty = c.head == c.enq;
-    for (uint64_t k = c.enq; k < avail; ++k) c.ready.push_back(now_);
+    if (!fair_) {
+      for (uint64_t k = c.enq; k < avail; ++k) c.ready.push_back(now_);
+    }
     c.enq = avail;
     if (was_empty) {
       Advance(s);
@@ -257,7 +282,7 @@ class Sim {
     }
     Conn& c = conns_[cid];
     const uint64_t k = c.head++;
-    c.ready.pop_front();
+    if (!fair_) c.ready.pop_front();
     if (c.head < c.enq) {
       c.rem = ChunkBytes(c.head) + ovh_bytes_;
     } else {
@@ -265,7 +290,11 @@ class Sim {
     }
     Reschedule(sid);
     ++transfers_;
-    Land(c.receiver, k, cid);
+    if (data_delay_ > 0) {
+      PushFifo(1, now_ + data_delay_, Ev::kLand, cid, k);
+    } else {
+      Land(c.receiver, k, cid);
+    }
   }
 
   // ---- receiver ---------------------------------------------------------------------------
@@ -295,7 +324,7 @@ class Sim {
   void Issue(uint32_t rid) {
     Node& r = nodes_[rid];
     while (r.in_flight < window_ && r.next_req < n_) {
-      Push(now_ + L_, Ev::kRequest, static_cast<uint32_t>(r.conn), r.next_req++);
+      PushFifo(0, now_ + req_delay_, Ev::kRequest, static_cast<uint32_t>(r.conn), r.next_req++);
       ++r.in_flight;
     }
   }
@@ -431,13 +460,14 @@ class Sim {
 
   SimConfig cfg_;
   BroadcastPlanner planner_;
-  double B_ = 0, L_ = 0, rpc_ = 0, ovh_bytes_ = 0;
+  double B_ = 0, L_ = 0, rpc_ = 0, ovh_bytes_ = 0, req_delay_ = 0, data_delay_ = 0;
   bool fair_ = true;
   uint64_t chunk_ = 0, n_ = 0;
   uint32_t window_ = 0;
   double now_ = 0;
   uint64_t seq_ = 0;
   std::priority_queue<Event, std::vector<Event>, Later> q_;
+  std::deque<Event> fifo_[2];   // 0: chunk requests (delay req_delay_), 1: landings (data_delay_)
   std::vector<Node> nodes_;
   std::vector<Conn> conns_;
   std::vector<uint32_t> waiting_;

@@ -4,7 +4,8 @@
 // (cut-through). Fanout, chunk size and window come from the real PlanBroadcast.
 //
 // Link model (see perf/sim/README.md): every node has an uplink and a downlink of rate B.
-// A chunk request reaches the sender after L; once the sender has the chunk it is queued on
+// A chunk request reaches the sender after L (or (1-x)*L, the rest of L being spent after the
+// chunk was sent: latency_data_fraction); once the sender has the chunk it is queued on
 // the (sender, receiver) connection, which is FIFO (one TCP stream). The sender's uplink is
 // shared between its connections that have data queued, either fairly (processor sharing,
 // default: what several TCP flows out of one NIC get) or FIFO in the order chunks became
@@ -33,11 +34,20 @@ struct SimConfig {
   uint32_t nodes = 8;                   // including the source
   uint64_t size = 64ull << 20;          // object bytes
   double bandwidth_Bps = 1.25e9;        // per-node upload and download rate
-  double latency_s = 50e-6;             // per-hop latency of a chunk request
+  double latency_s = 50e-6;             // per-hop latency of a chunk fetch (what ferryd measures)
+  // Where the per-hop latency is spent: (1-x)*L on the request before the sender sees it,
+  // x*L after the chunk's last byte left the sender before it lands (propagation, the
+  // receiver's completion handling). 0: all on the request.
+  double latency_data_fraction = 0;
   double rpc_s = -1;                    // coordinator Acquire round trip; < 0: 2 * latency
   double detect_s = 0.05;               // failure -> SENDER_FAILED reported + RemoveNode
   double sim_chunk_overhead_s = 0;      // sender time per chunk on top of bytes/B
   double plan_chunk_overhead_s = 20e-6; // LinkModel::chunk_overhead_s given to the planner
+  // What the coordinator believes (0: the simulated bandwidth / latency). ferry-coord plans
+  // with --default-bandwidth/--default-latency (1.25e9, 50e-6) until nodes report measured
+  // values (after pulls of >= 8 MiB), so early operations may be planned for another link.
+  double plan_bandwidth_Bps = 0;
+  double plan_latency_s = 0;
   uint32_t fixed_fanout = 0;            // PlanLimits overrides (0: the cost model chooses)
   uint32_t fixed_chunk = 0;
   uint32_t window = 0;                  // 0: the plan's window (at least 2, like ferryd)

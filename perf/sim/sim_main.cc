@@ -77,6 +77,9 @@ nlohmann::json ToJson(const SimConfig& c, const SimResult& r) {
   j["bytes"] = c.size;
   j["bandwidth_Bps"] = c.bandwidth_Bps;
   j["latency_s"] = c.latency_s;
+  j["latency_split"] = c.latency_data_fraction;
+  j["plan_bandwidth_Bps"] = c.plan_bandwidth_Bps > 0 ? c.plan_bandwidth_Bps : c.bandwidth_Bps;
+  j["plan_latency_s"] = c.plan_latency_s > 0 ? c.plan_latency_s : c.latency_s;
   j["rpc_s"] = c.rpc_s < 0 ? 2 * c.latency_s : c.rpc_s;
   j["sharing"] = c.sharing == ferry::sim::LinkSharing::kFair ? "fair" : "fifo";
   j["arrival_spread_s"] = c.arrival_spread_s;
@@ -131,11 +134,18 @@ int main(int argc, char** argv) {
   app.add_option("-s,--size", size, "object size (e.g. 1GiB)")->capture_default_str();
   app.add_option("-B,--bandwidth", cfg.bandwidth_Bps, "per-node upload = download bytes/s")->capture_default_str();
   app.add_option("-L,--latency", cfg.latency_s, "per-hop latency of a chunk request, seconds")->capture_default_str();
+  app.add_option("--latency-split", cfg.latency_data_fraction,
+                 "fraction of the latency spent on the data path after sending (0: all on the request)")
+      ->capture_default_str();
   app.add_option("--rpc", cfg.rpc_s, "coordinator Acquire round trip, seconds (<0: 2*latency)")->capture_default_str();
   app.add_option("--detect", cfg.detect_s, "failure detection delay, seconds")->capture_default_str();
   app.add_option("--chunk-overhead", cfg.sim_chunk_overhead_s, "simulated sender time per chunk, seconds")
       ->capture_default_str();
   app.add_option("--plan-overhead", cfg.plan_chunk_overhead_s, "LinkModel::chunk_overhead_s given to the planner")
+      ->capture_default_str();
+  app.add_option("--plan-bandwidth", cfg.plan_bandwidth_Bps, "bandwidth the planner is told (0: --bandwidth)")
+      ->capture_default_str();
+  app.add_option("--plan-latency", cfg.plan_latency_s, "latency the planner is told (0: --latency)")
       ->capture_default_str();
   app.add_option("--fanout", cfg.fixed_fanout, "fix the fanout (0: cost model)")->capture_default_str();
   app.add_option("--chunk", chunk, "fix the chunk size (0: cost model)")->capture_default_str();

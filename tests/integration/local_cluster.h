@@ -20,7 +20,7 @@ struct ClusterOptions {
   std::string arena = "256MiB";
   std::vector<std::string> coord_flags;
   std::vector<std::string> ferryd_flags;
-  int liveness_ms = 1500;
+  int liveness_ms = 4000;   // generous: a loaded 2-core machine must not look like a dead node
 };
 
 class LocalCluster {
