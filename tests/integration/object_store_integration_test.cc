@@ -31,6 +31,7 @@ class ClusterTest : public ::testing::Test {
     ClusterOptions o;
     o.nodes = 3;
     o.arena = "160MiB";
+    o.coord_flags = {"--fixed-chunk", "1MiB"};   // so chunk-1 / chunk+1 below are exact
     cluster_ = new LocalCluster(o);
     ASSERT_TRUE(cluster_->Start().ok()) << "cluster did not start; logs in " << cluster_->dir();
   }
@@ -58,11 +59,35 @@ void PutGetAcross(LocalCluster& cluster, const std::string& key, size_t size) {
 }
 
 TEST_F(ClusterTest, PutGetEdgeSizes) {
-  const size_t chunk = 1 << 20;   // the cost model may pick others; sizes also straddle 64 KiB inline
+  const size_t chunk = 1 << 20;   // the coordinator's --fixed-chunk; sizes also straddle 64 KiB inline
   for (size_t size : {size_t{0}, size_t{1}, size_t{65536}, size_t{65537}, chunk - 1, chunk, chunk + 1,
                       size_t{3 * chunk + 5}, size_t{40 << 20}}) {
     PutGetAcross(*cluster_, "edge/" + std::to_string(size), size);
   }
+}
+
+TEST(BigObjectTest, OneGibibyteGetAcrossNodes) {
+  ClusterOptions o;
+  o.nodes = 2;
+  o.arena = "1088MiB";
+  LocalCluster cluster(o);
+  ASSERT_TRUE(cluster.Start().ok()) << cluster.dir();
+  auto a = cluster.Connect(0);
+  constexpr size_t kSize = size_t{1} << 30;
+  uint64_t want = 0;
+  {
+    auto w = a->Create("big/1g", kSize);
+    ASSERT_TRUE(w.ok()) << w.status();
+    std::vector<uint8_t> block = Pattern(64 << 20, 1);
+    for (size_t off = 0; off < kSize; off += block.size()) std::memcpy(w->data() + off, block.data(), block.size());
+    want = Checksum(w->data(), kSize);
+    ASSERT_TRUE(w->Seal().ok());
+  }
+  auto v = cluster.Connect(1)->Get("big/1g", absl::Seconds(120));
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_EQ(v->size(), kSize);
+  EXPECT_TRUE(v->info().pulled);
+  EXPECT_EQ(Checksum(v->data(), v->size()), want);
 }
 
 TEST_F(ClusterTest, LocalGetIsZeroCopyView) {
