@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,8 @@ std::string LocalCluster::Bin(const std::string& name) {
 pid_t LocalCluster::Spawn(const std::vector<std::string>& argv, const std::string& log) {
   pid_t pid = fork();
   if (pid == 0) {
+    // If the test process dies (an assertion abort, a sanitizer report), its daemons die too.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
