@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 #include "proto/status_bridge.h"
@@ -74,8 +75,9 @@ LinkModel CoordinatorService::MeasuredLinkLocked() const {
 
 void CoordinatorService::Send(std::vector<Outgoing> out) {
   for (Outgoing& o : out) {
-    std::lock_guard<std::mutex> lock(*o.write_mu);
-    o.stream->Write(o.msg);   // a failed write means the session is ending; its reader sees it
+    std::lock_guard<std::mutex> lock(o.slot->mu);
+    // A failed write means the session is ending; its reader sees that.
+    if (o.slot->open) o.slot->stream->Write(o.msg);
   }
 }
 
@@ -87,7 +89,7 @@ void CoordinatorService::MembershipLocked(std::vector<Outgoing>* out) {
     if (rec.info.alive()) *m->add_nodes() = rec.info;
   }
   for (auto& [id, rec] : nodes_) {
-    if (rec.info.alive() && rec.stream != nullptr) out->push_back({rec.stream, rec.write_mu, msg});
+    if (rec.info.alive() && rec.slot != nullptr) out->push_back({rec.slot, msg});
   }
 }
 
@@ -98,7 +100,7 @@ void CoordinatorService::MarkDeadLocked(NodeId node, const std::string& why, std
   rec.info.set_alive(false);
   if (rec.ctx != nullptr) rec.ctx->TryCancel();
   rec.ctx = nullptr;
-  rec.stream = nullptr;
+  rec.slot = nullptr;
   ++nodes_died_;
   std::vector<Directory::Key> lost = directory_.RemoveNode(node, rec.info.name());
   spdlog::warn("node {} ({}) is dead: {}; {} object(s) lost with it", rec.info.name(), node, why, lost.size());
@@ -129,8 +131,8 @@ void CoordinatorService::ReaperLoop() {
   }
 }
 
-grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, Stream* stream, const proto::Hello& hello,
-                                          uint64_t* seq) {
+grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const std::shared_ptr<StreamSlot>& slot,
+                                          const proto::Hello& hello, uint64_t* seq) {
   const proto::NodeInfo& info = hello.node();
   if (!options_.token.empty() && hello.cluster_token() != options_.token) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong or missing cluster token");
@@ -158,7 +160,7 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, Stream* stre
     rec.info.set_alive(true);
     rec.last_seen = absl::Now();
     rec.ctx = ctx;
-    rec.stream = stream;
+    rec.slot = slot;
     rec.session_seq = *seq = ++session_counter_;
     for (const proto::HeldObject& held : hello.holdings()) {
       if (!CheckRef(held.ref()).ok()) continue;
@@ -171,7 +173,7 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, Stream* stre
     w->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
     w->set_liveness_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.liveness_timeout)));
     w->set_inline_max_bytes(options_.inline_max_bytes);
-    out.insert(out.begin(), Outgoing{stream, rec.write_mu, welcome});
+    out.insert(out.begin(), Outgoing{slot, welcome});
     MembershipLocked(&out);
     spdlog::info("node {} ({}) registered with {} object(s); {} alive", info.name(), info.node_id(),
                  hello.holdings_size(), AliveCountLocked());
@@ -186,8 +188,20 @@ grpc::Status CoordinatorService::Session(grpc::ServerContext* ctx, Stream* strea
   if (!stream->Read(&msg)) return grpc::Status(grpc::StatusCode::CANCELLED, "session closed before Hello");
   if (!msg.has_hello()) return Invalid("the first message of a session must be Hello");
   const NodeId node = msg.hello().node().node_id();
+  auto slot = std::make_shared<StreamSlot>();
+  {
+    std::lock_guard<std::mutex> lock(slot->mu);
+    slot->stream = stream;
+    slot->open = true;
+  }
+  // Whatever happens below, no one writes to `stream` once this handler returns.
+  auto close_slot = absl::MakeCleanup([&slot] {
+    std::lock_guard<std::mutex> lock(slot->mu);
+    slot->open = false;
+    slot->stream = nullptr;
+  });
   uint64_t seq = 0;
-  if (grpc::Status s = Register(ctx, stream, msg.hello(), &seq); !s.ok()) {
+  if (grpc::Status s = Register(ctx, slot, msg.hello(), &seq); !s.ok()) {
     spdlog::warn("rejected registration of node '{}' ({}) from {}: {}", msg.hello().node().name(), node, ctx->peer(),
                  s.error_message());
     return s;
@@ -345,8 +359,8 @@ grpc::Status CoordinatorService::Delete(grpc::ServerContext*, const proto::Delet
     *msg.mutable_drop()->mutable_ref() = req->ref();
     for (NodeId id : *holders) {
       auto it = nodes_.find(id);
-      if (it != nodes_.end() && it->second.info.alive() && it->second.stream != nullptr) {
-        out.push_back({it->second.stream, it->second.write_mu, msg});
+      if (it != nodes_.end() && it->second.info.alive() && it->second.slot != nullptr) {
+        out.push_back({it->second.slot, msg});
       }
     }
     reply->set_copies_dropped(static_cast<uint32_t>(holders->size()));
@@ -411,8 +425,8 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
     NodeRecord& rec = nodes_[id];
     if (!rec.info.alive()) {
       state.failed.emplace(id, "node is dead");
-    } else if (!directory_.IsComplete(id, req->ref()) && rec.stream != nullptr) {
-      out.push_back({rec.stream, rec.write_mu, msg});
+    } else if (!directory_.IsComplete(id, req->ref()) && rec.slot != nullptr) {
+      out.push_back({rec.slot, msg});
     }
   }
   lock.unlock();

@@ -64,17 +64,23 @@ class CoordinatorService final : public proto::Coordinator::Service {
 
  private:
   using Stream = grpc::ServerReaderWriter<proto::CoordMessage, proto::NodeMessage>;
+  // One session's stream, shared by everyone who may write to it. Writers hold `mu` and
+  // write only while `open`; the session handler closes it (under `mu`) before returning,
+  // so no write ever touches a stream whose handler has finished.
+  struct StreamSlot {
+    std::mutex mu;
+    Stream* stream ABSL_GUARDED_BY(mu) = nullptr;
+    bool open ABSL_GUARDED_BY(mu) = false;
+  };
   struct NodeRecord {
     proto::NodeInfo info;
     absl::Time last_seen;
     grpc::ServerContext* ctx = nullptr;   // the live session, or null
-    Stream* stream = nullptr;
-    std::shared_ptr<std::mutex> write_mu = std::make_shared<std::mutex>();
+    std::shared_ptr<StreamSlot> slot;        // the live session's stream, or null
     uint64_t session_seq = 0;
   };
   struct Outgoing {
-    Stream* stream;
-    std::shared_ptr<std::mutex> write_mu;
+    std::shared_ptr<StreamSlot> slot;
     proto::CoordMessage msg;
   };
   struct BroadcastState {
@@ -82,7 +88,8 @@ class CoordinatorService final : public proto::Coordinator::Service {
     std::map<NodeId, std::string> failed;   // target -> why
   };
 
-  grpc::Status Register(grpc::ServerContext* ctx, Stream* stream, const proto::Hello& hello, uint64_t* seq);
+  grpc::Status Register(grpc::ServerContext* ctx, const std::shared_ptr<StreamSlot>& slot, const proto::Hello& hello,
+                        uint64_t* seq);
   void MarkDeadLocked(NodeId node, const std::string& why, std::vector<Outgoing>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MembershipLocked(std::vector<Outgoing>* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

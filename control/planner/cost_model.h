@@ -40,7 +40,8 @@ double PredictBroadcast(uint64_t size, uint64_t receivers, uint32_t fanout, uint
                         const LinkModel& link);
 BroadcastPlan PlanBroadcast(uint64_t size, uint64_t receivers, const LinkModel& link,
                             const PlanLimits& limits = {});
-// Chunks to keep in flight so the link stays busy for one round trip (bandwidth-delay).
+// Chunks to keep in flight per receiver: covers the bandwidth-delay product and at least
+// 32 MiB, within [2, 16].
 uint32_t WindowFor(uint32_t chunk, const LinkModel& link);
 
 }  // namespace ferry::control

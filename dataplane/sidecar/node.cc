@@ -256,9 +256,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
                   arena_->base() + hold->offset, deadline, options_.max_pull_rate_Bps};
     PullStats stats;
     ++counters_.pulls;
-    absl::Status s = puller_.Pull(spec, &stats);
-    counters_.bytes_received += stats.bytes;
-    counters_.chunks_received += stats.chunks;
+    absl::Status s = PullFromSender(spec, &stats);
     result.source_node = reply.sender();
     if (s.ok()) {
       RecordMeasurement(stats, chunk);
@@ -279,6 +277,29 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
   result.pin = *pin;
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return result;
+}
+
+absl::Status Node::PullFromSender(const PullSpec& spec, PullStats* total) {
+  // The coordinator registers a receiver as a partial copy when it attaches it, a moment
+  // before that node has created its receiving object; a receiver attached to it right then
+  // sees NOT_FOUND. That is "not yet", not a failure: ask the same sender again shortly
+  // instead of re-planning (which would move this receiver onto a busier copy).
+  constexpr int kNotYetRetries = 100;
+  constexpr auto kNotYetBackoff = std::chrono::milliseconds(2);
+  absl::Status s;
+  for (int attempt = 0;; ++attempt) {
+    PullStats stats;
+    s = puller_.Pull(spec, &stats);
+    counters_.bytes_received += stats.bytes;
+    counters_.chunks_received += stats.chunks;
+    total->bytes += stats.bytes;
+    total->chunks += stats.chunks;
+    total->seconds += stats.seconds;
+    if (total->first_chunk_s == 0) total->first_chunk_s = stats.first_chunk_s;
+    if (s.code() != absl::StatusCode::kNotFound || attempt >= kNotYetRetries || absl::Now() >= spec.deadline) break;
+    std::this_thread::sleep_for(kNotYetBackoff);
+  }
+  return s;
 }
 
 void Node::Report(const std::string& ns, const std::string& key, uint64_t sender,

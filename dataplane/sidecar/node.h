@@ -95,6 +95,7 @@ class Node {
 
   absl::StatusOr<GetResult> FetchRemote(const std::string& ns, const std::string& key, SessionId session,
                                         absl::Time deadline);
+  absl::Status PullFromSender(const PullSpec& spec, PullStats* total);
   absl::Status StoreInline(const std::string& ns, const std::string& key, const proto::AcquireSourceReply& r);
   void Report(const std::string& ns, const std::string& key, uint64_t sender,
               proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats);

@@ -66,6 +66,12 @@ absl::StatusOr<uint64_t> ObjectStore::AllocateLocked(uint64_t size, std::vector<
 
 absl::StatusOr<uint64_t> ObjectStore::Create(const std::string& ns, const std::string& key,
                                              const StoredMeta& meta, SessionId session) {
+  return CreateInState(ns, key, meta, session, 0);
+}
+
+absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const std::string& key,
+                                                    const StoredMeta& meta, SessionId session,
+                                                    uint32_t receive_chunk_size) {
   if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
   std::vector<Key> evicted;
   absl::StatusOr<uint64_t> result;
@@ -88,6 +94,10 @@ absl::StatusOr<uint64_t> ObjectStore::Create(const std::string& ns, const std::s
       obj->offset = *result;
       obj->owner = session;
       obj->state = ObjectState::kWriting;
+      if (receive_chunk_size > 0) {   // a partial copy, visible as such from its first moment
+        obj->state = ObjectState::kReceiving;
+        obj->progress.emplace(meta.size, receive_chunk_size);
+      }
       objects_.emplace(Key{ns, key}, std::move(obj));
     } else {
       result = absl::Status(result.status().code(),
@@ -287,14 +297,7 @@ void ObjectStore::NotifyEvicted(const std::vector<Key>& evicted) {
 absl::StatusOr<uint64_t> ObjectStore::CreateReceiving(const std::string& ns, const std::string& key,
                                                       const StoredMeta& meta, uint32_t chunk_size) {
   if (chunk_size == 0) return absl::InvalidArgumentError("chunk size must be > 0");
-  absl::StatusOr<uint64_t> offset = Create(ns, key, meta, kInternalSession);
-  if (!offset.ok()) return offset;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = objects_.find(Key{ns, key});
-  if (it == objects_.end()) return absl::AbortedError(absl::StrCat("object ", Name(ns, key), " vanished"));
-  it->second->state = ObjectState::kReceiving;
-  it->second->progress.emplace(meta.size, chunk_size);
-  return offset;
+  return CreateInState(ns, key, meta, kInternalSession, chunk_size);
 }
 
 void ObjectStore::MarkChunk(const std::string& ns, const std::string& key, uint32_t k) {

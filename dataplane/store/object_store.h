@@ -155,6 +155,9 @@ class ObjectStore {
   using Key = std::pair<std::string, std::string>;
   using Waiter = std::pair<uint32_t, ChunkReady>;   // (chunk, callback)
 
+  // Create; with receive_chunk_size > 0 the object starts as kReceiving (atomically).
+  absl::StatusOr<uint64_t> CreateInState(const std::string& ns, const std::string& key, const StoredMeta& meta,
+                                         SessionId session, uint32_t receive_chunk_size);
   absl::StatusOr<uint64_t> AllocateLocked(uint64_t size, std::vector<Key>* evicted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PinLocked(StoreObject& obj, SessionId session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

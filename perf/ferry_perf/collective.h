@@ -35,10 +35,10 @@ struct PerfNode {
 
 // What every collective shares. Owned by main; outlives every Collective.
 struct PerfContext {
-  std::vector<PerfNode> nodes;  // index = node number; node 0 is the root
-  std::string ns = "default";   // namespace of every object ferry-perf creates
-  std::string run_id;           // random, makes keys unique across runs
-  DType dtype = DType::kF32;    // recorded in the objects' metadata
+  std::vector<PerfNode> nodes;                  // index = node number; node 0 is the root
+  std::string ns = "default";                   // namespace of every object ferry-perf creates
+  std::string run_id;                           // random, makes keys unique across runs
+  DType dtype = DType::kF32;                    // recorded in the objects' metadata
   absl::Duration timeout = absl::Seconds(120);  // per Get / Broadcast
   int corrupt_node = -1;  // test hook: the verifier treats this node's first word as wrong
   bool verbose = false;

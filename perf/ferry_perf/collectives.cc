@@ -62,15 +62,15 @@ class ObjectCollective : public Collective {
   absl::Status Prepare(uint64_t bytes, int iter) override {
     bytes_ = bytes;
     iter_ = iter;
-    name_ = ObjectName{ctx_->ns, absl::StrCat("perf/", name(), "/", bytes, "/", iter, "/",
-                                              ctx_->run_id)};
+    name_ = ObjectName{ctx_->ns,
+                       absl::StrCat("perf/", name(), "/", bytes, "/", iter, "/", ctx_->run_id)};
     if (expected_.size() < bytes) expected_.resize(bytes);  // first touch once, untimed
     FillPattern(PatternSeed(bytes, iter), expected_.data(), bytes);
     const size_t dsize = DTypeSize(ctx_->dtype);
     const DType dtype = dsize > 0 && bytes % dsize == 0 ? ctx_->dtype : DType::kBytes;
-    FERRY_RETURN_IF_ERROR(Annotate(
-        Root().Put(name_, std::span<const uint8_t>(expected_.data(), bytes), dtype),
-        absl::StrCat("Put of ", name_.key, " on node ", ctx_->nodes[0].name)));
+    FERRY_RETURN_IF_ERROR(
+        Annotate(Root().Put(name_, std::span<const uint8_t>(expected_.data(), bytes), dtype),
+                 absl::StrCat("Put of ", name_.key, " on node ", ctx_->nodes[0].name)));
     created_ = true;
     return absl::OkStatus();
   }
@@ -261,8 +261,8 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
   if (name == "p2p") return std::make_unique<P2p>(ctx);
   if (name == "broadcast") return std::make_unique<Broadcast>(ctx);
   if (name == "broadcast-get") return std::make_unique<BroadcastGet>(ctx);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown collective '", std::string(name), "' (known: p2p, broadcast, broadcast-get)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown collective '", std::string(name),
+                                                 "' (known: p2p, broadcast, broadcast-get)"));
 }
 
 }  // namespace ferry::perf

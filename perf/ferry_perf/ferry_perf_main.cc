@@ -7,12 +7,11 @@
 // JSON lines (--json) in the shape of perf/baselines; exit 1 if any error was found.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -130,8 +129,8 @@ absl::StatusOr<SweepPlan> MakePlan(const Flags& f) {
   p.factor = f.factor;
   p.iters = f.iters;
   p.warmup = f.warmup;
-  for (auto [text, out] : {std::pair{&f.iter_bytes, &p.iter_bytes},
-                           std::pair{&f.warmup_bytes, &p.warmup_bytes}}) {
+  for (auto [text, out] :
+       {std::pair{&f.iter_bytes, &p.iter_bytes}, std::pair{&f.warmup_bytes, &p.warmup_bytes}}) {
     if (text->empty()) continue;
     std::optional<uint64_t> v = ParseBytes(*text);
     if (!v) return absl::InvalidArgumentError("bad --iter-bytes / --warmup-bytes");
@@ -149,8 +148,8 @@ std::string RandomRunId() {
 // time, or nullopt if the iteration failed (counted as one error).
 std::optional<double> RunIteration(Collective& c, uint64_t bytes, int iter, uint64_t* errors) {
   auto fail = [&](const absl::Status& s, const char* stage) {
-    LogLine(absl::StrCat(c.name(), " ", bytes, " B iter ", iter, ": ", stage, " failed: ",
-                         s.ToString()));
+    LogLine(absl::StrCat(c.name(), " ", bytes, " B iter ", iter, ": ", stage,
+                         " failed: ", s.ToString()));
     ++*errors;
   };
   std::optional<double> time;
@@ -184,9 +183,9 @@ std::vector<Counters> Snapshot(const PerfContext& ctx) {
 void LogNodeStats(const PerfContext& ctx, const std::string& coll, uint64_t bytes, int iter,
                   std::optional<double> t, const std::vector<Counters>& before,
                   const std::vector<Counters>& after) {
-  std::string line = absl::StrFormat("stats %s %s iter %d (%s): MiB sent/received", coll,
-                                     HumanBytes(bytes), iter,
-                                     t ? absl::StrFormat("%.3f s", *t) : std::string("failed"));
+  std::string line =
+      absl::StrFormat("stats %s %s iter %d (%s): MiB sent/received", coll, HumanBytes(bytes), iter,
+                      t ? absl::StrFormat("%.3f s", *t) : std::string("failed"));
   uint64_t retries = 0;
   for (size_t i = 0; i < after.size(); ++i) {
     absl::StrAppendFormat(&line, " %s=%.0f/%.0f", ctx.nodes[i].name,
@@ -285,9 +284,10 @@ uint64_t MeasureLink(PerfContext* ctx, Setup* setup) {
     setup->link_Bps = static_cast<double>(kLinkProbeBytes) / median;
     setup->link_source = "measured: ferry p2p 64M";
   }
-  LogLine(absl::StrFormat("no --link-Bps / FERRY_LINK_BPS / FERRY_RATE_BPS: measured B with a "
-                          "64 MiB p2p (node 0 -> 1): %.1f MB/s (%d errors)",
-                          setup->link_Bps / 1e6, errors));
+  LogLine(
+      absl::StrFormat("no --link-Bps / FERRY_LINK_BPS / FERRY_RATE_BPS: measured B with a "
+                      "64 MiB p2p (node 0 -> 1): %.1f MB/s (%d errors)",
+                      setup->link_Bps / 1e6, errors));
   return errors;
 }
 
@@ -302,10 +302,10 @@ void PrintBanner(const PerfContext& ctx, const Setup& s, const Flags& f) {
   } else {
     std::printf("# link B unknown: no bound\n");
   }
-  std::printf("# iters %d (iter-bytes %s), warm-up %d; dtype %s; timeout %s; every iteration "
-              "is verified (errors = wrong 8-byte words + failed iterations)\n",
-              s.plan.iters, f.iter_bytes.c_str(), s.plan.warmup, f.dtype.c_str(),
-              f.timeout.c_str());
+  std::printf(
+      "# iters %d (iter-bytes %s), warm-up %d; dtype %s; timeout %s; every iteration "
+      "is verified (errors = wrong 8-byte words + failed iterations)\n",
+      s.plan.iters, f.iter_bytes.c_str(), s.plan.warmup, f.dtype.c_str(), f.timeout.c_str());
 }
 
 absl::StatusOr<Setup> Validate(const Flags& f, std::vector<std::string>* sockets) {
@@ -330,6 +330,21 @@ absl::StatusOr<Setup> Validate(const Flags& f, std::vector<std::string>* sockets
     return absl::InvalidArgumentError("no ferryd sockets: pass --sockets or set FERRY_SOCKETS");
   }
   return s;
+}
+
+// INVALID_ARGUMENT for an unknown name or too few nodes.
+absl::StatusOr<std::vector<std::unique_ptr<Collective>>> MakeCollectives(
+    const std::vector<std::string>& names, PerfContext* ctx) {
+  std::vector<std::unique_ptr<Collective>> colls;
+  for (const std::string& name : names) {
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Collective> c, MakeCollective(name, ctx));
+    if (ctx->size() < c->min_nodes()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " needs at least ", c->min_nodes(), " nodes, have ", ctx->size()));
+    }
+    colls.push_back(std::move(c));
+  }
+  return colls;
 }
 
 int Main(int argc, char** argv) {
@@ -371,20 +386,13 @@ int Main(int argc, char** argv) {
     return 1;
   }
   ctx.nodes = std::move(*nodes);
-  std::vector<std::unique_ptr<Collective>> colls;
-  for (const std::string& name : setup->colls) {
-    absl::StatusOr<std::unique_ptr<Collective>> c = MakeCollective(name, &ctx);
-    if (!c.ok()) {
-      LogLine(std::string(c.status().message()));
-      return 2;
-    }
-    if (ctx.size() < (*c)->min_nodes()) {
-      LogLine(absl::StrCat(name, " needs at least ", (*c)->min_nodes(), " nodes, have ",
-                           ctx.size()));
-      return 2;
-    }
-    colls.push_back(std::move(*c));
+  absl::StatusOr<std::vector<std::unique_ptr<Collective>>> made =
+      MakeCollectives(setup->colls, &ctx);
+  if (!made.ok()) {
+    LogLine(std::string(made.status().message()));
+    return 2;
   }
+  std::vector<std::unique_ptr<Collective>> colls = std::move(*made);
   absl::StatusOr<std::unique_ptr<Reporter>> reporter = Reporter::Open(f.json_path, f.csv_path);
   if (!reporter.ok()) {
     LogLine(std::string(reporter.status().message()));

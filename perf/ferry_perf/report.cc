@@ -62,11 +62,12 @@ void Reporter::TableHeader(const std::string& coll, const std::string& descripti
 void Reporter::Emit(const Row& row) {
   const RowStats& s = row.stats;
   std::printf("  %12llu %12llu %5s %5s %12s %12s %9s %9s %12s %7s %9llu\n",
-              static_cast<unsigned long long>(row.bytes), static_cast<unsigned long long>(row.count),
-              row.dtype.c_str(), row.op.c_str(), Fixed(s.median_s * 1e6, 1).c_str(),
-              Fixed(s.p90_s * 1e6, 1).c_str(), Fixed(s.algbw_Bps / 1e9, 4).c_str(),
-              Fixed(s.busbw_Bps / 1e9, 4).c_str(), Fixed(s.bound_s * 1e6, 1).c_str(),
-              Fixed(s.time_over_bound, 2).c_str(), static_cast<unsigned long long>(row.errors));
+              static_cast<unsigned long long>(row.bytes),
+              static_cast<unsigned long long>(row.count), row.dtype.c_str(), row.op.c_str(),
+              Fixed(s.median_s * 1e6, 1).c_str(), Fixed(s.p90_s * 1e6, 1).c_str(),
+              Fixed(s.algbw_Bps / 1e9, 4).c_str(), Fixed(s.busbw_Bps / 1e9, 4).c_str(),
+              Fixed(s.bound_s * 1e6, 1).c_str(), Fixed(s.time_over_bound, 2).c_str(),
+              static_cast<unsigned long long>(row.errors));
   std::fflush(stdout);
   if (json_ != nullptr) {
     nlohmann::ordered_json j;

@@ -27,12 +27,12 @@ struct Row {
   uint64_t bytes = 0;
   uint64_t count = 0;  // elements of dtype
   std::string dtype;
-  std::string op;      // as printed: the --op for reducing collectives, else "none"
+  std::string op;  // as printed: the --op for reducing collectives, else "none"
   int nodes = 0;
-  int iters = 0;       // timed iterations that succeeded (samples in the statistics)
+  int iters = 0;  // timed iterations that succeeded (samples in the statistics)
   int warmup = 0;
   RowStats stats;
-  uint64_t errors = 0;   // wrong words + failed iterations
+  uint64_t errors = 0;  // wrong words + failed iterations
   int failed_iters = 0;
   std::vector<double> times_s;  // every timed iteration, in order
   double link_Bps = 0;

@@ -21,10 +21,10 @@ struct SweepPlan {
   uint64_t min_bytes = 1 << 10;
   uint64_t max_bytes = 256 << 20;
   uint64_t factor = 4;
-  int iters = 5;                  // timed iterations per size (upper bound)
-  int warmup = 1;                 // untimed iterations per size (upper bound)
-  uint64_t iter_bytes = 0;        // 0: off; else iters(size) = clamp(iter_bytes/size, 1, iters)
-  uint64_t warmup_bytes = 0;      // 0: off; else warmup(size) = clamp(warmup_bytes/size, 0, warmup)
+  int iters = 5;              // timed iterations per size (upper bound)
+  int warmup = 1;             // untimed iterations per size (upper bound)
+  uint64_t iter_bytes = 0;    // 0: off; else iters(size) = clamp(iter_bytes/size, 1, iters)
+  uint64_t warmup_bytes = 0;  // 0: off; else warmup(size) = clamp(warmup_bytes/size, 0, warmup)
 };
 
 // min, min*factor, ... while <= max (at most 64 entries). Empty if the plan is invalid.
@@ -41,9 +41,9 @@ struct RowStats {
   double median_s = 0;
   double p90_s = 0;
   double min_s = 0;
-  double algbw_Bps = 0;   // bytes / median
-  double busbw_Bps = 0;   // algbw * bus-bandwidth factor (nccl-tests definition)
-  double bound_s = 0;     // bound factor * bytes / link bandwidth; 0 if the link is unknown
+  double algbw_Bps = 0;  // bytes / median
+  double busbw_Bps = 0;  // algbw * bus-bandwidth factor (nccl-tests definition)
+  double bound_s = 0;    // bound factor * bytes / link bandwidth; 0 if the link is unknown
   double time_over_bound = 0;
 };
 RowStats ComputeRow(const std::vector<double>& times, uint64_t bytes, double busbw_factor,

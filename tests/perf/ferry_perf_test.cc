@@ -41,8 +41,8 @@ TEST(FerryPerfSweep, SizesAndIterations) {
   p.min_bytes = 1 << 10;
   p.max_bytes = 4 << 20;
   p.factor = 4;
-  EXPECT_EQ(SweepSizes(p), (std::vector<uint64_t>{1 << 10, 4 << 10, 16 << 10, 64 << 10,
-                                                  256 << 10, 1 << 20, 4 << 20}));
+  EXPECT_EQ(SweepSizes(p), (std::vector<uint64_t>{1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10,
+                                                  1 << 20, 4 << 20}));
   p.iters = 5;
   p.iter_bytes = 1ull << 30;
   EXPECT_EQ(ItersFor(p, 1 << 20), 5);
@@ -73,9 +73,9 @@ TEST(FerryPerfPattern, CountsWrongWords) {
   FillPattern(PatternSeed(n, 0), actual.data(), n);
   EXPECT_EQ(CountMismatchedWords(actual.data(), expected.data(), n), 0u);
   actual[0] ^= 1;
-  actual[1] ^= 1;               // same word
-  actual[100 << 10] ^= 0x80;    // another block
-  actual[n - 1] ^= 1;           // the partial tail word
+  actual[1] ^= 1;             // same word
+  actual[100 << 10] ^= 0x80;  // another block
+  actual[n - 1] ^= 1;         // the partial tail word
   EXPECT_EQ(CountMismatchedWords(actual.data(), expected.data(), n), 3u);
   // Another iteration's object differs almost everywhere.
   FillPattern(PatternSeed(n, 1), actual.data(), n);
@@ -126,9 +126,22 @@ class FerryPerfBinaryTest : public ::testing::Test {
     log_ = cluster_->dir() + "/" + tag + ".log";
     std::vector<std::string> argv = {
         testing::LocalCluster::Bin("ferry-perf"),
-        "--sockets", cluster_->socket(0) + "," + cluster_->socket(1) + "," + cluster_->socket(2),
-        "--coll", "p2p,broadcast,broadcast-get", "--min-bytes", "1K", "--factor", "4",
-        "--warmup", "1", "--link-Bps", "1e9", "--timeout", "20s", "--json", json};
+        "--sockets",
+        cluster_->socket(0) + "," + cluster_->socket(1) + "," + cluster_->socket(2),
+        "--coll",
+        "p2p,broadcast,broadcast-get",
+        "--min-bytes",
+        "1K",
+        "--factor",
+        "4",
+        "--warmup",
+        "1",
+        "--link-Bps",
+        "1e9",
+        "--timeout",
+        "20s",
+        "--json",
+        json};
     argv.insert(argv.end(), extra.begin(), extra.end());
     const int rc = RunProcess(argv, log_);
     *rows = ReadJsonLines(json);
@@ -158,9 +171,8 @@ TEST_F(FerryPerfBinaryTest, CleanSweepHasNoErrorsAndCorruptionIsCaught) {
   EXPECT_NE(ReadFile(log_).find("total errors: 0"), std::string::npos);
 
   // Node 1 receives in all three collectives: every row must report its wrong word.
-  ASSERT_NE(RunPerf("corrupt", {"--max-bytes", "256K", "--iters", "1", "--corrupt-node", "1"},
-                    &rows),
-            0)
+  ASSERT_NE(
+      RunPerf("corrupt", {"--max-bytes", "256K", "--iters", "1", "--corrupt-node", "1"}, &rows), 0)
       << ReadFile(log_);
   ASSERT_EQ(rows.size(), 3u * 5u) << ReadFile(log_);
   for (const nlohmann::json& r : rows) EXPECT_GT(r["errors"].get<uint64_t>(), 0u) << r.dump();

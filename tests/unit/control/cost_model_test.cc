@@ -138,7 +138,9 @@ TEST(WindowForTest, StaysWithinBounds) {
   fast.bandwidth_Bps = 50e9;
   fast.latency_s = 1e-3;
   EXPECT_EQ(WindowFor(4096, fast), 16u);
-  EXPECT_EQ(WindowFor(1u << 30, link), 3u);   // ceil(bdp / chunk) + 2 with a tiny bdp
+  EXPECT_EQ(WindowFor(1u << 30, link), 2u);           // huge chunks: the floor of 2
+  EXPECT_EQ(WindowFor(4u << 20, link), 8u);           // at least 32 MiB in flight
+  EXPECT_EQ(WindowFor(64 * 1024, link), 16u);         // capped at 16
   // Bigger chunks never need a larger window.
   EXPECT_GE(WindowFor(64 * 1024, link), WindowFor(4 * 1024 * 1024, link));
 }
