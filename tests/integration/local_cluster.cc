@@ -25,6 +25,10 @@ pid_t LocalCluster::Spawn(const std::vector<std::string>& argv, const std::strin
   if (pid == 0) {
     // If the test process dies (an assertion abort, a sanitizer report), its daemons die too.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // Loopback cluster: TCP over lo, unless the caller chose otherwise.
+    setenv("UCX_TLS", "tcp,self", 0);
+    setenv("UCX_NET_DEVICES", "lo", 0);
+    setenv("UCX_WARN_UNUSED_ENV_VARS", "n", 0);
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
