@@ -421,6 +421,10 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
   *pull->mutable_ref() = req->ref();
   pull->set_broadcast_id(bid);
   pull->set_deadline_unix_ms(absl::ToUnixMillis(deadline));
+  if (const std::string* bytes = directory_.InlineData(req->ref(), pull->mutable_meta()); bytes != nullptr) {
+    pull->set_is_inline(true);
+    pull->set_inline_data(*bytes);
+  }
   for (NodeId id : targets) {
     NodeRecord& rec = nodes_[id];
     if (!rec.info.alive()) {
@@ -444,6 +448,7 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
   for (NodeId id : targets) {
     proto::BroadcastResult* r = reply->add_results();
     r->set_node_id(id);
+    r->set_node_name(nodes_[id].info.name());
     const bool complete = directory_.IsComplete(id, req->ref());
     r->set_ok(complete || !req->wait());
     if (!complete && req->wait()) {

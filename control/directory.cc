@@ -165,6 +165,13 @@ std::vector<proto::ListEntry> Directory::List(const std::string& ns, const std::
   return out;
 }
 
+const std::string* Directory::InlineData(const proto::ObjectRef& ref, proto::ObjectMeta* meta) const {
+  auto it = Find(ref);
+  if (it == entries_.end() || !it->second.is_inline || it->second.lost) return nullptr;
+  *meta = it->second.meta;
+  return &it->second.inline_data;
+}
+
 bool Directory::IsComplete(NodeId node, const proto::ObjectRef& ref) const {
   auto it = Find(ref);
   if (it == entries_.end()) return false;

@@ -180,17 +180,19 @@ absl::Status Node::EnsurePeer(uint64_t peer, const std::string& address) {
   return transport_->AddPeer(peer, address);
 }
 
-absl::Status Node::StoreInline(const std::string& ns, const std::string& key, const proto::AcquireSourceReply& r) {
-  StoredMeta meta{r.meta().size(), static_cast<uint32_t>(r.meta().dtype()), r.meta().count()};
-  if (r.inline_data().size() != meta.size) {
-    return absl::InternalError(absl::StrCat("inline copy of ", PrintableName(ns, key), " has ",
-                                            r.inline_data().size(), " bytes, expected ", meta.size));
+absl::Status Node::StoreInline(const std::string& ns, const std::string& key, const proto::ObjectMeta& m,
+                               const std::string& data) {
+  StoredMeta meta{m.size(), static_cast<uint32_t>(m.dtype()), m.count()};
+  if (data.size() != meta.size) {
+    return absl::InternalError(absl::StrCat("inline copy of ", PrintableName(ns, key), " has ", data.size(),
+                                            " bytes, expected ", meta.size));
   }
-  absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, std::max<uint32_t>(r.chunk_size(), 1));
+  // One chunk spanning the whole object (inline objects are at most a few MiB).
+  const uint32_t chunk = static_cast<uint32_t>(std::max<uint64_t>(meta.size, 1));
+  absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, chunk);
   if (!offset.ok()) return offset.status();
-  std::memcpy(arena_->base() + *offset, r.inline_data().data(), meta.size);
-  ChunkProgress shape(meta.size, std::max<uint32_t>(r.chunk_size(), 1));
-  for (uint32_t k = 0; k < shape.num_chunks(); ++k) store_.MarkChunk(ns, key, k);
+  if (meta.size > 0) std::memcpy(arena_->base() + *offset, data.data(), meta.size);
+  store_.MarkChunk(ns, key, 0);
   return store_.FinishReceiving(ns, key);
 }
 
@@ -234,7 +236,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     grpc::Status gs = stub_->AcquireSource(ctx.get(), req, &reply);
     if (!gs.ok()) return give_up(FromGrpc(gs));
     if (reply.is_inline()) {
-      if (absl::Status s = StoreInline(ns, key, reply); !s.ok()) return give_up(s);
+      if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) return give_up(s);
       Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
       break;
     }
@@ -436,6 +438,10 @@ void Node::RunSession() {
     while (stream->Read(&msg)) {
       if (msg.has_welcome()) {
         inline_max_.store(msg.welcome().inline_max_bytes());
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          membership_epoch_ = 0;   // a new session (maybe a restarted coordinator) counts anew
+        }
         connected_.store(true);
         spdlog::info("registered with coordinator {} as {} ({})", options_.coordinator, options_.name, options_.node_id);
         const auto interval = std::chrono::milliseconds(std::max<uint32_t>(msg.welcome().heartbeat_interval_ms(), 10));
@@ -479,6 +485,14 @@ void Node::RunSession() {
 }
 
 void Node::HandleMembership(const proto::Membership& m) {
+  // The coordinator writes membership updates outside its lock, so two of them can arrive
+  // out of order. Applying an older list would remove live peers (and their requests would
+  // then be refused): apply only newer epochs. Epochs restart with each session.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (m.epoch() <= membership_epoch_) return;
+    membership_epoch_ = m.epoch();
+  }
   std::map<uint64_t, std::string> now;
   for (const proto::NodeInfo& n : m.nodes()) {
     if (n.node_id() != options_.node_id) now[n.node_id()] = n.dp_address();
@@ -503,6 +517,19 @@ void Node::HandleMembership(const proto::Membership& m) {
 }
 
 void Node::HandlePull(const proto::PullInstruction& pull) {
+  if (pull.is_inline()) {
+    // A small object arrives with the instruction: store it right here, no pull.
+    const std::string& ns = pull.ref().ns();
+    const std::string& key = pull.ref().key();
+    absl::Status s = ValidateObjectName(ns, key);
+    if (s.ok() && !store_.Contains(ns, key)) s = StoreInline(ns, key, pull.meta(), pull.inline_data());
+    if (s.ok() || store_.Contains(ns, key)) {
+      Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
+    } else {
+      Report(ns, key, 0, proto::ReportTransferRequest::ABORTED, std::string(s.message()), {});
+    }
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (active_pull_threads_ >= options_.pull_threads * 16) {

@@ -96,7 +96,8 @@ class Node {
   absl::StatusOr<GetResult> FetchRemote(const std::string& ns, const std::string& key, SessionId session,
                                         absl::Time deadline);
   absl::Status PullFromSender(const PullSpec& spec, PullStats* total);
-  absl::Status StoreInline(const std::string& ns, const std::string& key, const proto::AcquireSourceReply& r);
+  absl::Status StoreInline(const std::string& ns, const std::string& key, const proto::ObjectMeta& meta,
+                           const std::string& data);
   void Report(const std::string& ns, const std::string& key, uint64_t sender,
               proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats);
   void RecordMeasurement(const PullStats& stats, uint32_t chunk_size);
@@ -131,6 +132,7 @@ class Node {
   // Keys this node is pulling right now: a second Get waits for the first pull.
   std::set<std::pair<std::string, std::string>> pulling_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> peers_ ABSL_GUARDED_BY(mu_);   // node id -> dp address
+  uint64_t membership_epoch_ ABSL_GUARDED_BY(mu_) = 0;           // last applied Membership
   grpc::ClientContext* session_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   uint32_t active_pull_threads_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -156,10 +156,12 @@ grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::Sideca
   *breq.mutable_ref() = req->ref();
   breq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
   breq.set_wait(true);
-  absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus();
-  if (!cluster.ok()) return ToGrpc(cluster.status());
   std::map<uint64_t, std::string> names;
-  for (const proto::NodeInfo& n : cluster->nodes()) names[n.node_id()] = n.name();
+  if (req->nodes_size() > 0) {   // names to ids (not needed for "every node")
+    absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus();
+    if (!cluster.ok()) return ToGrpc(cluster.status());
+    for (const proto::NodeInfo& n : cluster->nodes()) names[n.node_id()] = n.name();
+  }
   for (const std::string& want : req->nodes()) {
     uint64_t id = 0;
     for (const auto& [nid, name] : names) {
@@ -174,7 +176,7 @@ grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::Sideca
   if (!r.ok()) return ToGrpc(r.status());
   for (const proto::BroadcastResult& res : r->results()) {
     proto::SidecarBroadcastResult* out = reply->add_results();
-    out->set_node(names.contains(res.node_id()) ? names[res.node_id()] : absl::StrCat(res.node_id()));
+    out->set_node(!res.node_name().empty() ? res.node_name() : absl::StrCat(res.node_id()));
     out->set_ok(res.ok());
     out->set_error(res.error());
   }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "dataplane/ucx/ucx_transport_impl.h"
+#include "spdlog/spdlog.h"
 
 namespace ferry::dataplane::ucx_internal {
 namespace {
@@ -388,11 +389,13 @@ ucs_status_t UcxTransport::OnRequestAm(void* arg, const void* header, size_t hea
   ucx::RequestHeader h;
   if (header_length != sizeof(h) || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
     t->stats_.dropped_requests.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("ucx: dropped a malformed fetch request ({} header bytes)", header_length);
     return UCS_OK;  // malformed (for RNDV: returning OK drops the descriptor)
   }
   std::memcpy(&h, header, sizeof(h));
   if (!t->conns_.contains(h.requester)) {  // data-plane traffic only from registered nodes
     t->stats_.dropped_requests.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("ucx: dropped a fetch request from node {}, which is not a registered peer", h.requester);
     return UCS_OK;
   }
   auto responder = std::make_unique<UcxResponder>(t->queue_, t, h.requester, h.request_id,
@@ -469,6 +472,7 @@ ucs_status_t UcxTransport::OnControlAm(void* arg, const void* header, size_t hea
   std::memcpy(&h, header, sizeof(h));
   if (!t->conns_.contains(h.sender)) {
     t->stats_.dropped_requests.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("ucx: dropped a control message from node {}, which is not a registered peer", h.sender);
     return UCS_OK;
   }
   if (t->control_handler_) {
