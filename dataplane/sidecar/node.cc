@@ -286,8 +286,8 @@ absl::Status Node::PullFromSender(const PullSpec& spec, PullStats* total) {
   // before that node has created its receiving object; a receiver attached to it right then
   // sees NOT_FOUND. That is "not yet", not a failure: ask the same sender again shortly
   // instead of re-planning (which would move this receiver onto a busier copy).
-  constexpr int kNotYetRetries = 100;
-  constexpr auto kNotYetBackoff = std::chrono::milliseconds(2);
+  constexpr int kNotYetRetries = 800;   // 200 ms in all
+  constexpr auto kNotYetBackoff = std::chrono::microseconds(250);
   absl::Status s;
   for (int attempt = 0;; ++attempt) {
     PullStats stats;
