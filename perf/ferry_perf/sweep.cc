@@ -4,40 +4,14 @@
 #include <cctype>
 #include <cmath>
 
+#include "common/names.h"
+
 namespace ferry::perf {
 
 std::optional<uint64_t> ParseBytes(std::string_view text) {
-  size_t pos = 0;
-  uint64_t value = 0;
-  while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) {
-    if (value > (UINT64_MAX - 9) / 10) return std::nullopt;
-    value = value * 10 + static_cast<uint64_t>(text[pos] - '0');
-    ++pos;
-  }
-  if (pos == 0) return std::nullopt;
-  std::string suffix;
-  for (char ch : text.substr(pos)) {
-    suffix.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(ch))));
-  }
-  // Accept K, KB, KIB (and the same for M, G, T); a bare or "B" suffix means bytes.
-  if (suffix.size() == 3 && suffix.substr(1) == "IB") suffix.resize(1);
-  if (suffix.size() == 2 && suffix[1] == 'B') suffix.resize(1);
-  int shift = 0;
-  if (suffix.empty() || suffix == "B") {
-    shift = 0;
-  } else if (suffix == "K") {
-    shift = 10;
-  } else if (suffix == "M") {
-    shift = 20;
-  } else if (suffix == "G") {
-    shift = 30;
-  } else if (suffix == "T") {
-    shift = 40;
-  } else {
-    return std::nullopt;
-  }
-  if (shift > 0 && value > (UINT64_MAX >> shift)) return std::nullopt;
-  return value << shift;
+  uint64_t bytes = 0;   // one size syntax for the whole project (common/names.h)
+  if (!ferry::ParseSize(absl::string_view(text.data(), text.size()), &bytes).ok()) return std::nullopt;
+  return bytes;
 }
 
 std::string HumanBytes(uint64_t bytes) {
