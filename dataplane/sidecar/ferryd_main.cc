@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <future>
-#include <random>
 #include <memory>
 #include <string>
 
@@ -101,18 +100,13 @@ int main(int argc, char** argv) {
   ferry::dataplane::UcxTransportOptions topts;
   topts.net_only_address = !f.shm;
   // The node id must be known before the transport exists (it is in every request).
-  absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>> node_or = [&]() {
-    std::random_device rd;
-    uint64_t id = 0;
-    while (id == 0) id = ((static_cast<uint64_t>(rd()) << 32) ^ rd()) >> 1;
-    options.node_id = id;
-    topts.self = id;
-    absl::StatusOr<std::unique_ptr<ferry::dataplane::Transport>> transport = ferry::dataplane::CreateUcxTransport(topts);
-    if (!transport.ok()) return absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>>(transport.status());
-    absl::StatusOr<ferry::dataplane::MemoryRegion> region = (*transport)->RegisterMemory((*arena)->base(), (*arena)->size());
-    if (!region.ok()) return absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>>(region.status());
-    return ferry::dataplane::Node::Create(options, std::move(*arena), std::move(*transport));
-  }();
+  options.node_id = topts.self = ferry::dataplane::Node::NewNodeId();
+  absl::StatusOr<std::unique_ptr<ferry::dataplane::Transport>> transport = ferry::dataplane::CreateUcxTransport(topts);
+  if (!transport.ok()) return Fail("UCX transport", transport.status());
+  absl::StatusOr<ferry::dataplane::MemoryRegion> region = (*transport)->RegisterMemory((*arena)->base(), (*arena)->size());
+  if (!region.ok()) return Fail("registering the arena", region.status());
+  absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>> node_or =
+      ferry::dataplane::Node::Create(options, std::move(*arena), std::move(*transport));
   if (!node_or.ok()) return Fail("starting the node", node_or.status());
   std::unique_ptr<ferry::dataplane::Node> node = std::move(*node_or);
 

@@ -22,7 +22,9 @@ proto::ObjectRef Ref(const std::string& ns, const std::string& key) {
   return ref;
 }
 
-uint64_t RandomNodeId() {
+}  // namespace
+
+uint64_t Node::NewNodeId() {
   std::random_device rd;
   std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
   uint64_t id = 0;
@@ -30,13 +32,11 @@ uint64_t RandomNodeId() {
   return id;
 }
 
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, std::unique_ptr<Arena> arena,
                                                    std::unique_ptr<Transport> transport) {
   if (options.name.empty()) return absl::InvalidArgumentError("node name is empty");
   if (options.coordinator.empty()) return absl::InvalidArgumentError("coordinator address is empty");
-  if (options.node_id == 0) options.node_id = RandomNodeId();
+  if (options.node_id == 0) options.node_id = NewNodeId();
   return std::unique_ptr<Node>(new Node(std::move(options), std::move(arena), std::move(transport)));
 }
 

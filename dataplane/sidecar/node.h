@@ -63,6 +63,9 @@ class Node {
                                                       std::unique_ptr<Transport> transport);
   ~Node();
 
+  // A fresh random 63-bit node id (never 0).
+  static uint64_t NewNodeId();
+
   // Starts the coordinator session (reconnecting forever until Shutdown).
   void Start();
   void Shutdown();

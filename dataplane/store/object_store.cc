@@ -311,8 +311,7 @@ void ObjectStore::MarkChunk(const std::string& ns, const std::string& key, uint3
     auto& waiters = obj.waiters;
     for (size_t i = 0; i < waiters.size();) {
       uint32_t want = waiters[i].first;
-      // A waiter asked with its own chunk size; waiters record the chunk index in this
-      // object's chunking (translated when they were queued).
+      // Waiters use this object's chunking: ServeChunk refuses other chunk sizes.
       if (obj.progress->Has(want)) {
         auto [first, len] = obj.progress->ChunkRange(want);
         ++obj.serve_pins;
