@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
+#include "ferry/object.h"
 #include "proto/status_bridge.h"
 
 namespace ferry::dataplane {
@@ -10,14 +11,8 @@ namespace {
 
 absl::Status CheckRef(const proto::ObjectRef& ref) { return ValidateObjectName(ref.ns(), ref.key()); }
 
-size_t DTypeBytes(proto::DType d) {
-  switch (d) {
-    case proto::F32: case proto::I32: return 4;
-    case proto::F64: case proto::I64: return 8;
-    case proto::F16: case proto::BF16: return 2;
-    default: return 1;
-  }
-}
+// Element size of a valid proto dtype (the enums match: ferry/object.h documents it).
+size_t DTypeBytes(proto::DType d) { return DTypeSize(static_cast<DType>(d)); }
 
 absl::Status CheckMeta(const proto::ObjectMeta& meta) {
   if (!proto::DType_IsValid(meta.dtype())) {
