@@ -60,6 +60,7 @@ Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Tr
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   channel_ = grpc::CreateCustomChannel(options_.coordinator, grpc::InsecureChannelCredentials(), args);
   stub_ = proto::Coordinator::NewStub(channel_);
+  reports_ = std::make_unique<ReportQueue>([this](const proto::ReportTransferRequest& r) { SendReport(r); });
 }
 
 Node::~Node() { Shutdown(); }
@@ -80,6 +81,7 @@ void Node::Shutdown() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, std::chrono::seconds(5), [this] { return active_pull_threads_ == 0; });
   lock.unlock();
+  reports_->Stop();
   transport_->Shutdown();
 }
 
@@ -100,6 +102,7 @@ absl::StatusOr<uint64_t> Node::CreateObject(const std::string& ns, const std::st
   *req.mutable_ref() = Ref(ns, key);
   proto::LocateReply reply;
   auto ctx = Context(kRpcTimeout);
+  FlushReports();
   grpc::Status s = stub_->Locate(ctx.get(), req, &reply);
   if (s.ok()) {
     return absl::AlreadyExistsError(absl::StrCat("object ", PrintableName(ns, key), " already exists in the cluster"));
@@ -127,6 +130,7 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
   store_.Unpin(*pin);
   proto::PublishReply reply;
   auto ctx = Context(kRpcTimeout);
+  FlushReports();
   grpc::Status s = stub_->Publish(ctx.get(), req, &reply);
   if (s.ok()) return absl::OkStatus();
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
@@ -233,6 +237,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     for (uint64_t id : exclude) req.add_exclude(id);
     proto::AcquireSourceReply reply;
     auto ctx = Context(remaining + absl::Seconds(5));
+    FlushReports();
     grpc::Status gs = stub_->AcquireSource(ctx.get(), req, &reply);
     if (!gs.ok()) return give_up(FromGrpc(gs));
     if (reply.is_inline()) {
@@ -314,10 +319,21 @@ void Node::Report(const std::string& ns, const std::string& key, uint64_t sender
   req.set_detail(detail);
   req.set_bytes(stats.bytes);
   req.set_seconds(stats.seconds);
+  reports_->Push(std::move(req));
+  if (outcome == proto::ReportTransferRequest::SENDER_FAILED) FlushReports();
+}
+
+void Node::SendReport(const proto::ReportTransferRequest& req) {
   proto::ReportTransferReply reply;
   auto ctx = Context(kRpcTimeout);
   grpc::Status s = stub_->ReportTransfer(ctx.get(), req, &reply);
-  if (!s.ok()) spdlog::warn("reporting transfer of {}: {}", PrintableName(ns, key), s.error_message());
+  if (!s.ok()) spdlog::warn("reporting transfer of {}: {}", PrintableName(req.ref().ns(), req.ref().key()), s.error_message());
+}
+
+void Node::FlushReports() {
+  if (!reports_->Flush(absl::Now() + kRpcTimeout)) {
+    spdlog::warn("transfer reports still queued after {}; going on", absl::FormatDuration(kRpcTimeout));
+  }
 }
 
 void Node::RecordMeasurement(const PullStats& stats, uint32_t chunk_size) {
@@ -338,6 +354,7 @@ absl::Status Node::DeleteObject(const std::string& ns, const std::string& key) {
   *req.mutable_ref() = Ref(ns, key);
   proto::DeleteReply reply;
   auto ctx = Context(kRpcTimeout);
+  FlushReports();
   grpc::Status s = stub_->Delete(ctx.get(), req, &reply);
   absl::Status local = store_.Delete(ns, key);
   if (s.ok() || (s.error_code() == grpc::StatusCode::NOT_FOUND && local.ok())) return absl::OkStatus();
@@ -368,6 +385,7 @@ absl::StatusOr<proto::ClusterStatusReply> Node::ClusterStatus() {
 absl::StatusOr<proto::BroadcastReply> Node::Broadcast(const proto::BroadcastRequest& req) {
   proto::BroadcastReply reply;
   auto ctx = Context(absl::Milliseconds(req.timeout_ms()) + absl::Seconds(10));
+  FlushReports();
   grpc::Status s = stub_->Broadcast(ctx.get(), req, &reply);
   if (!s.ok()) return FromGrpc(s);
   return reply;
@@ -379,6 +397,7 @@ void Node::OnEvicted(const std::string& ns, const std::string& key) {
   *req.mutable_ref() = Ref(ns, key);
   proto::UnpublishReply reply;
   auto ctx = Context(kRpcTimeout);
+  FlushReports();
   grpc::Status s = stub_->Unpublish(ctx.get(), req, &reply);
   if (!s.ok()) spdlog::warn("unpublishing evicted {}: {}", PrintableName(ns, key), s.error_message());
 }

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "dataplane/engine/chunk_server.h"
 #include "dataplane/engine/puller.h"
+#include "dataplane/sidecar/report_queue.h"
 #include "dataplane/store/arena.h"
 #include "dataplane/store/object_store.h"
 #include "dataplane/transport/transport.h"
@@ -101,8 +102,13 @@ class Node {
   absl::Status PullFromSender(const PullSpec& spec, PullStats* total);
   absl::Status StoreInline(const std::string& ns, const std::string& key, const proto::ObjectMeta& meta,
                            const std::string& data);
+  // Queues a transfer report (ReportQueue); SENDER_FAILED waits until it was sent, so the
+  // re-planning request that follows sees it.
   void Report(const std::string& ns, const std::string& key, uint64_t sender,
               proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats);
+  void SendReport(const proto::ReportTransferRequest& req);
+  // Before any coordinator call about objects: this node's queued reports go first.
+  void FlushReports();
   void RecordMeasurement(const PullStats& stats, uint32_t chunk_size);
   absl::Status EnsurePeer(uint64_t peer, const std::string& address);
 
@@ -125,6 +131,7 @@ class Node {
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<proto::Coordinator::Stub> stub_;
+  std::unique_ptr<ReportQueue> reports_;   // uses stub_
   std::atomic<bool> connected_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<uint32_t> inline_max_{64 * 1024};

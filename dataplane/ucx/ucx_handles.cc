@@ -1,5 +1,7 @@
 #include "dataplane/ucx/ucx_handles.h"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 
 namespace ferry::dataplane::ucx {
@@ -30,7 +32,16 @@ UcxContext& UcxContext::operator=(UcxContext&& o) noexcept {
   return *this;
 }
 
-absl::StatusOr<UcxContext> UcxContext::Create(uint64_t features) {
+absl::StatusOr<UcxContext> UcxContext::Create(
+    uint64_t features, const std::vector<std::pair<std::string, std::string>>& defaults) {
+  // ucp_config_modify accepts transport-level names (TCP_*) without error but UCX 1.13 does
+  // not apply them to the transports (measured), so defaults go into the environment
+  // before the configuration is read; setenv(.., 0) keeps what the user exported.
+  for (const auto& [name, value] : defaults) {
+    if (setenv(name.c_str(), value.c_str(), /*overwrite=*/0) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("ucx: cannot set default ", name, "=", value));
+    }
+  }
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return UcsError(st, "ucx: ucp_config_read");

@@ -15,6 +15,8 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 #include <utility>
 
@@ -43,7 +45,10 @@ class UcxContext {
 
   // Reads the UCX configuration from the environment (UCX_TLS, UCX_NET_DEVICES, ...) and
   // initialises a context with `features` (UCP_FEATURE_* bits).
-  static absl::StatusOr<UcxContext> Create(uint64_t features);
+  // `defaults`: UCX variables (full names, e.g. UCX_TCP_TX_SEG_SIZE) set in this process's
+  // environment unless already set there (the user's setting always wins).
+  static absl::StatusOr<UcxContext> Create(
+      uint64_t features, const std::vector<std::pair<std::string, std::string>>& defaults = {});
   ucp_context_h get() const { return h_; }
   void Reset();
 

@@ -214,6 +214,17 @@ ucp_request_param_t UcxTransport::SendParam(Ticket* t, uint32_t am_flags) const 
   return p;
 }
 
+void UcxTransport::AddMemh(const void* p, size_t len, ucp_request_param_t* param) const {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  for (const Region& r : regions_) {
+    if (a >= r.base && len <= r.length && a - r.base <= r.length - len) {
+      param->op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+      param->memh = r.memh.get();
+      return;
+    }
+  }
+}
+
 void UcxTransport::Track(ucs_status_ptr_t req, Ticket* t) {
   if (req == nullptr || UCS_PTR_IS_ERR(req)) {  // done at once: UCX calls no callback
     OnUcxDone(t, req == nullptr ? UCS_OK : UCS_PTR_STATUS(req));
@@ -280,6 +291,7 @@ void UcxTransport::StartRead(NodeId peer, uint64_t remote_addr, std::string key,
   ops_.at(id).in_flight = true;
   auto* t = new Ticket{this, id, false, {}, {}};
   ucp_request_param_t p = SendParam(t, 0);
+  AddMemh(dst, len, &p);
   Track(ucp_get_nbx((*conn)->ep.get(), dst, len, remote_addr, rit->second.get(), &p), t);
 }
 
@@ -321,6 +333,7 @@ void UcxTransport::StartReply(NodeId peer, uint64_t request_id, size_t expected,
   // Large replies go rendezvous so the requester pulls them straight into its destination.
   uint32_t flags = len > options_.rndv_threshold ? UCP_AM_SEND_FLAG_RNDV : UCP_AM_SEND_FLAG_EAGER;
   ucp_request_param_t p = SendParam(t, flags);
+  AddMemh(src, len, &p);
   Track(ucp_am_send_nbx((*conn)->ep.get(), ucx::kFetchReplyAm, t->header.data(),
                         t->header.size(), src, len, &p),
         t);
@@ -456,6 +469,7 @@ ucs_status_t UcxTransport::HandleReply(const ucx::ReplyHeader& h, void* data, si
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.cb.recv_am = &OnRecvDone;
   p.user_data = t;
+  AddMemh(op.dst, op.len, &p);
   Track(ucp_am_recv_data_nbx(worker_.get(), data, op.dst, op.len, &p), t);
   return UCS_INPROGRESS;  // UCX owns the descriptor now (ucp_am_recv_data_nbx took it)
 }

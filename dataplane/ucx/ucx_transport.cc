@@ -28,7 +28,8 @@ absl::Status UcxTransport::Init() {
   auto q = ucx::WorkQueue::Create();
   if (!q.ok()) return q.status();
   queue_ = *std::move(q);
-  auto ctx = ucx::UcxContext::Create(UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP);
+  auto ctx = ucx::UcxContext::Create(UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP,
+                                     options_.ucx_defaults);
   if (!ctx.ok()) return ctx.status();
   context_ = *std::move(ctx);
   auto worker = ucx::UcxWorker::Create(context_.get());
@@ -153,7 +154,7 @@ absl::StatusOr<MemoryRegion> UcxTransport::RegisterMemory(void* base, size_t len
       result = key.status();
       return;
     }
-    regions_.push_back(*std::move(memh));
+    regions_.push_back(Region{reinterpret_cast<uintptr_t>(base), length, *std::move(memh)});
     result = MemoryRegion{base, length, *std::move(key)};
   };
   if (OnProgressThread()) {

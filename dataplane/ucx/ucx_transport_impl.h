@@ -147,6 +147,9 @@ class UcxTransport final : public Transport {
   void FailNow(Done done, absl::Status status);
   bool HasInFlight() const;
   ucp_request_param_t SendParam(Ticket* t, uint32_t am_flags) const;
+  // Adds the registration covering [p, p+len) to `param`, if there is one: UCX then uses it
+  // instead of looking the buffer up (or registering it) per operation.
+  void AddMemh(const void* p, size_t len, ucp_request_param_t* param) const;
 
   void StartFetch(NodeId peer, std::string header, void* dst, size_t len, Done done);
   void StartRead(NodeId peer, uint64_t remote_addr, std::string key, void* dst, size_t len,
@@ -185,7 +188,12 @@ class UcxTransport final : public Transport {
 
   // UCX objects; destroyed in reverse order: conns (rkeys, eps), worker, regions, context.
   ucx::UcxContext context_;
-  std::vector<ucx::UcxMemHandle> regions_;  // progress thread (or before it starts)
+  struct Region {
+    uintptr_t base;
+    size_t length;
+    ucx::UcxMemHandle memh;
+  };
+  std::vector<Region> regions_;  // progress thread (or before it starts)
   ucx::UcxWorker worker_;
   int worker_fd_ = -1;
   // ---- progress-thread state ----
