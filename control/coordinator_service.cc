@@ -70,6 +70,10 @@ LinkModel CoordinatorService::MeasuredLinkLocked() const {
   };
   if (!bw.empty()) link.bandwidth_Bps = median(bw);
   if (!lat.empty()) link.latency_s = median(lat);
+  // A chunk hop costs one request/service turn beyond its bytes: the measured per-hop
+  // latency is that cost (tens of microseconds on RDMA, about a millisecond for eight
+  // sidecars sharing two cores). It is what makes small chunks expensive in the model.
+  if (!lat.empty()) link.chunk_overhead_s = std::max(link.chunk_overhead_s, link.latency_s);
   return link;
 }
 
@@ -280,6 +284,7 @@ grpc::Status CoordinatorService::AcquireSource(grpc::ServerContext* ctx, const p
         reply->set_inline_data(std::move(r->inline_data));
       } else {
         reply->set_sender(r->sender);
+        reply->set_sender_complete(r->sender_complete);
         reply->set_sender_address(nodes_[r->sender].info.dp_address());
       }
       return grpc::Status::OK;

@@ -86,6 +86,7 @@ absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::O
     return absl::Status(sender.status().code(), absl::StrCat("object ", Name(ref), ": ", sender.status().message()));
   }
   r.sender = *sender;
+  r.sender_complete = e.planner.IsComplete(*sender);
   return r;
 }
 

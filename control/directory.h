@@ -26,6 +26,7 @@ struct AcquireResult {
   bool is_inline = false;
   std::string inline_data;
   NodeId sender = 0;
+  bool sender_complete = false;
   uint32_t chunk_size = 0;
   uint32_t window = 0;
 };

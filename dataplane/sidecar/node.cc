@@ -266,7 +266,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     absl::Status s = PullFromSender(spec, &stats);
     result.source_node = reply.sender();
     if (s.ok()) {
-      RecordMeasurement(stats, chunk);
+      RecordMeasurement(stats, chunk, reply.sender_complete());
       if (absl::Status f = store_.FinishReceiving(ns, key); !f.ok()) return give_up(f);
       Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
       break;
@@ -336,16 +336,24 @@ void Node::FlushReports() {
   }
 }
 
-void Node::RecordMeasurement(const PullStats& stats, uint32_t chunk_size) {
-  // Only transfers long enough to say something about the link feed the estimates.
-  if (stats.bytes < (8u << 20) || stats.seconds <= 0) return;
-  const double bw = static_cast<double>(stats.bytes) / stats.seconds;
-  const double old_bw = bandwidth_bps_.load();
-  const double new_bw = old_bw == 0 ? bw : 0.7 * old_bw + 0.3 * bw;
-  bandwidth_bps_.store(new_bw);
-  const double lat = std::max(10e-6, stats.first_chunk_s - chunk_size / new_bw);
-  const double old_lat = latency_s_.load();
-  latency_s_.store(old_lat == 0 ? lat : 0.7 * old_lat + 0.3 * lat);
+void Node::RecordMeasurement(const PullStats& stats, uint32_t chunk_size, bool sender_complete) {
+  if (stats.seconds <= 0) return;
+  // Bandwidth: only transfers long enough to say something about the link.
+  if (stats.bytes >= (8u << 20)) {
+    const double bw = static_cast<double>(stats.bytes) / stats.seconds;
+    const double old_bw = bandwidth_bps_.load();
+    bandwidth_bps_.store(old_bw == 0 ? bw : 0.7 * old_bw + 0.3 * bw);
+  }
+  // Per-hop latency: time to the first chunk beyond its bytes, from a sender that already
+  // held it (from a partial copy it also includes waiting for upstream). The minimum of the
+  // last samples drops the ones that paid for connection setup or a busy sender.
+  const double bw = bandwidth_bps_.load();
+  if (!sender_complete || bw <= 0 || stats.first_chunk_s <= 0) return;
+  const double sample = std::max(10e-6, stats.first_chunk_s - std::min<double>(chunk_size, stats.bytes) / bw);
+  std::lock_guard<std::mutex> lock(mu_);
+  latency_samples_.push_back(sample);
+  if (latency_samples_.size() > kLatencySamples) latency_samples_.pop_front();
+  latency_s_.store(*std::min_element(latency_samples_.begin(), latency_samples_.end()));
 }
 
 absl::Status Node::DeleteObject(const std::string& ns, const std::string& key) {

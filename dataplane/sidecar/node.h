@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -109,7 +110,7 @@ class Node {
   void SendReport(const proto::ReportTransferRequest& req);
   // Before any coordinator call about objects: this node's queued reports go first.
   void FlushReports();
-  void RecordMeasurement(const PullStats& stats, uint32_t chunk_size);
+  void RecordMeasurement(const PullStats& stats, uint32_t chunk_size, bool sender_complete);
   absl::Status EnsurePeer(uint64_t peer, const std::string& address);
 
   void SessionLoop();
@@ -145,6 +146,8 @@ class Node {
   uint64_t membership_epoch_ ABSL_GUARDED_BY(mu_) = 0;           // last applied Membership
   grpc::ClientContext* session_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   uint32_t active_pull_threads_ ABSL_GUARDED_BY(mu_) = 0;
+  static constexpr size_t kLatencySamples = 16;
+  std::deque<double> latency_samples_ ABSL_GUARDED_BY(mu_);   // per-hop latency, newest last
 };
 
 }  // namespace ferry::dataplane

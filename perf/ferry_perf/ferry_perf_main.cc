@@ -47,6 +47,7 @@ struct Flags {
   std::string ns = "default";
   int corrupt_node = -1;
   bool node_stats = false;
+  std::string cluster_warmup = "64M";
 };
 
 constexpr uint64_t kLinkProbeBytes = 64ull << 20;
@@ -92,6 +93,10 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_option("--csv", f->csv_path, "append one CSV row per size to this file");
   app.add_option("--system", f->system, "system label in the JSON lines")->capture_default_str();
   app.add_option("--ns", f->ns, "namespace of the objects ferry-perf creates")
+      ->capture_default_str();
+  app.add_option("--cluster-warmup", f->cluster_warmup,
+                 "before the sweep, broadcast this much twice (untimed, verified) so the nodes "
+                 "have measured their links as a running cluster would have (0: off)")
       ->capture_default_str();
   app.add_flag("--node-stats", f->node_stats,
                "after each iteration, log every node's bytes sent/received and retries during it "
@@ -291,6 +296,24 @@ uint64_t MeasureLink(PerfContext* ctx, Setup* setup) {
   return errors;
 }
 
+// The cost model plans with the bandwidth and per-hop latency the nodes measured on their
+// own pulls; a fresh cluster has measured nothing and plans with the coordinator's defaults.
+// Two untimed broadcasts give every node the measurements a running cluster would have.
+uint64_t WarmUpCluster(PerfContext* ctx, const std::string& size_text) {
+  std::optional<uint64_t> bytes = ParseBytes(size_text);
+  if (!bytes) {
+    LogLine(absl::StrCat("bad --cluster-warmup '", size_text, "'"));
+    return 1;
+  }
+  if (*bytes == 0 || ctx->size() < 2) return 0;
+  absl::StatusOr<std::unique_ptr<Collective>> bcast = MakeCollective("broadcast", ctx);
+  if (!bcast.ok()) return 1;
+  uint64_t errors = 0;
+  for (int it = -2; it < 0; ++it) RunIteration(**bcast, *bytes, it, &errors);
+  LogLine(absl::StrCat("cluster warm-up: 2 broadcasts of ", size_text, " (", errors, " errors)"));
+  return errors;
+}
+
 void PrintBanner(const PerfContext& ctx, const Setup& s, const Flags& f) {
   std::string names;
   for (const PerfNode& n : ctx.nodes) absl::StrAppend(&names, names.empty() ? "" : ",", n.name);
@@ -399,6 +422,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   uint64_t total_errors = setup->link_Bps > 0 ? 0 : MeasureLink(&ctx, &*setup);
+  total_errors += WarmUpCluster(&ctx, f.cluster_warmup);
   PrintBanner(ctx, *setup, f);
   for (const std::unique_ptr<Collective>& c : colls) {
     (*reporter)->TableHeader(c->name(), c->description());
