@@ -70,10 +70,6 @@ LinkModel CoordinatorService::MeasuredLinkLocked() const {
   };
   if (!bw.empty()) link.bandwidth_Bps = median(bw);
   if (!lat.empty()) link.latency_s = median(lat);
-  // A chunk hop costs one request/service turn beyond its bytes: the measured per-hop
-  // latency is that cost (tens of microseconds on RDMA, about a millisecond for eight
-  // sidecars sharing two cores). It is what makes small chunks expensive in the model.
-  if (!lat.empty()) link.chunk_overhead_s = std::max(link.chunk_overhead_s, link.latency_s);
   return link;
 }
 
