@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   std::string listen = "0.0.0.0:7700";
   uint32_t heartbeat_ms = 500, liveness_ms = 3000, fixed_fanout = 0;
   std::string inline_max = "64KiB", fixed_chunk = "0", token, log_level = "info";
-  double default_bw = 1.25e9, default_lat = 50e-6;
+  double default_bw = 1.25e9, default_lat = 50e-6, chunk_overhead = 20e-6;
   app.add_option("--listen", listen, "address:port to serve gRPC on")->capture_default_str();
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval nodes must keep")->capture_default_str();
   app.add_option("--liveness-ms", liveness_ms, "silence after which a node is declared dead")->capture_default_str();
@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   app.add_option("--default-bandwidth", default_bw, "bytes/s assumed until nodes report measurements")
       ->capture_default_str();
   app.add_option("--default-latency", default_lat, "per-hop seconds assumed until measured")->capture_default_str();
+  app.add_option("--chunk-overhead", chunk_overhead,
+                 "per-chunk seconds the cost model assumes at least (nodes' measurements raise it)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::promise<void> stop;
@@ -52,10 +55,15 @@ int main(int argc, char** argv) {
     spdlog::error("--inline-max must be at most 4 MiB (gRPC message size)");
     return 2;
   }
+  if (!(default_bw > 0) || !(default_lat >= 0) || !(chunk_overhead >= 0) || default_lat > 10 || chunk_overhead > 10) {
+    spdlog::error("--default-bandwidth must be > 0, --default-latency and --chunk-overhead in [0, 10] s");
+    return 2;
+  }
   options.inline_max_bytes = static_cast<uint32_t>(inline_bytes);
   options.token = token;
   options.default_link.bandwidth_Bps = default_bw;
   options.default_link.latency_s = default_lat;
+  options.default_link.chunk_overhead_s = chunk_overhead;
   options.limits.fixed_fanout = fixed_fanout;
   options.limits.fixed_chunk = static_cast<uint32_t>(chunk);
 
