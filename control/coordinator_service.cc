@@ -404,19 +404,9 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
   std::unique_lock<std::mutex> lock(mu_);
   absl::StatusOr<proto::LocateReply> located = directory_.Locate(req->ref());
   if (!located.ok()) return ToGrpc(located.status());
-  std::vector<NodeId> targets;
-  if (req->node_ids_size() == 0) {
-    for (const auto& [id, rec] : nodes_) {
-      if (rec.info.alive()) targets.push_back(id);
-    }
-  } else {
-    for (NodeId id : req->node_ids()) {
-      if (nodes_.find(id) == nodes_.end()) {
-        return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("broadcast target node ", id, " is not registered"));
-      }
-      targets.push_back(id);
-    }
-  }
+  absl::StatusOr<std::vector<NodeId>> chosen = BroadcastTargetsLocked(*req);
+  if (!chosen.ok()) return ToGrpc(chosen.status());
+  const std::vector<NodeId> targets = *std::move(chosen);
   const uint64_t bid = next_broadcast_id_++;
   BroadcastState& state = broadcasts_[bid];
   state.ref = req->ref();
@@ -463,6 +453,24 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
   }
   broadcasts_.erase(bid);
   return grpc::Status::OK;
+}
+
+absl::StatusOr<std::vector<NodeId>> CoordinatorService::BroadcastTargetsLocked(
+    const proto::BroadcastRequest& req) const {
+  std::vector<NodeId> targets;
+  if (req.node_ids_size() == 0) {  // every live node
+    for (const auto& [id, rec] : nodes_) {
+      if (rec.info.alive()) targets.push_back(id);
+    }
+    return targets;
+  }
+  for (NodeId id : req.node_ids()) {
+    if (nodes_.find(id) == nodes_.end()) {
+      return absl::NotFoundError(absl::StrCat("broadcast target node ", id, " is not registered"));
+    }
+    targets.push_back(id);
+  }
+  return targets;
 }
 
 std::string CoordinatorService::MetricsText() {

@@ -94,6 +94,9 @@ class CoordinatorService final : public proto::Coordinator::Service {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MembershipLocked(std::vector<Outgoing>* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   LinkModel MeasuredLinkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The explicit targets of a Broadcast (NOT_FOUND naming an unknown one), or every live node.
+  absl::StatusOr<std::vector<NodeId>> BroadcastTargetsLocked(const proto::BroadcastRequest& req) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t AliveCountLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AliveLocked(NodeId node) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time DeadlineFrom(uint32_t timeout_ms) const;

@@ -145,6 +145,12 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
 
 absl::StatusOr<GetResult> Node::Get(const std::string& ns, const std::string& key, SessionId session,
                                     absl::Time deadline) {
+  bool abort_reported = false;
+  return GetReporting(ns, key, session, deadline, &abort_reported);
+}
+
+absl::StatusOr<GetResult> Node::GetReporting(const std::string& ns, const std::string& key, SessionId session,
+                                             absl::Time deadline, bool* abort_reported) {
   if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
   while (true) {
     absl::StatusOr<PinnedObject> local = store_.PinSealed(ns, key, session);
@@ -168,7 +174,7 @@ absl::StatusOr<GetResult> Node::Get(const std::string& ns, const std::string& ke
       }
       pulling_.insert(k);
     }
-    absl::StatusOr<GetResult> r = FetchRemote(ns, key, session, deadline);
+    absl::StatusOr<GetResult> r = FetchRemote(ns, key, session, deadline, abort_reported);
     {
       std::lock_guard<std::mutex> lock(mu_);
       pulling_.erase(std::make_pair(ns, key));
@@ -200,8 +206,29 @@ absl::Status Node::StoreInline(const std::string& ns, const std::string& key, co
   return store_.FinishReceiving(ns, key);
 }
 
+absl::Status Node::AcquireSource(const proto::ObjectRef& ref, const std::vector<uint64_t>& exclude,
+                                 absl::Duration remaining, proto::AcquireSourceReply* reply) {
+  proto::AcquireSourceRequest req;
+  req.set_node_id(options_.node_id);
+  *req.mutable_ref() = ref;
+  req.set_timeout_ms(static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Milliseconds(remaining), 3600000)));
+  for (uint64_t id : exclude) req.add_exclude(id);
+  auto ctx = Context(remaining + absl::Seconds(5));
+  FlushReports();
+  grpc::Status gs = stub_->AcquireSource(ctx.get(), req, reply);
+  return gs.ok() ? absl::OkStatus() : FromGrpc(gs);
+}
+
+absl::StatusOr<PinnedObject> Node::StartReceiving(const std::string& ns, const std::string& key,
+                                                  const proto::AcquireSourceReply& reply) {
+  StoredMeta meta{reply.meta().size(), static_cast<uint32_t>(reply.meta().dtype()), reply.meta().count()};
+  absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, reply.chunk_size());
+  if (!offset.ok()) return offset.status();
+  return store_.PinInternal(ns, key);
+}
+
 absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::string& key, SessionId session,
-                                            absl::Time deadline) {
+                                            absl::Time deadline, bool* abort_reported) {
   const proto::ObjectRef ref = Ref(ns, key);
   GetResult result;
   result.pulled = true;
@@ -209,11 +236,15 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
   std::vector<uint64_t> exclude;
   std::optional<PinnedObject> hold;   // our partial copy, pinned while we pull into it
   absl::Status last_failure;
-  auto give_up = [&](absl::Status why) -> absl::Status {
+  // Every failure after the coordinator attached us is reported ABORTED exactly once.
+  auto give_up = [&](absl::Status why, uint64_t sender, bool attached) -> absl::Status {
     if (hold) {
       store_.AbortReceiving(ns, key, why);
       store_.Unpin(*hold);
-      Report(ns, key, 0, proto::ReportTransferRequest::ABORTED, std::string(why.message()), {});
+    }
+    if (hold || attached) {
+      Report(ns, key, sender, proto::ReportTransferRequest::ABORTED, std::string(why.message()), {});
+      *abort_reported = true;
     }
     if (!last_failure.ok() && why.code() != last_failure.code()) {
       return absl::Status(why.code(), absl::StrCat(why.message(), " (last sender failure: ", last_failure.message(), ")"));
@@ -223,42 +254,29 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
   for (uint32_t attempt = 0;; ++attempt) {
     if (attempt > options_.max_retries) {
       return give_up(absl::UnavailableError(absl::StrCat("giving up on ", PrintableName(ns, key), " after ",
-                                                         attempt - 1, " sender failures")));
+                                                         attempt - 1, " sender failures")), 0, false);
     }
     const absl::Duration remaining = deadline - absl::Now();
     if (remaining <= absl::ZeroDuration()) {
       return give_up(absl::DeadlineExceededError(
-          absl::StrCat("get of ", PrintableName(ns, key), " did not finish before the deadline")));
+          absl::StrCat("get of ", PrintableName(ns, key), " did not finish before the deadline")), 0, false);
     }
-    proto::AcquireSourceRequest req;
-    req.set_node_id(options_.node_id);
-    *req.mutable_ref() = ref;
-    req.set_timeout_ms(static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Milliseconds(remaining), 3600000)));
-    for (uint64_t id : exclude) req.add_exclude(id);
     proto::AcquireSourceReply reply;
-    auto ctx = Context(remaining + absl::Seconds(5));
-    FlushReports();
-    grpc::Status gs = stub_->AcquireSource(ctx.get(), req, &reply);
-    if (!gs.ok()) return give_up(FromGrpc(gs));
+    if (absl::Status s = AcquireSource(ref, exclude, remaining, &reply); !s.ok()) return give_up(s, 0, false);
     if (reply.is_inline()) {
-      if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) return give_up(s);
+      if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) return give_up(s, 0, true);
       Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
       break;
     }
-    const uint32_t chunk = reply.chunk_size();   // one chunk size per object, cluster-wide
     if (!hold) {
-      StoredMeta meta{reply.meta().size(), static_cast<uint32_t>(reply.meta().dtype()), reply.meta().count()};
-      absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, chunk);
-      if (!offset.ok()) {
-        Report(ns, key, reply.sender(), proto::ReportTransferRequest::ABORTED, std::string(offset.status().message()), {});
-        return offset.status();
-      }
-      absl::StatusOr<PinnedObject> pin = store_.PinInternal(ns, key);
-      if (!pin.ok()) return pin.status();
+      absl::StatusOr<PinnedObject> pin = StartReceiving(ns, key, reply);
+      if (!pin.ok()) return give_up(pin.status(), reply.sender(), true);
       hold = *pin;
     }
-    if (absl::Status s = EnsurePeer(reply.sender(), reply.sender_address()); !s.ok()) return give_up(s);
-    PullSpec spec{reply.sender(), ns, key, reply.meta().size(), chunk,
+    if (absl::Status s = EnsurePeer(reply.sender(), reply.sender_address()); !s.ok()) {
+      return give_up(s, reply.sender(), true);
+    }
+    PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
                   options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
                   arena_->base() + hold->offset, deadline, options_.max_pull_rate_Bps};
     PullStats stats;
@@ -266,12 +284,12 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     absl::Status s = PullFromSender(spec, &stats);
     result.source_node = reply.sender();
     if (s.ok()) {
-      RecordMeasurement(stats, chunk, reply.sender_complete());
-      if (absl::Status f = store_.FinishReceiving(ns, key); !f.ok()) return give_up(f);
+      RecordMeasurement(stats, reply.chunk_size(), reply.sender_complete());
+      if (absl::Status f = store_.FinishReceiving(ns, key); !f.ok()) return give_up(f, reply.sender(), true);
       Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
       break;
     }
-    if (s.code() == absl::StatusCode::kDeadlineExceeded) return give_up(s);
+    if (s.code() == absl::StatusCode::kDeadlineExceeded) return give_up(s, reply.sender(), true);
     ++counters_.retries;
     last_failure = s;
     spdlog::warn("get {}: sender {} failed ({}); re-planning", PrintableName(ns, key), reply.sender(), std::string(s.message()));
@@ -567,13 +585,17 @@ void Node::HandlePull(const proto::PullInstruction& pull) {
   }
   std::thread([this, pull] {
     const absl::Time deadline = absl::FromUnixMillis(pull.deadline_unix_ms());
-    absl::StatusOr<GetResult> r = Get(pull.ref().ns(), pull.ref().key(), kInternalSession, deadline);
+    bool abort_reported = false;
+    absl::StatusOr<GetResult> r = GetReporting(pull.ref().ns(), pull.ref().key(), kInternalSession, deadline, &abort_reported);
     if (r.ok()) {
       store_.Unpin(r->pin);
     } else {
       spdlog::warn("broadcast pull of {} failed: {}", PrintableName(pull.ref().ns(), pull.ref().key()), std::string(r.status().message()));
-      Report(pull.ref().ns(), pull.ref().key(), 0, proto::ReportTransferRequest::ABORTED,
-             std::string(r.status().message()), {});
+      // The broadcast waits for every target's outcome: report the failure unless the pull did.
+      if (!abort_reported) {
+        Report(pull.ref().ns(), pull.ref().key(), 0, proto::ReportTransferRequest::ABORTED,
+               std::string(r.status().message()), {});
+      }
     }
     std::lock_guard<std::mutex> lock(mu_);
     --active_pull_threads_;

@@ -98,8 +98,18 @@ class Node {
  private:
   Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Transport> transport);
 
+  // Get, and whether a failure was already reported to the coordinator as ABORTED (so an
+  // explicit-broadcast pull does not report it a second time).
+  absl::StatusOr<GetResult> GetReporting(const std::string& ns, const std::string& key, SessionId session,
+                                         absl::Time deadline, bool* abort_reported);
   absl::StatusOr<GetResult> FetchRemote(const std::string& ns, const std::string& key, SessionId session,
-                                        absl::Time deadline);
+                                        absl::Time deadline, bool* abort_reported);
+  // One AcquireSource call: a sender (or the inline bytes) for `ref`, skipping `exclude`.
+  absl::Status AcquireSource(const proto::ObjectRef& ref, const std::vector<uint64_t>& exclude,
+                             absl::Duration remaining, proto::AcquireSourceReply* reply);
+  // Creates the receiving copy for a pull and pins it while we pull into it.
+  absl::StatusOr<PinnedObject> StartReceiving(const std::string& ns, const std::string& key,
+                                              const proto::AcquireSourceReply& reply);
   absl::Status PullFromSender(const PullSpec& spec, PullStats* total);
   absl::Status StoreInline(const std::string& ns, const std::string& key, const proto::ObjectMeta& meta,
                            const std::string& data);
