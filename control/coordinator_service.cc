@@ -426,6 +426,7 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
       state.failed.emplace(id, "node is dead");
     } else if (!directory_.IsComplete(id, req->ref()) && rec.slot != nullptr) {
       out.push_back({rec.slot, msg});
+      PlanPullLocked(id, req->ref(), out.back().msg.mutable_pull());
     }
   }
   lock.unlock();
@@ -453,6 +454,22 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
   }
   broadcasts_.erase(bid);
   return grpc::Status::OK;
+}
+
+void CoordinatorService::PlanPullLocked(NodeId target, const proto::ObjectRef& ref, proto::PullInstruction* pull) {
+  // Attach the target now, as its AcquireSource would, so it skips that round trip. Only for
+  // nodes with no copy yet; anything else (inline, busy senders) is left to AcquireSource.
+  if (pull->is_inline() || directory_.HasCopy(target, ref)) return;
+  absl::StatusOr<AcquireResult> r = directory_.Acquire(target, ref, {});
+  if (!r.ok() || r->is_inline) return;
+  proto::AcquireSourceReply* src = pull->mutable_source();
+  *src->mutable_meta() = r->meta;
+  src->set_sender(r->sender);
+  src->set_sender_address(nodes_[r->sender].info.dp_address());
+  src->set_chunk_size(r->chunk_size);
+  src->set_window(r->window);
+  src->set_sender_complete(r->sender_complete);
+  ++acquires_;
 }
 
 absl::StatusOr<std::vector<NodeId>> CoordinatorService::BroadcastTargetsLocked(

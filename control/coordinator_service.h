@@ -94,6 +94,9 @@ class CoordinatorService final : public proto::Coordinator::Service {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MembershipLocked(std::vector<Outgoing>* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   LinkModel MeasuredLinkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pre-plans an explicit broadcast's pull: attaches `target` and puts its sender in `pull`.
+  void PlanPullLocked(NodeId target, const proto::ObjectRef& ref, proto::PullInstruction* pull)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The explicit targets of a Broadcast (NOT_FOUND naming an unknown one), or every live node.
   absl::StatusOr<std::vector<NodeId>> BroadcastTargetsLocked(const proto::BroadcastRequest& req) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -173,6 +173,11 @@ const std::string* Directory::InlineData(const proto::ObjectRef& ref, proto::Obj
   return &it->second.inline_data;
 }
 
+bool Directory::HasCopy(NodeId node, const proto::ObjectRef& ref) const {
+  auto it = Find(ref);
+  return it != entries_.end() && it->second.planner.HasCopy(node);
+}
+
 bool Directory::IsComplete(NodeId node, const proto::ObjectRef& ref) const {
   auto it = Find(ref);
   if (it == entries_.end()) return false;

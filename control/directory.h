@@ -69,6 +69,8 @@ class Directory {
   std::vector<proto::ListEntry> List(const std::string& ns, const std::string& prefix,
                                      uint32_t limit) const;
   bool IsComplete(NodeId node, const proto::ObjectRef& ref) const;
+  // Whether the node holds a copy of the object, partial or complete, in its plan.
+  bool HasCopy(NodeId node, const proto::ObjectRef& ref) const;
   // The bytes of an inline object (and its metadata), or null if the object is not inline.
   const std::string* InlineData(const proto::ObjectRef& ref, proto::ObjectMeta* meta) const;
   size_t size() const { return entries_.size(); }

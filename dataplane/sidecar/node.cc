@@ -146,11 +146,12 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
 absl::StatusOr<GetResult> Node::Get(const std::string& ns, const std::string& key, SessionId session,
                                     absl::Time deadline) {
   bool abort_reported = false;
-  return GetReporting(ns, key, session, deadline, &abort_reported);
+  return GetReporting(ns, key, session, deadline, nullptr, &abort_reported);
 }
 
 absl::StatusOr<GetResult> Node::GetReporting(const std::string& ns, const std::string& key, SessionId session,
-                                             absl::Time deadline, bool* abort_reported) {
+                                             absl::Time deadline, const proto::AcquireSourceReply* planned,
+                                             bool* abort_reported) {
   if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
   while (true) {
     absl::StatusOr<PinnedObject> local = store_.PinSealed(ns, key, session);
@@ -174,7 +175,7 @@ absl::StatusOr<GetResult> Node::GetReporting(const std::string& ns, const std::s
       }
       pulling_.insert(k);
     }
-    absl::StatusOr<GetResult> r = FetchRemote(ns, key, session, deadline, abort_reported);
+    absl::StatusOr<GetResult> r = FetchRemote(ns, key, session, deadline, planned, abort_reported);
     {
       std::lock_guard<std::mutex> lock(mu_);
       pulling_.erase(std::make_pair(ns, key));
@@ -228,7 +229,8 @@ absl::StatusOr<PinnedObject> Node::StartReceiving(const std::string& ns, const s
 }
 
 absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::string& key, SessionId session,
-                                            absl::Time deadline, bool* abort_reported) {
+                                            absl::Time deadline, const proto::AcquireSourceReply* planned,
+                                            bool* abort_reported) {
   const proto::ObjectRef ref = Ref(ns, key);
   GetResult result;
   result.pulled = true;
@@ -262,7 +264,11 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
           absl::StrCat("get of ", PrintableName(ns, key), " did not finish before the deadline")), 0, false);
     }
     proto::AcquireSourceReply reply;
-    if (absl::Status s = AcquireSource(ref, exclude, remaining, &reply); !s.ok()) return give_up(s, 0, false);
+    if (attempt == 0 && planned != nullptr) {
+      reply = *planned;   // attached by the coordinator with the instruction
+    } else if (absl::Status s = AcquireSource(ref, exclude, remaining, &reply); !s.ok()) {
+      return give_up(s, 0, false);
+    }
     if (reply.is_inline()) {
       if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) return give_up(s, 0, true);
       Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
@@ -586,8 +592,15 @@ void Node::HandlePull(const proto::PullInstruction& pull) {
   std::thread([this, pull] {
     const absl::Time deadline = absl::FromUnixMillis(pull.deadline_unix_ms());
     bool abort_reported = false;
-    absl::StatusOr<GetResult> r = GetReporting(pull.ref().ns(), pull.ref().key(), kInternalSession, deadline, &abort_reported);
+    const proto::AcquireSourceReply* planned = pull.has_source() ? &pull.source() : nullptr;
+    absl::StatusOr<GetResult> r =
+        GetReporting(pull.ref().ns(), pull.ref().key(), kInternalSession, deadline, planned, &abort_reported);
     if (r.ok()) {
+      // The coordinator attached us, but the copy was here already (or another Get pulled
+      // it): say so, which also frees the sender slot it reserved for us.
+      if (planned != nullptr && !r->pulled) {
+        Report(pull.ref().ns(), pull.ref().key(), planned->sender(), proto::ReportTransferRequest::COMPLETED, "", {});
+      }
       store_.Unpin(r->pin);
     } else {
       spdlog::warn("broadcast pull of {} failed: {}", PrintableName(pull.ref().ns(), pull.ref().key()), std::string(r.status().message()));

@@ -99,11 +99,15 @@ class Node {
   Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Transport> transport);
 
   // Get, and whether a failure was already reported to the coordinator as ABORTED (so an
-  // explicit-broadcast pull does not report it a second time).
+  // explicit-broadcast pull does not report it a second time). `planned`, if set, is the
+  // sender the coordinator already attached us to: the first attempt uses it instead of
+  // calling AcquireSource.
   absl::StatusOr<GetResult> GetReporting(const std::string& ns, const std::string& key, SessionId session,
-                                         absl::Time deadline, bool* abort_reported);
+                                         absl::Time deadline, const proto::AcquireSourceReply* planned,
+                                         bool* abort_reported);
   absl::StatusOr<GetResult> FetchRemote(const std::string& ns, const std::string& key, SessionId session,
-                                        absl::Time deadline, bool* abort_reported);
+                                        absl::Time deadline, const proto::AcquireSourceReply* planned,
+                                        bool* abort_reported);
   // One AcquireSource call: a sender (or the inline bytes) for `ref`, skipping `exclude`.
   absl::Status AcquireSource(const proto::ObjectRef& ref, const std::vector<uint64_t>& exclude,
                              absl::Duration remaining, proto::AcquireSourceReply* reply);
