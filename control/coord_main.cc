@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--default-latency", default_lat, "per-hop seconds assumed until measured")->capture_default_str();
   app.add_option("--chunk-overhead", chunk_overhead,
-                 "per-chunk seconds the cost model assumes at least (nodes' measurements raise it)")
+                 "per-chunk seconds the cost model charges (request turnaround, completions)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -101,8 +101,8 @@ absl::StatusOr<uint64_t> Node::CreateObject(const std::string& ns, const std::st
   proto::LocateRequest req;
   *req.mutable_ref() = Ref(ns, key);
   proto::LocateReply reply;
-  auto ctx = Context(kRpcTimeout);
   FlushReports();
+  auto ctx = Context(kRpcTimeout);
   grpc::Status s = stub_->Locate(ctx.get(), req, &reply);
   if (s.ok()) {
     return absl::AlreadyExistsError(absl::StrCat("object ", PrintableName(ns, key), " already exists in the cluster"));
@@ -129,8 +129,8 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
   }
   store_.Unpin(*pin);
   proto::PublishReply reply;
-  auto ctx = Context(kRpcTimeout);
   FlushReports();
+  auto ctx = Context(kRpcTimeout);
   grpc::Status s = stub_->Publish(ctx.get(), req, &reply);
   if (s.ok()) return absl::OkStatus();
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
@@ -214,8 +214,8 @@ absl::Status Node::AcquireSource(const proto::ObjectRef& ref, const std::vector<
   *req.mutable_ref() = ref;
   req.set_timeout_ms(static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Milliseconds(remaining), 3600000)));
   for (uint64_t id : exclude) req.add_exclude(id);
-  auto ctx = Context(remaining + absl::Seconds(5));
   FlushReports();
+  auto ctx = Context(remaining + absl::Seconds(5));
   grpc::Status gs = stub_->AcquireSource(ctx.get(), req, reply);
   return gs.ok() ? absl::OkStatus() : FromGrpc(gs);
 }
@@ -385,8 +385,8 @@ absl::Status Node::DeleteObject(const std::string& ns, const std::string& key) {
   proto::DeleteRequest req;
   *req.mutable_ref() = Ref(ns, key);
   proto::DeleteReply reply;
-  auto ctx = Context(kRpcTimeout);
   FlushReports();
+  auto ctx = Context(kRpcTimeout);
   grpc::Status s = stub_->Delete(ctx.get(), req, &reply);
   absl::Status local = store_.Delete(ns, key);
   if (s.ok() || (s.error_code() == grpc::StatusCode::NOT_FOUND && local.ok())) return absl::OkStatus();
@@ -416,8 +416,8 @@ absl::StatusOr<proto::ClusterStatusReply> Node::ClusterStatus() {
 
 absl::StatusOr<proto::BroadcastReply> Node::Broadcast(const proto::BroadcastRequest& req) {
   proto::BroadcastReply reply;
-  auto ctx = Context(absl::Milliseconds(req.timeout_ms()) + absl::Seconds(10));
   FlushReports();
+  auto ctx = Context(absl::Milliseconds(req.timeout_ms()) + absl::Seconds(10));
   grpc::Status s = stub_->Broadcast(ctx.get(), req, &reply);
   if (!s.ok()) return FromGrpc(s);
   return reply;
@@ -428,8 +428,8 @@ void Node::OnEvicted(const std::string& ns, const std::string& key) {
   req.set_node_id(options_.node_id);
   *req.mutable_ref() = Ref(ns, key);
   proto::UnpublishReply reply;
-  auto ctx = Context(kRpcTimeout);
   FlushReports();
+  auto ctx = Context(kRpcTimeout);
   grpc::Status s = stub_->Unpublish(ctx.get(), req, &reply);
   if (!s.ok()) spdlog::warn("unpublishing evicted {}: {}", PrintableName(ns, key), s.error_message());
 }
@@ -582,9 +582,14 @@ void Node::HandlePull(const proto::PullInstruction& pull) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (active_pull_threads_ >= options_.pull_threads * 16) {
       spdlog::warn("dropping pull instruction for {}: too many pulls", PrintableName(pull.ref().ns(), pull.ref().key()));
+      lock.unlock();
+      // The coordinator may have attached us already; say we will not pull, so nobody
+      // waits on a copy that never grows.
+      Report(pull.ref().ns(), pull.ref().key(), 0, proto::ReportTransferRequest::ABORTED,
+             "too many concurrent broadcast pulls on this node", {});
       return;
     }
     ++active_pull_threads_;
