@@ -133,6 +133,51 @@ TEST(FaultTest, InteriorChainNodeKilledSurvivorsGetIdenticalBytes) {
   }
 }
 
+// The explicit broadcast pre-plans every target's sender in its pull instruction. Killing an
+// interior node of that chain must re-plan its downstream through AcquireSource, report the
+// victim as failed, and leave every survivor with identical bytes.
+TEST(FaultTest, InteriorNodeKilledDuringExplicitBroadcast) {
+  LocalCluster cluster(Options(5));
+  ASSERT_TRUE(cluster.Start().ok()) << cluster.dir();
+  std::vector<uint8_t> data = Pattern(kBig, 23);
+  const uint64_t want = Checksum(data.data(), data.size());
+  auto root = cluster.Connect(0);
+  ASSERT_TRUE(root->Put("fault/bcast", data).ok());
+  data.clear();
+  std::vector<uint64_t> recv(5);
+  for (int i = 1; i <= 4; ++i) recv[i] = BytesReceived(cluster, i);
+  auto bcast = std::async(std::launch::async, [&root] {
+    return root->Broadcast({"default", "fault/bcast"}, {}, absl::Seconds(120));
+  });
+  int victim = -1;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (victim < 0 && absl::Now() < deadline) {
+    for (int i = 1; i <= 4 && victim < 0; ++i) {
+      if (BytesSent(cluster, i) > (8u << 20) && BytesReceived(cluster, i) > recv[i] + (16u << 20)) victim = i;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_GT(victim, 0) << "no interior node found";
+  cluster.Kill(victim, SIGKILL);
+  absl::StatusOr<BroadcastResult> r = bcast.get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string victim_name = absl::StrCat("n", victim);
+  for (const BroadcastResult::Target& t : r->targets) {
+    if (t.node == victim_name) {
+      EXPECT_FALSE(t.ok) << "the killed node cannot hold a copy";
+    } else {
+      EXPECT_TRUE(t.ok) << t.node << ": " << t.error;
+    }
+  }
+  for (int i = 1; i <= 4; ++i) {
+    if (i == victim) continue;
+    auto v = cluster.Connect(i)->Get("fault/bcast", absl::Seconds(5));
+    ASSERT_TRUE(v.ok()) << "node " << i << ": " << v.status();
+    EXPECT_FALSE(v->info().pulled) << "node " << i << " had no copy after the broadcast";
+    EXPECT_EQ(Checksum(v->data(), v->size()), want) << "node " << i;
+  }
+}
+
 TEST(FaultTest, NodeJoiningLateGetsTheObject) {
   LocalCluster cluster(Options(2));
   ASSERT_TRUE(cluster.Start().ok()) << cluster.dir();
