@@ -42,6 +42,19 @@ uint64_t BytesReceived(LocalCluster& c, int i) {
   return st.ok() ? st->bytes_received : 0;
 }
 
+// An interior node of a running chain over nodes 1..4: one that has both sent data and
+// received 16 MiB beyond `recv[i]`. -1 if none shows up within 60 s.
+int FindInteriorNode(LocalCluster& cluster, const std::vector<uint64_t>& recv) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < deadline) {
+    for (int i = 1; i <= 4; ++i) {
+      if (BytesSent(cluster, i) > (8u << 20) && BytesReceived(cluster, i) > recv[i] + (16u << 20)) return i;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return -1;
+}
+
 // Waits until node `receiver` has received at least `bytes` beyond `base`.
 bool WaitReceived(LocalCluster& c, int receiver, uint64_t base, uint64_t bytes) {
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -114,15 +127,7 @@ TEST(FaultTest, InteriorChainNodeKilledSurvivorsGetIdenticalBytes) {
     Client* c = clients.back().get();
     gets.push_back(std::async(std::launch::async, [c] { return c->Get("fault/chain", absl::Seconds(120)); }));
   }
-  // Find an interior node: one that has both received and sent data.
-  int victim = -1;
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (victim < 0 && absl::Now() < deadline) {
-    for (int i = 1; i <= 4 && victim < 0; ++i) {
-      if (BytesSent(cluster, i) > (8u << 20) && BytesReceived(cluster, i) > recv[i] + (16u << 20)) victim = i;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  const int victim = FindInteriorNode(cluster, recv);
   ASSERT_GT(victim, 0) << "no interior node found";
   cluster.Kill(victim, SIGKILL);
   for (int i = 1; i <= 4; ++i) {
@@ -149,14 +154,7 @@ TEST(FaultTest, InteriorNodeKilledDuringExplicitBroadcast) {
   auto bcast = std::async(std::launch::async, [&root] {
     return root->Broadcast({"default", "fault/bcast"}, {}, absl::Seconds(120));
   });
-  int victim = -1;
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (victim < 0 && absl::Now() < deadline) {
-    for (int i = 1; i <= 4 && victim < 0; ++i) {
-      if (BytesSent(cluster, i) > (8u << 20) && BytesReceived(cluster, i) > recv[i] + (16u << 20)) victim = i;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  const int victim = FindInteriorNode(cluster, recv);
   ASSERT_GT(victim, 0) << "no interior node found";
   cluster.Kill(victim, SIGKILL);
   absl::StatusOr<BroadcastResult> r = bcast.get();
