@@ -96,7 +96,7 @@ void AddFlags(CLI::App& app, Flags* f) {
       ->capture_default_str();
   app.add_option("--cluster-warmup", f->cluster_warmup,
                  "before the sweep, broadcast this much twice (untimed, verified) so the nodes "
-                 "have measured their links as a running cluster would have (0: off)")
+                 "have measured their links as a running cluster would have (capped at --max-bytes; 0: off)")
       ->capture_default_str();
   app.add_flag("--node-stats", f->node_stats,
                "after each iteration, log every node's bytes sent/received and retries during it "
@@ -141,6 +141,9 @@ absl::StatusOr<SweepPlan> MakePlan(const Flags& f) {
     if (!v) return absl::InvalidArgumentError("bad --iter-bytes / --warmup-bytes");
     *out = *v;
   }
+  std::optional<uint64_t> warm = ParseBytes(f.cluster_warmup);
+  if (!warm) return absl::InvalidArgumentError(absl::StrCat("bad --cluster-warmup '", f.cluster_warmup, "'"));
+  p.cluster_warmup = std::min(*warm, p.max_bytes);   // never more than the sweep itself moves
   return p;
 }
 
@@ -299,18 +302,14 @@ uint64_t MeasureLink(PerfContext* ctx, Setup* setup) {
 // The cost model plans with the bandwidth and per-hop latency the nodes measured on their
 // own pulls; a fresh cluster has measured nothing and plans with the coordinator's defaults.
 // Two untimed broadcasts give every node the measurements a running cluster would have.
-uint64_t WarmUpCluster(PerfContext* ctx, const std::string& size_text) {
-  std::optional<uint64_t> bytes = ParseBytes(size_text);
-  if (!bytes) {
-    LogLine(absl::StrCat("bad --cluster-warmup '", size_text, "'"));
-    return 1;
-  }
-  if (*bytes == 0 || ctx->size() < 2) return 0;
+uint64_t WarmUpCluster(PerfContext* ctx, uint64_t bytes) {
+  if (bytes == 0 || ctx->size() < 2) return 0;
   absl::StatusOr<std::unique_ptr<Collective>> bcast = MakeCollective("broadcast", ctx);
   if (!bcast.ok()) return 1;
   uint64_t errors = 0;
-  for (int it = -2; it < 0; ++it) RunIteration(**bcast, *bytes, it, &errors);
-  LogLine(absl::StrCat("cluster warm-up: 2 broadcasts of ", size_text, " (", errors, " errors)"));
+  for (int it = -2; it < 0; ++it) RunIteration(**bcast, bytes, it, &errors);
+  LogLine(absl::StrCat("cluster warm-up: 2 broadcasts of ", HumanBytes(static_cast<double>(bytes)), " (", errors,
+                       " errors)"));
   return errors;
 }
 
@@ -422,7 +421,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   uint64_t total_errors = setup->link_Bps > 0 ? 0 : MeasureLink(&ctx, &*setup);
-  total_errors += WarmUpCluster(&ctx, f.cluster_warmup);
+  total_errors += WarmUpCluster(&ctx, setup->plan.cluster_warmup);
   PrintBanner(ctx, *setup, f);
   for (const std::unique_ptr<Collective>& c : colls) {
     (*reporter)->TableHeader(c->name(), c->description());

@@ -20,6 +20,7 @@ std::string HumanBytes(uint64_t bytes);
 struct SweepPlan {
   uint64_t min_bytes = 1 << 10;
   uint64_t max_bytes = 256 << 20;
+  uint64_t cluster_warmup = 64 << 20;  // broadcast before the sweep (capped at max_bytes; 0: none)
   uint64_t factor = 4;
   int iters = 5;              // timed iterations per size (upper bound)
   int warmup = 1;             // untimed iterations per size (upper bound)

@@ -176,6 +176,11 @@ TEST_F(FerryPerfBinaryTest, CleanSweepHasNoErrorsAndCorruptionIsCaught) {
       << ReadFile(log_);
   ASSERT_EQ(rows.size(), 3u * 5u) << ReadFile(log_);
   for (const nlohmann::json& r : rows) EXPECT_GT(r["errors"].get<uint64_t>(), 0u) << r.dump();
+
+  // A bad flag is a usage error (exit 2) that names the flag, before anything runs.
+  EXPECT_EQ(RunPerf("bad-warmup", {"--cluster-warmup", "lots"}, &rows), 2);
+  EXPECT_TRUE(rows.empty());
+  EXPECT_NE(ReadFile(log_).find("bad --cluster-warmup 'lots'"), std::string::npos) << ReadFile(log_);
 }
 
 }  // namespace
