@@ -290,7 +290,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     absl::Status s = PullFromSender(spec, &stats);
     result.source_node = reply.sender();
     if (s.ok()) {
-      RecordMeasurement(stats, reply.chunk_size(), reply.sender_complete());
+      RecordMeasurement(stats, reply.chunk_size(), reply.sender(), reply.sender_complete());
       if (absl::Status f = store_.FinishReceiving(ns, key); !f.ok()) return give_up(f, reply.sender(), true);
       Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
       break;
@@ -360,7 +360,7 @@ void Node::FlushReports() {
   }
 }
 
-void Node::RecordMeasurement(const PullStats& stats, uint32_t chunk_size, bool sender_complete) {
+void Node::RecordMeasurement(const PullStats& stats, uint32_t chunk_size, uint64_t sender, bool sender_complete) {
   if (stats.seconds <= 0) return;
   // Bandwidth: only transfers long enough to say something about the link.
   if (stats.bytes >= (8u << 20)) {
@@ -375,6 +375,8 @@ void Node::RecordMeasurement(const PullStats& stats, uint32_t chunk_size, bool s
   if (!sender_complete || bw <= 0 || stats.first_chunk_s <= 0) return;
   const double sample = std::max(10e-6, stats.first_chunk_s - std::min<double>(chunk_size, stats.bytes) / bw);
   std::lock_guard<std::mutex> lock(mu_);
+  // The first pull from a peer also sets up the connection (UCX wire-up: milliseconds).
+  if (latency_peers_.insert(sender).second) return;
   latency_samples_.push_back(sample);
   if (latency_samples_.size() > kLatencySamples) latency_samples_.pop_front();
   latency_s_.store(*std::min_element(latency_samples_.begin(), latency_samples_.end()));

@@ -124,7 +124,7 @@ class Node {
   void SendReport(const proto::ReportTransferRequest& req);
   // Before any coordinator call about objects: this node's queued reports go first.
   void FlushReports();
-  void RecordMeasurement(const PullStats& stats, uint32_t chunk_size, bool sender_complete);
+  void RecordMeasurement(const PullStats& stats, uint32_t chunk_size, uint64_t sender, bool sender_complete);
   absl::Status EnsurePeer(uint64_t peer, const std::string& address);
 
   void SessionLoop();
@@ -162,6 +162,7 @@ class Node {
   uint32_t active_pull_threads_ ABSL_GUARDED_BY(mu_) = 0;
   static constexpr size_t kLatencySamples = 16;
   std::deque<double> latency_samples_ ABSL_GUARDED_BY(mu_);   // per-hop latency, newest last
+  std::set<uint64_t> latency_peers_ ABSL_GUARDED_BY(mu_);      // senders pulled from at least once
 };
 
 }  // namespace ferry::dataplane
