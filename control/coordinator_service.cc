@@ -276,17 +276,7 @@ grpc::Status CoordinatorService::AcquireSource(grpc::ServerContext* ctx, const p
     }
     absl::StatusOr<AcquireResult> r = directory_.Acquire(req->node_id(), req->ref(), exclude);
     if (r.ok()) {
-      *reply->mutable_meta() = r->meta;
-      reply->set_chunk_size(r->chunk_size);
-      reply->set_window(r->window);
-      if (r->is_inline) {
-        reply->set_is_inline(true);
-        reply->set_inline_data(std::move(r->inline_data));
-      } else {
-        reply->set_sender(r->sender);
-        reply->set_sender_complete(r->sender_complete);
-        reply->set_sender_address(nodes_[r->sender].info.dp_address());
-      }
+      SourceReplyLocked(*std::move(r), reply);
       return grpc::Status::OK;
     }
     const absl::StatusCode code = r.status().code();
@@ -462,14 +452,22 @@ void CoordinatorService::PlanPullLocked(NodeId target, const proto::ObjectRef& r
   if (pull->is_inline() || directory_.HasCopy(target, ref)) return;
   absl::StatusOr<AcquireResult> r = directory_.Acquire(target, ref, {});
   if (!r.ok() || r->is_inline) return;
-  proto::AcquireSourceReply* src = pull->mutable_source();
-  *src->mutable_meta() = r->meta;
-  src->set_sender(r->sender);
-  src->set_sender_address(nodes_[r->sender].info.dp_address());
-  src->set_chunk_size(r->chunk_size);
-  src->set_window(r->window);
-  src->set_sender_complete(r->sender_complete);
+  SourceReplyLocked(*std::move(r), pull->mutable_source());
   ++acquires_;
+}
+
+void CoordinatorService::SourceReplyLocked(AcquireResult r, proto::AcquireSourceReply* reply) {
+  *reply->mutable_meta() = std::move(r.meta);
+  reply->set_chunk_size(r.chunk_size);
+  reply->set_window(r.window);
+  if (r.is_inline) {
+    reply->set_is_inline(true);
+    reply->set_inline_data(std::move(r.inline_data));
+    return;
+  }
+  reply->set_sender(r.sender);
+  reply->set_sender_complete(r.sender_complete);
+  reply->set_sender_address(nodes_[r.sender].info.dp_address());
 }
 
 absl::StatusOr<std::vector<NodeId>> CoordinatorService::BroadcastTargetsLocked(

@@ -94,6 +94,8 @@ class CoordinatorService final : public proto::Coordinator::Service {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MembershipLocked(std::vector<Outgoing>* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   LinkModel MeasuredLinkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The AcquireSourceReply for a directory attachment (sender and its address, or the bytes).
+  void SourceReplyLocked(AcquireResult r, proto::AcquireSourceReply* reply) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pre-plans an explicit broadcast's pull: attaches `target` and puts its sender in `pull`.
   void PlanPullLocked(NodeId target, const proto::ObjectRef& ref, proto::PullInstruction* pull)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -308,7 +308,7 @@ uint64_t WarmUpCluster(PerfContext* ctx, uint64_t bytes) {
   if (!bcast.ok()) return 1;
   uint64_t errors = 0;
   for (int it = -2; it < 0; ++it) RunIteration(**bcast, bytes, it, &errors);
-  LogLine(absl::StrCat("cluster warm-up: 2 broadcasts of ", HumanBytes(static_cast<double>(bytes)), " (", errors,
+  LogLine(absl::StrCat("cluster warm-up: 2 broadcasts of ", HumanBytes(bytes), " (", errors,
                        " errors)"));
   return errors;
 }

@@ -1,7 +1,6 @@
 #include "perf/ferry_perf/sweep.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 
 #include "common/names.h"
