@@ -32,6 +32,7 @@ struct Flags {
   std::string token;
   std::vector<std::string> labels;
   std::string log_level = "info";
+  std::string receive_copy = "auto";
 };
 
 int Fail(const std::string& what, const absl::Status& s) {
@@ -56,6 +57,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-pull-rate", f.max_pull_rate, "cap each pull at this many bytes/s, e.g. 100MiB (0: none)")
       ->capture_default_str();
   app.add_option("--prefault", f.prefault, "populate the arena at start-up (no page faults on the transfer path)")
+      ->capture_default_str();
+  app.add_option("--ucx-receive-copy", f.receive_copy,
+                 "how pulled chunks land: streaming (copy with non-temporal stores; TCP), ucx (UCX's "
+                 "own receive; zero-copy on RDMA), auto (streaming unless the host has an RDMA device)")
       ->capture_default_str();
   app.add_flag("--shm", f.shm, "let UCX use shared memory to peers on the same host (single-host clusters)");
   app.add_option("--token", f.token, "cluster token to present to the coordinator");
@@ -99,6 +104,13 @@ int main(int argc, char** argv) {
   if (!arena.ok()) return Fail("arena", arena.status());
   ferry::dataplane::UcxTransportOptions topts;
   topts.net_only_address = !f.shm;
+  absl::StatusOr<ferry::dataplane::UcxTransportOptions::ReceiveCopy> receive_copy =
+      ferry::dataplane::ParseReceiveCopy(f.receive_copy);
+  if (!receive_copy.ok()) {
+    spdlog::error("--ucx-receive-copy: {}", std::string(receive_copy.status().message()));
+    return 2;
+  }
+  topts.receive_copy = *receive_copy;
   // The node id must be known before the transport exists (it is in every request).
   options.node_id = topts.self = ferry::dataplane::Node::NewNodeId();
   absl::StatusOr<std::unique_ptr<ferry::dataplane::Transport>> transport = ferry::dataplane::CreateUcxTransport(topts);

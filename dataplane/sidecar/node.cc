@@ -264,6 +264,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
           absl::StrCat("get of ", PrintableName(ns, key), " did not finish before the deadline")), 0, false);
     }
     proto::AcquireSourceReply reply;
+    const absl::Time asked = absl::Now();
     if (attempt == 0 && planned != nullptr) {
       reply = *planned;   // attached by the coordinator with the instruction
     } else if (absl::Status s = AcquireSource(ref, exclude, remaining, &reply); !s.ok()) {
@@ -287,9 +288,14 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
                   arena_->base() + hold->offset, deadline, options_.max_pull_rate_Bps};
     PullStats stats;
     ++counters_.pulls;
+    const absl::Time pull_start = absl::Now();
     absl::Status s = PullFromSender(spec, &stats);
     result.source_node = reply.sender();
     if (s.ok()) {
+      spdlog::debug("get {}: {} B from node {} in {:.3f} ms (source {:.3f} ms, first chunk {:.3f} ms, "
+                    "pull {:.3f} ms, chunk {} B, window {})", PrintableName(ns, key), stats.bytes, reply.sender(),
+                    absl::ToDoubleMilliseconds(absl::Now() - start), absl::ToDoubleMilliseconds(pull_start - asked),
+                    stats.first_chunk_s * 1e3, stats.seconds * 1e3, reply.chunk_size(), spec.window);
       RecordMeasurement(stats, reply.chunk_size(), reply.sender(), reply.sender_complete());
       if (absl::Status f = store_.FinishReceiving(ns, key); !f.ok()) return give_up(f, reply.sender(), true);
       Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
@@ -486,15 +492,19 @@ void Node::RunSession() {
   std::mutex hb_mu;
   std::condition_variable hb_cv;
   bool hb_stop = false;
+  {
+    // A new session (maybe with a restarted coordinator) counts epochs anew. Reset here, not
+    // on Welcome: the coordinator sends outside its lock, so a membership update caused by
+    // another node's registration can reach us before our Welcome, and resetting after it
+    // would let our own (older) registration update remove that node again.
+    std::lock_guard<std::mutex> lock(mu_);
+    membership_epoch_ = 0;
+  }
   if (stream->Write(hello_msg)) {
     proto::CoordMessage msg;
     while (stream->Read(&msg)) {
       if (msg.has_welcome()) {
         inline_max_.store(msg.welcome().inline_max_bytes());
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          membership_epoch_ = 0;   // a new session (maybe a restarted coordinator) counts anew
-        }
         connected_.store(true);
         spdlog::info("registered with coordinator {} as {} ({})", options_.coordinator, options_.name, options_.node_id);
         const auto interval = std::chrono::milliseconds(std::max<uint32_t>(msg.welcome().heartbeat_interval_ms(), 10));

@@ -469,7 +469,12 @@ ucs_status_t UcxTransport::HandleReply(const ucx::ReplyHeader& h, void* data, si
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.cb.recv_am = &OnRecvDone;
   p.user_data = t;
-  AddMemh(op.dst, op.len, &p);
+  if (streaming_dt_ && op.len >= options_.streaming_copy_min) {
+    p.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;   // UCX unpacks each fragment through us
+    p.datatype = *streaming_dt_;
+  } else {
+    AddMemh(op.dst, op.len, &p);
+  }
   Track(ucp_am_recv_data_nbx(worker_.get(), data, op.dst, op.len, &p), t);
   return UCS_INPROGRESS;  // UCX owns the descriptor now (ucp_am_recv_data_nbx took it)
 }

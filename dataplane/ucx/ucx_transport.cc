@@ -3,11 +3,17 @@
 // model is described in ucx_transport.h and ucx_transport_impl.h.
 #include "dataplane/ucx/ucx_transport.h"
 
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "dataplane/ucx/streaming_copy.h"
 #include "dataplane/ucx/ucx_transport_impl.h"
+#include "spdlog/spdlog.h"
 
 namespace ferry::dataplane {
 namespace ucx_internal {
@@ -15,6 +21,68 @@ namespace ucx_internal {
 using ucx::UcsError;
 
 // ---- setup / teardown -----------------------------------------------------------------------
+
+namespace {
+
+// The generic receive datatype behind ReceiveCopy::kStreaming: UCX hands each fragment to
+// Unpack, which copies it with streaming stores. Element = byte, so count = bytes. Pack is
+// there for completeness (UCX may size or pack any datatype); ferry only receives with it.
+struct DtState {
+  uint8_t* buffer;
+  size_t length;
+};
+
+void* DtStartPack(void*, const void* buffer, size_t count) {
+  return new DtState{static_cast<uint8_t*>(const_cast<void*>(buffer)), count};
+}
+
+void* DtStartUnpack(void*, void* buffer, size_t count) {
+  return new DtState{static_cast<uint8_t*>(buffer), count};
+}
+
+size_t DtPackedSize(void* state) { return static_cast<DtState*>(state)->length; }
+
+size_t DtPack(void* state, size_t offset, void* dest, size_t max_length) {
+  auto* s = static_cast<DtState*>(state);
+  if (offset >= s->length) return 0;
+  const size_t n = std::min(max_length, s->length - offset);
+  std::memcpy(dest, s->buffer + offset, n);
+  return n;
+}
+
+ucs_status_t DtUnpack(void* state, size_t offset, const void* src, size_t length) {
+  auto* s = static_cast<DtState*>(state);
+  if (offset > s->length || length > s->length - offset) return UCS_ERR_MESSAGE_TRUNCATED;
+  ucx::StreamingCopy(s->buffer + offset, src, length);
+  return UCS_OK;
+}
+
+void DtFinish(void* state) { delete static_cast<DtState*>(state); }
+
+ucp_generic_dt_ops_t kStreamingDtOps = {&DtStartPack, &DtStartUnpack, &DtPackedSize,
+                                        &DtPack,      &DtUnpack,      &DtFinish};
+
+bool HostHasRdmaDevice() {
+  std::error_code ec;
+  std::filesystem::directory_iterator it("/sys/class/infiniband", ec);
+  return !ec && it != std::filesystem::directory_iterator();
+}
+
+}  // namespace
+
+absl::Status UcxTransport::InitReceiveCopy() {
+  using ReceiveCopy = UcxTransportOptions::ReceiveCopy;
+  ReceiveCopy mode = options_.receive_copy;
+  if (mode == ReceiveCopy::kAuto) mode = HostHasRdmaDevice() ? ReceiveCopy::kUcx : ReceiveCopy::kStreaming;
+  if (mode != ReceiveCopy::kStreaming) return absl::OkStatus();
+  ucp_datatype_t dt = 0;
+  ucs_status_t st = ucp_dt_create_generic(&kStreamingDtOps, nullptr, &dt);
+  if (st != UCS_OK) return UcsError(st, "ucx: ucp_dt_create_generic");
+  streaming_dt_ = dt;
+  spdlog::debug("ucx: rendezvous replies of {} bytes and more land with streaming stores",
+                options_.streaming_copy_min);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(
     const UcxTransportOptions& options) {
@@ -40,6 +108,7 @@ absl::Status UcxTransport::Init() {
   address_ = ucx::EncodeAddress(options_.self, *addr);
   ucs_status_t st = ucp_worker_get_efd(worker_.get(), &worker_fd_);
   if (st != UCS_OK) return UcsError(st, "ucx: ucp_worker_get_efd");
+  if (absl::Status s = InitReceiveCopy(); !s.ok()) return s;
   const std::pair<unsigned, ucp_am_recv_callback_t> handlers[] = {
       {ucx::kFetchRequestAm, &OnRequestAm},
       {ucx::kFetchReplyAm, &OnReplyAm},
@@ -70,6 +139,7 @@ UcxTransport::~UcxTransport() {
   conns_.clear();
   ops_.clear();
   worker_.Reset();
+  if (streaming_dt_) ucp_dt_destroy(*streaming_dt_);
   regions_.clear();
   context_.Reset();
 }
@@ -204,6 +274,15 @@ TransportStats UcxTransport::Stats() const {
 }
 
 }  // namespace ucx_internal
+
+absl::StatusOr<UcxTransportOptions::ReceiveCopy> ParseReceiveCopy(std::string_view text) {
+  using ReceiveCopy = UcxTransportOptions::ReceiveCopy;
+  if (text == "auto") return ReceiveCopy::kAuto;
+  if (text == "ucx") return ReceiveCopy::kUcx;
+  if (text == "streaming") return ReceiveCopy::kStreaming;
+  return absl::InvalidArgumentError(
+      absl::StrCat("receive copy '", std::string(text), "' is not one of auto, ucx, streaming"));
+}
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(const UcxTransportOptions& options) {
   return ucx_internal::UcxTransport::Create(options);

@@ -34,6 +34,7 @@
 #include <memory>
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -65,7 +66,20 @@ struct UcxTransportOptions {
   // 256 MiB pulls (docs/benchmarks.md).
   std::vector<std::pair<std::string, std::string>> ucx_defaults = {
       {"UCX_TCP_TX_SEG_SIZE", "512K"}, {"UCX_TCP_RX_SEG_SIZE", "512K"}};
+  // How rendezvous replies land in the destination. kUcx: UCX's own receive (zero-copy where
+  // the lane can, memcpy of each fragment over TCP). kStreaming: a receive datatype whose
+  // unpack copies each fragment with streaming stores (dataplane/ucx/streaming_copy.h); this
+  // forces UCX's fragment path, so it is only right where that path is taken anyway.
+  // kAuto: kStreaming when the host has no RDMA device (no entry in /sys/class/infiniband),
+  // i.e. every network lane is TCP; kUcx otherwise.
+  enum class ReceiveCopy { kAuto, kUcx, kStreaming };
+  ReceiveCopy receive_copy = ReceiveCopy::kAuto;
+  // Replies smaller than this keep UCX's copy: their destination is likely still cached.
+  size_t streaming_copy_min = 256 * 1024;
 };
+
+// "auto", "ucx", "streaming" (INVALID_ARGUMENT naming the choices otherwise).
+absl::StatusOr<UcxTransportOptions::ReceiveCopy> ParseReceiveCopy(std::string_view text);
 
 // Creates the context (features AM | RMA | WAKEUP), the worker and the progress thread.
 // UCX reads its configuration from the environment (UCX_TLS, UCX_NET_DEVICES, ...).

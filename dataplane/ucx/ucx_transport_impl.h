@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -126,6 +127,7 @@ class UcxTransport final : public Transport {
  private:
   explicit UcxTransport(const UcxTransportOptions& options) : options_(options) {}
   absl::Status Init();
+  absl::Status InitReceiveCopy();
   bool OnProgressThread() const { return std::this_thread::get_id() == thread_id_; }
   void Post(WorkQueue::Task task);
 
@@ -196,6 +198,9 @@ class UcxTransport final : public Transport {
   std::vector<Region> regions_;  // progress thread (or before it starts)
   ucx::UcxWorker worker_;
   int worker_fd_ = -1;
+  // Receive datatype for rendezvous replies of at least options_.streaming_copy_min bytes,
+  // when streaming copies are on (InitReceiveCopy); destroyed after the worker.
+  std::optional<ucp_datatype_t> streaming_dt_;
   // ---- progress-thread state ----
   std::vector<std::unique_ptr<EpContext>> ep_contexts_;
   absl::flat_hash_map<NodeId, PeerConn> conns_;

@@ -40,6 +40,7 @@ struct PerfContext {
   std::string run_id;                           // random, makes keys unique across runs
   DType dtype = DType::kF32;                    // recorded in the objects' metadata
   absl::Duration timeout = absl::Seconds(120);  // per Get / Broadcast
+  int stream_inflight = 2;  // p2p-stream: Gets in flight
   int corrupt_node = -1;  // test hook: the verifier treats this node's first word as wrong
   bool verbose = false;
 

@@ -1,7 +1,8 @@
-// p2p, broadcast (explicit Client::Broadcast) and broadcast-get (implicit: concurrent Gets).
+// p2p, p2p-stream, broadcast (explicit Client::Broadcast) and broadcast-get (implicit: concurrent Gets).
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -166,6 +167,90 @@ class P2p final : public ObjectCollective {
   ObjectView view_;
 };
 
+// A stream of p2p pulls, as ucx_perftest's tag_bw streams messages: node 0 Puts M objects
+// (untimed), node 1 Gets them with `stream_inflight` Gets in flight. Run returns the time
+// per object (total / M), so the sweep's bandwidth is the stream's. M = 256 MiB / size,
+// between 1 and 32: from 256 MiB up this is p2p.
+class P2pStream final : public ObjectCollective {
+ public:
+  using ObjectCollective::ObjectCollective;
+  std::string name() const override { return "p2p-stream"; }
+  std::string description() const override {
+    return absl::StrCat("node 0 Puts M = clamp(256 MiB / size, 1, 32) objects (untimed); time = node 1 ",
+                        "Gets all M, ", ctx_->stream_inflight, " at a time, divided by M");
+  }
+
+  absl::Status Prepare(uint64_t bytes, int iter) override {
+    bytes_ = bytes;
+    iter_ = iter;
+    constexpr uint64_t kStreamBytes = 256ull << 20;
+    const uint64_t m = std::clamp<uint64_t>(kStreamBytes / std::max<uint64_t>(bytes, 1), 1, 32);
+    if (expected_.size() < bytes) expected_.resize(bytes);
+    for (uint64_t i = 0; i < m; ++i) {
+      ObjectName name{ctx_->ns, absl::StrCat("perf/", this->name(), "/", bytes, "/", iter, "/", i, "/",
+                                             ctx_->run_id)};
+      FillPattern(Seed(i), expected_.data(), bytes);
+      FERRY_RETURN_IF_ERROR(Annotate(
+          Root().Put(name, std::span<const uint8_t>(expected_.data(), bytes), DType::kBytes),
+          absl::StrCat("Put of ", name.key, " on node ", ctx_->nodes[0].name)));
+      names_.push_back(std::move(name));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<double> Run(int) override {
+    const size_t m = names_.size();
+    views_.clear();
+    for (size_t i = 0; i < m; ++i) views_.emplace_back(absl::UnknownError("not run"));
+    std::atomic<size_t> next{0};
+    std::latch start(1);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < std::max(ctx_->stream_inflight, 1); ++t) {
+      threads.emplace_back([this, m, &next, &start] {
+        start.wait();
+        for (size_t i = next++; i < m; i = next++) views_[i] = NodeClient(1).Get(names_[i], ctx_->timeout);
+      });
+    }
+    const Clock::time_point t0 = Clock::now();
+    start.count_down();
+    for (std::thread& t : threads) t.join();
+    const Clock::time_point t1 = Clock::now();
+    for (size_t i = 0; i < m; ++i) {
+      if (!views_[i].ok()) return Annotate(views_[i].status(), absl::StrCat(Where(1), ", object ", i));
+    }
+    return SecondsBetween(t0, t1) / static_cast<double>(m);
+  }
+
+  absl::StatusOr<uint64_t> Verify(int) override {
+    uint64_t errors = 0;
+    for (size_t i = 0; i < views_.size(); ++i) {
+      if (!views_[i].ok()) {
+        errors += WordsIn(bytes_);
+        continue;
+      }
+      FillPattern(Seed(i), expected_.data(), bytes_);   // each object has its own bytes
+      errors += CheckView(1, *views_[i]);
+    }
+    return errors;
+  }
+
+  void Cleanup(int) override {
+    views_.clear();
+    for (const ObjectName& name : names_) {
+      if (absl::Status s = Root().Delete(name); !s.ok()) {
+        LogLine(absl::StrCat("warning: Delete of ", name.key, ": ", s.ToString()));
+      }
+    }
+    names_.clear();
+  }
+
+ private:
+  uint64_t Seed(uint64_t i) const { return PatternSeed(bytes_, static_cast<int64_t>(iter_) * 64 + static_cast<int64_t>(i)); }
+
+  std::vector<ObjectName> names_;
+  std::vector<absl::StatusOr<ObjectView>> views_;
+};
+
 // Explicit broadcast: node 0 Puts (untimed), then Client::Broadcast to every live node is
 // timed; it returns when every node holds a complete copy (or failed).
 class Broadcast final : public ObjectCollective {
@@ -254,15 +339,16 @@ class BroadcastGet final : public ObjectCollective {
 
 }  // namespace
 
-std::vector<std::string> KnownCollectives() { return {"p2p", "broadcast", "broadcast-get"}; }
+std::vector<std::string> KnownCollectives() { return {"p2p", "p2p-stream", "broadcast", "broadcast-get"}; }
 
 absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
                                                            PerfContext* ctx) {
   if (name == "p2p") return std::make_unique<P2p>(ctx);
+  if (name == "p2p-stream") return std::make_unique<P2pStream>(ctx);
   if (name == "broadcast") return std::make_unique<Broadcast>(ctx);
   if (name == "broadcast-get") return std::make_unique<BroadcastGet>(ctx);
   return absl::InvalidArgumentError(absl::StrCat("unknown collective '", std::string(name),
-                                                 "' (known: p2p, broadcast, broadcast-get)"));
+                                                 "' (known: p2p, p2p-stream, broadcast, broadcast-get)"));
 }
 
 }  // namespace ferry::perf

@@ -46,6 +46,7 @@ struct Flags {
   std::string system = "ferry";
   std::string ns = "default";
   int corrupt_node = -1;
+  int stream_inflight = 2;
   bool node_stats = false;
   std::string cluster_warmup = "64M";
 };
@@ -65,7 +66,9 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_option("--sockets", f->sockets,
                  "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
-  app.add_option("--coll", f->colls, "collectives: p2p,broadcast,broadcast-get")
+  app.add_option("--coll", f->colls, "collectives: p2p,p2p-stream,broadcast,broadcast-get")
+      ->capture_default_str();
+  app.add_option("--stream-inflight", f->stream_inflight, "p2p-stream: Gets in flight (1-16)")
       ->capture_default_str();
   app.add_option("-b,--min-bytes", f->min_bytes, "smallest size (1K, 64M, ...)")
       ->capture_default_str();
@@ -128,6 +131,9 @@ absl::StatusOr<SweepPlan> MakePlan(const Flags& f) {
   if (f.factor < 2) return absl::InvalidArgumentError("--factor must be >= 2");
   if (f.iters < 1 || f.warmup < 0) {
     return absl::InvalidArgumentError("need --iters >= 1 and --warmup >= 0");
+  }
+  if (f.stream_inflight < 1 || f.stream_inflight > 16) {
+    return absl::InvalidArgumentError("--stream-inflight must be between 1 and 16");
   }
   p.min_bytes = *lo;
   p.max_bytes = *hi;
@@ -402,6 +408,7 @@ int Main(int argc, char** argv) {
   ctx.dtype = *DTypeFromName(f.dtype);
   ctx.timeout = *timeout;
   ctx.corrupt_node = f.corrupt_node;
+  ctx.stream_inflight = f.stream_inflight;
   absl::StatusOr<std::vector<PerfNode>> nodes = ConnectNodes(sockets, *timeout + absl::Seconds(30));
   if (!nodes.ok()) {
     LogLine(nodes.status().ToString());

@@ -46,12 +46,17 @@ struct Options {
   int iters = 0;  // 0: automatic (about 2 GiB per size, 3..20 iterations)
   std::string json;
   bool busy_poll = false;
+  bool cold_dst = false;
+  std::string receive_copy = "auto";
 };
 
-std::unique_ptr<Transport> MakeTransport(NodeId id, bool busy_poll) {
+std::unique_ptr<Transport> MakeTransport(NodeId id, const Options& opts) {
   dataplane::UcxTransportOptions o;
   o.self = id;
-  o.busy_poll = busy_poll;
+  o.busy_poll = opts.busy_poll;
+  auto copy = dataplane::ParseReceiveCopy(opts.receive_copy);
+  if (!copy.ok()) Die(copy.status().ToString());
+  o.receive_copy = *copy;
   auto t = dataplane::CreateUcxTransport(o);
   if (!t.ok()) Die("creating the UCX transport: " + t.status().ToString());
   return *std::move(t);
@@ -62,7 +67,7 @@ std::unique_ptr<Transport> MakeTransport(NodeId id, bool busy_poll) {
 int RunServer(const Options& o, uint64_t max_size) {
   int rd = -1, wr = -1;
   if (sscanf(o.fds.c_str(), "%d,%d", &rd, &wr) != 2) Die("--fds r,w required for the server");
-  auto t = MakeTransport(kServer, o.busy_poll);
+  auto t = MakeTransport(kServer, o);
   Arena src(max_size);
   FillWords(src.data(), max_size);
   auto region = t->RegisterMemory(src.data(), max_size);
@@ -134,9 +139,12 @@ double TransferOnce(Transport& t, const Peer& peer, bool use_read, uint8_t* dst,
 int RunClient(const Options& o, const std::vector<uint64_t>& sizes, uint64_t chunk) {
   uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
   ServerProcess server = SpawnServer(o);
-  auto t = MakeTransport(kClient, o.busy_poll);
-  Arena dst(max_size);
-  if (auto r = t->RegisterMemory(dst.data(), max_size); !r.ok()) Die(r.status().ToString());
+  auto t = MakeTransport(kClient, o);
+  // --cold-dst: each iteration lands in the next part of a 1 GiB buffer, untouched since the
+  // previous pass over it (as a store's fresh objects are); otherwise one buffer, in cache.
+  const uint64_t dst_len = o.cold_dst ? std::max<uint64_t>(max_size, 1ull << 30) : max_size;
+  Arena dst(dst_len);
+  if (auto r = t->RegisterMemory(dst.data(), dst_len); !r.ok()) Die(r.status().ToString());
   Peer peer;
   std::string address = ReadBlob(server.rd);
   peer.remote_key = ReadBlob(server.rd);
@@ -162,16 +170,25 @@ int RunClient(const Options& o, const std::vector<uint64_t>& sizes, uint64_t chu
       std::vector<double> times;
       uint64_t errors = 0;
       for (int it = -1; it < iters; ++it) {  // iteration -1 warms up (connection, rkey)
-        std::memset(dst.data(), 0, size);     // stale bytes must not pass verification
-        double s = TransferOnce(*t, peer, use_read, dst.data(), size, chunk, o.window, failures);
-        uint64_t bad = CountBadWords(dst.data(), size);
+        uint8_t* d = dst.data();
+        if (o.cold_dst) {
+          d += (static_cast<uint64_t>(it + 1) * size) % (dst_len - size + 1) / 4096 * 4096;
+        } else {
+          std::memset(d, 0, size);   // stale bytes must not pass verification
+        }
+        double s = TransferOnce(*t, peer, use_read, d, size, chunk, o.window, failures);
+        uint64_t bad = CountBadWords(d, size);
         errors += bad;
+        if (o.cold_dst) std::memset(d, 0, size);   // zeroed long before the next pass here
         if (it >= 0) times.push_back(s);
       }
       errors += failures.load();
       Row row = Summarise(size, method, times, errors);
       PrintRow(row);
-      results.push_back(ToJson(row, chunk, o.window));
+      nlohmann::json j = ToJson(row, chunk, o.window);
+      j["cold_dst"] = o.cold_dst;
+      j["receive_copy"] = o.receive_copy;
+      results.push_back(std::move(j));
     }
   }
   if (!o.json.empty()) {
@@ -199,6 +216,11 @@ int main(int argc, char** argv) {
   app.add_option("--iters", o.iters, "timed iterations per size (0: automatic)");
   app.add_option("--json", o.json, "write results as JSON to this file");
   app.add_flag("--busy-poll", o.busy_poll, "spin on the worker instead of sleeping");
+  app.add_flag("--cold-dst", o.cold_dst,
+               "land each transfer in a part of a 1 GiB buffer not touched since the previous pass "
+               "(as fresh objects in a store); default: one buffer, reused (cache-hot)");
+  app.add_option("--receive-copy", o.receive_copy, "auto|ucx|streaming (UcxTransportOptions)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::vector<uint64_t> sizes;
   for (const auto& s : o.sizes) sizes.push_back(ferry::perf::ParseBytes(s));

@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "tests/unit/transport/transport_test_util.h"
@@ -54,9 +55,11 @@ class Buffer {
   uint8_t* data_;
 };
 
-std::unique_ptr<Transport> MakeUcx(NodeId id) {
+std::unique_ptr<Transport> MakeUcx(NodeId id,
+                                   UcxTransportOptions::ReceiveCopy copy = UcxTransportOptions::ReceiveCopy::kAuto) {
   UcxTransportOptions options;
   options.self = id;
+  options.receive_copy = copy;
   auto t = CreateUcxTransport(options);
   EXPECT_TRUE(t.ok()) << t.status();
   return t.ok() ? *std::move(t) : nullptr;
@@ -154,6 +157,53 @@ TEST_F(UcxTransportTest, FetchSizesLandByteExact) {
   TransportStats s = t_[0]->Stats();
   EXPECT_EQ(s.fetches, 7u);
   EXPECT_EQ(s.bytes_fetched, 0 + 1 + 8191 + 8192 + 8193 + kMiB + 64 * kMiB);
+}
+
+// Rendezvous replies land byte-exact with either receive path: UCX's own, and the streaming
+// datatype (from streaming_copy_min up), at destinations of every alignment class.
+TEST(UcxReceiveCopy, BothPathsLandByteExact) {
+  for (auto copy : {UcxTransportOptions::ReceiveCopy::kUcx, UcxTransportOptions::ReceiveCopy::kStreaming}) {
+    SCOPED_TRACE(copy == UcxTransportOptions::ReceiveCopy::kUcx ? "ucx" : "streaming");
+    std::unique_ptr<Transport> client = MakeUcx(1, copy), server_t = MakeUcx(2, copy);
+    ASSERT_NE(client, nullptr);
+    ASSERT_NE(server_t, nullptr);
+    ASSERT_TRUE(client->AddPeer(2, server_t->LocalAddress()).ok());
+    ASSERT_TRUE(server_t->AddPeer(1, client->LocalAddress()).ok());
+    Server server(server_t.get(), 8 * kMiB);
+    Buffer dst(8 * kMiB + 4096);
+    ASSERT_TRUE(client->RegisterMemory(dst.data(), dst.size()).ok());
+    const size_t kMin = UcxTransportOptions{}.streaming_copy_min;
+    for (size_t len : {kMin - 1, kMin, kMin + 13, 4 * kMiB + 5, 8 * kMiB}) {
+      for (size_t dst_off : {size_t{0}, size_t{3}, size_t{64 + 9}}) {
+        SCOPED_TRACE(absl::StrCat("len ", len, " dst offset ", dst_off));
+        if (len + dst_off + 1 > dst.size()) continue;
+        std::memset(dst.data(), 0xA5, len + dst_off + 1);
+        const uint64_t src_off = len == 8 * kMiB ? 0 : 5;
+        Completion c;
+        client->Fetch(2, EncodeRange({src_off, len, 0}), dst.data() + dst_off, len, c.done());
+        auto st = c.Wait(kDeadline);
+        ASSERT_TRUE(st.has_value()) << "fetch did not complete";
+        ASSERT_TRUE(st->ok()) << *st;
+        EXPECT_EQ(FirstMismatch(7, dst.data() + dst_off, len, src_off), -1);
+        if (dst_off > 0) {
+          EXPECT_EQ(dst.data()[dst_off - 1], 0xA5) << "wrote before the start";
+        }
+        EXPECT_EQ(dst.data()[dst_off + len], 0xA5) << "wrote past the end";
+      }
+    }
+    client->Shutdown();
+    server_t->Shutdown();
+  }
+}
+
+TEST(UcxReceiveCopy, ParseNamesTheChoices) {
+  EXPECT_EQ(*ParseReceiveCopy("auto"), UcxTransportOptions::ReceiveCopy::kAuto);
+  EXPECT_EQ(*ParseReceiveCopy("ucx"), UcxTransportOptions::ReceiveCopy::kUcx);
+  EXPECT_EQ(*ParseReceiveCopy("streaming"), UcxTransportOptions::ReceiveCopy::kStreaming);
+  absl::StatusOr<UcxTransportOptions::ReceiveCopy> bad = ParseReceiveCopy("fast");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("auto, ucx, streaming"), std::string::npos) << bad.status();
 }
 
 TEST_F(UcxTransportTest, DeferredReplyFromAnotherThread) {
