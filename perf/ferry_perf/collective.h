@@ -30,6 +30,7 @@ namespace ferry::perf {
 struct PerfNode {
   std::string socket;
   std::string name;  // ferryd's --name (from Client::Status); what Broadcast results name
+  uint64_t arena_bytes = 0;  // its arena's capacity (from Client::Status)
   std::unique_ptr<Client> client;
 };
 

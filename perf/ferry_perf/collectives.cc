@@ -40,6 +40,7 @@ absl::StatusOr<std::vector<PerfNode>> ConnectNodes(const std::vector<std::string
       return Annotate(status.status(), absl::StrCat("Status of node ", i, " at ", sockets[i]));
     }
     node.name = status->self.name;
+    node.arena_bytes = status->self.arena_bytes;
     nodes.push_back(std::move(node));
   }
   return nodes;
@@ -169,22 +170,23 @@ class P2p final : public ObjectCollective {
 
 // A stream of p2p pulls, as ucx_perftest's tag_bw streams messages: node 0 Puts M objects
 // (untimed), node 1 Gets them with `stream_inflight` Gets in flight. Run returns the time
-// per object (total / M), so the sweep's bandwidth is the stream's. M = 256 MiB / size,
-// between 1 and 32: from 256 MiB up this is p2p.
+// per object (total / M), so the sweep's bandwidth is the stream's. M = B / size between 1
+// and 32, B = 256 MiB or half the smaller arena of nodes 0 and 1: from B up this is p2p.
 class P2pStream final : public ObjectCollective {
  public:
   using ObjectCollective::ObjectCollective;
   std::string name() const override { return "p2p-stream"; }
   std::string description() const override {
-    return absl::StrCat("node 0 Puts M = clamp(256 MiB / size, 1, 32) objects (untimed); time = node 1 ",
+    return absl::StrCat("node 0 Puts M = clamp(min(256 MiB, arena / 2) / size, 1, 32) objects (untimed); time = node 1 ",
                         "Gets all M, ", ctx_->stream_inflight, " at a time, divided by M");
   }
 
   absl::Status Prepare(uint64_t bytes, int iter) override {
     bytes_ = bytes;
     iter_ = iter;
-    constexpr uint64_t kStreamBytes = 256ull << 20;
-    const uint64_t m = std::clamp<uint64_t>(kStreamBytes / std::max<uint64_t>(bytes, 1), 1, 32);
+    const uint64_t arena = std::min(ctx_->nodes[0].arena_bytes, ctx_->nodes[1].arena_bytes);
+    const uint64_t budget = std::min<uint64_t>(256ull << 20, arena / 2);
+    const uint64_t m = std::clamp<uint64_t>(budget / std::max<uint64_t>(bytes, 1), 1, 32);
     if (expected_.size() < bytes) expected_.resize(bytes);
     for (uint64_t i = 0; i < m; ++i) {
       ObjectName name{ctx_->ns, absl::StrCat("perf/", this->name(), "/", bytes, "/", iter, "/", i, "/",

@@ -129,7 +129,7 @@ class FerryPerfBinaryTest : public ::testing::Test {
         "--sockets",
         cluster_->socket(0) + "," + cluster_->socket(1) + "," + cluster_->socket(2),
         "--coll",
-        "p2p,broadcast,broadcast-get",
+        "p2p,p2p-stream,broadcast,broadcast-get",
         "--min-bytes",
         "1K",
         "--factor",
@@ -155,7 +155,7 @@ class FerryPerfBinaryTest : public ::testing::Test {
 TEST_F(FerryPerfBinaryTest, CleanSweepHasNoErrorsAndCorruptionIsCaught) {
   std::vector<nlohmann::json> rows;
   ASSERT_EQ(RunPerf("clean", {"--max-bytes", "4M", "--iters", "2"}, &rows), 0) << ReadFile(log_);
-  ASSERT_EQ(rows.size(), 3u * 7u) << ReadFile(log_);
+  ASSERT_EQ(rows.size(), 4u * 7u) << ReadFile(log_);
   std::set<std::string> colls;
   for (const nlohmann::json& r : rows) {
     colls.insert(r["coll"].get<std::string>());
@@ -167,20 +167,24 @@ TEST_F(FerryPerfBinaryTest, CleanSweepHasNoErrorsAndCorruptionIsCaught) {
     EXPECT_GT(r["bound_s"].get<double>(), 0) << r.dump();
     EXPECT_GE(r["time_p90_s"].get<double>(), r["time_median_s"].get<double>()) << r.dump();
   }
-  EXPECT_EQ(colls, (std::set<std::string>{"p2p", "broadcast", "broadcast-get"}));
+  EXPECT_EQ(colls, (std::set<std::string>{"p2p", "p2p-stream", "broadcast", "broadcast-get"}));
   EXPECT_NE(ReadFile(log_).find("total errors: 0"), std::string::npos);
 
-  // Node 1 receives in all three collectives: every row must report its wrong word.
+  // Node 1 receives in all four collectives: every row must report its wrong word.
   ASSERT_NE(
       RunPerf("corrupt", {"--max-bytes", "256K", "--iters", "1", "--corrupt-node", "1"}, &rows), 0)
       << ReadFile(log_);
-  ASSERT_EQ(rows.size(), 3u * 5u) << ReadFile(log_);
+  ASSERT_EQ(rows.size(), 4u * 5u) << ReadFile(log_);
   for (const nlohmann::json& r : rows) EXPECT_GT(r["errors"].get<uint64_t>(), 0u) << r.dump();
 
   // A bad flag is a usage error (exit 2) that names the flag, before anything runs.
   EXPECT_EQ(RunPerf("bad-warmup", {"--cluster-warmup", "lots"}, &rows), 2);
   EXPECT_TRUE(rows.empty());
   EXPECT_NE(ReadFile(log_).find("bad --cluster-warmup 'lots'"), std::string::npos) << ReadFile(log_);
+  EXPECT_EQ(RunPerf("bad-inflight", {"--stream-inflight", "0"}, &rows), 2);
+  EXPECT_TRUE(rows.empty());
+  EXPECT_NE(ReadFile(log_).find("--stream-inflight must be between 1 and 16"), std::string::npos)
+      << ReadFile(log_);
 }
 
 }  // namespace
