@@ -32,7 +32,7 @@ struct Flags {
   std::string token;
   std::vector<std::string> labels;
   std::string log_level = "info";
-  std::string receive_copy = "auto";
+  std::string receive_copy = "ucx";
 };
 
 int Fail(const std::string& what, const absl::Status& s) {
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
   app.add_option("--prefault", f.prefault, "populate the arena at start-up (no page faults on the transfer path)")
       ->capture_default_str();
   app.add_option("--ucx-receive-copy", f.receive_copy,
-                 "how pulled chunks land: streaming (copy with non-temporal stores; TCP), ucx (UCX's "
-                 "own receive; zero-copy on RDMA), auto (streaming unless the host has an RDMA device)")
+                 "how pulled chunks land: ucx (UCX's own receive; zero-copy on RDMA) or streaming "
+                 "(ferry copies each TCP fragment with non-temporal stores; see docs/operations.md)")
       ->capture_default_str();
   app.add_flag("--shm", f.shm, "let UCX use shared memory to peers on the same host (single-host clusters)");
   app.add_option("--token", f.token, "cluster token to present to the coordinator");

@@ -5,8 +5,10 @@
 // memory no one has touched for a while, so an ordinary copy first reads every destination
 // line into the cache (read-for-ownership) and then writes it back: measured here, 16 MiB
 // in 512 KiB pieces into cold memory takes 1.6 ms with memcpy and 0.7 ms with streaming
-// stores. The receiver's copy is the data path's largest single cost on loopback
-// (docs/benchmarks.md), so ferry gives UCX a receive datatype whose unpack is this copy.
+// stores. With UcxTransportOptions::ReceiveCopy::kStreaming (ferryd --ucx-receive-copy
+// streaming), ferry gives UCX a receive datatype whose unpack is this copy. It is opt-in:
+// end to end on loopback it halved the receiver's copy time yet made pulls slower
+// (docs/benchmarks.md).
 #pragma once
 
 #include <cstddef>

@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
-#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -62,19 +60,10 @@ void DtFinish(void* state) { delete static_cast<DtState*>(state); }
 ucp_generic_dt_ops_t kStreamingDtOps = {&DtStartPack, &DtStartUnpack, &DtPackedSize,
                                         &DtPack,      &DtUnpack,      &DtFinish};
 
-bool HostHasRdmaDevice() {
-  std::error_code ec;
-  std::filesystem::directory_iterator it("/sys/class/infiniband", ec);
-  return !ec && it != std::filesystem::directory_iterator();
-}
-
 }  // namespace
 
 absl::Status UcxTransport::InitReceiveCopy() {
-  using ReceiveCopy = UcxTransportOptions::ReceiveCopy;
-  ReceiveCopy mode = options_.receive_copy;
-  if (mode == ReceiveCopy::kAuto) mode = HostHasRdmaDevice() ? ReceiveCopy::kUcx : ReceiveCopy::kStreaming;
-  if (mode != ReceiveCopy::kStreaming) return absl::OkStatus();
+  if (options_.receive_copy != UcxTransportOptions::ReceiveCopy::kStreaming) return absl::OkStatus();
   ucp_datatype_t dt = 0;
   ucs_status_t st = ucp_dt_create_generic(&kStreamingDtOps, nullptr, &dt);
   if (st != UCS_OK) return UcsError(st, "ucx: ucp_dt_create_generic");
@@ -277,11 +266,10 @@ TransportStats UcxTransport::Stats() const {
 
 absl::StatusOr<UcxTransportOptions::ReceiveCopy> ParseReceiveCopy(std::string_view text) {
   using ReceiveCopy = UcxTransportOptions::ReceiveCopy;
-  if (text == "auto") return ReceiveCopy::kAuto;
   if (text == "ucx") return ReceiveCopy::kUcx;
   if (text == "streaming") return ReceiveCopy::kStreaming;
   return absl::InvalidArgumentError(
-      absl::StrCat("receive copy '", std::string(text), "' is not one of auto, ucx, streaming"));
+      absl::StrCat("receive copy '", std::string(text), "' is not one of ucx, streaming"));
 }
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateUcxTransport(const UcxTransportOptions& options) {

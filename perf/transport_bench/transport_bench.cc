@@ -47,7 +47,7 @@ struct Options {
   std::string json;
   bool busy_poll = false;
   bool cold_dst = false;
-  std::string receive_copy = "auto";
+  std::string receive_copy = "ucx";
 };
 
 std::unique_ptr<Transport> MakeTransport(NodeId id, const Options& opts) {
@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
   app.add_flag("--cold-dst", o.cold_dst,
                "land each transfer in a part of a 1 GiB buffer not touched since the previous pass "
                "(as fresh objects in a store); default: one buffer, reused (cache-hot)");
-  app.add_option("--receive-copy", o.receive_copy, "auto|ucx|streaming (UcxTransportOptions)")
+  app.add_option("--receive-copy", o.receive_copy, "ucx|streaming (UcxTransportOptions)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::vector<uint64_t> sizes;
