@@ -7,11 +7,13 @@
 
 #include "CLI/CLI.hpp"
 #include "common/names.h"
+#include "common/process.h"
 #include "common/signals.h"
 #include "control/coordinator_service.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  ferry::DisableMutexDeadlockDetection();
   CLI::App app{"ferry-coord: ferry's control plane (membership, object directory, planning)"};
   std::string listen = "0.0.0.0:7700";
   uint32_t heartbeat_ms = 500, liveness_ms = 3000, fixed_fanout = 0;

@@ -34,6 +34,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/names.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "ferry/client.h"
 #include "sdk/cli_util.h"
@@ -535,6 +536,7 @@ int Main(int argc, char** argv) {
 }  // namespace ferry::cli
 
 int main(int argc, char** argv) {
+  ferry::DisableMutexDeadlockDetection();
   try {
     return ferry::cli::Main(argc, argv);
   } catch (const std::exception& e) {  // bad_alloc and the like: report, never abort

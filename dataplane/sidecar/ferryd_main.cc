@@ -11,6 +11,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
 #include "common/names.h"
+#include "common/process.h"
 #include "common/signals.h"
 #include "dataplane/sidecar/arena_server.h"
 #include "dataplane/sidecar/node.h"
@@ -43,6 +44,7 @@ int Fail(const std::string& what, const absl::Status& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ferry::DisableMutexDeadlockDetection();
   CLI::App app{"ferryd: ferry's per-node sidecar (object store + data plane)"};
   Flags f;
   char host[256] = {};

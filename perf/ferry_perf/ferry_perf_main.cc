@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "perf/ferry_perf/collective.h"
 #include "perf/ferry_perf/pattern.h"
@@ -447,4 +448,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace ferry::perf
 
-int main(int argc, char** argv) { return ferry::perf::Main(argc, argv); }
+int main(int argc, char** argv) {
+  ferry::DisableMutexDeadlockDetection();
+  return ferry::perf::Main(argc, argv);
+}

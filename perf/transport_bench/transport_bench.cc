@@ -23,6 +23,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/notification.h"
+#include "common/process.h"
 #include "dataplane/ucx/ucx_transport.h"
 #include "nlohmann/json.hpp"
 #include "perf/transport_bench/bench_util.h"
@@ -205,6 +206,7 @@ int RunClient(const Options& o, const std::vector<uint64_t>& sizes, uint64_t chu
 }  // namespace ferry::perf
 
 int main(int argc, char** argv) {
+  ferry::DisableMutexDeadlockDetection();
   ferry::perf::Options o;
   CLI::App app{"ferry-transport-bench: UCX transport bandwidth, Fetch vs Read, two processes"};
   app.add_option("--role", o.role, "client (default; spawns the server) or server (internal)");
