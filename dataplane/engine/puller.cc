@@ -48,7 +48,10 @@ struct PullState : std::enable_shared_from_this<PullState> {
                                                   spec.sender, ": ", s.message()));
       stop = true;
     }
-    cv.notify_all();
+    // Wake Pull only when its loop may end: every fetch back after the last chunk or an
+    // error. A wakeup per chunk would preempt the transport's thread on a busy core for
+    // nothing (Pull re-checks the deadline on its own timer; rate-capped pulls poll).
+    if (in_flight == 0 && (stop || landed == missing.size())) cv.notify_all();
   }
 
   Transport* transport;
