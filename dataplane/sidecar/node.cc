@@ -292,7 +292,7 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     absl::Status s = PullFromSender(spec, &stats);
     result.source_node = reply.sender();
     if (s.ok()) {
-      spdlog::debug("get {}: {} B from node {} in {:.3f} ms (source {:.3f} ms, first chunk {:.3f} ms, "
+      spdlog::debug("get {}: {} B from node {} in {:.3f} ms (before the pull {:.3f} ms, first chunk {:.3f} ms, "
                     "pull {:.3f} ms, chunk {} B, window {})", PrintableName(ns, key), stats.bytes, reply.sender(),
                     absl::ToDoubleMilliseconds(absl::Now() - start), absl::ToDoubleMilliseconds(pull_start - asked),
                     stats.first_chunk_s * 1e3, stats.seconds * 1e3, reply.chunk_size(), spec.window);
@@ -350,7 +350,6 @@ void Node::Report(const std::string& ns, const std::string& key, uint64_t sender
   req.set_bytes(stats.bytes);
   req.set_seconds(stats.seconds);
   reports_->Push(std::move(req));
-  if (outcome == proto::ReportTransferRequest::SENDER_FAILED) FlushReports();
 }
 
 void Node::SendReport(const proto::ReportTransferRequest& req) {

@@ -117,8 +117,9 @@ class Node {
   absl::Status PullFromSender(const PullSpec& spec, PullStats* total);
   absl::Status StoreInline(const std::string& ns, const std::string& key, const proto::ObjectMeta& meta,
                            const std::string& data);
-  // Queues a transfer report (ReportQueue); SENDER_FAILED waits until it was sent, so the
-  // re-planning request that follows sees it.
+  // Queues a transfer report (ReportQueue). It reaches the coordinator before this node's
+  // next object RPC (each flushes first), so a SENDER_FAILED precedes the re-planning
+  // AcquireSource.
   void Report(const std::string& ns, const std::string& key, uint64_t sender,
               proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats);
   void SendReport(const proto::ReportTransferRequest& req);

@@ -15,10 +15,9 @@
 
 #include <cstddef>
 #include <string>
-#include <utility>
-#include <vector>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -66,13 +66,7 @@ class ObjectCollective : public Collective {
     iter_ = iter;
     name_ = ObjectName{ctx_->ns,
                        absl::StrCat("perf/", name(), "/", bytes, "/", iter, "/", ctx_->run_id)};
-    if (expected_.size() < bytes) expected_.resize(bytes);  // first touch once, untimed
-    FillPattern(PatternSeed(bytes, iter), expected_.data(), bytes);
-    const size_t dsize = DTypeSize(ctx_->dtype);
-    const DType dtype = dsize > 0 && bytes % dsize == 0 ? ctx_->dtype : DType::kBytes;
-    FERRY_RETURN_IF_ERROR(
-        Annotate(Root().Put(name_, std::span<const uint8_t>(expected_.data(), bytes), dtype),
-                 absl::StrCat("Put of ", name_.key, " on node ", ctx_->nodes[0].name)));
+    FERRY_RETURN_IF_ERROR(PutExpected(name_, PatternSeed(bytes, iter)));
     created_ = true;
     return absl::OkStatus();
   }
@@ -81,13 +75,27 @@ class ObjectCollective : public Collective {
     ReleaseViews();
     if (!created_) return;
     created_ = false;
-    if (absl::Status s = Root().Delete(name_); !s.ok()) {
-      LogLine(absl::StrCat("warning: Delete of ", name_.key, ": ", s.ToString()));
-    }
+    DeleteOnRoot(name_);
   }
 
  protected:
   Client& Root() { return *ctx_->nodes[0].client; }
+
+  // Fills expected_ (bytes_ long) with the pattern of `seed` and Puts it on node 0 as `name`.
+  absl::Status PutExpected(const ObjectName& name, uint64_t seed) {
+    if (expected_.size() < bytes_) expected_.resize(bytes_);  // first touch once, untimed
+    FillPattern(seed, expected_.data(), bytes_);
+    const size_t dsize = DTypeSize(ctx_->dtype);
+    const DType dtype = dsize > 0 && bytes_ % dsize == 0 ? ctx_->dtype : DType::kBytes;
+    return Annotate(Root().Put(name, std::span<const uint8_t>(expected_.data(), bytes_), dtype),
+                    absl::StrCat("Put of ", name.key, " on node ", ctx_->nodes[0].name));
+  }
+
+  void DeleteOnRoot(const ObjectName& name) {
+    if (absl::Status s = Root().Delete(name); !s.ok()) {
+      LogLine(absl::StrCat("warning: Delete of ", name.key, ": ", s.ToString()));
+    }
+  }
   Client& NodeClient(int i) { return *ctx_->nodes[static_cast<size_t>(i)].client; }
   const std::string& NodeName(int i) const { return ctx_->nodes[static_cast<size_t>(i)].name; }
   virtual void ReleaseViews() {}
@@ -187,14 +195,10 @@ class P2pStream final : public ObjectCollective {
     const uint64_t arena = std::min(ctx_->nodes[0].arena_bytes, ctx_->nodes[1].arena_bytes);
     const uint64_t budget = std::min<uint64_t>(256ull << 20, arena / 2);
     const uint64_t m = std::clamp<uint64_t>(budget / std::max<uint64_t>(bytes, 1), 1, 32);
-    if (expected_.size() < bytes) expected_.resize(bytes);
     for (uint64_t i = 0; i < m; ++i) {
       ObjectName name{ctx_->ns, absl::StrCat("perf/", this->name(), "/", bytes, "/", iter, "/", i, "/",
                                              ctx_->run_id)};
-      FillPattern(Seed(i), expected_.data(), bytes);
-      FERRY_RETURN_IF_ERROR(Annotate(
-          Root().Put(name, std::span<const uint8_t>(expected_.data(), bytes), DType::kBytes),
-          absl::StrCat("Put of ", name.key, " on node ", ctx_->nodes[0].name)));
+      FERRY_RETURN_IF_ERROR(PutExpected(name, Seed(i)));
       names_.push_back(std::move(name));
     }
     return absl::OkStatus();
@@ -207,7 +211,7 @@ class P2pStream final : public ObjectCollective {
     std::atomic<size_t> next{0};
     std::latch start(1);
     std::vector<std::thread> threads;
-    for (int t = 0; t < std::max(ctx_->stream_inflight, 1); ++t) {
+    for (int t = 0; t < ctx_->stream_inflight; ++t) {   // 1..16, checked with the flags
       threads.emplace_back([this, m, &next, &start] {
         start.wait();
         for (size_t i = next++; i < m; i = next++) views_[i] = NodeClient(1).Get(names_[i], ctx_->timeout);
@@ -238,11 +242,7 @@ class P2pStream final : public ObjectCollective {
 
   void Cleanup(int) override {
     views_.clear();
-    for (const ObjectName& name : names_) {
-      if (absl::Status s = Root().Delete(name); !s.ok()) {
-        LogLine(absl::StrCat("warning: Delete of ", name.key, ": ", s.ToString()));
-      }
-    }
+    for (const ObjectName& name : names_) DeleteOnRoot(name);
     names_.clear();
   }
 
