@@ -7,7 +7,8 @@
 // - Fetch: the request is delivered to the peer's FetchHandler on the peer's thread; a Reply
 //   copies the source into the requester's destination on the requester's thread, then
 //   `sent` runs on the peer's thread. Requests from nodes the peer has not AddPeer'd are
-//   dropped and counted (TransportStats::dropped_requests), as the UCX transport does.
+//   dropped at once and counted (TransportStats::dropped_requests); the UCX transport holds
+//   them for a bounded time first (UcxTransportOptions::unknown_peer_wait_ms).
 // - Read: copies from a region the peer registered (remote_key from RegisterMemory).
 // - Death: InprocFabric::Disconnect(node) / InprocTransport::Kill() remove the node from the
 //   fabric: the killed node's own outstanding operations complete with CANCELLED (it behaves

@@ -4,7 +4,9 @@
 // Model
 // - Every node has one Transport. Peers are named by their ferry node id and must be added
 //   (AddPeer) with the address blob the coordinator relayed before any operation targets
-//   them; connections are made lazily on first use.
+//   them; connections are made lazily on first use. A node serves fetches and control
+//   messages only from peers it has added; a transport may hold early ones for a bounded
+//   time (membership reaches nodes in any order) and drops the rest (dropped_requests).
 // - Two ways to move bytes from a peer into local memory:
 //     * Fetch: a receiver-driven, two-sided pull. The receiver sends a small request
 //       (opaque header bytes); the peer's FetchHandler resolves it, possibly later (for

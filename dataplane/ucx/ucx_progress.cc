@@ -19,6 +19,8 @@ using ucx::UcsError;
 constexpr int kMaxProgressRounds = 64;    // progress calls before looking at the queue again
 constexpr int kInFlightPollMs = 5;        // poll bound while operations are outstanding
 constexpr auto kShutdownDrain = std::chrono::seconds(2);
+constexpr size_t kMaxHeld = 1024;          // messages held for peers not added yet
+constexpr size_t kMaxHeldBytes = 4 << 20;  // and their payload bytes
 
 absl::Status OpError(OpKind kind, NodeId peer, ucs_status_t st) {
   return UcsError(st, absl::StrCat("ucx: ", OpName(kind), " node ", peer));
@@ -50,6 +52,7 @@ void UcxTransport::Loop() {
   while (true) {
     bool active = RunTasks();
     if (stop_requested_) break;
+    if (!held_.empty()) ExpireHeld();
     active |= DrainProgress();
     FlushDeferred();
     if (stop_requested_) break;
@@ -406,22 +409,81 @@ ucs_status_t UcxTransport::OnRequestAm(void* arg, const void* header, size_t hea
     return UCS_OK;  // malformed (for RNDV: returning OK drops the descriptor)
   }
   std::memcpy(&h, header, sizeof(h));
+  const std::string_view payload(static_cast<const char*>(data), length);
   if (!t->conns_.contains(h.requester)) {  // data-plane traffic only from registered nodes
-    t->stats_.dropped_requests.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("ucx: dropped a fetch request from node {}, which is not a registered peer", h.requester);
+    t->Hold({true, h.requester, h.request_id, static_cast<size_t>(h.length), std::string(payload), {}});
     return UCS_OK;
   }
-  auto responder = std::make_unique<UcxResponder>(t->queue_, t, h.requester, h.request_id,
-                                                  static_cast<size_t>(h.length));
-  if (!t->fetch_handler_) {
-    responder->Fail(absl::UnimplementedError(
-        absl::StrCat("ucx: node ", t->options_.self, " serves no fetches (no handler)")));
-    return UCS_OK;
-  }
-  // The one user callback run inside progress: `header` is only valid during this call.
-  t->fetch_handler_(h.requester, std::string_view(static_cast<const char*>(data), length),
-                    std::move(responder));
+  t->ServeFetch(h.requester, h.request_id, static_cast<size_t>(h.length), payload);
   return UCS_OK;
+}
+
+// The one user callback that can run inside progress: `header` is only valid during this call.
+void UcxTransport::ServeFetch(NodeId requester, uint64_t request_id, size_t length,
+                              std::string_view header) {
+  auto responder = std::make_unique<UcxResponder>(queue_, this, requester, request_id, length);
+  if (!fetch_handler_) {
+    responder->Fail(absl::UnimplementedError(
+        absl::StrCat("ucx: node ", options_.self, " serves no fetches (no handler)")));
+    return;
+  }
+  fetch_handler_(requester, header, std::move(responder));
+}
+
+void UcxTransport::DeliverControl(NodeId sender, std::string_view bytes) {
+  if (control_handler_) control_handler_(sender, bytes);
+}
+
+// ---- messages from nodes not added yet ------------------------------------------------------
+
+void UcxTransport::Hold(HeldMessage m) {
+  if (options_.unknown_peer_wait_ms == 0) return DropHeld(m, "is not a registered peer");
+  if (held_.size() >= kMaxHeld || held_bytes_ + m.payload.size() > kMaxHeldBytes) {
+    return DropHeld(m, absl::StrCat("is not a registered peer, and ", held_.size(),
+                                    " messages from such nodes are already held"));
+  }
+  m.expires = Clock::now() + std::chrono::milliseconds(options_.unknown_peer_wait_ms);
+  held_bytes_ += m.payload.size();
+  spdlog::debug("ucx: holding a {} from node {} until it is a registered peer",
+                m.is_fetch ? "fetch request" : "control message", m.from);
+  held_.push_back(std::move(m));
+}
+
+// `peer` was just added: serve what it sent before, in arrival order.
+void UcxTransport::ReleaseHeld(NodeId peer) {
+  std::vector<HeldMessage> mine;
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (it->from != peer) {
+      ++it;
+      continue;
+    }
+    held_bytes_ -= it->payload.size();
+    mine.push_back(std::move(*it));
+    it = held_.erase(it);
+  }
+  for (const HeldMessage& m : mine) {
+    if (m.is_fetch) {
+      ServeFetch(m.from, m.request_id, m.length, m.payload);
+    } else {
+      DeliverControl(m.from, m.payload);
+    }
+  }
+}
+
+void UcxTransport::ExpireHeld() {
+  const auto now = Clock::now();
+  while (!held_.empty() && held_.front().expires <= now) {
+    held_bytes_ -= held_.front().payload.size();
+    DropHeld(held_.front(), absl::StrCat("did not become a registered peer within ",
+                                         options_.unknown_peer_wait_ms, " ms"));
+    held_.pop_front();
+  }
+}
+
+void UcxTransport::DropHeld(const HeldMessage& m, std::string_view why) {
+  stats_.dropped_requests.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("ucx: dropped a {} from node {}, which {}",
+               m.is_fetch ? "fetch request" : "control message", m.from, why);
 }
 
 ucs_status_t UcxTransport::OnReplyAm(void* arg, const void* header, size_t header_length,
@@ -489,14 +551,12 @@ ucs_status_t UcxTransport::OnControlAm(void* arg, const void* header, size_t hea
     return UCS_OK;
   }
   std::memcpy(&h, header, sizeof(h));
+  const std::string_view bytes(static_cast<const char*>(data), length);
   if (!t->conns_.contains(h.sender)) {
-    t->stats_.dropped_requests.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("ucx: dropped a control message from node {}, which is not a registered peer", h.sender);
+    t->Hold({false, h.sender, 0, 0, std::string(bytes), {}});
     return UCS_OK;
   }
-  if (t->control_handler_) {
-    t->control_handler_(h.sender, std::string_view(static_cast<const char*>(data), length));
-  }
+  t->DeliverControl(h.sender, bytes);
   return UCS_OK;
 }
 

@@ -176,6 +176,7 @@ absl::Status UcxTransport::AddPeer(NodeId peer, std::string_view address) {
                             "ucx: node ", peer, " was re-added with a new address")));
     }
     conns_[peer].worker_address = std::move(worker_address);
+    ReleaseHeld(peer);
   });
   return absl::OkStatus();
 }

@@ -4,10 +4,12 @@
 // - Fetch: active messages. The requester sends a request AM (request id, its node id, the
 //   length, the caller's header bytes) over its endpoint to the peer. The peer's FetchHandler
 //   answers through a FetchResponder; the reply AM (request id, status) goes back over the
-//   peer's OWN endpoint to the requester, so a peer serves only nodes it has AddPeer'd
-//   (requests from unknown nodes are dropped and counted in
-//   TransportStats::dropped_requests; such a Fetch stays outstanding until the connection
-//   fails, RemovePeer or Shutdown). Payloads above `rndv_threshold` are forced onto the
+//   peer's OWN endpoint to the requester, so a peer serves only nodes it has AddPeer'd.
+//   A request (or control message) from a node not added yet is held for up to
+//   `unknown_peer_wait_ms`, because membership can reach the requester before the responder,
+//   and served in arrival order when AddPeer comes; after that it is dropped and counted in
+//   TransportStats::dropped_requests, and the requester's Fetch stays outstanding until the
+//   connection fails, RemovePeer or Shutdown. Payloads above `rndv_threshold` are forced onto the
 //   rendezvous protocol and the requester receives them with ucp_am_recv_data_nbx straight
 //   into the destination; smaller ones go eager and are copied once.
 // - Read: ucp_get_nbx with the remote key unpacked once per (peer, key blob) and cached.
@@ -59,6 +61,12 @@ struct UcxTransportOptions {
   size_t rndv_threshold = 8 * 1024;
   // Upper bound for poll() while idle (a missed wakeup costs at most this).
   uint32_t idle_poll_ms = 100;
+  // How long a fetch request or control message from a node this transport has not
+  // AddPeer'd yet is held before it is dropped. A joining node learns the membership and
+  // may fetch before the responder has processed the same update; holding the request
+  // serves it as soon as AddPeer runs instead of leaving the fetch to its deadline. 0 drops
+  // at once. At most 1024 messages / 4 MiB are held; beyond that, new ones are dropped.
+  uint32_t unknown_peer_wait_ms = 5000;
   // UCX settings ferry changes from UCX's defaults, unless the environment sets them
   // (UCX_<name> always wins). TCP segments of 512 KiB instead of 8/64 KiB: a rendezvous
   // over TCP with UCP_ERR_HANDLING_MODE_PEER moves data in AM fragments of one segment, so

@@ -18,6 +18,8 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
+#include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +85,16 @@ struct EpContext {
   UcxTransport* transport;
   NodeId peer;
   uint64_t generation;
+};
+
+// A fetch request or control message from a node not (yet) AddPeer'd, held until it is.
+struct HeldMessage {
+  bool is_fetch = false;   // else a control message
+  NodeId from = 0;
+  uint64_t request_id = 0; // fetch only
+  size_t length = 0;       // fetch only: bytes requested
+  std::string payload;     // fetch header / control bytes
+  std::chrono::steady_clock::time_point expires;
 };
 
 struct PeerConn {
@@ -158,6 +170,13 @@ class UcxTransport final : public Transport {
                  Done done);
   void StartControl(NodeId peer, std::string bytes, Done done);
   void HandlePeerFailure(NodeId peer, uint64_t generation, ucs_status_t status);
+  // Messages from nodes not AddPeer'd yet (see UcxTransportOptions::unknown_peer_wait_ms).
+  void ServeFetch(NodeId requester, uint64_t request_id, size_t length, std::string_view header);
+  void DeliverControl(NodeId sender, std::string_view bytes);
+  void Hold(HeldMessage m);
+  void ReleaseHeld(NodeId peer);
+  void ExpireHeld();
+  void DropHeld(const HeldMessage& m, std::string_view why);
 
   // UCX callbacks (inside ucp_worker_progress).
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
@@ -208,6 +227,8 @@ class UcxTransport final : public Transport {
   uint64_t next_op_id_ = 1;
   uint64_t next_generation_ = 1;
   std::vector<absl::AnyInvocable<void() &&>> deferred_;
+  std::deque<HeldMessage> held_;  // arrival order; all share one wait, so expiry is FIFO
+  size_t held_bytes_ = 0;
   bool stop_requested_ = false;
   bool stopping_ = false;
 };

@@ -56,10 +56,12 @@ class Buffer {
 };
 
 std::unique_ptr<Transport> MakeUcx(NodeId id,
-                                   UcxTransportOptions::ReceiveCopy copy = UcxTransportOptions::ReceiveCopy::kUcx) {
+                                   UcxTransportOptions::ReceiveCopy copy = UcxTransportOptions::ReceiveCopy::kUcx,
+                                   uint32_t unknown_peer_wait_ms = 5000) {
   UcxTransportOptions options;
   options.self = id;
   options.receive_copy = copy;
+  options.unknown_peer_wait_ms = unknown_peer_wait_ms;
   auto t = CreateUcxTransport(options);
   EXPECT_TRUE(t.ok()) << t.status();
   return t.ok() ? *std::move(t) : nullptr;
@@ -292,18 +294,61 @@ TEST_F(UcxTransportTest, UnknownPeers) {
   EXPECT_EQ(t_[0]->AddPeer(5, "garbage").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(t_[0]->AddPeer(5, t_[1]->LocalAddress()).code(), absl::StatusCode::kInvalidArgument);
 
-  // A node the server has not registered: its request is dropped and counted.
+}
+
+// A request from a node the responder has not added yet (membership reached the requester
+// first) is held, and served once AddPeer comes; so is a control message.
+TEST(UcxUnknownPeer, HeldUntilAddedThenServed) {
+  auto server_t = MakeUcx(2);
+  auto client = MakeUcx(3);
+  ASSERT_NE(server_t, nullptr);
+  ASSERT_NE(client, nullptr);
+  Server server(server_t.get(), kMiB);
+  absl::Notification got_control;
+  std::string control;
+  server_t->SetControlHandler([&](NodeId from, std::string_view bytes) {
+    control = absl::StrCat(from, ":", std::string(bytes));
+    got_control.Notify();
+  });
+  ASSERT_TRUE(client->AddPeer(2, server_t->LocalAddress()).ok());
+  Buffer dst(kMiB);
+  Completion fetch, sent;
+  client->Fetch(2, EncodeRange({0, kMiB, 0}), dst.data(), kMiB, fetch.done());
+  client->SendControl(2, "hello", sent.done());
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(fetch.Ready()) << "served before the requester was added";
+  EXPECT_FALSE(got_control.HasBeenNotified());
+  ASSERT_TRUE(server_t->AddPeer(3, client->LocalAddress()).ok());
+  auto st = fetch.Wait(kDeadline);
+  ASSERT_TRUE(st.has_value());
+  ASSERT_TRUE(st->ok()) << *st;
+  EXPECT_EQ(FirstMismatch(7, dst.data(), kMiB, 0), -1);
+  ASSERT_TRUE(got_control.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(control, "3:hello");
+  EXPECT_EQ(server_t->Stats().dropped_requests, 0u);
+}
+
+// A node that never becomes a peer: its request is dropped after the wait and counted, and
+// adding the node later does not serve it.
+TEST(UcxUnknownPeer, DroppedAfterTheWait) {
+  auto server_t = MakeUcx(2, UcxTransportOptions::ReceiveCopy::kUcx, /*unknown_peer_wait_ms=*/200);
   auto stranger = MakeUcx(3);
+  ASSERT_NE(server_t, nullptr);
   ASSERT_NE(stranger, nullptr);
-  ASSERT_TRUE(stranger->AddPeer(2, t_[1]->LocalAddress()).ok());
-  Server server(t_[1].get(), kMiB);
+  Server server(server_t.get(), kMiB);
+  ASSERT_TRUE(stranger->AddPeer(2, server_t->LocalAddress()).ok());
+  Buffer dst(kMiB);
   Completion c;
+  const auto start = std::chrono::steady_clock::now();
   stranger->Fetch(2, EncodeRange({0, 10, 0}), dst.data(), 10, c.done());
-  for (auto until = std::chrono::steady_clock::now() + kDeadline;
-       t_[1]->Stats().dropped_requests == 0 && std::chrono::steady_clock::now() < until;) {
+  for (auto until = start + kDeadline;
+       server_t->Stats().dropped_requests == 0 && std::chrono::steady_clock::now() < until;) {
     std::this_thread::sleep_for(1ms);
   }
-  EXPECT_EQ(t_[1]->Stats().dropped_requests, 1u);
+  EXPECT_EQ(server_t->Stats().dropped_requests, 1u);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 190ms) << "dropped before the wait";
+  ASSERT_TRUE(server_t->AddPeer(3, stranger->LocalAddress()).ok());
+  std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(c.Ready());
   stranger->Shutdown();  // the unanswered fetch completes with CANCELLED
   auto done = c.Wait(1s);
