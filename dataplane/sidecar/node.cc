@@ -228,92 +228,115 @@ absl::StatusOr<PinnedObject> Node::StartReceiving(const std::string& ns, const s
   return store_.PinInternal(ns, key);
 }
 
+// One FetchRemote across its attempts (one per sender).
+struct Node::Fetch {
+  std::string ns, key;
+  absl::Time start, deadline;
+  std::vector<uint64_t> exclude;      // senders that failed us
+  std::optional<PinnedObject> hold;   // our partial copy, pinned while we pull into it
+  absl::Status last_failure;
+  bool* abort_reported;
+};
+
 absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::string& key, SessionId session,
                                             absl::Time deadline, const proto::AcquireSourceReply* planned,
                                             bool* abort_reported) {
-  const proto::ObjectRef ref = Ref(ns, key);
+  Fetch f{ns, key, absl::Now(), deadline, {}, std::nullopt, absl::OkStatus(), abort_reported};
   GetResult result;
   result.pulled = true;
-  const absl::Time start = absl::Now();
-  std::vector<uint64_t> exclude;
-  std::optional<PinnedObject> hold;   // our partial copy, pinned while we pull into it
-  absl::Status last_failure;
-  // Every failure after the coordinator attached us is reported ABORTED exactly once.
-  auto give_up = [&](absl::Status why, uint64_t sender, bool attached) -> absl::Status {
-    if (hold) {
-      store_.AbortReceiving(ns, key, why);
-      store_.Unpin(*hold);
-    }
-    if (hold || attached) {
-      Report(ns, key, sender, proto::ReportTransferRequest::ABORTED, std::string(why.message()), {});
-      *abort_reported = true;
-    }
-    if (!last_failure.ok() && why.code() != last_failure.code()) {
-      return absl::Status(why.code(), absl::StrCat(why.message(), " (last sender failure: ", last_failure.message(), ")"));
-    }
-    return why;
-  };
   for (uint32_t attempt = 0;; ++attempt) {
     if (attempt > options_.max_retries) {
-      return give_up(absl::UnavailableError(absl::StrCat("giving up on ", PrintableName(ns, key), " after ",
-                                                         attempt - 1, " sender failures")), 0, false);
+      return GiveUp(f, absl::UnavailableError(absl::StrCat("giving up on ", PrintableName(ns, key), " after ",
+                                                           attempt - 1, " sender failures")), 0, false);
     }
     const absl::Duration remaining = deadline - absl::Now();
     if (remaining <= absl::ZeroDuration()) {
-      return give_up(absl::DeadlineExceededError(
+      return GiveUp(f, absl::DeadlineExceededError(
           absl::StrCat("get of ", PrintableName(ns, key), " did not finish before the deadline")), 0, false);
     }
     proto::AcquireSourceReply reply;
     const absl::Time asked = absl::Now();
     if (attempt == 0 && planned != nullptr) {
       reply = *planned;   // attached by the coordinator with the instruction
-    } else if (absl::Status s = AcquireSource(ref, exclude, remaining, &reply); !s.ok()) {
-      return give_up(s, 0, false);
+    } else if (absl::Status s = AcquireSource(Ref(ns, key), f.exclude, remaining, &reply); !s.ok()) {
+      return GiveUp(f, s, 0, false);
     }
     if (reply.is_inline()) {
-      if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) return give_up(s, 0, true);
+      if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) return GiveUp(f, s, 0, true);
       Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
       break;
     }
-    if (!hold) {
-      absl::StatusOr<PinnedObject> pin = StartReceiving(ns, key, reply);
-      if (!pin.ok()) return give_up(pin.status(), reply.sender(), true);
-      hold = *pin;
-    }
-    if (absl::Status s = EnsurePeer(reply.sender(), reply.sender_address()); !s.ok()) {
-      return give_up(s, reply.sender(), true);
-    }
-    PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
-                  options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
-                  arena_->base() + hold->offset, deadline, options_.max_pull_rate_Bps};
-    PullStats stats;
-    ++counters_.pulls;
-    const absl::Time pull_start = absl::Now();
-    absl::Status s = PullFromSender(spec, &stats);
     result.source_node = reply.sender();
-    if (s.ok()) {
-      spdlog::debug("get {}: {} B from node {} in {:.3f} ms (before the pull {:.3f} ms, first chunk {:.3f} ms, "
-                    "pull {:.3f} ms, chunk {} B, window {})", PrintableName(ns, key), stats.bytes, reply.sender(),
-                    absl::ToDoubleMilliseconds(absl::Now() - start), absl::ToDoubleMilliseconds(pull_start - asked),
-                    stats.first_chunk_s * 1e3, stats.seconds * 1e3, reply.chunk_size(), spec.window);
-      RecordMeasurement(stats, reply.chunk_size(), reply.sender(), reply.sender_complete());
-      if (absl::Status f = store_.FinishReceiving(ns, key); !f.ok()) return give_up(f, reply.sender(), true);
-      Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
-      break;
-    }
-    if (s.code() == absl::StatusCode::kDeadlineExceeded) return give_up(s, reply.sender(), true);
-    ++counters_.retries;
-    last_failure = s;
-    spdlog::warn("get {}: sender {} failed ({}); re-planning", PrintableName(ns, key), reply.sender(), std::string(s.message()));
-    Report(ns, key, reply.sender(), proto::ReportTransferRequest::SENDER_FAILED, std::string(s.message()), stats);
-    exclude.push_back(reply.sender());
+    absl::StatusOr<bool> done = PullAttempt(f, reply, asked);
+    if (!done.ok()) return done.status();
+    if (*done) break;
   }
-  if (hold) store_.Unpin(*hold);
+  if (f.hold) store_.Unpin(*f.hold);
   absl::StatusOr<PinnedObject> pin = store_.PinSealed(ns, key, session);
   if (!pin.ok()) return pin.status();
   result.pin = *pin;
-  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - f.start);
   return result;
+}
+
+// Pulls from the sender in `reply` into our receiving copy. true: the copy is complete;
+// false: the sender failed and was reported (try another); an error: the Get has failed
+// (already given up on).
+absl::StatusOr<bool> Node::PullAttempt(Fetch& f, const proto::AcquireSourceReply& reply, absl::Time asked) {
+  const std::string& ns = f.ns;
+  const std::string& key = f.key;
+  if (!f.hold) {
+    absl::StatusOr<PinnedObject> pin = StartReceiving(ns, key, reply);
+    if (!pin.ok()) return GiveUp(f, pin.status(), reply.sender(), true);
+    f.hold = *pin;
+  }
+  if (absl::Status s = EnsurePeer(reply.sender(), reply.sender_address()); !s.ok()) {
+    return GiveUp(f, s, reply.sender(), true);
+  }
+  PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
+                options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
+                arena_->base() + f.hold->offset, f.deadline, options_.max_pull_rate_Bps};
+  PullStats stats;
+  ++counters_.pulls;
+  const absl::Time pull_start = absl::Now();
+  absl::Status s = PullFromSender(spec, &stats);
+  if (s.ok()) {
+    spdlog::debug("get {}: {} B from node {} in {:.3f} ms (before the pull {:.3f} ms, first chunk {:.3f} ms, "
+                  "pull {:.3f} ms, chunk {} B, window {})", PrintableName(ns, key), stats.bytes, reply.sender(),
+                  absl::ToDoubleMilliseconds(absl::Now() - f.start), absl::ToDoubleMilliseconds(pull_start - asked),
+                  stats.first_chunk_s * 1e3, stats.seconds * 1e3, reply.chunk_size(), spec.window);
+    RecordMeasurement(stats, reply.chunk_size(), reply.sender(), reply.sender_complete());
+    if (absl::Status fin = store_.FinishReceiving(ns, key); !fin.ok()) return GiveUp(f, fin, reply.sender(), true);
+    Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
+    return true;
+  }
+  if (s.code() == absl::StatusCode::kDeadlineExceeded) return GiveUp(f, s, reply.sender(), true);
+  ++counters_.retries;
+  f.last_failure = s;
+  spdlog::warn("get {}: sender {} failed ({}); re-planning", PrintableName(ns, key), reply.sender(), std::string(s.message()));
+  Report(ns, key, reply.sender(), proto::ReportTransferRequest::SENDER_FAILED, std::string(s.message()), stats);
+  f.exclude.push_back(reply.sender());
+  return false;
+}
+
+// Ends a failed FetchRemote: drops our partial copy, and reports ABORTED exactly once if the
+// coordinator had attached us (`attached`, or we hold a partial copy). The error names the
+// last sender failure too when it differs from `why`.
+absl::Status Node::GiveUp(Fetch& f, absl::Status why, uint64_t sender, bool attached) {
+  const bool had_copy = f.hold.has_value();
+  if (had_copy) {
+    store_.AbortReceiving(f.ns, f.key, why);
+    store_.Unpin(*f.hold);
+    f.hold.reset();
+  }
+  if (had_copy || attached) {
+    Report(f.ns, f.key, sender, proto::ReportTransferRequest::ABORTED, std::string(why.message()), {});
+    *f.abort_reported = true;
+  }
+  if (!f.last_failure.ok() && why.code() != f.last_failure.code()) {
+    return absl::Status(why.code(), absl::StrCat(why.message(), " (last sender failure: ", f.last_failure.message(), ")"));
+  }
+  return why;
 }
 
 absl::Status Node::PullFromSender(const PullSpec& spec, PullStats* total) {

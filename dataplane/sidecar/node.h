@@ -108,6 +108,9 @@ class Node {
   absl::StatusOr<GetResult> FetchRemote(const std::string& ns, const std::string& key, SessionId session,
                                         absl::Time deadline, const proto::AcquireSourceReply* planned,
                                         bool* abort_reported);
+  struct Fetch;
+  absl::StatusOr<bool> PullAttempt(Fetch& f, const proto::AcquireSourceReply& reply, absl::Time asked);
+  absl::Status GiveUp(Fetch& f, absl::Status why, uint64_t sender, bool attached);
   // One AcquireSource call: a sender (or the inline bytes) for `ref`, skipping `exclude`.
   absl::Status AcquireSource(const proto::ObjectRef& ref, const std::vector<uint64_t>& exclude,
                              absl::Duration remaining, proto::AcquireSourceReply* reply);
