@@ -228,9 +228,10 @@ absl::StatusOr<PinnedObject> Node::StartReceiving(const std::string& ns, const s
   return store_.PinInternal(ns, key);
 }
 
-// One FetchRemote across its attempts (one per sender).
+// One FetchRemote across its attempts (one per sender). Lives on FetchRemote's stack.
 struct Node::Fetch {
-  std::string ns, key;
+  const std::string& ns;
+  const std::string& key;
   absl::Time start, deadline;
   std::vector<uint64_t> exclude;      // senders that failed us
   std::optional<PinnedObject> hold;   // our partial copy, pinned while we pull into it

@@ -418,7 +418,8 @@ ucs_status_t UcxTransport::OnRequestAm(void* arg, const void* header, size_t hea
   return UCS_OK;
 }
 
-// The one user callback that can run inside progress: `header` is only valid during this call.
+// Runs the FetchHandler, inside progress or (for a held request) from AddPeer's task on the
+// same thread; `header` is only valid during this call.
 void UcxTransport::ServeFetch(NodeId requester, uint64_t request_id, size_t length,
                               std::string_view header) {
   auto responder = std::make_unique<UcxResponder>(queue_, this, requester, request_id, length);

@@ -170,9 +170,10 @@ class UcxTransport final : public Transport {
                  Done done);
   void StartControl(NodeId peer, std::string bytes, Done done);
   void HandlePeerFailure(NodeId peer, uint64_t generation, ucs_status_t status);
-  // Messages from nodes not AddPeer'd yet (see UcxTransportOptions::unknown_peer_wait_ms).
+  // Hands an incoming request / control message to the user's handler.
   void ServeFetch(NodeId requester, uint64_t request_id, size_t length, std::string_view header);
   void DeliverControl(NodeId sender, std::string_view bytes);
+  // Messages from nodes not AddPeer'd yet (see UcxTransportOptions::unknown_peer_wait_ms).
   void Hold(HeldMessage m);
   void ReleaseHeld(NodeId peer);
   void ExpireHeld();

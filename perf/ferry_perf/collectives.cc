@@ -64,8 +64,7 @@ class ObjectCollective : public Collective {
   absl::Status Prepare(uint64_t bytes, int iter) override {
     bytes_ = bytes;
     iter_ = iter;
-    name_ = ObjectName{ctx_->ns,
-                       absl::StrCat("perf/", name(), "/", bytes, "/", iter, "/", ctx_->run_id)};
+    name_ = IterName("");
     FERRY_RETURN_IF_ERROR(PutExpected(name_, PatternSeed(bytes, iter)));
     created_ = true;
     return absl::OkStatus();
@@ -80,6 +79,12 @@ class ObjectCollective : public Collective {
 
  protected:
   Client& Root() { return *ctx_->nodes[0].client; }
+
+  // perf/<collective>/<bytes>/<iter>/<part><run id>: unique per run, size and iteration.
+  ObjectName IterName(std::string_view part) const {
+    return ObjectName{ctx_->ns, absl::StrCat("perf/", name(), "/", bytes_, "/", iter_, "/",
+                                             std::string(part), ctx_->run_id)};
+  }
 
   // Fills expected_ (bytes_ long) with the pattern of `seed` and Puts it on node 0 as `name`.
   absl::Status PutExpected(const ObjectName& name, uint64_t seed) {
@@ -196,8 +201,7 @@ class P2pStream final : public ObjectCollective {
     const uint64_t budget = std::min<uint64_t>(256ull << 20, arena / 2);
     const uint64_t m = std::clamp<uint64_t>(budget / std::max<uint64_t>(bytes, 1), 1, 32);
     for (uint64_t i = 0; i < m; ++i) {
-      ObjectName name{ctx_->ns, absl::StrCat("perf/", this->name(), "/", bytes, "/", iter, "/", i, "/",
-                                             ctx_->run_id)};
+      ObjectName name = IterName(absl::StrCat(i, "/"));
       FERRY_RETURN_IF_ERROR(PutExpected(name, Seed(i)));
       names_.push_back(std::move(name));
     }
