@@ -111,6 +111,7 @@ void CoordinatorService::MarkDeadLocked(NodeId node, const std::string& why, std
   for (auto& [bid, b] : broadcasts_) {
     b.failed.emplace(node, absl::StrCat("node died: ", why));
   }
+  for (auto& [op, waiting] : pending_drops_) waiting.erase(node);
   MembershipLocked(out);
   changed_.notify_all();
 }
@@ -156,8 +157,15 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const std::s
     }
     auto existing = nodes_.find(info.node_id());
     if (existing != nodes_.end() && existing->second.info.alive()) {
-      // The node reconnected before its old session was noticed as gone: replace it.
-      MarkDeadLocked(info.node_id(), "replaced by a new session", &out);
+      // The same ferryd reconnecting before its old session was noticed as gone proves it
+      // with its process secret; anyone else reusing a live id is refused, and the live node
+      // is left alone (replacing it would declare it dead and its objects lost).
+      if (hello.session_secret().empty() || hello.session_secret() != existing->second.session_secret) {
+        return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                            absl::StrCat("node id ", info.node_id(), " is in use by live node '",
+                                         existing->second.info.name(), "' (another ferryd process)"));
+      }
+      MarkDeadLocked(info.node_id(), "replaced by a new session of the same ferryd", &out);
     }
     NodeRecord& rec = nodes_[info.node_id()];
     rec.info = info;
@@ -165,12 +173,17 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const std::s
     rec.last_seen = absl::Now();
     rec.ctx = ctx;
     rec.slot = slot;
+    rec.session_secret = hello.session_secret();
     rec.session_seq = *seq = ++session_counter_;
+    std::vector<Outgoing> drops;
     for (const proto::HeldObject& held : hello.holdings()) {
       if (!CheckRef(held.ref()).ok()) continue;
       absl::Status s = directory_.Publish(info.node_id(), held.ref(), held.meta(), held.inline_data(),
                                           MeasuredLinkLocked(), AliveCountLocked(), /*rereport=*/true);
-      if (!s.ok()) spdlog::warn("node {}: re-reported {} rejected: {}", info.name(), Name(held.ref()), std::string(s.message()));
+      if (s.ok()) continue;
+      spdlog::warn("node {}: re-reported {} rejected: {}", info.name(), Name(held.ref()), std::string(s.message()));
+      // A copy of a deleted incarnation must not come back: the node drops it.
+      if (s.code() == absl::StatusCode::kNotFound) DropLocked(info.node_id(), held.ref(), held.meta().incarnation(), 0, &drops);
     }
     proto::Welcome* w = welcome.mutable_welcome();
     w->set_node_id(info.node_id());
@@ -179,6 +192,7 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const std::s
     w->set_inline_max_bytes(options_.inline_max_bytes);
     out.insert(out.begin(), Outgoing{slot, welcome});
     MembershipLocked(&out);
+    out.insert(out.end(), drops.begin(), drops.end());
     spdlog::info("node {} ({}) registered with {} object(s); {} alive", info.name(), info.node_id(),
                  hello.holdings_size(), AliveCountLocked());
   }
@@ -211,6 +225,15 @@ grpc::Status CoordinatorService::Session(grpc::ServerContext* ctx, Stream* strea
     return s;
   }
   while (stream->Read(&msg)) {
+    if (msg.has_drop_done()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto op = pending_drops_.find(msg.drop_done().op_id());
+        if (op != pending_drops_.end()) op->second.erase(node);
+      }
+      changed_.notify_all();
+      continue;
+    }
     if (!msg.has_heartbeat()) continue;
     std::lock_guard<std::mutex> lock(mu_);
     auto it = nodes_.find(node);
@@ -255,7 +278,11 @@ grpc::Status CoordinatorService::Unpublish(grpc::ServerContext*, const proto::Un
   if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    directory_.Unpublish(req->node_id(), req->ref());
+    auto node = nodes_.find(req->node_id());
+    const std::string name = node != nodes_.end() ? node->second.info.name() : "?";
+    const bool evicted = req->reason() == proto::UnpublishRequest::EVICTED;
+    if (evicted) spdlog::info("node {} ({}) evicted its copy of {}", name, req->node_id(), Name(req->ref()));
+    directory_.Unpublish(req->node_id(), name, req->ref(), evicted);
   }
   changed_.notify_all();
   return grpc::Status::OK;
@@ -295,12 +322,19 @@ grpc::Status CoordinatorService::AcquireSource(grpc::ServerContext* ctx, const p
 grpc::Status CoordinatorService::ReportTransfer(grpc::ServerContext*, const proto::ReportTransferRequest* req,
                                                 proto::ReportTransferReply*) {
   if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  std::vector<Outgoing> out;
   {
     std::lock_guard<std::mutex> lock(mu_);
     switch (req->outcome()) {
       case proto::ReportTransferRequest::COMPLETED:
         ++transfers_completed_;
-        directory_.Completed(req->node_id(), req->ref());
+        if (!directory_.Completed(req->node_id(), req->ref(), req->incarnation())) {
+          // The object was deleted (or deleted and created again) while this copy travelled:
+          // it must not survive on the receiver.
+          spdlog::info("node {} completed a copy of deleted {} (incarnation {}): telling it to drop it",
+                       req->node_id(), Name(req->ref()), req->incarnation());
+          DropLocked(req->node_id(), req->ref(), req->incarnation(), 0, &out);
+        }
         break;
       case proto::ReportTransferRequest::SENDER_FAILED:
         ++sender_failures_;
@@ -319,6 +353,7 @@ grpc::Status CoordinatorService::ReportTransfer(grpc::ServerContext*, const prot
     }
   }
   changed_.notify_all();
+  Send(std::move(out));
   return grpc::Status::OK;
 }
 
@@ -343,26 +378,50 @@ grpc::Status CoordinatorService::Locate(grpc::ServerContext* ctx, const proto::L
   }
 }
 
-grpc::Status CoordinatorService::Delete(grpc::ServerContext*, const proto::DeleteRequest* req, proto::DeleteReply* reply) {
+grpc::Status CoordinatorService::Delete(grpc::ServerContext* ctx, const proto::DeleteRequest* req,
+                                        proto::DeleteReply* reply) {
   if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
   std::vector<Outgoing> out;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    absl::StatusOr<std::vector<NodeId>> holders = directory_.Delete(req->ref());
-    if (!holders.ok()) return ToGrpc(holders.status());
-    proto::CoordMessage msg;
-    *msg.mutable_drop()->mutable_ref() = req->ref();
-    for (NodeId id : *holders) {
-      auto it = nodes_.find(id);
-      if (it != nodes_.end() && it->second.info.alive() && it->second.slot != nullptr) {
-        out.push_back({it->second.slot, msg});
-      }
-    }
-    reply->set_copies_dropped(static_cast<uint32_t>(holders->size()));
+  std::unique_lock<std::mutex> lock(mu_);
+  absl::StatusOr<Directory::Deleted> deleted = directory_.Delete(req->ref());
+  if (!deleted.ok()) return ToGrpc(deleted.status());
+  // Every holder, partial copies and receivers of inline bytes included, drops its copy and
+  // remembers the incarnation as deleted; Delete answers once each live one has said so, so
+  // that no Get started after Delete returns can read the bytes anywhere.
+  const uint64_t op = next_drop_op_++;
+  std::set<NodeId>& waiting = pending_drops_[op];
+  for (NodeId id : deleted->holders) {
+    if (!AliveLocked(id)) continue;
+    DropLocked(id, req->ref(), deleted->incarnation, op, &out);
+    waiting.insert(id);
   }
+  reply->set_copies_dropped(static_cast<uint32_t>(deleted->holders.size()));
+  lock.unlock();
   changed_.notify_all();
   Send(std::move(out));
+  lock.lock();
+  const absl::Time until = absl::Now() + options_.drop_ack_wait;
+  while (!pending_drops_[op].empty() && !shutdown_ && !ctx->IsCancelled() && absl::Now() < until) {
+    changed_.wait_for(lock, absl::ToChronoNanoseconds(std::min(until - absl::Now(), absl::Milliseconds(100))));
+  }
+  if (!pending_drops_[op].empty()) {
+    spdlog::warn("delete of {}: {} holder(s) did not confirm the drop within {}", Name(req->ref()),
+                 pending_drops_[op].size(), absl::FormatDuration(options_.drop_ack_wait));
+  }
+  pending_drops_.erase(op);
   return grpc::Status::OK;
+}
+
+void CoordinatorService::DropLocked(NodeId node, const proto::ObjectRef& ref, uint64_t incarnation, uint64_t op_id,
+                                    std::vector<Outgoing>* out) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || !it->second.info.alive() || it->second.slot == nullptr) return;
+  proto::CoordMessage msg;
+  proto::DropInstruction* drop = msg.mutable_drop();
+  *drop->mutable_ref() = ref;
+  drop->set_incarnation(incarnation);
+  drop->set_op_id(op_id);
+  out->push_back({it->second.slot, std::move(msg)});
 }
 
 grpc::Status CoordinatorService::List(grpc::ServerContext*, const proto::ListRequest* req, proto::ListReply* reply) {
@@ -449,7 +508,11 @@ grpc::Status CoordinatorService::Broadcast(grpc::ServerContext* ctx, const proto
 void CoordinatorService::PlanPullLocked(NodeId target, const proto::ObjectRef& ref, proto::PullInstruction* pull) {
   // Attach the target now, as its AcquireSource would, so it skips that round trip. Only for
   // nodes with no copy yet; anything else (inline, busy senders) is left to AcquireSource.
-  if (pull->is_inline() || directory_.HasCopy(target, ref)) return;
+  if (pull->is_inline()) {
+    directory_.InlineReceiver(target, ref);   // so that a Delete reaches it
+    return;
+  }
+  if (directory_.HasCopy(target, ref)) return;
   absl::StatusOr<AcquireResult> r = directory_.Acquire(target, ref, {});
   if (!r.ok() || r->is_inline) return;
   SourceReplyLocked(*std::move(r), pull->mutable_source());
@@ -460,6 +523,10 @@ void CoordinatorService::SourceReplyLocked(AcquireResult r, proto::AcquireSource
   *reply->mutable_meta() = std::move(r.meta);
   reply->set_chunk_size(r.chunk_size);
   reply->set_window(r.window);
+  if (r.receiver_has_copy) {
+    reply->set_receiver_has_copy(true);
+    return;
+  }
   if (r.is_inline) {
     reply->set_is_inline(true);
     reply->set_inline_data(std::move(r.inline_data));

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +31,7 @@ struct CoordinatorOptions {
   absl::Duration heartbeat_interval = absl::Milliseconds(500);
   absl::Duration liveness_timeout = absl::Seconds(3);
   absl::Duration max_wait = absl::Hours(1);   // cap on any client-supplied timeout
+  absl::Duration drop_ack_wait = absl::Seconds(5);   // how long Delete waits for holders' DropDone
   uint32_t inline_max_bytes = 64 * 1024;
   std::string token;                          // cluster token; empty = none required
   LinkModel default_link;                     // until nodes report measurements
@@ -78,6 +80,7 @@ class CoordinatorService final : public proto::Coordinator::Service {
     grpc::ServerContext* ctx = nullptr;   // the live session, or null
     std::shared_ptr<StreamSlot> slot;        // the live session's stream, or null
     uint64_t session_seq = 0;
+    std::string session_secret;              // Hello.session_secret of the live session
   };
   struct Outgoing {
     std::shared_ptr<StreamSlot> slot;
@@ -103,6 +106,9 @@ class CoordinatorService final : public proto::Coordinator::Service {
   absl::StatusOr<std::vector<NodeId>> BroadcastTargetsLocked(const proto::BroadcastRequest& req) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t AliveCountLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a DropInstruction for `node` (if it has a live session).
+  void DropLocked(NodeId node, const proto::ObjectRef& ref, uint64_t incarnation, uint64_t op_id,
+                  std::vector<Outgoing>* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AliveLocked(NodeId node) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time DeadlineFrom(uint32_t timeout_ms) const;
   void Send(std::vector<Outgoing> out);
@@ -116,6 +122,9 @@ class CoordinatorService final : public proto::Coordinator::Service {
   Directory directory_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, BroadcastState> broadcasts_ ABSL_GUARDED_BY(mu_);
   uint64_t next_broadcast_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Deletes waiting for DropDone: op id -> live holders that have not answered yet.
+  std::map<uint64_t, std::set<NodeId>> pending_drops_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_drop_op_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t membership_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t session_counter_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

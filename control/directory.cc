@@ -23,8 +23,17 @@ absl::Status Directory::Publish(NodeId node, const proto::ObjectRef& ref, const 
                                 std::string inline_data, const LinkModel& link, uint64_t receivers,
                                 bool rereport) {
   if (absl::Status s = ValidateObjectName(ref.ns(), ref.key()); !s.ok()) return s;
+  if (WasDeleted(ref, meta.incarnation())) {
+    return absl::NotFoundError(absl::StrCat("object ", Name(ref), " (incarnation ", meta.incarnation(),
+                                            ") was deleted"));
+  }
   auto it = Find(ref);
   if (it != entries_.end() && !it->second.lost) {
+    const uint64_t live = it->second.meta.incarnation();
+    if (rereport && live != 0 && meta.incarnation() != 0 && live != meta.incarnation()) {
+      return absl::NotFoundError(absl::StrCat("object ", Name(ref), " was deleted and created again: this copy is of "
+                                              "incarnation ", meta.incarnation(), ", the live one is ", live));
+    }
     if (it->second.meta.size() != meta.size()) {
       return absl::AlreadyExistsError(absl::StrCat("object ", Name(ref), " already exists with size ",
                                                    it->second.meta.size(), "; this copy has size ", meta.size()));
@@ -52,18 +61,28 @@ absl::Status Directory::Publish(NodeId node, const proto::ObjectRef& ref, const 
   return absl::OkStatus();
 }
 
-void Directory::Unpublish(NodeId node, const proto::ObjectRef& ref) {
+void Directory::Unpublish(NodeId node, const std::string& node_name, const proto::ObjectRef& ref, bool evicted) {
   auto it = Find(ref);
-  if (it == entries_.end()) return;
-  it->second.planner.RemoveNode(node);
-  if (it->second.planner.complete_copies() == 0 && !it->second.is_inline) {
-    if (it->second.planner.empty()) {
-      entries_.erase(it);
-    } else {
-      it->second.lost = true;
-      it->second.lost_detail = absl::StrCat("its last complete copy was dropped by node ", node);
-    }
+  if (it == entries_.end() || it->second.lost) return;
+  Entry& e = it->second;
+  const bool was_complete = e.planner.IsComplete(node);
+  e.planner.RemoveNode(node);
+  if (e.planner.complete_copies() > 0 || e.is_inline) return;
+  if (e.planner.empty() && !(evicted && was_complete)) {
+    entries_.erase(it);
+    return;
   }
+  e.lost = true;
+  e.lost_detail = evicted && was_complete
+                      ? absl::StrCat("its last complete copy was evicted from node ", node_name, " (id ", node,
+                                     ") to make room in its arena")
+                      : absl::StrCat("its last complete copy was dropped by node ", node_name, " (id ", node, ")");
+}
+
+bool Directory::WasDeleted(const proto::ObjectRef& ref, uint64_t incarnation) const {
+  if (incarnation == 0) return false;
+  auto it = deleted_.find(Key{ref.ns(), ref.key()});
+  return it != deleted_.end() && it->second == incarnation;
 }
 
 absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::ObjectRef& ref,
@@ -76,9 +95,14 @@ absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::O
   r.meta = e.meta;
   r.chunk_size = e.plan.chunk_size;
   r.window = e.plan.window;
+  if (e.planner.IsComplete(receiver)) {
+    r.receiver_has_copy = true;
+    return r;
+  }
   if (e.is_inline) {
     r.is_inline = true;
     r.inline_data = e.inline_data;
+    e.planner.AddUnplannedPartial(receiver);
     return r;
   }
   absl::StatusOr<NodeId> sender = e.planner.Attach(receiver, exclude);
@@ -90,9 +114,20 @@ absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::O
   return r;
 }
 
-void Directory::Completed(NodeId receiver, const proto::ObjectRef& ref) {
+bool Directory::Completed(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation) {
   auto it = Find(ref);
-  if (it != entries_.end()) it->second.planner.Completed(receiver);
+  // Unknown key: deleted (say so), or not re-reported yet after a coordinator restart (no).
+  if (it == entries_.end()) return !WasDeleted(ref, incarnation);
+  const uint64_t live = it->second.meta.incarnation();
+  if (incarnation != 0 && live != 0 && live != incarnation) return false;
+  if (it->second.lost) return true;
+  it->second.planner.Completed(receiver);
+  return true;
+}
+
+void Directory::InlineReceiver(NodeId receiver, const proto::ObjectRef& ref) {
+  auto it = Find(ref);
+  if (it != entries_.end() && it->second.is_inline) it->second.planner.AddUnplannedPartial(receiver);
 }
 
 void Directory::SenderFailed(NodeId receiver, const proto::ObjectRef& ref) {
@@ -121,13 +156,22 @@ std::vector<Directory::Key> Directory::RemoveNode(NodeId node, const std::string
   return lost;
 }
 
-absl::StatusOr<std::vector<NodeId>> Directory::Delete(const proto::ObjectRef& ref) {
+absl::StatusOr<Directory::Deleted> Directory::Delete(const proto::ObjectRef& ref) {
   auto it = Find(ref);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
-  std::vector<NodeId> holders;
-  for (const auto& [id, c] : it->second.planner.copies()) holders.push_back(id);
+  Deleted d;
+  for (const auto& [id, c] : it->second.planner.copies()) d.holders.push_back(id);
+  d.incarnation = it->second.meta.incarnation();
+  if (d.incarnation != 0) {
+    auto [t, inserted] = deleted_.insert_or_assign(it->first, d.incarnation);
+    if (inserted) deleted_order_.push_back(it->first);
+    while (deleted_order_.size() > kTombstones) {
+      deleted_.erase(deleted_order_.front());
+      deleted_order_.pop_front();
+    }
+  }
   entries_.erase(it);
-  return holders;
+  return d;
 }
 
 absl::StatusOr<proto::LocateReply> Directory::Locate(const proto::ObjectRef& ref) const {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <utility>
@@ -29,6 +30,7 @@ struct AcquireResult {
   bool sender_complete = false;
   uint32_t chunk_size = 0;
   uint32_t window = 0;
+  bool receiver_has_copy = false;   // the receiver holds a complete copy itself: no sender
 };
 
 class Directory {
@@ -42,27 +44,48 @@ class Directory {
   // (ALREADY_EXISTS naming both sizes otherwise). A lost object is revived.
   // Keys are unique cluster-wide: publishing a key that already exists from a node that holds
   // no copy of it is ALREADY_EXISTS, unless `rereport` (a node re-registering what it held).
+  // A deleted incarnation (see WasDeleted) is NOT_FOUND, and so is a re-report of another
+  // incarnation than the live one: the caller tells the node to drop that copy.
   absl::Status Publish(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
                        std::string inline_data, const LinkModel& link, uint64_t receivers,
                        bool rereport = false);
-  // `node` dropped its copy. The entry goes when no copy is left.
-  void Unpublish(NodeId node, const proto::ObjectRef& ref);
+  // `node` (named `node_name`) no longer holds its copy. With `evicted`, the node's arena
+  // evicted it: if that was the last copy, the object stays known as lost ("evicted from node
+  // ...") so that a Get says so; otherwise the entry goes when no copy is left.
+  void Unpublish(NodeId node, const std::string& node_name, const proto::ObjectRef& ref, bool evicted);
+  // Whether `incarnation` (non-zero) of the key was deleted recently (the kTombstones newest
+  // deletes are remembered; coordinator state is soft, so not across a restart).
+  bool WasDeleted(const proto::ObjectRef& ref, uint64_t incarnation) const;
+  static constexpr size_t kTombstones = 1 << 16;
 
   // Picks a sender for `receiver` (see BroadcastPlanner::Attach). NOT_FOUND if the key is
   // unknown (the caller may wait for it), UNAVAILABLE if every copy is busy (wait),
-  // DATA_LOSS naming the lost holders if no live node holds a complete copy.
+  // DATA_LOSS naming the lost holders if no live node holds a complete copy. A receiver
+  // that holds a complete copy itself gets receiver_has_copy. A receiver of an inline
+  // object is recorded as a partial copy, so that a Delete reaches it.
   absl::StatusOr<AcquireResult> Acquire(NodeId receiver, const proto::ObjectRef& ref,
                                         const absl::flat_hash_set<NodeId>& exclude);
-  void Completed(NodeId receiver, const proto::ObjectRef& ref);
+  // The receiver holds a complete copy of `incarnation` (0: unknown). False if that is not
+  // the live incarnation of the key (deleted, or deleted and created again): the caller
+  // tells the receiver to drop it.
+  [[nodiscard]] bool Completed(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation);
   void SenderFailed(NodeId receiver, const proto::ObjectRef& ref);
+  // `receiver` is being sent an inline object's bytes (an explicit broadcast's instruction
+  // carries them): it is recorded as a partial copy so that a Delete reaches it.
+  void InlineReceiver(NodeId receiver, const proto::ObjectRef& ref);
   void Aborted(NodeId receiver, const proto::ObjectRef& ref);
 
   // Drops every copy on `node`. Objects left with no complete copy become lost; their keys
   // are returned.
   std::vector<Key> RemoveNode(NodeId node, const std::string& node_name);
 
-  // Removes the entry; returns the nodes holding copies (to be told to drop them).
-  absl::StatusOr<std::vector<NodeId>> Delete(const proto::ObjectRef& ref);
+  // Removes the entry and remembers its incarnation as deleted; returns the nodes holding
+  // copies, partial or complete (to be told to drop them), and the incarnation.
+  struct Deleted {
+    std::vector<NodeId> holders;
+    uint64_t incarnation = 0;
+  };
+  absl::StatusOr<Deleted> Delete(const proto::ObjectRef& ref);
 
   // NOT_FOUND if unknown; DATA_LOSS if lost.
   absl::StatusOr<proto::LocateReply> Locate(const proto::ObjectRef& ref) const;
@@ -91,6 +114,8 @@ class Directory {
 
   DirectoryOptions options_;
   std::map<Key, Entry> entries_;
+  std::map<Key, uint64_t> deleted_;     // key -> newest deleted incarnation
+  std::deque<Key> deleted_order_;       // oldest first, at most kTombstones
 };
 
 }  // namespace ferry::control

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
-  libucx-dev ucx-utils libibverbs-dev librdmacm-dev
+  libucx-dev ucx-utils libibverbs-dev librdmacm-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   openmpi-bin libopenmpi-dev libgloo-dev iperf3 iproute2 procps
   python3 python3-matplotlib

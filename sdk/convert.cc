@@ -71,6 +71,7 @@ void MetaToProto(const ObjectMeta& meta, proto::ObjectMeta* out) {
   out->set_size(meta.size);
   out->set_dtype(DTypeToProto(meta.dtype));
   out->set_count(meta.count);
+  out->set_checksummed(meta.checksum);
 }
 
 absl::StatusOr<ObjectMeta> MetaFromProto(const proto::ObjectMeta& meta) {
@@ -80,6 +81,7 @@ absl::StatusOr<ObjectMeta> MetaFromProto(const proto::ObjectMeta& meta) {
   out.size = meta.size();
   out.dtype = *dtype;
   out.count = meta.count();
+  out.checksum = meta.checksummed();
   return out;
 }
 

@@ -14,6 +14,12 @@ void BroadcastPlanner::AddComplete(NodeId node) {
   c.depth = 0;
 }
 
+void BroadcastPlanner::AddUnplannedPartial(NodeId node) {
+  if (copies_.contains(node)) return;
+  Copy& c = copies_[node];
+  c.depth = kUnrooted;
+}
+
 bool BroadcastPlanner::IsComplete(NodeId node) const {
   auto it = copies_.find(node);
   return it != copies_.end() && it->second.complete;

@@ -42,6 +42,10 @@ class BroadcastPlanner {
 
   // `node` holds a complete copy (the creator, or a re-report). Idempotent.
   void AddComplete(NodeId node);
+  // `node` is receiving a copy from outside the plan (an inline object's bytes travel with
+  // the coordinator's reply): it holds an unrooted partial copy that serves no one, so that a
+  // Delete reaches it. No-op if the node already has a copy.
+  void AddUnplannedPartial(NodeId node);
 
   // Chooses a sender for `receiver`, excluding `exclude`. The receiver becomes (or stays) a
   // partial copy attached to that sender. Errors:

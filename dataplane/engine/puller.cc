@@ -90,7 +90,7 @@ absl::Status Puller::Pull(const PullSpec& spec, PullStats* stats) {
   bool timed_out = false;
   absl::Time drain_until = absl::InfiniteFuture();
   while (state->in_flight > 0 || (!state->stop && state->landed < state->missing.size())) {
-    if (!timed_out && absl::Now() >= spec.deadline) {
+    if (!timed_out && (absl::Now() >= spec.deadline || (spec.stop != nullptr && spec.stop->load()))) {
       timed_out = true;
       state->stop = true;   // issue no more; wait (bounded) for what is in flight
       drain_until = absl::Now() + kDrainGrace;
@@ -112,6 +112,10 @@ absl::Status Puller::Pull(const PullSpec& spec, PullStats* stats) {
   stats->first_chunk_s = state->landed > 0 ? absl::ToDoubleSeconds(state->first_landed - state->start) : 0;
   stats->bytes = state->landed_bytes;
   if (!state->error.ok()) return state->error;
+  if (spec.stop != nullptr && spec.stop->load() && state->landed < state->missing.size()) {
+    return absl::CancelledError(absl::StrCat("pull of ", PrintableName(spec.ns, spec.key), " from node ", spec.sender,
+                                             ": ferryd is shutting down"));
+  }
   if (state->in_flight > 0) {
     return absl::DeadlineExceededError(absl::StrCat("pull of ", PrintableName(spec.ns, spec.key), " from node ",
                                                     spec.sender, ": ", state->in_flight,

@@ -5,6 +5,7 @@
 // Threading: Pull blocks the calling thread; completions run on the transport's thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -25,6 +26,7 @@ struct PullSpec {
   uint8_t* dst = nullptr;   // the object's first byte in the local arena
   absl::Time deadline = absl::InfiniteFuture();
   double max_rate_Bps = 0;  // > 0: issue chunks no faster than this (operator rate cap)
+  const std::atomic<bool>* stop = nullptr;   // set: end the pull (CANCELLED) as at a deadline
 };
 
 struct PullStats {

@@ -30,6 +30,7 @@ struct Flags {
   uint32_t window = 0;
   bool prefault = true;
   bool shm = false;
+  bool checksum_all = false;
   std::string token;
   std::vector<std::string> labels;
   std::string log_level = "info";
@@ -64,6 +65,8 @@ int main(int argc, char** argv) {
                  "how pulled chunks land: ucx (UCX's own receive; zero-copy on RDMA) or streaming "
                  "(ferry copies each TCP fragment with non-temporal stores; see docs/operations.md)")
       ->capture_default_str();
+  app.add_flag("--checksum-all", f.checksum_all,
+               "hash every object at Seal (XXH3-64) so that every copy is verified, whatever the client asked");
   app.add_flag("--shm", f.shm, "let UCX use shared memory to peers on the same host (single-host clusters)");
   app.add_option("--token", f.token, "cluster token to present to the coordinator");
   app.add_option("--label", f.labels, "node label key=value (repeatable)");
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
   options.coordinator = f.coordinator;
   options.token = f.token;
   options.window_override = f.window;
+  options.checksum_all = f.checksum_all;
   for (const std::string& l : f.labels) {
     std::pair<std::string, std::string> kv = absl::StrSplit(l, absl::MaxSplits('=', 1));
     if (kv.first.empty()) {
@@ -123,6 +127,17 @@ int main(int argc, char** argv) {
       ferry::dataplane::Node::Create(options, std::move(*arena), std::move(*transport));
   if (!node_or.ok()) return Fail("starting the node", node_or.status());
   std::unique_ptr<ferry::dataplane::Node> node = std::move(*node_or);
+  // A coordinator that refuses this node (name or id in use, wrong token) is an error to fix,
+  // not a state to run in: refuse to start. One that does not answer yet is retried forever.
+  node->Start();
+  if (absl::Status reg = node->WaitRegistered(absl::Seconds(10)); !reg.ok()) {
+    if (reg.code() != absl::StatusCode::kDeadlineExceeded) {
+      spdlog::error("{}", std::string(reg.message()));
+      node->Shutdown();
+      return 2;
+    }
+    spdlog::warn("{}", std::string(reg.message()));
+  }
 
   absl::StatusOr<std::unique_ptr<ferry::dataplane::ArenaServer>> arena_server = ferry::dataplane::ArenaServer::Start(
       f.socket, node->arena().fd(), node->arena().size(), node->node_id(),
@@ -142,7 +157,6 @@ int main(int argc, char** argv) {
   }
   // Local clients of the same group may connect (the arena socket has the same mode).
   chmod(f.socket.c_str(), 0660);
-  node->Start();
   spdlog::info("ferryd {} (id {}) serving {} with a {} arena, transport {}", f.name, node->node_id(), f.socket,
                ferry::HumanBytes(static_cast<double>(node->arena().size())), node->transport().Name());
   stop.get_future().wait();

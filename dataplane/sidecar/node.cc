@@ -9,6 +9,7 @@
 #include "common/status_macros.h"
 #include "proto/status_bridge.h"
 #include "spdlog/spdlog.h"
+#include "xxhash.h"
 
 namespace ferry::dataplane {
 namespace {
@@ -20,6 +21,35 @@ proto::ObjectRef Ref(const std::string& ns, const std::string& key) {
   ref.set_ns(ns);
   ref.set_key(key);
   return ref;
+}
+
+void SetMeta(const StoredMeta& m, proto::ObjectMeta* out) {
+  out->set_size(m.size);
+  out->set_dtype(static_cast<proto::DType>(m.dtype));
+  out->set_count(m.count);
+  out->set_incarnation(m.incarnation);
+  out->set_checksummed(m.checksummed);
+  out->set_checksum(m.checksum);
+}
+
+StoredMeta FromProto(const proto::ObjectMeta& m) {
+  return StoredMeta{m.size(), static_cast<uint32_t>(m.dtype()), m.count(), m.incarnation(), m.checksummed(),
+                    m.checksum()};
+}
+
+uint64_t Hash(const uint8_t* data, uint64_t size) { return XXH3_64bits(data, size); }
+
+std::string RandomSecret() {
+  std::random_device rd;
+  std::string out(16, '\0');
+  for (char& c : out) c = static_cast<char>(rd());
+  return out;
+}
+
+// Codes with which a coordinator refuses a registration for good (not "try again").
+bool IsRefusal(grpc::StatusCode code) {
+  return code == grpc::StatusCode::ALREADY_EXISTS || code == grpc::StatusCode::UNAUTHENTICATED ||
+         code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::PERMISSION_DENIED;
 }
 
 }  // namespace
@@ -46,7 +76,9 @@ Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Tr
       transport_(std::move(transport)),
       store_(arena_->size()),
       server_(&store_, arena_->base()),
-      puller_(transport_.get(), &store_) {
+      puller_(transport_.get(), &store_),
+      session_secret_(RandomSecret()),
+      broadcast_pulls_("broadcast pulls", options_.max_broadcast_pulls) {
   server_.Attach(transport_.get());
   transport_->SetPeerFailureHandler([this](NodeId peer, const absl::Status& why) {
     spdlog::warn("data-plane peer {} failed: {}", peer, std::string(why.message()));
@@ -69,18 +101,30 @@ void Node::Start() {
   session_thread_ = std::thread([this] { SessionLoop(); });
 }
 
+absl::Status Node::WaitRegistered(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool decided = cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                                    [this] { return connected_.load() || !refusal_.ok() || stopping_.load(); });
+  if (!refusal_.ok()) return refusal_;
+  if (!decided) {
+    return absl::DeadlineExceededError(absl::StrCat("no answer from coordinator ", options_.coordinator, " within ",
+                                                    absl::FormatDuration(timeout), " (still trying)"));
+  }
+  return absl::OkStatus();
+}
+
 void Node::Shutdown() {
   if (stopping_.exchange(true)) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (session_ctx_ != nullptr) session_ctx_->TryCancel();
+    for (grpc::ClientContext* call : waiting_calls_) call->TryCancel();
   }
   cv_.notify_all();
   if (session_thread_.joinable()) session_thread_.join();
-  // Wait (bounded) for explicit-broadcast pulls to notice.
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, std::chrono::seconds(5), [this] { return active_pull_threads_ == 0; });
-  lock.unlock();
+  // Every pull sees stopping_ (PullSpec::stop) and its coordinator calls are cancelled, so
+  // the broadcast pulls end; they are joined before anything they use goes away.
+  broadcast_pulls_.Shutdown();
   reports_->Stop();
   transport_->Shutdown();
 }
@@ -111,19 +155,27 @@ absl::StatusOr<uint64_t> Node::CreateObject(const std::string& ns, const std::st
     return absl::UnavailableError(absl::StrCat("cannot check ", PrintableName(ns, key),
                                                " with the coordinator: ", s.error_message()));
   }
-  return store_.Create(ns, key, meta, session);
+  StoredMeta fresh = meta;
+  fresh.incarnation = NewNodeId();   // this creation of the key
+  fresh.checksummed = meta.checksummed || options_.checksum_all;
+  fresh.checksum = 0;
+  return store_.Create(ns, key, fresh, session);
 }
 
 absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId session) {
-  if (absl::Status s = store_.Seal(ns, key, session); !s.ok()) return s;
+  uint64_t checksum = 0;
+  if (absl::StatusOr<PinnedObject> writing = store_.PinInternal(ns, key); writing.ok()) {
+    // Hash while pinned (the client asked to seal: it writes no more), before sealing.
+    if (writing->meta.checksummed) checksum = Hash(arena_->base() + writing->offset, writing->meta.size);
+    store_.Unpin(*writing);
+  }
+  if (absl::Status s = store_.Seal(ns, key, session, checksum); !s.ok()) return s;
   absl::StatusOr<PinnedObject> pin = store_.PinInternal(ns, key);
   if (!pin.ok()) return pin.status();
   proto::PublishRequest req;
   req.set_node_id(options_.node_id);
   *req.mutable_ref() = Ref(ns, key);
-  req.mutable_meta()->set_size(pin->meta.size);
-  req.mutable_meta()->set_dtype(static_cast<proto::DType>(pin->meta.dtype));
-  req.mutable_meta()->set_count(pin->meta.count);
+  SetMeta(pin->meta, req.mutable_meta());
   if (pin->meta.size <= inline_max_.load()) {
     req.set_inline_data(reinterpret_cast<const char*>(arena_->base() + pin->offset), pin->meta.size);
   }
@@ -133,6 +185,19 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
   auto ctx = Context(kRpcTimeout);
   grpc::Status s = stub_->Publish(ctx.get(), req, &reply);
   if (s.ok()) return absl::OkStatus();
+  absl::Status refused;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refused = refusal_;
+  }
+  if (!refused.ok()) {
+    // Not a passing outage: the coordinator will not take this node, so nothing it holds is
+    // visible to the cluster. Say so instead of pretending the object was published.
+    store_.Delete(ns, key).IgnoreError();
+    return absl::FailedPreconditionError(absl::StrCat("publishing ", PrintableName(ns, key),
+                                                      ": this node is not registered with the coordinator (",
+                                                      refused.message(), ")"));
+  }
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
       s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
     // Sealed here; it is re-reported when the coordinator session is (re-)established.
@@ -167,10 +232,12 @@ absl::StatusOr<GetResult> Node::GetReporting(const std::string& ns, const std::s
       std::unique_lock<std::mutex> lock(mu_);
       auto k = std::make_pair(ns, key);
       if (pulling_.contains(k)) {
-        if (!cv_.wait_until(lock, absl::ToChronoTime(deadline), [&] { return !pulling_.contains(k); })) {
+        if (!cv_.wait_until(lock, absl::ToChronoTime(deadline),
+                            [&] { return !pulling_.contains(k) || stopping_.load(); })) {
           return absl::DeadlineExceededError(
               absl::StrCat("object ", PrintableName(ns, key), " is still being pulled at the deadline"));
         }
+        if (stopping_.load()) return absl::CancelledError("ferryd is shutting down");
         continue;
       }
       pulling_.insert(k);
@@ -181,6 +248,11 @@ absl::StatusOr<GetResult> Node::GetReporting(const std::string& ns, const std::s
       pulling_.erase(std::make_pair(ns, key));
     }
     cv_.notify_all();
+    // The key was put on this node while we waited for a sender: read the local copy.
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      planned = nullptr;
+      continue;
+    }
     if (!r.ok()) ++counters_.failures;
     return r;
   }
@@ -193,7 +265,7 @@ absl::Status Node::EnsurePeer(uint64_t peer, const std::string& address) {
 
 absl::Status Node::StoreInline(const std::string& ns, const std::string& key, const proto::ObjectMeta& m,
                                const std::string& data) {
-  StoredMeta meta{m.size(), static_cast<uint32_t>(m.dtype()), m.count()};
+  StoredMeta meta = FromProto(m);
   if (data.size() != meta.size) {
     return absl::InternalError(absl::StrCat("inline copy of ", PrintableName(ns, key), " has ", data.size(),
                                             " bytes, expected ", meta.size));
@@ -203,8 +275,24 @@ absl::Status Node::StoreInline(const std::string& ns, const std::string& key, co
   absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, chunk);
   if (!offset.ok()) return offset.status();
   if (meta.size > 0) std::memcpy(arena_->base() + *offset, data.data(), meta.size);
+  if (absl::Status v = VerifyChecksum(ns, key, meta, *offset, 0); !v.ok()) {
+    store_.AbortReceiving(ns, key, v);
+    return v;
+  }
   store_.MarkChunk(ns, key, 0);
   return store_.FinishReceiving(ns, key);
+}
+
+absl::Status Node::VerifyChecksum(const std::string& ns, const std::string& key, const StoredMeta& meta,
+                                  uint64_t offset, uint64_t from) const {
+  if (!meta.checksummed) return absl::OkStatus();
+  const uint64_t got = Hash(arena_->base() + offset, meta.size);
+  if (got == meta.checksum) return absl::OkStatus();
+  ++const_cast<NodeCounters&>(counters_).checksum_mismatches;
+  return absl::DataLossError(absl::StrCat("checksum mismatch in the copy of ", PrintableName(ns, key),
+                                          from != 0 ? absl::StrCat(" pulled from node ", from) : std::string(" received inline"),
+                                          ": bytes hash to ", absl::Hex(got), ", the creator sealed ",
+                                          absl::Hex(meta.checksum)));
 }
 
 absl::Status Node::AcquireSource(const proto::ObjectRef& ref, const std::vector<uint64_t>& exclude,
@@ -216,14 +304,22 @@ absl::Status Node::AcquireSource(const proto::ObjectRef& ref, const std::vector<
   for (uint64_t id : exclude) req.add_exclude(id);
   FlushReports();
   auto ctx = Context(remaining + absl::Seconds(5));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_.load()) return absl::CancelledError("ferryd is shutting down");
+    waiting_calls_.insert(ctx.get());
+  }
   grpc::Status gs = stub_->AcquireSource(ctx.get(), req, reply);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_calls_.erase(ctx.get());
+  }
   return gs.ok() ? absl::OkStatus() : FromGrpc(gs);
 }
 
 absl::StatusOr<PinnedObject> Node::StartReceiving(const std::string& ns, const std::string& key,
                                                   const proto::AcquireSourceReply& reply) {
-  StoredMeta meta{reply.meta().size(), static_cast<uint32_t>(reply.meta().dtype()), reply.meta().count()};
-  absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, meta, reply.chunk_size());
+  absl::StatusOr<uint64_t> offset = store_.CreateReceiving(ns, key, FromProto(reply.meta()), reply.chunk_size());
   if (!offset.ok()) return offset.status();
   return store_.PinInternal(ns, key);
 }
@@ -237,6 +333,7 @@ struct Node::Fetch {
   std::optional<PinnedObject> hold;   // our partial copy, pinned while we pull into it
   absl::Status last_failure;
   bool* abort_reported;
+  uint64_t incarnation = 0;           // of the copy we are receiving
 };
 
 absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::string& key, SessionId session,
@@ -262,9 +359,16 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
     } else if (absl::Status s = AcquireSource(Ref(ns, key), f.exclude, remaining, &reply); !s.ok()) {
       return GiveUp(f, s, 0, false);
     }
+    f.incarnation = reply.meta().incarnation();
+    if (reply.receiver_has_copy()) {
+      return absl::AlreadyExistsError(absl::StrCat(PrintableName(ns, key), " was put on this node meanwhile"));
+    }
     if (reply.is_inline()) {
-      if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) return GiveUp(f, s, 0, true);
-      Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
+      if (absl::Status s = StoreInline(ns, key, reply.meta(), reply.inline_data()); !s.ok()) {
+        if (s.code() == absl::StatusCode::kAlreadyExists) return AlreadyHere(f, s);
+        return GiveUp(f, s, 0, true);
+      }
+      Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {}, f.incarnation);
       break;
     }
     result.source_node = reply.sender();
@@ -288,6 +392,7 @@ absl::StatusOr<bool> Node::PullAttempt(Fetch& f, const proto::AcquireSourceReply
   const std::string& key = f.key;
   if (!f.hold) {
     absl::StatusOr<PinnedObject> pin = StartReceiving(ns, key, reply);
+    if (!pin.ok() && pin.status().code() == absl::StatusCode::kAlreadyExists) return AlreadyHere(f, pin.status());
     if (!pin.ok()) return GiveUp(f, pin.status(), reply.sender(), true);
     f.hold = *pin;
   }
@@ -296,7 +401,7 @@ absl::StatusOr<bool> Node::PullAttempt(Fetch& f, const proto::AcquireSourceReply
   }
   PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
                 options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
-                arena_->base() + f.hold->offset, f.deadline, options_.max_pull_rate_Bps};
+                arena_->base() + f.hold->offset, f.deadline, options_.max_pull_rate_Bps, &stopping_};
   PullStats stats;
   ++counters_.pulls;
   const absl::Time pull_start = absl::Now();
@@ -307,15 +412,30 @@ absl::StatusOr<bool> Node::PullAttempt(Fetch& f, const proto::AcquireSourceReply
                   absl::ToDoubleMilliseconds(absl::Now() - f.start), absl::ToDoubleMilliseconds(pull_start - asked),
                   stats.first_chunk_s * 1e3, stats.seconds * 1e3, reply.chunk_size(), spec.window);
     RecordMeasurement(stats, reply.chunk_size(), reply.sender(), reply.sender_complete());
+    if (absl::Status v = VerifyChecksum(ns, key, f.hold->meta, f.hold->offset, reply.sender()); !v.ok()) {
+      // Corrupted on the way or at the sender: this copy is worthless. Drop it (receivers
+      // pulling from it fail and re-plan), exclude the sender and fetch it whole again.
+      spdlog::error("get {}: {}", PrintableName(ns, key), std::string(v.message()));
+      store_.AbortReceiving(ns, key, v);
+      store_.Unpin(*f.hold);
+      f.hold.reset();
+      f.last_failure = v;
+      ++counters_.retries;
+      Report(ns, key, reply.sender(), proto::ReportTransferRequest::SENDER_FAILED, std::string(v.message()), stats,
+             f.incarnation);
+      f.exclude.push_back(reply.sender());
+      return false;
+    }
     if (absl::Status fin = store_.FinishReceiving(ns, key); !fin.ok()) return GiveUp(f, fin, reply.sender(), true);
-    Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats);
+    Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats, f.incarnation);
     return true;
   }
   if (s.code() == absl::StatusCode::kDeadlineExceeded) return GiveUp(f, s, reply.sender(), true);
   ++counters_.retries;
   f.last_failure = s;
   spdlog::warn("get {}: sender {} failed ({}); re-planning", PrintableName(ns, key), reply.sender(), std::string(s.message()));
-  Report(ns, key, reply.sender(), proto::ReportTransferRequest::SENDER_FAILED, std::string(s.message()), stats);
+  Report(ns, key, reply.sender(), proto::ReportTransferRequest::SENDER_FAILED, std::string(s.message()), stats,
+         f.incarnation);
   f.exclude.push_back(reply.sender());
   return false;
 }
@@ -338,6 +458,16 @@ absl::Status Node::GiveUp(Fetch& f, absl::Status why, uint64_t sender, bool atta
     return absl::Status(why.code(), absl::StrCat(why.message(), " (last sender failure: ", f.last_failure.message(), ")"));
   }
   return why;
+}
+
+// The key appeared on this node while we were attached as its receiver (a local Put): give
+// the attachment back (ABORTED drops only a partial copy in the plan, never the complete one
+// the Put publishes) and let GetReporting read the local copy (ALREADY_EXISTS tells it to).
+absl::Status Node::AlreadyHere(Fetch& f, absl::Status why) {
+  Report(f.ns, f.key, 0, proto::ReportTransferRequest::ABORTED, "the key was put on this node meanwhile", {},
+         f.incarnation);
+  *f.abort_reported = true;
+  return absl::AlreadyExistsError(why.message());
 }
 
 absl::Status Node::PullFromSender(const PullSpec& spec, PullStats* total) {
@@ -364,7 +494,8 @@ absl::Status Node::PullFromSender(const PullSpec& spec, PullStats* total) {
 }
 
 void Node::Report(const std::string& ns, const std::string& key, uint64_t sender,
-                  proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats) {
+                  proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats,
+                  uint64_t incarnation) {
   proto::ReportTransferRequest req;
   req.set_node_id(options_.node_id);
   *req.mutable_ref() = Ref(ns, key);
@@ -373,6 +504,7 @@ void Node::Report(const std::string& ns, const std::string& key, uint64_t sender
   req.set_detail(detail);
   req.set_bytes(stats.bytes);
   req.set_seconds(stats.seconds);
+  req.set_incarnation(incarnation);
   reports_->Push(std::move(req));
 }
 
@@ -455,9 +587,11 @@ absl::StatusOr<proto::BroadcastReply> Node::Broadcast(const proto::BroadcastRequ
 }
 
 void Node::OnEvicted(const std::string& ns, const std::string& key) {
+  spdlog::info("evicted {} from the arena (unpinned, least recently used) to make room", PrintableName(ns, key));
   proto::UnpublishRequest req;
   req.set_node_id(options_.node_id);
   *req.mutable_ref() = Ref(ns, key);
+  req.set_reason(proto::UnpublishRequest::EVICTED);
   proto::UnpublishReply reply;
   FlushReports();
   auto ctx = Context(kRpcTimeout);
@@ -498,12 +632,11 @@ void Node::RunSession() {
   (*info->mutable_resources())["host_mem"] = static_cast<double>(arena_->size());
   for (const auto& [k, v] : options_.labels) (*info->mutable_labels())[k] = v;
   hello->set_cluster_token(options_.token);
+  hello->set_session_secret(session_secret_);
   for (const ListedLocal& o : store_.ListSealed()) {
     proto::HeldObject* held = hello->add_holdings();
     *held->mutable_ref() = Ref(o.ns, o.key);
-    held->mutable_meta()->set_size(o.meta.size);
-    held->mutable_meta()->set_dtype(static_cast<proto::DType>(o.meta.dtype));
-    held->mutable_meta()->set_count(o.meta.count);
+    SetMeta(o.meta, held->mutable_meta());
     if (o.meta.size <= inline_max_.load()) {
       if (absl::StatusOr<PinnedObject> pin = store_.PinInternal(o.ns, o.key); pin.ok()) {
         held->set_inline_data(reinterpret_cast<const char*>(arena_->base() + pin->offset), o.meta.size);
@@ -528,7 +661,12 @@ void Node::RunSession() {
     while (stream->Read(&msg)) {
       if (msg.has_welcome()) {
         inline_max_.store(msg.welcome().inline_max_bytes());
-        connected_.store(true);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          refusal_ = absl::OkStatus();
+          connected_.store(true);
+        }
+        cv_.notify_all();
         spdlog::info("registered with coordinator {} as {} ({})", options_.coordinator, options_.name, options_.node_id);
         const auto interval = std::chrono::milliseconds(std::max<uint32_t>(msg.welcome().heartbeat_interval_ms(), 10));
         if (!heartbeat.joinable()) {
@@ -552,7 +690,13 @@ void Node::RunSession() {
       } else if (msg.has_pull()) {
         HandlePull(msg.pull());
       } else if (msg.has_drop()) {
-        store_.Delete(msg.drop().ref().ns(), msg.drop().ref().key()).IgnoreError();
+        HandleDrop(msg.drop());
+        if (msg.drop().op_id() != 0) {
+          proto::NodeMessage done;
+          done.mutable_drop_done()->set_op_id(msg.drop().op_id());
+          std::lock_guard<std::mutex> lock(hb_mu);   // one writer at a time (the heartbeat writes too)
+          stream->Write(done);
+        }
       }
     }
   }
@@ -563,11 +707,22 @@ void Node::RunSession() {
   hb_cv.notify_all();
   if (heartbeat.joinable()) heartbeat.join();
   grpc::Status s = stream->Finish();
+  const bool refused = IsRefusal(s.error_code());
   {
     std::lock_guard<std::mutex> lock(mu_);
     session_ctx_ = nullptr;
+    if (refused) {
+      refusal_ = absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                              absl::StrCat("coordinator ", options_.coordinator, " refused node '", options_.name,
+                                           "': ", s.error_message()));
+    }
   }
-  if (!stopping_.load()) spdlog::warn("coordinator session ended: {}", s.ok() ? "closed" : s.error_message());
+  cv_.notify_all();
+  if (refused) {
+    spdlog::error("coordinator {} refused this node's registration: {}", options_.coordinator, s.error_message());
+  } else if (!stopping_.load()) {
+    spdlog::warn("coordinator session ended: {}", s.ok() ? "closed" : s.error_message());
+  }
 }
 
 void Node::HandleMembership(const proto::Membership& m) {
@@ -602,6 +757,15 @@ void Node::HandleMembership(const proto::Membership& m) {
   }
 }
 
+void Node::HandleDrop(const proto::DropInstruction& drop) {
+  const std::string& ns = drop.ref().ns();
+  const std::string& key = drop.ref().key();
+  if (!ValidateObjectName(ns, key).ok()) return;
+  if (store_.Drop(ns, key, drop.incarnation())) {
+    spdlog::debug("dropped {} (incarnation {}): deleted cluster-wide", PrintableName(ns, key), drop.incarnation());
+  }
+}
+
 void Node::HandlePull(const proto::PullInstruction& pull) {
   if (pull.is_inline()) {
     // A small object arrives with the instruction: store it right here, no pull.
@@ -610,26 +774,13 @@ void Node::HandlePull(const proto::PullInstruction& pull) {
     absl::Status s = ValidateObjectName(ns, key);
     if (s.ok() && !store_.Contains(ns, key)) s = StoreInline(ns, key, pull.meta(), pull.inline_data());
     if (s.ok() || store_.Contains(ns, key)) {
-      Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {});
+      Report(ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", {}, pull.meta().incarnation());
     } else {
       Report(ns, key, 0, proto::ReportTransferRequest::ABORTED, std::string(s.message()), {});
     }
     return;
   }
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (active_pull_threads_ >= options_.pull_threads * 16) {
-      spdlog::warn("dropping pull instruction for {}: too many pulls", PrintableName(pull.ref().ns(), pull.ref().key()));
-      lock.unlock();
-      // The coordinator may have attached us already; say we will not pull, so nobody
-      // waits on a copy that never grows.
-      Report(pull.ref().ns(), pull.ref().key(), 0, proto::ReportTransferRequest::ABORTED,
-             "too many concurrent broadcast pulls on this node", {});
-      return;
-    }
-    ++active_pull_threads_;
-  }
-  std::thread([this, pull] {
+  absl::Status submitted = broadcast_pulls_.Submit([this, pull] {
     const absl::Time deadline = absl::FromUnixMillis(pull.deadline_unix_ms());
     bool abort_reported = false;
     const proto::AcquireSourceReply* planned = pull.has_source() ? &pull.source() : nullptr;
@@ -639,7 +790,8 @@ void Node::HandlePull(const proto::PullInstruction& pull) {
       // The coordinator attached us, but the copy was here already (or another Get pulled
       // it): say so, which also frees the sender slot it reserved for us.
       if (planned != nullptr && !r->pulled) {
-        Report(pull.ref().ns(), pull.ref().key(), planned->sender(), proto::ReportTransferRequest::COMPLETED, "", {});
+        Report(pull.ref().ns(), pull.ref().key(), planned->sender(), proto::ReportTransferRequest::COMPLETED, "", {},
+               planned->meta().incarnation());
       }
       store_.Unpin(r->pin);
     } else {
@@ -650,10 +802,15 @@ void Node::HandlePull(const proto::PullInstruction& pull) {
                std::string(r.status().message()), {});
       }
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    --active_pull_threads_;
-    cv_.notify_all();
-  }).detach();
+  });
+  if (!submitted.ok()) {
+    spdlog::warn("dropping pull instruction for {}: {}", PrintableName(pull.ref().ns(), pull.ref().key()),
+                 std::string(submitted.message()));
+    // The coordinator may have attached us already; say we will not pull, so nobody waits
+    // on a copy that never grows.
+    Report(pull.ref().ns(), pull.ref().key(), 0, proto::ReportTransferRequest::ABORTED,
+           absl::StrCat("this node refused the pull: ", submitted.message()), {});
+  }
 }
 
 std::string Node::MetricsText() {

@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/executor.h"
 #include "dataplane/engine/chunk_server.h"
 #include "dataplane/engine/puller.h"
 #include "dataplane/sidecar/report_queue.h"
@@ -39,8 +40,9 @@ struct NodeOptions {
   std::map<std::string, std::string> labels;
   uint32_t window_override = 0;
   uint32_t max_retries = 16;           // sender failures tolerated per Get
-  uint32_t pull_threads = 8;           // concurrent explicit-broadcast pulls
+  uint32_t max_broadcast_pulls = 128;  // explicit-broadcast pulls running at once; more are refused (ABORTED)
   double max_pull_rate_Bps = 0;        // > 0: cap on each pull's rate
+  bool checksum_all = false;           // checksum every object at Seal, whatever the client asked
 };
 
 struct NodeCounters {
@@ -49,6 +51,7 @@ struct NodeCounters {
   std::atomic<uint64_t> pulls{0};
   std::atomic<uint64_t> retries{0};
   std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> checksum_mismatches{0};   // received copies whose bytes did not match
 };
 
 struct GetResult {
@@ -70,6 +73,11 @@ class Node {
 
   // Starts the coordinator session (reconnecting forever until Shutdown).
   void Start();
+  // Waits up to `timeout` for the first registration's outcome: OK once registered; the
+  // coordinator's refusal (ALREADY_EXISTS for a name or id in use, UNAUTHENTICATED for a bad
+  // token, INVALID_ARGUMENT) as a status naming it; DEADLINE_EXCEEDED if the coordinator did
+  // not answer in time (the session keeps trying). Blocks.
+  absl::Status WaitRegistered(absl::Duration timeout);
   void Shutdown();
 
   // Client operations (session > 0). See proto/sidecar.proto for the contracts.
@@ -111,6 +119,7 @@ class Node {
   struct Fetch;
   absl::StatusOr<bool> PullAttempt(Fetch& f, const proto::AcquireSourceReply& reply, absl::Time asked);
   absl::Status GiveUp(Fetch& f, absl::Status why, uint64_t sender, bool attached);
+  absl::Status AlreadyHere(Fetch& f, absl::Status why);
   // One AcquireSource call: a sender (or the inline bytes) for `ref`, skipping `exclude`.
   absl::Status AcquireSource(const proto::ObjectRef& ref, const std::vector<uint64_t>& exclude,
                              absl::Duration remaining, proto::AcquireSourceReply* reply);
@@ -124,12 +133,19 @@ class Node {
   // next object RPC (each flushes first), so a SENDER_FAILED precedes the re-planning
   // AcquireSource.
   void Report(const std::string& ns, const std::string& key, uint64_t sender,
-              proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats);
+              proto::ReportTransferRequest::Outcome outcome, const std::string& detail, const PullStats& stats,
+              uint64_t incarnation = 0);
+  // A DropInstruction: the copy goes, its incarnation is remembered as deleted.
+  void HandleDrop(const proto::DropInstruction& drop);
   void SendReport(const proto::ReportTransferRequest& req);
   // Before any coordinator call about objects: this node's queued reports go first.
   void FlushReports();
   void RecordMeasurement(const PullStats& stats, uint32_t chunk_size, uint64_t sender, bool sender_complete);
   absl::Status EnsurePeer(uint64_t peer, const std::string& address);
+  // For a checksummed object: OK if the bytes at `offset` match meta.checksum, else DATA_LOSS
+  // naming the object, where the copy came from and both hashes.
+  absl::Status VerifyChecksum(const std::string& ns, const std::string& key, const StoredMeta& meta,
+                              uint64_t offset, uint64_t from) const;
 
   void SessionLoop();
   void RunSession();
@@ -155,6 +171,7 @@ class Node {
   std::atomic<bool> stopping_{false};
   std::atomic<uint32_t> inline_max_{64 * 1024};
   std::thread session_thread_;
+  const std::string session_secret_;   // Hello.session_secret: random, per process
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -163,10 +180,15 @@ class Node {
   std::map<uint64_t, std::string> peers_ ABSL_GUARDED_BY(mu_);   // node id -> dp address
   uint64_t membership_epoch_ ABSL_GUARDED_BY(mu_) = 0;           // last applied Membership
   grpc::ClientContext* session_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  uint32_t active_pull_threads_ ABSL_GUARDED_BY(mu_) = 0;
+  // Why the coordinator last refused our registration (OK: it did not, or it accepted since).
+  absl::Status refusal_ ABSL_GUARDED_BY(mu_);
+  // Coordinator calls that may wait long (AcquireSource): cancelled by Shutdown.
+  std::set<grpc::ClientContext*> waiting_calls_ ABSL_GUARDED_BY(mu_);
   static constexpr size_t kLatencySamples = 16;
   std::deque<double> latency_samples_ ABSL_GUARDED_BY(mu_);   // per-hop latency, newest last
   std::set<uint64_t> latency_peers_ ABSL_GUARDED_BY(mu_);      // senders pulled from at least once
+  // Runs explicit-broadcast pulls; joined by Shutdown before the transport and store go.
+  Executor broadcast_pulls_;
 };
 
 }  // namespace ferry::dataplane

@@ -46,6 +46,7 @@ grpc::Status SidecarService::Create(grpc::ServerContext*, const proto::CreateReq
   if (absl::Status s = CheckMeta(req->meta()); !s.ok()) return ToGrpc(s);
   const proto::ObjectMeta& m = req->meta();
   StoredMeta meta{m.size(), static_cast<uint32_t>(m.dtype()), m.count() != 0 ? m.count() : m.size() / DTypeBytes(m.dtype())};
+  meta.checksummed = m.checksummed();
   absl::StatusOr<uint64_t> offset = node_->CreateObject(req->ref().ns(), req->ref().key(), meta, req->session());
   if (!offset.ok()) return ToGrpc(offset.status());
   reply->set_offset(*offset);

@@ -80,6 +80,10 @@ absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const
     if (objects_.contains(Key{ns, key})) {
       return absl::AlreadyExistsError(absl::StrCat("object ", Name(ns, key), " already exists"));
     }
+    if (receive_chunk_size > 0 && IsDroppedLocked(Key{ns, key}, meta.incarnation)) {
+      return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " was deleted (incarnation ",
+                                              meta.incarnation, ")"));
+    }
     if (meta.size > allocator_.capacity()) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "object ", Name(ns, key), " of ", meta.size, " bytes is larger than the arena (",
@@ -109,7 +113,7 @@ absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const
   return result;
 }
 
-absl::Status ObjectStore::Seal(const std::string& ns, const std::string& key, SessionId session) {
+absl::Status ObjectStore::Seal(const std::string& ns, const std::string& key, SessionId session, uint64_t checksum) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
@@ -126,6 +130,7 @@ absl::Status ObjectStore::Seal(const std::string& ns, const std::string& key, Se
         absl::StrCat("object ", Name(ns, key), " was created by another client"));
   }
   obj.state = ObjectState::kSealed;
+  if (obj.meta.checksummed) obj.meta.checksum = checksum;
   if (obj.total_pins == 0) {
     obj.lru_pos = lru_.insert(lru_.end(), &obj);
     obj.in_lru = true;
@@ -251,6 +256,45 @@ absl::Status ObjectStore::Delete(const std::string& ns, const std::string& key) 
   }
   for (auto& [k, cb] : orphaned) cb(absl::AbortedError(absl::StrCat("object ", Name(ns, key), " was deleted")));
   return absl::OkStatus();
+}
+
+bool ObjectStore::IsDroppedLocked(const Key& key, uint64_t incarnation) const {
+  if (incarnation == 0) return false;
+  auto it = dropped_.find(key);
+  return it != dropped_.end() && it->second == incarnation;
+}
+
+bool ObjectStore::IsDropped(const std::string& ns, const std::string& key, uint64_t incarnation) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return IsDroppedLocked(Key{ns, key}, incarnation);
+}
+
+bool ObjectStore::Drop(const std::string& ns, const std::string& key, uint64_t incarnation) {
+  std::vector<Waiter> orphaned;
+  bool removed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Key k{ns, key};
+    if (incarnation != 0) {
+      auto [it, inserted] = dropped_.insert_or_assign(k, incarnation);
+      if (inserted) dropped_order_.push_back(k);
+      while (dropped_order_.size() > kTombstones) {
+        dropped_.erase(dropped_order_.front());
+        dropped_order_.pop_front();
+      }
+    }
+    auto it = objects_.find(k);
+    // A copy of another incarnation (the key was created again since) is not ours to drop;
+    // a copy of unknown incarnation (0) is dropped, as before incarnations existed.
+    if (it != objects_.end() && (incarnation == 0 || it->second->meta.incarnation == 0 ||
+                                 it->second->meta.incarnation == incarnation)) {
+      RemoveLocked(it->first, &orphaned);
+      sealed_cv_.notify_all();
+      removed = true;
+    }
+  }
+  for (auto& [k, cb] : orphaned) cb(absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " was deleted")));
+  return removed;
 }
 
 bool ObjectStore::Contains(const std::string& ns, const std::string& key) const {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -44,6 +45,9 @@ struct StoredMeta {
   uint64_t size = 0;
   uint32_t dtype = 0;   // proto DType value
   uint64_t count = 0;
+  uint64_t incarnation = 0;   // which creation of the key (ObjectMeta.incarnation); 0 = unknown
+  bool checksummed = false;   // ObjectMeta.checksummed / checksum (filled at Seal)
+  uint64_t checksum = 0;
 };
 
 struct StoreObject;   // internal
@@ -95,8 +99,9 @@ class ObjectStore {
   absl::StatusOr<uint64_t> Create(const std::string& ns, const std::string& key,
                                   const StoredMeta& meta, SessionId session);
   // kWriting -> kSealed. NOT_FOUND, FAILED_PRECONDITION (already sealed / receiving),
-  // PERMISSION_DENIED (another session's object).
-  absl::Status Seal(const std::string& ns, const std::string& key, SessionId session);
+  // PERMISSION_DENIED (another session's object). `checksum` becomes meta.checksum of a
+  // checksummed object (the caller hashed the bytes, pinned, before sealing).
+  absl::Status Seal(const std::string& ns, const std::string& key, SessionId session, uint64_t checksum = 0);
   // Discards an unsealed object the session created.
   absl::Status Abort(const std::string& ns, const std::string& key, SessionId session);
 
@@ -118,10 +123,20 @@ class ObjectStore {
 
   // Removes the object (freed when unpinned). NOT_FOUND if absent.
   absl::Status Delete(const std::string& ns, const std::string& key);
+  // A cluster-wide delete of `incarnation` (0: whatever is here) reached this node: removes
+  // the object if it is that incarnation (in any state: a receiving copy's chunk waiters fail
+  // NOT_FOUND) and remembers the incarnation as deleted, so a copy of it arriving later (a Get
+  // or pull still in flight) is refused by CreateReceiving. Returns whether a copy was removed.
+  // The memory is bounded (kTombstones most recent incarnations).
+  bool Drop(const std::string& ns, const std::string& key, uint64_t incarnation);
+  // Whether `incarnation` of the key was dropped (see Drop). False for incarnation 0.
+  bool IsDropped(const std::string& ns, const std::string& key, uint64_t incarnation) const;
+  static constexpr size_t kTombstones = 1 << 16;
   bool Contains(const std::string& ns, const std::string& key) const;
 
   // --- receive path (ferryd pulling from a peer) ---
   // Creates a kReceiving object of meta.size bytes tracked in `chunk_size` chunks.
+  // NOT_FOUND if meta.incarnation was dropped (the object was deleted meanwhile).
   absl::StatusOr<uint64_t> CreateReceiving(const std::string& ns, const std::string& key,
                                            const StoredMeta& meta, uint32_t chunk_size);
   // Marks chunk k of a receiving object landed and wakes its waiters.
@@ -166,6 +181,7 @@ class ObjectStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFreeLocked(StoreObject& obj) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyEvicted(const std::vector<Key>& evicted);
+  bool IsDroppedLocked(const Key& key, uint64_t incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable std::mutex mu_;
   // Invariants: every object in objects_ owns one allocator block; an object is in lru_
@@ -177,6 +193,9 @@ class ObjectStore {
   // Removed objects still pinned (deleted or evicted while a view was open).
   std::vector<std::shared_ptr<StoreObject>> zombies_ ABSL_GUARDED_BY(mu_);
   uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+  // Dropped incarnations: key -> the newest dropped incarnation, oldest entry first in order.
+  absl::flat_hash_map<Key, uint64_t> dropped_ ABSL_GUARDED_BY(mu_);
+  std::deque<Key> dropped_order_ ABSL_GUARDED_BY(mu_);
   std::condition_variable sealed_cv_;
   EvictionListener eviction_listener_;
 };

@@ -30,6 +30,11 @@ struct ObjectMeta {
   uint64_t size = 0;
   DType dtype = DType::kBytes;
   uint64_t count = 0;   // elements; 0 means size / DTypeSize(dtype)
+  // End-to-end integrity: ferryd hashes the bytes at Seal (XXH3-64), and every node that
+  // receives a copy verifies the hash before using it; a corrupted copy is dropped and fetched
+  // again from another holder (DATA_LOSS if none has good bytes). Costs one pass over the
+  // bytes at Seal and one per received copy.
+  bool checksum = false;
 };
 
 // How a Get obtained its object.

@@ -84,15 +84,17 @@ absl::StatusOr<int> LocalCluster::AddNode() {
   return i;
 }
 
-void LocalCluster::Kill(int i, int signo) {
-  if (i < 0 || i >= static_cast<int>(nodes_.size()) || nodes_[i] <= 0) return;
+int LocalCluster::Kill(int i, int signo) {
+  if (i < 0 || i >= static_cast<int>(nodes_.size()) || nodes_[i] <= 0) return -1;
   kill(nodes_[i], signo);
-  int status = 0;
-  for (int t = 0; t < 100 && waitpid(nodes_[i], &status, WNOHANG) == 0; ++t) {
+  int status = -1;
+  for (int t = 0; t < 100; ++t) {
+    if (waitpid(nodes_[i], &status, WNOHANG) != 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (t == 80) kill(nodes_[i], SIGKILL);
   }
   nodes_[i] = -1;
+  return status;
 }
 
 void LocalCluster::KillCoordinator(int signo) {

@@ -32,8 +32,9 @@ class LocalCluster {
   absl::Status Start();
   // Starts one more ferryd (index = nodes so far); waits until it is alive.
   absl::StatusOr<int> AddNode();
-  // Sends `signo` to node i's ferryd and reaps it.
-  void Kill(int i, int signo);
+  // Sends `signo` to node i's ferryd and reaps it (SIGKILL after 4 s). Returns its wait
+  // status (see waitpid), or -1 if there was no such process.
+  int Kill(int i, int signo);
   void KillCoordinator(int signo);
   absl::Status RestartCoordinator();
 

@@ -63,7 +63,7 @@ TEST_F(DirectoryTest, PublishAcquireCompletedLocate) {
   EXPECT_FALSE(loc->copies(1).complete());
   EXPECT_EQ(loc->copies(1).depth(), 1u);
 
-  dir_.Completed(2, Ref("ns", "k"));
+  EXPECT_TRUE(dir_.Completed(2, Ref("ns", "k"), 0));
   EXPECT_TRUE(dir_.IsComplete(2, Ref("ns", "k")));
   loc = dir_.Locate(Ref("ns", "k"));
   ASSERT_TRUE(loc.ok());
@@ -71,9 +71,12 @@ TEST_F(DirectoryTest, PublishAcquireCompletedLocate) {
     EXPECT_TRUE(c.complete());
     EXPECT_EQ(c.serving(), 0u);
   }
-  // A complete holder cannot acquire again.
-  EXPECT_EQ(dir_.Acquire(2, Ref("ns", "k"), {}).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  // A complete holder that asks again is told it holds the object itself (a Get waiting
+  // for a key that was then put on the same node).
+  absl::StatusOr<AcquireResult> again = dir_.Acquire(2, Ref("ns", "k"), {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->receiver_has_copy);
+  EXPECT_EQ(again->sender, 0u);
 }
 
 TEST_F(DirectoryTest, UnknownObject) {
@@ -83,10 +86,10 @@ TEST_F(DirectoryTest, UnknownObject) {
   EXPECT_EQ(dir_.Locate(Ref("ns", "nope")).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(dir_.Delete(Ref("ns", "nope")).status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(dir_.IsComplete(1, Ref("ns", "nope")));
-  dir_.Completed(1, Ref("ns", "nope"));   // no-ops
+  EXPECT_TRUE(dir_.Completed(1, Ref("ns", "nope"), 7));   // no-ops (not known as deleted)
   dir_.SenderFailed(1, Ref("ns", "nope"));
   dir_.Aborted(1, Ref("ns", "nope"));
-  dir_.Unpublish(1, Ref("ns", "nope"));
+  dir_.Unpublish(1, "n1", Ref("ns", "nope"), /*evicted=*/true);
   EXPECT_EQ(dir_.size(), 0u);
 }
 
@@ -167,9 +170,9 @@ TEST_F(DirectoryTest, DeleteReturnsHolders) {
   ASSERT_TRUE(PublishBig(1, "k").ok());
   ASSERT_TRUE(PublishBig(3, "k", kBig, /*rereport=*/true).ok());
   ASSERT_TRUE(dir_.Acquire(2, Ref("ns", "k"), {}).ok());
-  absl::StatusOr<std::vector<NodeId>> holders = dir_.Delete(Ref("ns", "k"));
+  absl::StatusOr<Directory::Deleted> holders = dir_.Delete(Ref("ns", "k"));
   ASSERT_TRUE(holders.ok());
-  EXPECT_THAT(*holders, UnorderedElementsAre(1u, 2u, 3u));
+  EXPECT_THAT(holders->holders, UnorderedElementsAre(1u, 2u, 3u));
   EXPECT_EQ(dir_.size(), 0u);
   EXPECT_EQ(dir_.Acquire(4, Ref("ns", "k"), {}).status().code(), absl::StatusCode::kNotFound);
 }
@@ -209,14 +212,73 @@ TEST_F(DirectoryTest, RemoveNodeOfOnlyCompleteHolderLosesTheObject) {
 
 TEST_F(DirectoryTest, UnpublishLastCopy) {
   ASSERT_TRUE(PublishBig(1, "k").ok());
-  dir_.Unpublish(1, Ref("ns", "k"));
+  dir_.Unpublish(1, "n1", Ref("ns", "k"), /*evicted=*/false);
   EXPECT_EQ(dir_.size(), 0u) << "no copy left at all: the entry goes";
   ASSERT_TRUE(PublishBig(1, "k").ok());
   ASSERT_TRUE(dir_.Acquire(2, Ref("ns", "k"), {}).ok());
-  dir_.Unpublish(1, Ref("ns", "k"));
+  dir_.Unpublish(1, "n1", Ref("ns", "k"), /*evicted=*/false);
   absl::StatusOr<AcquireResult> a = dir_.Acquire(3, Ref("ns", "k"), {});
   EXPECT_EQ(a.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(a.status().message(), HasSubstr("node 1"));
+  EXPECT_THAT(a.status().message(), HasSubstr("n1 (id 1)"));
+}
+
+TEST_F(DirectoryTest, EvictingTheLastCopyIsNamedInLaterErrors) {
+  ASSERT_TRUE(PublishBig(1, "k").ok());
+  dir_.Unpublish(1, "gpu-host-3", Ref("ns", "k"), /*evicted=*/true);
+  absl::StatusOr<AcquireResult> a = dir_.Acquire(2, Ref("ns", "k"), {});
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(a.status().message(), HasSubstr("evicted from node gpu-host-3"));
+  EXPECT_EQ(dir_.Locate(Ref("ns", "k")).status().code(), absl::StatusCode::kDataLoss);
+  // Evicting one of two copies loses nothing.
+  ASSERT_TRUE(PublishBig(1, "two").ok());
+  ASSERT_TRUE(PublishBig(2, "two", kBig, /*rereport=*/true).ok());
+  dir_.Unpublish(1, "gpu-host-3", Ref("ns", "two"), /*evicted=*/true);
+  absl::StatusOr<AcquireResult> b = dir_.Acquire(3, Ref("ns", "two"), {});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->sender, 2u);
+}
+
+proto::ObjectMeta MetaInc(uint64_t size, uint64_t incarnation) {
+  proto::ObjectMeta meta = Meta(size);
+  meta.set_incarnation(incarnation);
+  return meta;
+}
+
+TEST_F(DirectoryTest, DeletedIncarnationNeverComesBack) {
+  ASSERT_TRUE(dir_.Publish(1, Ref("ns", "k"), MetaInc(kBig, 41), "", LinkModel{}, 4).ok());
+  ASSERT_TRUE(dir_.Acquire(2, Ref("ns", "k"), {}).ok());   // node 2 is pulling
+  absl::StatusOr<Directory::Deleted> d = dir_.Delete(Ref("ns", "k"));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->incarnation, 41u);
+  EXPECT_THAT(d->holders, UnorderedElementsAre(1u, 2u));
+  EXPECT_TRUE(dir_.WasDeleted(Ref("ns", "k"), 41));
+  EXPECT_FALSE(dir_.WasDeleted(Ref("ns", "k"), 42));
+  EXPECT_FALSE(dir_.WasDeleted(Ref("ns", "k"), 0));
+  // Node 2's pull finishes after the delete: its copy is of a deleted incarnation.
+  EXPECT_FALSE(dir_.Completed(2, Ref("ns", "k"), 41));
+  // A re-registration that re-reports it is refused (the caller drops the copy).
+  absl::Status re = dir_.Publish(2, Ref("ns", "k"), MetaInc(kBig, 41), "", LinkModel{}, 4, /*rereport=*/true);
+  EXPECT_EQ(re.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(re.message(), HasSubstr("deleted"));
+  EXPECT_EQ(dir_.size(), 0u);
+  // The key may be created again (a new incarnation); stale copies of the old one are refused.
+  ASSERT_TRUE(dir_.Publish(3, Ref("ns", "k"), MetaInc(kBig, 43), "", LinkModel{}, 4).ok());
+  EXPECT_FALSE(dir_.Completed(2, Ref("ns", "k"), 41));
+  EXPECT_EQ(dir_.Publish(2, Ref("ns", "k"), MetaInc(kBig, 41), "", LinkModel{}, 4, true).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(dir_.Publish(4, Ref("ns", "k"), MetaInc(kBig, 43), "", LinkModel{}, 4, true).ok());
+}
+
+TEST_F(DirectoryTest, InlineReceiversAreHoldersForDelete) {
+  ASSERT_TRUE(dir_.Publish(1, Ref("ns", "tiny"), MetaInc(3, 9), "abc", LinkModel{}, 4).ok());
+  absl::StatusOr<AcquireResult> a = dir_.Acquire(2, Ref("ns", "tiny"), {});
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(a->is_inline);
+  // Node 2 holds the bytes from the reply before it reports anything: Delete must reach it.
+  absl::StatusOr<Directory::Deleted> d = dir_.Delete(Ref("ns", "tiny"));
+  ASSERT_TRUE(d.ok());
+  EXPECT_THAT(d->holders, UnorderedElementsAre(1u, 2u));
+  EXPECT_FALSE(dir_.Completed(2, Ref("ns", "tiny"), 9));
 }
 
 TEST_F(DirectoryTest, SenderFailedAndAbortedDetachTheReceiver) {

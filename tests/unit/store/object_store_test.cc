@@ -645,3 +645,48 @@ TEST_F(ObjectStoreTest, ConcurrentUseLeavesNoLeaks) {
 
 }  // namespace
 }  // namespace ferry::dataplane
+
+// ---- drops of deleted incarnations ---------------------------------------------------------------
+
+namespace ferry::dataplane {
+namespace {
+
+StoredMeta MetaInc(uint64_t size, uint64_t incarnation) {
+  return StoredMeta{size, /*dtype=*/0, /*count=*/size, incarnation};
+}
+
+TEST(ObjectStoreDropTest, DropRemovesThatIncarnationAndRefusesLateCopies) {
+  ObjectStore store(1 << 20);
+  ASSERT_TRUE(store.CreateReceiving("ns", "k", MetaInc(4096, 7), 1024).ok());
+  ServeResult waiter;
+  store.ServeChunk("ns", "k", 1024, 2, waiter.Callback());
+  EXPECT_FALSE(waiter.called);
+  EXPECT_TRUE(store.Drop("ns", "k", 7));
+  ASSERT_TRUE(waiter.called);
+  EXPECT_EQ(waiter.slice.status().code(), absl::StatusCode::kNotFound) << waiter.slice.status();
+  EXPECT_FALSE(store.Contains("ns", "k"));
+  EXPECT_TRUE(store.IsDropped("ns", "k", 7));
+  // A Get still in flight that tries to store incarnation 7 now is refused...
+  absl::StatusOr<uint64_t> late = store.CreateReceiving("ns", "k", MetaInc(4096, 7), 1024);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(late.status().message(), HasSubstr("was deleted"));
+  // ...but the key may be created again (a new incarnation), here or by a pull.
+  EXPECT_TRUE(store.CreateReceiving("ns", "k", MetaInc(4096, 8), 1024).ok());
+  // A drop of the old incarnation leaves the new one alone.
+  EXPECT_FALSE(store.Drop("ns", "k", 7));
+  EXPECT_TRUE(store.Contains("ns", "k"));
+  // Incarnation 0 (unknown) drops whatever is there.
+  EXPECT_TRUE(store.Drop("ns", "k", 0));
+  EXPECT_FALSE(store.Contains("ns", "k"));
+  EXPECT_FALSE(store.IsDropped("ns", "k", 0));
+}
+
+TEST(ObjectStoreDropTest, TombstonesAreBounded) {
+  ObjectStore store(1 << 20);
+  for (uint64_t i = 1; i <= ObjectStore::kTombstones + 10; ++i) store.Drop("ns", "k" + std::to_string(i), i);
+  EXPECT_FALSE(store.IsDropped("ns", "k1", 1)) << "the oldest tombstones are forgotten";
+  EXPECT_TRUE(store.IsDropped("ns", "k" + std::to_string(ObjectStore::kTombstones + 10), ObjectStore::kTombstones + 10));
+}
+
+}  // namespace
+}  // namespace ferry::dataplane
