@@ -19,6 +19,12 @@ uint64_t Mix(uint64_t x) {   // splitmix64's finalizer
   return x ^ (x >> 31);
 }
 
+std::string HeartbeatNote(double since_ms) {
+  if (since_ms < 0) return "no heartbeat sent yet";
+  return absl::StrCat("its last heartbeat left ", static_cast<int64_t>(since_ms),
+                      " ms before (a coordinator that reports 'no heartbeat' for longer was too busy to read it)");
+}
+
 }  // namespace
 
 void SetFingerprint::Add(uint64_t id) {
@@ -84,9 +90,11 @@ void Tally::Matched(uint64_t change, int delta) {
   cv_.SignalAll();
 }
 
-void Tally::UnexpectedDone() {
+void Tally::UnexpectedDone(std::string what) {
   absl::MutexLock lock(&mu_);
   ++counts_.unexpected_done;
+  ++counts_.errors;
+  if (errors_.size() < 20) errors_.push_back(std::move(what));
   cv_.SignalAll();
 }
 
@@ -158,6 +166,7 @@ void FakeNode::OnWriteDone(bool ok) {
     write_in_flight_ = false;
     if (ok && seq_ > 0) {
       ++snap_.heartbeats_acked;
+      snap_.last_heartbeat_at = Clock::now();
       tally_->heartbeats_acked.fetch_add(1, std::memory_order_relaxed);
     }
     if (hold_ && (closing_ || read_ended_)) {   // a release waited for this write
@@ -282,16 +291,19 @@ bool FakeNode::WaitDone(absl::Time deadline) {
 
 void FakeNode::OnDone(const grpc::Status& s) {
   bool unexpected = false;
+  double since_hb_ms = -1;
   {
     absl::MutexLock lock(&mu_);
+    if (snap_.heartbeats_acked > 0) {
+      since_hb_ms = std::chrono::duration<double, std::milli>(Clock::now() - snap_.last_heartbeat_at).count();
+    }
     snap_.done = true;
     snap_.status = s.ok() ? "OK" : absl::StrCat(s.error_code(), ": ", s.error_message());
     unexpected = !closing_;
   }
   if (unexpected) {
-    tally_->UnexpectedDone();
-    tally_->Error(absl::StrCat("node ", spec_.name, " (", spec_.id, "): session ended unexpectedly: ",
-                               s.error_message(), " (code ", s.error_code(), ")"));
+    tally_->UnexpectedDone(absl::StrCat("node ", spec_.name, " (", spec_.id, "): session ended unexpectedly: ",
+                               s.error_message(), " (code ", s.error_code(), "); ", HeartbeatNote(since_hb_ms)));
   }
 }
 

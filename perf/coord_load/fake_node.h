@@ -73,7 +73,7 @@ class Tally {
 
   void Welcomed();
   void Matched(uint64_t change, int delta);
-  void UnexpectedDone();
+  void UnexpectedDone(std::string what);   // counts an error too, under the same lock
   void Error(std::string what);
   std::vector<std::string> errors();
 
@@ -104,6 +104,7 @@ class FakeNode final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
     uint64_t welcome_id = 0;
     uint32_t heartbeat_interval_ms = 0;
     uint64_t messages = 0, bytes = 0, heartbeats_acked = 0;
+    Clock::time_point last_heartbeat_at;   // the last heartbeat write that completed
     bool matched = false;
     Clock::time_point matched_at;     // receipt of the message that made the view equal the target
     uint64_t epoch = 0;

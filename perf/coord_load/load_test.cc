@@ -166,9 +166,10 @@ bool LoadRun::Register(LoadResult* r) {
         welcomed && Wait([want](const Tally::Counts& c) { return c.matched >= want || c.unexpected_done > 0; }, deadline);
     r->converge_s = Seconds(Clock::now() - t0);
     if (!converged || tally_.counts().unexpected_done > 0) {
-      Fail(absl::StrCat("registration: ", r->welcomed, " of ", want, " nodes welcomed, ", tally_.counts().matched,
-                        " with the full membership after ", r->converge_s, " s (timeout ",
-                        absl::FormatDuration(options_.register_timeout), ")"));
+      const Tally::Counts k = tally_.counts();
+      Fail(absl::StrCat("registration: ", r->welcomed, " of ", want, " nodes welcomed, ", k.matched,
+                        " with the full membership, ", k.unexpected_done, " sessions ended, after ", r->converge_s,
+                        " s (timeout ", absl::FormatDuration(options_.register_timeout), ")"));
       if (!health_failed_) ReportUnmatched("registration", targets);
       r->register_bytes = tally_.bytes.load();
       r->register_messages = tally_.messages.load();
