@@ -290,21 +290,23 @@ bool FakeNode::WaitDone(absl::Time deadline) {
 }
 
 void FakeNode::OnDone(const grpc::Status& s) {
-  bool unexpected = false;
-  double since_hb_ms = -1;
+  std::string why;
   {
     absl::MutexLock lock(&mu_);
-    if (snap_.heartbeats_acked > 0) {
-      since_hb_ms = std::chrono::duration<double, std::milli>(Clock::now() - snap_.last_heartbeat_at).count();
+    if (!closing_) {
+      double since_hb_ms = -1;
+      if (snap_.heartbeats_acked > 0) {
+        since_hb_ms = std::chrono::duration<double, std::milli>(Clock::now() - snap_.last_heartbeat_at).count();
+      }
+      why = absl::StrCat("node ", spec_.name, " (", spec_.id, "): session ended unexpectedly: ", s.error_message(),
+                         " (code ", s.error_code(), "); ", HeartbeatNote(since_hb_ms));
     }
-    snap_.done = true;
-    snap_.status = s.ok() ? "OK" : absl::StrCat(s.error_code(), ": ", s.error_message());
-    unexpected = !closing_;
   }
-  if (unexpected) {
-    tally_->UnexpectedDone(absl::StrCat("node ", spec_.name, " (", spec_.id, "): session ended unexpectedly: ",
-                               s.error_message(), " (code ", s.error_code(), "); ", HeartbeatNote(since_hb_ms)));
-  }
+  if (!why.empty()) tally_->UnexpectedDone(std::move(why));
+  // Last: once `done` is set, WaitDone returns and the harness may destroy this node.
+  absl::MutexLock lock(&mu_);
+  snap_.status = s.ok() ? "OK" : absl::StrCat(s.error_code(), ": ", s.error_message());
+  snap_.done = true;
 }
 
 }  // namespace ferry::perf
