@@ -107,11 +107,16 @@ TEST_F(DirectoryTest, InlineObjectsAreReturnedInline) {
   EXPECT_TRUE(a->is_inline);
   EXPECT_EQ(a->inline_data, "hello");
   EXPECT_EQ(a->sender, 0u);
-  // Inline acquires take no slot: any number of receivers, no copies added.
+  // Inline acquires take no slot: any number of receivers. Each is recorded as an unplanned
+  // partial copy that serves no one (so that a Delete reaches it).
   for (NodeId n = 3; n < 10; ++n) ASSERT_TRUE(dir_.Acquire(n, Ref("ns", "small"), {}).ok());
   absl::StatusOr<proto::LocateReply> loc = dir_.Locate(Ref("ns", "small"));
   ASSERT_TRUE(loc.ok());
-  EXPECT_EQ(loc->copies_size(), 1);
+  EXPECT_EQ(loc->copies_size(), 9);
+  for (const proto::CopyInfo& c : loc->copies()) {
+    EXPECT_EQ(c.complete(), c.node_id() == 1) << c.node_id();
+    EXPECT_EQ(c.serving(), 0u) << c.node_id();
+  }
   // Empty objects are inline too.
   ASSERT_TRUE(dir_.Publish(1, Ref("ns", "empty"), Meta(0), "", LinkModel{}, 3).ok());
   a = dir_.Acquire(2, Ref("ns", "empty"), {});
