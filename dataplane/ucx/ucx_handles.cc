@@ -24,6 +24,51 @@ absl::Status UcsError(ucs_status_t status, absl::string_view what) {
   }
 }
 
+bool IsConnectionLoss(ucs_status_t status) {
+  switch (status) {
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_NOT_CONNECTED:
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_TIMED_OUT:
+    case UCS_ERR_REJECTED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status ConnectionLost(uint64_t peer, ucs_status_t status) {
+  const char* meaning = "";
+  switch (status) {
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+      // uct_tcp_ep (UCX 1.13) reports every TCP connection the peer closed or reset this
+      // way, so over TCP it is what a killed or exited node looks like.
+      meaning = " (the TCP connection was closed or reset, or the node stopped answering: it "
+                "exited, was killed or is unreachable)";
+      break;
+    case UCS_ERR_CONNECTION_RESET:
+      meaning = " (the node reset the connection: it exited or was killed)";
+      break;
+    case UCS_ERR_NOT_CONNECTED:
+      meaning = " (the node closed the connection)";
+      break;
+    case UCS_ERR_UNREACHABLE:
+      meaning = " (nothing listens at its address: the node is gone or its address is stale)";
+      break;
+    case UCS_ERR_TIMED_OUT:
+      meaning = " (the node did not answer in time)";
+      break;
+    case UCS_ERR_REJECTED:
+      meaning = " (the node refused the connection)";
+      break;
+    default:
+      break;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("connection to node ", peer, " lost: ", ucs_status_string(status), meaning));
+}
+
 // ---- UcxContext ---------------------------------------------------------------------------
 
 UcxContext& UcxContext::operator=(UcxContext&& o) noexcept {

@@ -32,6 +32,14 @@ namespace ferry::dataplane::ucx {
 // peer errors).
 absl::Status UcsError(ucs_status_t status, absl::string_view what);
 
+// True for the statuses UCX reports when the connection to a peer is gone (reset, closed,
+// timed out, unreachable, rejected).
+bool IsConnectionLoss(ucs_status_t status);
+
+// "connection to node <peer> lost: <ucs_status_string> (<what it means>)", UNAVAILABLE.
+// For a status that IsConnectionLoss.
+absl::Status ConnectionLost(uint64_t peer, ucs_status_t status);
+
 // Owns a ucp_context_h (ucp_cleanup).
 class UcxContext {
  public:

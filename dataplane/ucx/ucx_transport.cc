@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "dataplane/ucx/streaming_copy.h"
+#include "dataplane/ucx/ucx_log.h"
 #include "dataplane/ucx/ucx_transport_impl.h"
 #include "spdlog/spdlog.h"
 
@@ -82,6 +83,7 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(
 }
 
 absl::Status UcxTransport::Init() {
+  ucx::InstallUcxLogFilter();  // before the first worker: UCX's handler list is not locked
   auto q = ucx::WorkQueue::Create();
   if (!q.ok()) return q.status();
   queue_ = *std::move(q);
