@@ -396,16 +396,16 @@ absl::StatusOr<bool> Node::PullAttempt(Fetch& f, const proto::AcquireSourceReply
     if (!pin.ok()) return GiveUp(f, pin.status(), reply.sender(), true);
     f.hold = *pin;
   }
-  if (absl::Status s = EnsurePeer(reply.sender(), reply.sender_address()); !s.ok()) {
-    return GiveUp(f, s, reply.sender(), true);
-  }
+  absl::Status s = EnsurePeer(reply.sender(), reply.sender_address());
+  // An invalid sender address (INVALID_ARGUMENT) is that sender's failure: try another.
+  if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument) return GiveUp(f, s, reply.sender(), true);
   PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
                 options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
                 arena_->base() + f.hold->offset, f.deadline, options_.max_pull_rate_Bps, &stopping_};
   PullStats stats;
   ++counters_.pulls;
   const absl::Time pull_start = absl::Now();
-  absl::Status s = PullFromSender(spec, &stats);
+  if (s.ok()) s = PullFromSender(spec, &stats);
   if (s.ok()) {
     spdlog::debug("get {}: {} B from node {} in {:.3f} ms (before the pull {:.3f} ms, first chunk {:.3f} ms, "
                   "pull {:.3f} ms, chunk {} B, window {})", PrintableName(ns, key), stats.bytes, reply.sender(),

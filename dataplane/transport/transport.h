@@ -82,6 +82,7 @@ struct TransportStats {
   uint64_t failures = 0;          // operations completed with an error
   uint64_t peer_failures = 0;
   uint64_t dropped_requests = 0;  // fetch requests / control messages from unknown nodes
+  uint64_t invalid_peer_addresses = 0;  // AddPeer calls refused: the address blob is invalid
 };
 
 class Transport {

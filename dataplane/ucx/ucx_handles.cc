@@ -1,5 +1,7 @@
 #include "dataplane/ucx/ucx_handles.h"
 
+#include <cstdio>
+#include <cstring>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +24,51 @@ absl::Status UcsError(ucs_status_t status, absl::string_view what) {
   }
 }
 
+bool IsConnectionLoss(ucs_status_t status) {
+  switch (status) {
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_NOT_CONNECTED:
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_TIMED_OUT:
+    case UCS_ERR_REJECTED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status ConnectionLost(uint64_t peer, ucs_status_t status) {
+  const char* meaning = "";
+  switch (status) {
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+      // uct_tcp_ep (UCX 1.13) reports every TCP connection the peer closed or reset this
+      // way, so over TCP it is what a killed or exited node looks like.
+      meaning = " (the TCP connection was closed or reset, or the node stopped answering: it "
+                "exited, was killed or is unreachable)";
+      break;
+    case UCS_ERR_CONNECTION_RESET:
+      meaning = " (the node reset the connection: it exited or was killed)";
+      break;
+    case UCS_ERR_NOT_CONNECTED:
+      meaning = " (the node closed the connection)";
+      break;
+    case UCS_ERR_UNREACHABLE:
+      meaning = " (nothing listens at its address: the node is gone or its address is stale)";
+      break;
+    case UCS_ERR_TIMED_OUT:
+      meaning = " (the node did not answer in time)";
+      break;
+    case UCS_ERR_REJECTED:
+      meaning = " (the node refused the connection)";
+      break;
+    default:
+      break;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("connection to node ", peer, " lost: ", ucs_status_string(status), meaning));
+}
+
 // ---- UcxContext ---------------------------------------------------------------------------
 
 UcxContext& UcxContext::operator=(UcxContext&& o) noexcept {
@@ -32,8 +79,26 @@ UcxContext& UcxContext::operator=(UcxContext&& o) noexcept {
   return *this;
 }
 
+namespace {
+
+// The configuration as UCX resolved it (environment and config files), one "UCX_X=v" a line.
+std::string PrintConfig(const ucp_config_t* config) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  if (f == nullptr) return {};
+  ucp_config_print(config, f, nullptr, UCS_CONFIG_PRINT_CONFIG);
+  std::fclose(f);
+  std::string out(buf, len);
+  std::free(buf);
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<UcxContext> UcxContext::Create(
-    uint64_t features, const std::vector<std::pair<std::string, std::string>>& defaults) {
+    uint64_t features, const std::vector<std::pair<std::string, std::string>>& defaults,
+    const std::vector<std::pair<std::string, std::string>>& overrides) {
   // ucp_config_modify accepts transport-level names (TCP_*) without error but UCX 1.13 does
   // not apply them to the transports (measured), so defaults go into the environment
   // before the configuration is read; setenv(.., 0) keeps what the user exported.
@@ -45,6 +110,21 @@ absl::StatusOr<UcxContext> UcxContext::Create(
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return UcsError(st, "ucx: ucp_config_read");
+  for (const auto& [name, value] : overrides) {
+    st = ucp_config_modify(config, name.c_str(), value.c_str());
+    if (st != UCS_OK) {
+      ucp_config_release(config);
+      return UcsError(st, absl::StrCat("ucx: ucp_config_modify(", name, "=", value, ")"));
+    }
+  }
+  // Peer addresses are validated against the non-unified layout (ucx_address.h); unified
+  // mode packs resource indices instead of iface attributes.
+  if (PrintConfig(config).find("UCX_UNIFIED_MODE=y") != std::string::npos) {
+    ucp_config_release(config);
+    return absl::FailedPreconditionError(
+        "ucx: UCX_UNIFIED_MODE=y is not supported: ferry validates peer worker addresses in "
+        "UCX's non-unified format; unset UCX_UNIFIED_MODE (or set it to n)");
+  }
   ucp_params_t params = {};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
   params.features = features;
@@ -101,23 +181,27 @@ UcxEndpoint& UcxEndpoint::operator=(UcxEndpoint&& o) noexcept {
   if (this != &o) {
     Reset();
     h_ = std::exchange(o.h_, nullptr);
+    address_ = std::move(o.address_);
   }
   return *this;
 }
 
 absl::StatusOr<UcxEndpoint> UcxEndpoint::Create(ucp_worker_h worker, std::string_view address,
                                                 ucp_err_handler_cb_t on_error, void* arg) {
+  // Value-initialised: the padding is zero.
+  auto padded = std::make_unique<char[]>(address.size() + kAddressPadding);
+  std::memcpy(padded.get(), address.data(), address.size());
   ucp_ep_params_t params = {};
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.address = reinterpret_cast<const ucp_address_t*>(address.data());
+  params.address = reinterpret_cast<const ucp_address_t*>(padded.get());
   params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   params.err_handler.cb = on_error;
   params.err_handler.arg = arg;
   ucp_ep_h h = nullptr;
   ucs_status_t st = ucp_ep_create(worker, &params, &h);
   if (st != UCS_OK) return UcsError(st, "ucx: ucp_ep_create");
-  return UcxEndpoint(h);
+  return UcxEndpoint(h, std::move(padded));
 }
 
 void UcxEndpoint::Reset() {
@@ -129,6 +213,7 @@ void UcxEndpoint::Reset() {
   // NULL: closed at once. Error: the endpoint is released anyway in force mode. A request:
   // UCX frees it when the close completes.
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) ucp_request_free(req);
+  address_.reset();
 }
 
 // ---- UcxMemHandle -------------------------------------------------------------------------

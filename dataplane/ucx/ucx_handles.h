@@ -14,6 +14,7 @@
 #include <ucp/api/ucp.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,6 +32,14 @@ namespace ferry::dataplane::ucx {
 // peer errors).
 absl::Status UcsError(ucs_status_t status, absl::string_view what);
 
+// True for the statuses UCX reports when the connection to a peer is gone (reset, closed,
+// timed out, unreachable, rejected).
+bool IsConnectionLoss(ucs_status_t status);
+
+// "connection to node <peer> lost: <ucs_status_string> (<what it means>)", UNAVAILABLE.
+// For a status that IsConnectionLoss.
+absl::Status ConnectionLost(uint64_t peer, ucs_status_t status);
+
 // Owns a ucp_context_h (ucp_cleanup).
 class UcxContext {
  public:
@@ -46,8 +55,13 @@ class UcxContext {
   // initialises a context with `features` (UCP_FEATURE_* bits).
   // `defaults`: UCX variables (full names, e.g. UCX_TCP_TX_SEG_SIZE) set in this process's
   // environment unless already set there (the user's setting always wins).
+  // `overrides`: UCP settings (names without the UCX_ prefix, e.g. ADDRESS_VERSION) applied
+  // to this context only with ucp_config_modify, over the environment.
+  // FAILED_PRECONDITION if the configuration asks for UCX_UNIFIED_MODE (peer addresses are
+  // validated in the non-unified format, ucx_address.h).
   static absl::StatusOr<UcxContext> Create(
-      uint64_t features, const std::vector<std::pair<std::string, std::string>>& defaults = {});
+      uint64_t features, const std::vector<std::pair<std::string, std::string>>& defaults = {},
+      const std::vector<std::pair<std::string, std::string>>& overrides = {});
   ucp_context_h get() const { return h_; }
   void Reset();
 
@@ -84,15 +98,21 @@ class UcxWorker {
 class UcxEndpoint {
  public:
   UcxEndpoint() = default;
-  explicit UcxEndpoint(ucp_ep_h h) : h_(h) {}
-  UcxEndpoint(UcxEndpoint&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  UcxEndpoint(UcxEndpoint&& o) noexcept
+      : h_(std::exchange(o.h_, nullptr)), address_(std::move(o.address_)) {}
   UcxEndpoint& operator=(UcxEndpoint&& o) noexcept;
   UcxEndpoint(const UcxEndpoint&) = delete;
   UcxEndpoint& operator=(const UcxEndpoint&) = delete;
   ~UcxEndpoint() { Reset(); }
 
-  // Connects to `address` (a blob from UcxWorker::Address) with UCP_ERR_HANDLING_MODE_PEER;
-  // `on_error(arg, ep, status)` runs on the worker's thread, inside ucp_worker_progress.
+  // Zero bytes after the copy of the address UCX is given (see Create).
+  static constexpr size_t kAddressPadding = 256;
+
+  // Connects to `address` (a blob from UcxWorker::Address, already validated with
+  // ValidateWorkerAddress) with UCP_ERR_HANDLING_MODE_PEER; `on_error(arg, ep, status)` runs
+  // on the worker's thread, inside ucp_worker_progress. UCX gets a copy of the address
+  // followed by kAddressPadding zero bytes, owned by the endpoint: ucp_address_unpack takes no
+  // length, so any bounded over-read lands in memory ferry owns.
   static absl::StatusOr<UcxEndpoint> Create(ucp_worker_h worker, std::string_view address,
                                             ucp_err_handler_cb_t on_error, void* arg);
   ucp_ep_h get() const { return h_; }
@@ -100,7 +120,10 @@ class UcxEndpoint {
   void Reset();
 
  private:
+  UcxEndpoint(ucp_ep_h h, std::unique_ptr<char[]> address)
+      : h_(h), address_(std::move(address)) {}
   ucp_ep_h h_ = nullptr;
+  std::unique_ptr<char[]> address_;  // the padded copy UCX was given
 };
 
 // Owns a ucp_mem_h (ucp_mem_unmap on its context).

@@ -23,6 +23,10 @@ constexpr size_t kMaxHeld = 1024;          // messages held for peers not added 
 constexpr size_t kMaxHeldBytes = 4 << 20;  // and their payload bytes
 
 absl::Status OpError(OpKind kind, NodeId peer, ucs_status_t st) {
+  if (ucx::IsConnectionLoss(st)) {
+    return absl::UnavailableError(absl::StrCat("ucx: ", OpName(kind), " node ", peer, ": ",
+                                               ucx::ConnectionLost(peer, st).message()));
+  }
   return UcsError(st, absl::StrCat("ucx: ", OpName(kind), " node ", peer));
 }
 
@@ -364,7 +368,7 @@ void UcxTransport::HandlePeerFailure(NodeId peer, uint64_t generation, ucs_statu
     return;  // an endpoint we already dropped
   }
   absl::Status why = absl::UnavailableError(
-      absl::StrCat("ucx: node ", peer, " failed: ", ucs_status_string(status)));
+      absl::StrCat("ucx: ", ucx::ConnectionLost(peer, status).message()));
   DropConnection(peer);  // force close; the next operation reconnects
   stats_.peer_failures.fetch_add(1, std::memory_order_relaxed);
   FailPeerOps(peer, why);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "dataplane/ucx/streaming_copy.h"
+#include "dataplane/ucx/ucx_log.h"
 #include "dataplane/ucx/ucx_transport_impl.h"
 #include "spdlog/spdlog.h"
 
@@ -82,11 +83,12 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(
 }
 
 absl::Status UcxTransport::Init() {
+  ucx::InstallUcxLogFilter();  // before the first worker: UCX's handler list is not locked
   auto q = ucx::WorkQueue::Create();
   if (!q.ok()) return q.status();
   queue_ = *std::move(q);
   auto ctx = ucx::UcxContext::Create(UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP,
-                                     options_.ucx_defaults);
+                                     options_.ucx_defaults, options_.ucx_config);
   if (!ctx.ok()) return ctx.status();
   context_ = *std::move(ctx);
   auto worker = ucx::UcxWorker::Create(context_.get());
@@ -94,6 +96,13 @@ absl::Status UcxTransport::Init() {
   worker_ = *std::move(worker);
   auto addr = worker_.Address(options_.net_only_address);
   if (!addr.ok()) return addr.status();
+  // Peers validate this address before they connect (ucx_address.h); if it does not pass
+  // here, no peer could use it, so fail at start-up and say why.
+  if (absl::Status s = ucx::ValidateWorkerAddress(*addr); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ucx: this node's own worker address does not pass ferry's validation of UCX 1.13 "
+        "addresses (", s.message(), "); check UCX_ADDRESS_VERSION and the UCX version"));
+  }
   address_ = ucx::EncodeAddress(options_.self, *addr);
   ucs_status_t st = ucp_worker_get_efd(worker_.get(), &worker_fd_);
   if (st != UCS_OK) return UcsError(st, "ucx: ucp_worker_get_efd");
@@ -154,19 +163,19 @@ void UcxTransport::Post(WorkQueue::Task task) {
 // ---- public API -------------------------------------------------------------------------------
 
 absl::Status UcxTransport::AddPeer(NodeId peer, std::string_view address) {
-  auto decoded = ucx::DecodeAddress(address);
-  if (!decoded) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ucx: AddPeer(node ", peer, "): not a ferry UCX address blob"));
+  absl::StatusOr<ucx::DecodedAddress> decoded = ucx::DecodeAddress(address);
+  absl::Status refused;
+  if (!decoded.ok()) {
+    refused = decoded.status();
+  } else if (decoded->node != peer) {
+    refused = absl::InvalidArgumentError(absl::StrCat("address belongs to node ", decoded->node));
   }
-  if (decoded->node != peer) {
-    return absl::InvalidArgumentError(absl::StrCat("ucx: AddPeer(node ", peer,
-                                                   "): address belongs to node ", decoded->node));
-  }
+  if (!refused.ok()) return RefusePeer(peer, address, refused);
   std::string worker_address(decoded->worker_address);
   {
     absl::MutexLock lock(&peers_mu_);
     peer_addresses_[peer] = worker_address;
+    refused_.erase(peer);
   }
   Post([this, peer, worker_address = std::move(worker_address)]() mutable {
     auto it = conns_.find(peer);
@@ -181,10 +190,34 @@ absl::Status UcxTransport::AddPeer(NodeId peer, std::string_view address) {
   return absl::OkStatus();
 }
 
+namespace {
+constexpr size_t kMaxRefusedRemembered = 1024;  // peers whose refused blob we remember
+}  // namespace
+
+// The peer keeps whatever address it had before (none, or an older valid one). Logged once
+// per (peer, blob): membership updates repeat the same bad address.
+absl::Status UcxTransport::RefusePeer(NodeId peer, std::string_view address,
+                                      const absl::Status& why) {
+  stats_.invalid_peer_addresses.fetch_add(1, std::memory_order_relaxed);
+  absl::Status st = absl::InvalidArgumentError(
+      absl::StrCat("ucx: AddPeer(node ", peer, "): refused: ", why.message()));
+  bool first;
+  {
+    absl::MutexLock lock(&peers_mu_);
+    if (refused_.size() >= kMaxRefusedRemembered && !refused_.contains(peer)) refused_.clear();
+    auto [it, inserted] = refused_.try_emplace(peer, address);
+    first = inserted || it->second != address;
+    it->second = std::string(address);
+  }
+  if (first) spdlog::warn("{}", std::string(st.message()));
+  return st;
+}
+
 void UcxTransport::RemovePeer(NodeId peer) {
   {
     absl::MutexLock lock(&peers_mu_);
     peer_addresses_.erase(peer);
+    refused_.erase(peer);
   }
   Post([this, peer] {
     DropConnection(peer);
@@ -260,6 +293,7 @@ TransportStats UcxTransport::Stats() const {
   s.failures = stats_.failures.load();
   s.peer_failures = stats_.peer_failures.load();
   s.dropped_requests = stats_.dropped_requests.load();
+  s.invalid_peer_addresses = stats_.invalid_peer_addresses.load();
   return s;
 }
 

@@ -74,6 +74,10 @@ struct UcxTransportOptions {
   // 256 MiB pulls (docs/benchmarks.md).
   std::vector<std::pair<std::string, std::string>> ucx_defaults = {
       {"UCX_TCP_TX_SEG_SIZE", "512K"}, {"UCX_TCP_RX_SEG_SIZE", "512K"}};
+  // UCP settings for this transport's context only (names without UCX_, e.g.
+  // {"ADDRESS_VERSION", "v2"}), applied with ucp_config_modify over the environment. Only
+  // UCP-level settings take effect this way (see ucx_defaults for transport-level ones).
+  std::vector<std::pair<std::string, std::string>> ucx_config;
   // How rendezvous replies land in the destination. kUcx: UCX's own receive (zero-copy where
   // the lane can, memcpy of each fragment over TCP). kStreaming: a receive datatype whose
   // unpack copies each fragment with streaming stores (dataplane/ucx/streaming_copy.h); this

@@ -66,7 +66,7 @@ struct Op {
 
 struct AtomicStats {
   std::atomic<uint64_t> bytes_fetched{0}, bytes_served{0}, fetches{0}, reads{0}, failures{0},
-      peer_failures{0}, dropped_requests{0};
+      peer_failures{0}, dropped_requests{0}, invalid_peer_addresses{0};
 };
 
 class UcxTransport;
@@ -142,6 +142,8 @@ class UcxTransport final : public Transport {
   absl::Status InitReceiveCopy();
   bool OnProgressThread() const { return std::this_thread::get_id() == thread_id_; }
   void Post(WorkQueue::Task task);
+  // Counts and logs a refused AddPeer; returns the INVALID_ARGUMENT naming node and reason.
+  absl::Status RefusePeer(NodeId peer, std::string_view address, const absl::Status& why);
 
   // Progress thread.
   void Loop();
@@ -203,6 +205,8 @@ class UcxTransport final : public Transport {
   mutable absl::Mutex peers_mu_;
   // Peers as seen by the public API (HasPeer); the progress thread keeps `conns_`.
   absl::flat_hash_map<NodeId, std::string> peer_addresses_ ABSL_GUARDED_BY(peers_mu_);
+  // The last address blob refused per peer (RefusePeer logs each distinct one once).
+  absl::flat_hash_map<NodeId, std::string> refused_ ABSL_GUARDED_BY(peers_mu_);
 
   FetchHandler fetch_handler_;
   ControlHandler control_handler_;

@@ -3,7 +3,8 @@
 // All integers are in host byte order: ferry nodes of one cluster share an architecture
 // (x86-64 or aarch64, both little-endian). Documented in docs/protocol.md ("UCX data plane").
 //
-// Address blob: "FUX1" | node id (8 bytes) | ucp worker address bytes.
+// Address blob: "FUX1" | node id (8 bytes) | ucp worker address bytes (validated on decode,
+//   dataplane/ucx/ucx_address.h).
 // AM kFetchRequestAm: header RequestHeader; payload = the caller's opaque fetch header
 //   (<= kMaxFetchHeaderBytes), always eager.
 // AM kFetchReplyAm: header ReplyHeader; payload = the data (code == 0; eager up to the
@@ -13,11 +14,13 @@
 
 #include <cstdint>
 #include <cstring>
-#include <optional>
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "dataplane/transport/transport.h"
+#include "dataplane/ucx/ucx_address.h"
 
 namespace ferry::dataplane::ucx {
 
@@ -57,16 +60,23 @@ inline std::string EncodeAddress(NodeId self, std::string_view worker_address) {
 
 struct DecodedAddress {
   NodeId node;
-  std::string_view worker_address;
+  std::string_view worker_address;  // points into the blob passed to DecodeAddress
 };
 
-// nullopt if `blob` is not an address made by EncodeAddress.
-inline std::optional<DecodedAddress> DecodeAddress(std::string_view blob) {
+// Splits a blob made by EncodeAddress and validates the UCX worker address in it
+// (ucx_address.h), so nothing UCX cannot unpack safely gets past here. INVALID_ARGUMENT
+// saying what is wrong otherwise.
+inline absl::StatusOr<DecodedAddress> DecodeAddress(std::string_view blob) {
   constexpr size_t kPrefix = 4 + sizeof(NodeId);
-  if (blob.size() <= kPrefix || blob.substr(0, 4) != kAddressMagic) return std::nullopt;
+  if (blob.size() < kPrefix || blob.substr(0, 4) != kAddressMagic) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "not a ferry UCX address blob (", blob.size(), " bytes, expected \"FUX1\", node id, "
+        "UCX worker address)"));
+  }
   DecodedAddress out;
   std::memcpy(&out.node, blob.data() + 4, sizeof(NodeId));
   out.worker_address = blob.substr(kPrefix);
+  if (absl::Status s = ValidateWorkerAddress(out.worker_address); !s.ok()) return s;
   return out;
 }
 

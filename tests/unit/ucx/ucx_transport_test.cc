@@ -1,5 +1,5 @@
-// Tests of the UCX transport: two or three transports in one process over TCP on loopback
-// (ctest sets UCX_TLS=tcp,self,sm and UCX_NET_DEVICES=lo), plus a real peer death: a child
+// Tests of the UCX transport: two or three transports in one process over TCP and shared
+// memory (UCX's defaults; the address tests pin UCX_NET_DEVICES=lo), plus a real peer death: a child
 // process serving data is SIGKILLed mid-transfer. Every wait has a deadline.
 #include "dataplane/ucx/ucx_transport.h"
 
@@ -541,6 +541,7 @@ TEST(UcxPeerFailure, PeerKilledMidTransfer) {
   }
   ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_EQ(why.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(why.message().find("connection to node 2 lost: "), absl::string_view::npos) << why;
   EXPECT_EQ(failures.load(), 1);
   std::printf("peer failure: %s; %d of %d chunks failed\n", why.ToString().c_str(), unavailable,
               kChunks - 1);
