@@ -831,6 +831,8 @@ std::string Node::MetricsText() {
   gauge("retries_total", counters_.retries.load());
   gauge("get_failures_total", counters_.failures.load());
   gauge("transport_peer_failures_total", ts.peer_failures);
+  gauge("transport_invalid_peer_addresses_total", ts.invalid_peer_addresses);
+  gauge("checksum_mismatches_total", counters_.checksum_mismatches.load());
   gauge("measured_bandwidth_bytes_per_second", bandwidth_bps_.load());
   gauge("measured_latency_seconds", latency_s_.load());
   gauge("coordinator_connected", connected_.load() ? 1 : 0);
