@@ -49,9 +49,13 @@ void DeleteRacingGet(LocalCluster& cluster, const std::string& key, size_t size,
   ASSERT_TRUE(a->Put(key, data).ok());
   absl::Status got;
   std::thread getter([&] {
-    absl::StatusOr<ObjectView> v = b->Get(key, absl::Seconds(20));
+    // A Get that reaches the coordinator after the delete waits for the key to be created
+    // again: keep that wait short.
+    absl::StatusOr<ObjectView> v = b->Get(key, absl::Seconds(2));
     got = v.status();
-    if (v.ok()) EXPECT_EQ(Checksum(v->data(), v->size()), Checksum(data.data(), data.size()));
+    if (v.ok()) {
+      EXPECT_EQ(Checksum(v->data(), v->size()), Checksum(data.data(), data.size()));
+    }
   });
   // Vary the moment of the delete across rounds, from before the Get reaches ferryd to
   // after it finished.
@@ -71,7 +75,7 @@ void DeleteRacingGet(LocalCluster& cluster, const std::string& key, size_t size,
 }
 
 TEST_F(HardeningTest, DeleteWinsOverInFlightGetsAndNeverComesBack) {
-  for (int round = 0; round < 24; ++round) {
+  for (int round = 0; round < 16; ++round) {
     DeleteRacingGet(*cluster_, "race/inline-" + std::to_string(round), 1024, round);
     DeleteRacingGet(*cluster_, "race/pulled-" + std::to_string(round), 3 << 20, round);
     if (HasFatalFailure()) return;
@@ -126,7 +130,9 @@ TEST_F(HardeningTest, HelloReusingALiveIdIsRefused) {
   absl::StatusOr<NodeStatus> after = b->Status();
   ASSERT_TRUE(after.ok());
   for (const NodeInfo& n : after->cluster) {
-    if (n.id == victim) EXPECT_TRUE(n.alive);
+    if (n.id == victim) {
+      EXPECT_TRUE(n.alive);
+    }
   }
 }
 
