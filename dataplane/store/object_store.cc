@@ -599,6 +599,7 @@ StoreStats ObjectStore::Stats() const {
   for (const auto& [k, obj] : objects_) {
     if (obj->state == ObjectState::kSealed) ++s.sealed;
     if (obj->total_pins > 0) ++s.pinned;
+    s.chunk_waiters += obj->waiters.size();
   }
   s.evictions = evictions_;
   s.absent_waiters = absent_count_;

@@ -84,6 +84,7 @@ struct StoreStats {
   uint64_t pinned = 0;
   uint64_t evictions = 0;
   uint64_t absent_waiters = 0;   // serve requests held for objects not created yet
+  uint64_t chunk_waiters = 0;    // serve requests waiting for a chunk of a partial copy
 };
 
 struct ListedLocal {
