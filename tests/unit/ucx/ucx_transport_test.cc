@@ -450,7 +450,9 @@ TEST_F(UcxTransportTest, CancelledFetchCompletesAtOnceAndItsLateReplyLandsNowher
     server.ReplyHung([sent_done](absl::Status s) { (*sent_done)(std::move(s)); });
     auto sent_st = sent.Wait(kDeadline);
     ASSERT_TRUE(sent_st.has_value());
-    if (len > 8 * 1024) EXPECT_FALSE(sent_st->ok()) << "a rendezvous reply nobody takes fails its send";
+    if (len > 8 * 1024) {
+      EXPECT_FALSE(sent_st->ok()) << "a rendezvous reply nobody takes fails its send";
+    }
     // A fetch after it over the same connection: once it is back, the late reply was handled.
     std::vector<uint8_t> probe(100);
     ASSERT_TRUE(FetchRange(*t_[0], 2, {0, 100, 0}, probe.data()).ok());
