@@ -95,6 +95,10 @@ void LocalCluster::Kill(int i, int signo) {
   nodes_[i] = -1;
 }
 
+void LocalCluster::Signal(int i, int signo) {
+  if (i >= 0 && i < static_cast<int>(nodes_.size()) && nodes_[i] > 0) kill(nodes_[i], signo);
+}
+
 void LocalCluster::KillCoordinator(int signo) {
   if (coord_ <= 0) return;
   kill(coord_, signo);

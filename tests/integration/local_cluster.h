@@ -34,6 +34,8 @@ class LocalCluster {
   absl::StatusOr<int> AddNode();
   // Sends `signo` to node i's ferryd and reaps it.
   void Kill(int i, int signo);
+  // Sends `signo` to node i's ferryd and nothing else (SIGSTOP / SIGCONT).
+  void Signal(int i, int signo);
   void KillCoordinator(int signo);
   absl::Status RestartCoordinator();
 
