@@ -14,6 +14,11 @@ namespace ferry::dataplane {
 // Smallest chunk size a peer may ask for (bounds per-request work and chunk counts).
 inline constexpr uint32_t kMinChunkSize = 4096;
 
+// A fetch for an object the server has deleted fails with NOT_FOUND and a message that
+// contains this phrase ("object ns/key was deleted on node 3"): across the wire only code and
+// message travel, and the receiver's Get must end on it instead of trying another sender.
+inline constexpr char kObjectDeletedPhrase[] = " was deleted on node ";
+
 struct ChunkRequest {
   std::string ns;
   std::string key;

@@ -2,22 +2,45 @@
 // chunk that has not landed yet (a partial copy) is answered as soon as it lands: this is
 // cut-through forwarding, so a chain of nodes pipelines chunk by chunk.
 //
+// A request for an object this node does not have yet is held (ObjectStore::ServeChunk) for
+// up to ChunkServerOptions::absent_wait and served once the object is created: the
+// coordinator points a receiver at this node a moment before this node has created its
+// receiving copy. A request for an object deleted here (now, or while held) fails with
+// NOT_FOUND "object <name> was deleted on node <self>" (IsObjectDeleted on the receiver,
+// docs/protocol.md "Chunk fetch").
+//
 // Threading: the handler runs on the transport's progress thread and never blocks; replies
-// may be sent from whichever thread lands the chunk.
+// may be sent from whichever thread lands, creates or deletes the object. One timer thread
+// of this server fails held requests whose wait is over; the destructor joins it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "dataplane/store/object_store.h"
 #include "dataplane/transport/transport.h"
 
 namespace ferry::dataplane {
 
+struct ChunkServerOptions {
+  // How long a request for an object that does not exist here is held for it to be created
+  // before it fails with NOT_FOUND. 0: fail at once.
+  absl::Duration absent_wait = absl::Seconds(2);
+};
+
 class ChunkServer {
  public:
   // `arena_base` is where store offsets point. Both must outlive the server.
-  ChunkServer(ObjectStore* store, uint8_t* arena_base) : store_(store), arena_base_(arena_base) {}
+  ChunkServer(ObjectStore* store, uint8_t* arena_base, ChunkServerOptions options = {});
+  // Joins the timer thread and fails every request still held for an absent object
+  // (NOT_FOUND). Shut the transport down first.
+  ~ChunkServer();
+  ChunkServer(const ChunkServer&) = delete;
+  ChunkServer& operator=(const ChunkServer&) = delete;
 
   // Installs the fetch handler on `transport`.
   void Attach(Transport* transport);
@@ -25,15 +48,30 @@ class ChunkServer {
   uint64_t chunks_served() const { return chunks_served_.load(); }
   uint64_t bytes_served() const { return bytes_served_.load(); }
   uint64_t requests_rejected() const { return rejected_.load(); }
+  // Requests that were held for an object not created yet (served or failed since).
+  uint64_t requests_held() const { return held_.load(); }
 
  private:
   void Handle(NodeId from, std::string_view header, std::unique_ptr<FetchResponder> responder);
+  // Makes the timer thread look again by `until` at the latest.
+  void WakeTimerBy(absl::Time until);
+  void TimerLoop();
 
   ObjectStore* store_;
   uint8_t* arena_base_;
+  const ChunkServerOptions options_;
+  std::atomic<NodeId> self_{0};
   std::atomic<uint64_t> chunks_served_{0};
   std::atomic<uint64_t> bytes_served_{0};
   std::atomic<uint64_t> rejected_{0};
+  std::atomic<uint64_t> held_{0};
+
+  absl::Mutex mu_;
+  // When the timer thread next expires held requests (InfiniteFuture: none held); a wake
+  // with an earlier time moves it.
+  absl::Time timer_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread timer_;   // last: starts after the fields above exist
 };
 
 }  // namespace ferry::dataplane

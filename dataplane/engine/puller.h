@@ -41,9 +41,14 @@ class Puller {
   Puller(Transport* transport, ObjectStore* store) : transport_(transport), store_(store) {}
 
   // Fetches every chunk of the object still missing in the store from `spec.sender`.
-  // Returns OK when all have landed; otherwise the first error (the sender's failure
-  // naming it, or DEADLINE_EXCEEDED). Either way, returns only once no fetch is in flight
-  // any more, so the destination is never written after Pull returns.
+  // Returns OK when all have landed; otherwise the first error: the sender's failure naming
+  // it, DEADLINE_EXCEEDED, or NOT_FOUND with IsObjectDeleted (ObjectStore) when the object
+  // was deleted on the sender or our own receiving copy was deleted mid-pull.
+  // On an error it cancels its outstanding fetches (Transport::CancelFetch; the peer and
+  // other pulls from it are left alone) and returns only once every fetch it started has
+  // completed, so the destination is never written after Pull returns. Should cancelled
+  // fetches not complete within a few seconds, it resets the connection to the sender
+  // (Transport::ResetPeer), which completes them, and waits for that. Blocks.
   absl::Status Pull(const PullSpec& spec, PullStats* stats);
 
  private:

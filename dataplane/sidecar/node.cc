@@ -430,7 +430,9 @@ absl::StatusOr<bool> Node::PullAttempt(Fetch& f, const proto::AcquireSourceReply
     Report(ns, key, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats, f.incarnation);
     return true;
   }
-  if (s.code() == absl::StatusCode::kDeadlineExceeded) return GiveUp(f, s, reply.sender(), true);
+  // Past the deadline, or the object was deleted (on the sender, or our copy here): no other
+  // sender will do better.
+  if (s.code() == absl::StatusCode::kDeadlineExceeded || IsObjectDeleted(s)) return GiveUp(f, s, reply.sender(), true);
   ++counters_.retries;
   f.last_failure = s;
   spdlog::warn("get {}: sender {} failed ({}); re-planning", PrintableName(ns, key), reply.sender(), std::string(s.message()));
@@ -471,25 +473,16 @@ absl::Status Node::AlreadyHere(Fetch& f, absl::Status why) {
 }
 
 absl::Status Node::PullFromSender(const PullSpec& spec, PullStats* total) {
-  // The coordinator registers a receiver as a partial copy when it attaches it, a moment
-  // before that node has created its receiving object; a receiver attached to it right then
-  // sees NOT_FOUND. That is "not yet", not a failure: ask the same sender again shortly
-  // instead of re-planning (which would move this receiver onto a busier copy).
-  constexpr int kNotYetRetries = 800;   // 200 ms in all
-  constexpr auto kNotYetBackoff = std::chrono::microseconds(250);
-  absl::Status s;
-  for (int attempt = 0;; ++attempt) {
-    PullStats stats;
-    s = puller_.Pull(spec, &stats);
-    counters_.bytes_received += stats.bytes;
-    counters_.chunks_received += stats.chunks;
-    total->bytes += stats.bytes;
-    total->chunks += stats.chunks;
-    total->seconds += stats.seconds;
-    if (total->first_chunk_s == 0) total->first_chunk_s = stats.first_chunk_s;
-    if (s.code() != absl::StatusCode::kNotFound || attempt >= kNotYetRetries || absl::Now() >= spec.deadline) break;
-    std::this_thread::sleep_for(kNotYetBackoff);
-  }
+  // A sender attached a moment before it has created its receiving copy holds our requests
+  // until it has (ChunkServer), so NOT_FOUND here means the object is not coming from it.
+  PullStats stats;
+  absl::Status s = puller_.Pull(spec, &stats);
+  counters_.bytes_received += stats.bytes;
+  counters_.chunks_received += stats.chunks;
+  total->bytes += stats.bytes;
+  total->chunks += stats.chunks;
+  total->seconds += stats.seconds;
+  if (total->first_chunk_s == 0) total->first_chunk_s = stats.first_chunk_s;
   return s;
 }
 

@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 
@@ -21,6 +22,7 @@ struct StoreObject {
   bool freed = false;
   std::optional<ChunkProgress> progress;   // kReceiving only
   std::vector<std::pair<uint32_t, ChunkReady>> waiters;
+  std::vector<uint64_t> watch_ids;   // WatchRemoval ids (some may have been Unwatch'ed)
   std::list<StoreObject*>::iterator lru_pos;
   bool in_lru = false;
 };
@@ -29,7 +31,22 @@ namespace {
 
 std::string Name(const std::string& ns, const std::string& key) { return PrintableName(ns, key); }
 
+constexpr char kDeletedPayload[] = "type.ferry/object_deleted";
+
 }  // namespace
+
+absl::Status ObjectDeletedError(const std::string& ns, const std::string& key, std::string_view where) {
+  return MarkObjectDeleted(absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " was deleted ", std::string(where))));
+}
+
+bool IsObjectDeleted(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kNotFound && status.GetPayload(kDeletedPayload).has_value();
+}
+
+absl::Status MarkObjectDeleted(absl::Status status) {
+  status.SetPayload(kDeletedPayload, absl::Cord("1"));
+  return status;
+}
 
 ObjectStore::ObjectStore(uint64_t capacity, uint64_t alignment) : allocator_(capacity, alignment) {}
 
@@ -75,6 +92,7 @@ absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const
   if (absl::Status s = ValidateObjectName(ns, key); !s.ok()) return s;
   std::vector<Key> evicted;
   absl::StatusOr<uint64_t> result;
+  std::vector<std::pair<ChunkReady, absl::StatusOr<ServeSlice>>> answered;   // held requests
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (objects_.contains(Key{ns, key})) {
@@ -102,6 +120,17 @@ absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const
         obj->state = ObjectState::kReceiving;
         obj->progress.emplace(meta.size, receive_chunk_size);
       }
+      tombstones_.erase(Key{ns, key});   // a new incarnation
+      auto held = absent_.extract(Key{ns, key});
+      if (!held.empty()) {
+        absent_count_ -= held.mapped().size();
+        for (AbsentWaiter& w : held.mapped()) {
+          absl::StatusOr<ServeSlice> slice;
+          if (ServeLocked(obj, w.chunk_size, w.chunk, w.ready, &slice)) {
+            answered.emplace_back(std::move(w.ready), std::move(slice));
+          }
+        }
+      }
       objects_.emplace(Key{ns, key}, std::move(obj));
     } else {
       result = absl::Status(result.status().code(),
@@ -110,6 +139,7 @@ absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const
     }
   }
   NotifyEvicted(evicted);
+  for (auto& [ready, slice] : answered) ready(std::move(slice));
   return result;
 }
 
@@ -246,16 +276,50 @@ void ObjectStore::Unpin(const PinnedObject& pin) {
 }
 
 absl::Status ObjectStore::Delete(const std::string& ns, const std::string& key) {
-  std::vector<Waiter> orphaned;
+  if (!Remove(ns, key, 0)) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  return absl::OkStatus();
+}
+
+bool ObjectStore::Remove(const std::string& ns, const std::string& key, uint64_t incarnation) {
+  Orphans orphans;
+  bool found;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = objects_.find(Key{ns, key});
-    if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
-    RemoveLocked(it->first, &orphaned);
+    const Key name{ns, key};
+    if (incarnation != 0) {
+      auto [it, inserted] = dropped_.insert_or_assign(name, incarnation);
+      if (inserted) dropped_order_.push_back(name);
+      while (dropped_order_.size() > kTombstones) {
+        dropped_.erase(dropped_order_.front());
+        dropped_order_.pop_front();
+      }
+    }
+    auto it = objects_.find(name);
+    // A copy of another incarnation (the key was created again since) is not ours to remove;
+    // a copy of unknown incarnation (0) is, as before incarnations existed.
+    if (it != objects_.end() && incarnation != 0 && it->second->meta.incarnation != 0 &&
+        it->second->meta.incarnation != incarnation) {
+      return false;
+    }
+    AddTombstoneLocked(name);
+    auto held = absent_.extract(name);
+    if (!held.empty()) {
+      absent_count_ -= held.mapped().size();
+      for (AbsentWaiter& w : held.mapped()) orphans.absent.push_back(std::move(w.ready));
+    }
+    found = it != objects_.end();
+    if (found) RemoveLocked(it->first, &orphans);
     sealed_cv_.notify_all();
   }
-  for (auto& [k, cb] : orphaned) cb(absl::AbortedError(absl::StrCat("object ", Name(ns, key), " was deleted")));
-  return absl::OkStatus();
+  const absl::Status why = ObjectDeletedError(ns, key, "on this node");
+  for (auto& [k, cb] : orphans.waiters) cb(why);
+  for (ChunkReady& cb : orphans.absent) cb(why);
+  for (RemovalCallback& cb : orphans.watchers) cb(why);
+  return found;
+}
+
+bool ObjectStore::Drop(const std::string& ns, const std::string& key, uint64_t incarnation) {
+  return Remove(ns, key, incarnation);
 }
 
 bool ObjectStore::IsDroppedLocked(const Key& key, uint64_t incarnation) const {
@@ -269,32 +333,46 @@ bool ObjectStore::IsDropped(const std::string& ns, const std::string& key, uint6
   return IsDroppedLocked(Key{ns, key}, incarnation);
 }
 
-bool ObjectStore::Drop(const std::string& ns, const std::string& key, uint64_t incarnation) {
-  std::vector<Waiter> orphaned;
-  bool removed = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Key k{ns, key};
-    if (incarnation != 0) {
-      auto [it, inserted] = dropped_.insert_or_assign(k, incarnation);
-      if (inserted) dropped_order_.push_back(k);
-      while (dropped_order_.size() > kTombstones) {
-        dropped_.erase(dropped_order_.front());
-        dropped_order_.pop_front();
-      }
-    }
-    auto it = objects_.find(k);
-    // A copy of another incarnation (the key was created again since) is not ours to drop;
-    // a copy of unknown incarnation (0) is dropped, as before incarnations existed.
-    if (it != objects_.end() && (incarnation == 0 || it->second->meta.incarnation == 0 ||
-                                 it->second->meta.incarnation == incarnation)) {
-      RemoveLocked(it->first, &orphaned);
-      sealed_cv_.notify_all();
-      removed = true;
-    }
+bool ObjectStore::IsTombstonedLocked(const Key& key) {
+  auto it = tombstones_.find(key);
+  if (it == tombstones_.end()) return false;
+  if (it->second > absl::Now()) return true;
+  tombstones_.erase(it);
+  return false;
+}
+
+void ObjectStore::AddTombstoneLocked(const Key& key) {
+  const absl::Time now = absl::Now();
+  const absl::Time until = now + kTombstoneTtl;
+  tombstones_[key] = until;
+  tombstone_order_.emplace_back(key, until);
+  while (!tombstone_order_.empty() &&
+         (tombstone_order_.size() > kMaxTombstones || tombstone_order_.front().second <= now)) {
+    auto& [k, t] = tombstone_order_.front();
+    auto it = tombstones_.find(k);
+    if (it != tombstones_.end() && it->second == t) tombstones_.erase(it);
+    tombstone_order_.pop_front();
   }
-  for (auto& [k, cb] : orphaned) cb(absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " was deleted")));
-  return removed;
+}
+
+absl::StatusOr<uint64_t> ObjectStore::WatchRemoval(const std::string& ns, const std::string& key,
+                                                   RemovalCallback removed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(Key{ns, key});
+  if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
+  const uint64_t id = next_watch_id_++;
+  watches_.emplace(id, std::move(removed));
+  it->second->watch_ids.push_back(id);
+  return id;
+}
+
+void ObjectStore::Unwatch(uint64_t watch_id) {
+  RemovalCallback dropped;   // destroyed outside the lock
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = watches_.find(watch_id);
+  if (it == watches_.end()) return;
+  dropped = std::move(it->second);
+  watches_.erase(it);
 }
 
 bool ObjectStore::Contains(const std::string& ns, const std::string& key) const {
@@ -302,7 +380,7 @@ bool ObjectStore::Contains(const std::string& ns, const std::string& key) const 
   return objects_.contains(Key{ns, key});
 }
 
-void ObjectStore::RemoveLocked(const Key& key, std::vector<Waiter>* orphaned) {
+void ObjectStore::RemoveLocked(const Key& key, Orphans* orphans) {
   auto it = objects_.find(key);
   if (it == objects_.end()) return;
   std::shared_ptr<StoreObject> obj = it->second;
@@ -312,8 +390,15 @@ void ObjectStore::RemoveLocked(const Key& key, std::vector<Waiter>* orphaned) {
     lru_.erase(obj->lru_pos);
     obj->in_lru = false;
   }
-  if (orphaned != nullptr) {
-    for (auto& w : obj->waiters) orphaned->push_back(std::move(w));
+  for (uint64_t id : obj->watch_ids) {
+    auto w = watches_.find(id);
+    if (w == watches_.end()) continue;
+    if (orphans != nullptr) orphans->watchers.push_back(std::move(w->second));
+    watches_.erase(w);
+  }
+  obj->watch_ids.clear();
+  if (orphans != nullptr) {
+    for (auto& w : obj->waiters) orphans->waiters.push_back(std::move(w));
   }
   obj->waiters.clear();
   MaybeFreeLocked(*obj);
@@ -394,17 +479,18 @@ absl::Status ObjectStore::FinishReceiving(const std::string& ns, const std::stri
 }
 
 void ObjectStore::AbortReceiving(const std::string& ns, const std::string& key, const absl::Status& why) {
-  std::vector<Waiter> orphaned;
+  Orphans orphans;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = objects_.find(Key{ns, key});
     if (it == objects_.end() || it->second->state != ObjectState::kReceiving) return;
-    RemoveLocked(it->first, &orphaned);
+    RemoveLocked(it->first, &orphans);
     sealed_cv_.notify_all();
   }
-  for (auto& [k, cb] : orphaned) {
-    cb(absl::AbortedError(absl::StrCat("partial copy of ", Name(ns, key), " was dropped: ", why.message())));
-  }
+  const absl::Status dropped =
+      absl::AbortedError(absl::StrCat("partial copy of ", Name(ns, key), " was dropped: ", why.message()));
+  for (auto& [k, cb] : orphans.waiters) cb(dropped);
+  for (RemovalCallback& cb : orphans.watchers) cb(dropped);
 }
 
 absl::StatusOr<std::vector<uint32_t>> ObjectStore::MissingChunks(const std::string& ns,
@@ -419,45 +505,93 @@ absl::StatusOr<std::vector<uint32_t>> ObjectStore::MissingChunks(const std::stri
   return missing;
 }
 
-void ObjectStore::ServeChunk(const std::string& ns, const std::string& key, uint32_t chunk_size,
-                             uint32_t k, ChunkReady ready) {
+bool ObjectStore::ServeLocked(const std::shared_ptr<StoreObject>& ptr, uint32_t chunk_size, uint32_t k,
+                              ChunkReady& ready, absl::StatusOr<ServeSlice>* result) {
+  StoreObject& obj = *ptr;
+  const std::string& ns = obj.ns;
+  const std::string& key = obj.key;
+  const uint64_t cs = std::max<uint32_t>(chunk_size, 1);
+  const uint64_t num_chunks = (obj.meta.size + cs - 1) / cs;
+  const uint64_t first = uint64_t{k} * cs;
+  const uint64_t len = std::min<uint64_t>(cs, obj.meta.size - std::min<uint64_t>(obj.meta.size, first));
+  if (obj.state == ObjectState::kWriting) {
+    *result = absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is not sealed"));
+  } else if (k >= num_chunks) {
+    *result = absl::OutOfRangeError(absl::StrCat("chunk ", k, " of ", Name(ns, key), " is past its end (",
+                                                 num_chunks, " chunks of ", chunk_size, " bytes)"));
+  } else if (obj.state == ObjectState::kSealed) {
+    ++obj.serve_pins;
+    if (obj.in_lru) {
+      lru_.erase(obj.lru_pos);
+      obj.in_lru = false;
+    }
+    *result = ServeSlice{ptr, obj.offset + first, len};
+  } else if (chunk_size != obj.progress->chunk_size()) {
+    *result = absl::InvalidArgumentError(absl::StrCat(
+        "chunk size ", chunk_size, " does not match the partial copy's ", obj.progress->chunk_size()));
+  } else if (obj.progress->Has(k)) {
+    ++obj.serve_pins;
+    *result = ServeSlice{ptr, obj.offset + first, len};
+  } else {
+    obj.waiters.emplace_back(k, std::move(ready));
+    return false;
+  }
+  return true;
+}
+
+bool ObjectStore::ServeChunk(const std::string& ns, const std::string& key, uint32_t chunk_size,
+                             uint32_t k, ChunkReady ready, absl::Time absent_until) {
   absl::StatusOr<ServeSlice> result;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = objects_.find(Key{ns, key});
-    if (it == objects_.end()) {
-      result = absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found on this node"));
+    const Key name{ns, key};
+    auto it = objects_.find(name);
+    if (it != objects_.end()) {
+      if (!ServeLocked(it->second, chunk_size, k, ready, &result)) return false;
+    } else if (IsTombstonedLocked(name)) {
+      result = ObjectDeletedError(ns, key, "on this node");
+    } else if (absent_until > absl::Now() && absent_count_ < kMaxAbsentWaiters) {
+      absent_[name].push_back(AbsentWaiter{chunk_size, k, absent_until, std::move(ready)});
+      ++absent_count_;
+      return true;
     } else {
-      StoreObject& obj = *it->second;
-      const uint64_t cs = std::max<uint32_t>(chunk_size, 1);
-      const uint64_t num_chunks = (obj.meta.size + cs - 1) / cs;
-      const uint64_t first = uint64_t{k} * cs;
-      const uint64_t len = std::min<uint64_t>(cs, obj.meta.size - std::min<uint64_t>(obj.meta.size, first));
-      if (obj.state == ObjectState::kWriting) {
-        result = absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is not sealed"));
-      } else if (k >= num_chunks) {
-        result = absl::OutOfRangeError(absl::StrCat("chunk ", k, " of ", Name(ns, key), " is past its end (",
-                                                    num_chunks, " chunks of ", chunk_size, " bytes)"));
-      } else if (obj.state == ObjectState::kSealed) {
-        ++obj.serve_pins;
-        if (obj.in_lru) {
-          lru_.erase(obj.lru_pos);
-          obj.in_lru = false;
-        }
-        result = ServeSlice{it->second, obj.offset + first, len};
-      } else if (chunk_size != obj.progress->chunk_size()) {
-        result = absl::InvalidArgumentError(absl::StrCat(
-            "chunk size ", chunk_size, " does not match the partial copy's ", obj.progress->chunk_size()));
-      } else if (obj.progress->Has(k)) {
-        ++obj.serve_pins;
-        result = ServeSlice{it->second, obj.offset + first, len};
-      } else {
-        obj.waiters.emplace_back(k, std::move(ready));
-        return;
-      }
+      result = absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found on this node"));
     }
   }
   ready(std::move(result));
+  return false;
+}
+
+absl::Time ObjectStore::ExpireAbsentWaiters(absl::Time now) {
+  std::vector<std::pair<Key, ChunkReady>> expired;
+  absl::Time next = absl::InfiniteFuture();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = absent_.begin(); it != absent_.end();) {
+      std::vector<AbsentWaiter>& held = it->second;
+      for (size_t i = 0; i < held.size();) {
+        if (held[i].until <= now) {
+          expired.emplace_back(it->first, std::move(held[i].ready));
+          held[i] = std::move(held.back());
+          held.pop_back();
+          --absent_count_;
+        } else {
+          next = std::min(next, held[i].until);
+          ++i;
+        }
+      }
+      if (held.empty()) {
+        absent_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [name, cb] : expired) {
+    cb(absl::NotFoundError(absl::StrCat("object ", Name(name.first, name.second),
+                                        " not found on this node (not created while the request waited)")));
+  }
+  return next;
 }
 
 void ObjectStore::UnpinServe(const ServeSlice& slice) {
@@ -503,8 +637,10 @@ StoreStats ObjectStore::Stats() const {
   for (const auto& [k, obj] : objects_) {
     if (obj->state == ObjectState::kSealed) ++s.sealed;
     if (obj->total_pins > 0) ++s.pinned;
+    s.chunk_waiters += obj->waiters.size();
   }
   s.evictions = evictions_;
+  s.absent_waiters = absent_count_;
   return s;
 }
 

@@ -15,14 +15,15 @@
 #pragma once
 
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -67,6 +68,16 @@ struct ServeSlice {
   uint64_t len = 0;
 };
 using ChunkReady = absl::AnyInvocable<void(absl::StatusOr<ServeSlice>)>;
+// Told that a watched object left the store (WatchRemoval).
+using RemovalCallback = absl::AnyInvocable<void(absl::Status)>;
+
+// NOT_FOUND for an object that was deleted (Delete), as opposed to one never created or
+// evicted: "object <name> was deleted <where>", marked so that IsObjectDeleted holds.
+absl::Status ObjectDeletedError(const std::string& ns, const std::string& key, std::string_view where);
+// True for a status made by ObjectDeletedError or marked by MarkObjectDeleted.
+bool IsObjectDeleted(const absl::Status& status);
+// `status` (code and message kept) marked as "the object was deleted".
+absl::Status MarkObjectDeleted(absl::Status status);
 
 struct StoreStats {
   uint64_t capacity = 0;
@@ -75,6 +86,8 @@ struct StoreStats {
   uint64_t sealed = 0;
   uint64_t pinned = 0;
   uint64_t evictions = 0;
+  uint64_t absent_waiters = 0;   // serve requests held for objects not created yet
+  uint64_t chunk_waiters = 0;    // serve requests waiting for a chunk of a partial copy
 };
 
 struct ListedLocal {
@@ -121,7 +134,10 @@ class ObjectStore {
   // Drops a pin returned by PinSealed/WaitSealed/PinInternal for the internal session.
   void Unpin(const PinnedObject& pin);
 
-  // Removes the object (freed when unpinned). NOT_FOUND if absent.
+  // Removes the object (freed when unpinned). NOT_FOUND if absent. Either way the name is
+  // remembered as deleted for a while (kTombstoneTtl, at most kMaxTombstones names, until it
+  // is created again): requests to serve it, held or later, fail with ObjectDeletedError,
+  // and WatchRemoval callbacks on it run with that error.
   absl::Status Delete(const std::string& ns, const std::string& key);
   // A cluster-wide delete of `incarnation` (0: whatever is here) reached this node: removes
   // the object if it is that incarnation (in any state: a receiving copy's chunk waiters fail
@@ -145,6 +161,13 @@ class ObjectStore {
   absl::Status FinishReceiving(const std::string& ns, const std::string& key);
   // Drops a receiving object (waiters fail with `why`).
   void AbortReceiving(const std::string& ns, const std::string& key, const absl::Status& why);
+  // Calls `removed` once (outside the lock, on the removing thread) when this incarnation of
+  // the object leaves the store: ObjectDeletedError for Delete, ABORTED for AbortReceiving;
+  // other removals (eviction, Abort, EndSession) destroy it unrun. Returns a watch id for Unwatch; NOT_FOUND if the object does not exist.
+  absl::StatusOr<uint64_t> WatchRemoval(const std::string& ns, const std::string& key,
+                                        RemovalCallback removed);
+  // Drops a watch; its callback is destroyed unrun (unless it has run). Unknown ids: no-op.
+  void Unwatch(uint64_t watch_id);
   // The chunks still missing of a receiving object (empty when complete).
   absl::StatusOr<std::vector<uint32_t>> MissingChunks(const std::string& ns,
                                                       const std::string& key) const;
@@ -153,9 +176,22 @@ class ObjectStore {
   // Calls `ready` with chunk k of the object (chunk_size as given by the requester) once it
   // has landed: at once for a sealed object, later for a receiving one. The slice is pinned:
   // call UnpinServe when the bytes have been sent. NOT_FOUND if absent, OUT_OF_RANGE for a
-  // bad chunk, ABORTED if the partial copy is dropped before the chunk lands.
-  void ServeChunk(const std::string& ns, const std::string& key, uint32_t chunk_size,
-                  uint32_t k, ChunkReady ready);
+  // bad chunk, ABORTED if the partial copy is dropped before the chunk lands,
+  // ObjectDeletedError if the object is (or was recently) deleted.
+  // An object that does not exist is waited for until `absent_until`: a receiver can be
+  // pointed at this node a moment before this node has created its receiving copy. The
+  // request is held (at most kMaxAbsentWaiters of them; beyond that NOT_FOUND at once) and
+  // served when the object is created, failed when it is deleted, and failed with NOT_FOUND
+  // by the first ExpireAbsentWaiters at or after `absent_until`. Returns true if the request
+  // is held so: the caller must then run ExpireAbsentWaiters by `absent_until`.
+  bool ServeChunk(const std::string& ns, const std::string& key, uint32_t chunk_size, uint32_t k,
+                  ChunkReady ready, absl::Time absent_until = absl::InfinitePast());
+  // Fails the held requests for absent objects whose time has come; returns the earliest
+  // time a held request is left waiting until (InfiniteFuture if none).
+  absl::Time ExpireAbsentWaiters(absl::Time now);
+  static constexpr size_t kMaxAbsentWaiters = 4096;
+  static constexpr size_t kMaxTombstones = 4096;
+  static constexpr absl::Duration kTombstoneTtl = absl::Seconds(10);
   void UnpinServe(const ServeSlice& slice);
 
   // Releases every pin of the session and reclaims its unsealed objects.
@@ -169,6 +205,18 @@ class ObjectStore {
  private:
   using Key = std::pair<std::string, std::string>;
   using Waiter = std::pair<uint32_t, ChunkReady>;   // (chunk, callback)
+  struct AbsentWaiter {
+    uint32_t chunk_size;
+    uint32_t chunk;
+    absl::Time until;
+    ChunkReady ready;
+  };
+  // What leaves with a removed object, to be told outside the lock.
+  struct Orphans {
+    std::vector<Waiter> waiters;
+    std::vector<RemovalCallback> watchers;
+    std::vector<ChunkReady> absent;   // held for the name (Delete of an absent object)
+  };
 
   // Create; with receive_chunk_size > 0 the object starts as kReceiving (atomically).
   absl::StatusOr<uint64_t> CreateInState(const std::string& ns, const std::string& key, const StoredMeta& meta,
@@ -177,10 +225,19 @@ class ObjectStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PinLocked(StoreObject& obj, SessionId session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnpinLocked(StoreObject& obj, SessionId session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemoveLocked(const Key& key, std::vector<Waiter>* orphaned)
+  // Removes the object; its waiters and watchers move to `orphans` (destroyed if null).
+  void RemoveLocked(const Key& key, Orphans* orphans) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Serves chunk k of `obj` now (true, `*result` set) or queues `ready` as a chunk waiter.
+  bool ServeLocked(const std::shared_ptr<StoreObject>& obj, uint32_t chunk_size, uint32_t k,
+                   ChunkReady& ready, absl::StatusOr<ServeSlice>* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool IsTombstonedLocked(const Key& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddTombstoneLocked(const Key& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFreeLocked(StoreObject& obj) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyEvicted(const std::vector<Key>& evicted);
+  // Delete (incarnation 0) and Drop: removes the object unless it is of another incarnation
+  // than a non-zero `incarnation`; true if a copy was removed.
+  bool Remove(const std::string& ns, const std::string& key, uint64_t incarnation);
   bool IsDroppedLocked(const Key& key, uint64_t incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable std::mutex mu_;
@@ -196,6 +253,16 @@ class ObjectStore {
   // Dropped incarnations: key -> the newest dropped incarnation, oldest entry first in order.
   absl::flat_hash_map<Key, uint64_t> dropped_ ABSL_GUARDED_BY(mu_);
   std::deque<Key> dropped_order_ ABSL_GUARDED_BY(mu_);
+  // Serve requests for names not in objects_, by name; absent_count_ counts them all.
+  absl::flat_hash_map<Key, std::vector<AbsentWaiter>> absent_ ABSL_GUARDED_BY(mu_);
+  size_t absent_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Recently deleted names -> when they stop counting as deleted; tombstone_order_ holds the
+  // same entries oldest first (an entry whose time no longer matches the map is stale).
+  absl::flat_hash_map<Key, absl::Time> tombstones_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<Key, absl::Time>> tombstone_order_ ABSL_GUARDED_BY(mu_);
+  // Removal watches: id -> callback; each object lists the ids watching it.
+  absl::flat_hash_map<uint64_t, RemovalCallback> watches_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::condition_variable sealed_cv_;
   EvictionListener eviction_listener_;
 };

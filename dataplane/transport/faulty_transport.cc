@@ -163,8 +163,11 @@ bool FaultyTransport::RejectIfFaulty(NodeId peer, std::string_view op, Done& don
     }
   }
   injected_failures_.fetch_add(1);
-  Schedule(std::chrono::microseconds(delay_us_.load()),
-           [done = std::move(done), why]() mutable { done(absl::UnavailableError(why)); });
+  outstanding_.fetch_add(1);
+  Schedule(std::chrono::microseconds(delay_us_.load()), [this, done = std::move(done), why]() mutable {
+    outstanding_.fetch_sub(1);
+    done(absl::UnavailableError(why));
+  });
   return true;
 }
 
@@ -174,6 +177,7 @@ Done FaultyTransport::Wrap(NodeId peer, size_t counted_bytes, std::string_view o
     absl::MutexLock lock(&mu_);
     epoch = epochs_[peer];
   }
+  outstanding_.fetch_add(1);
   return [this, peer, counted_bytes, epoch, op = std::string(op),
           done = std::move(done)](absl::Status status) mutable {
     OnInnerDone(peer, counted_bytes, epoch, op, std::move(status), std::move(done));
@@ -201,18 +205,22 @@ void FaultyTransport::OnInnerDone(NodeId peer, size_t counted_bytes, uint64_t ep
   int64_t delay = delay_us_.load();
   if (delay > 0) {
     Schedule(std::chrono::microseconds(delay),
-             [done = std::move(done), status = std::move(status)]() mutable {
+             [this, done = std::move(done), status = std::move(status)]() mutable {
+               outstanding_.fetch_sub(1);
                done(std::move(status));
              });
     return;
   }
   std::lock_guard<std::mutex> lock(callback_mu_);
+  outstanding_.fetch_sub(1);
   done(std::move(status));
 }
 
-void FaultyTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
-  if (RejectIfFaulty(peer, "fetch from", done)) return;
-  inner_->Fetch(peer, std::move(header), dst, len, Wrap(peer, len, "fetch from", std::move(done)));
+FetchId FaultyTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len,
+                               Done done) {
+  if (RejectIfFaulty(peer, "fetch from", done)) return 0;
+  return inner_->Fetch(peer, std::move(header), dst, len,
+                       Wrap(peer, len, "fetch from", std::move(done)));
 }
 
 void FaultyTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key,

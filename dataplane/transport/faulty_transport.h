@@ -11,9 +11,14 @@
 //   fail at once with UNAVAILABLE, and the PeerFailureHandler runs once. The inner transport
 //   forgets the peer (RemovePeer), so it also stops serving requests from it. n == 0 kills
 //   the peer at once (FailPeerNow).
-// - SetCompletionDelay(d): every completion of a Fetch/Read/SendControl is delivered d later.
+// - SetCompletionDelay(d): every completion of a Fetch/Read/SendControl is delivered d later,
+//   a cancelled fetch's too (it models a receive whose teardown takes time: CancelFetch
+//   reaches the inner transport at once, its CANCELLED is delivered d later).
 // - HealPeer(peer) clears the faults of a peer and re-adds it to the inner transport with the
 //   address it was last added with; ClearFaults() does so for all peers and resets the delay.
+//
+// - CancelFetch and ResetPeer are forwarded to the inner transport (an injected failure cannot
+//   be cancelled: Fetch returns 0 for it).
 //
 // Threading: handlers and completions run on the inner transport's progress thread or on this
 // wrapper's delivery thread (injected failures, delayed completions), never concurrently:
@@ -57,6 +62,9 @@ class FaultyTransport final : public Transport {
   bool IsFailed(NodeId peer) const;
   // Operations this wrapper failed (not counting failures reported by the inner transport).
   uint64_t injected_failures() const { return injected_failures_.load(); }
+  // Fetches, reads and control messages whose Done has not started to run yet (one dropped
+  // by Shutdown stays counted).
+  uint64_t outstanding() const { return outstanding_.load(); }
   Transport& inner() { return *inner_; }
 
   // ---- Transport ----
@@ -65,6 +73,7 @@ class FaultyTransport final : public Transport {
   std::string LocalAddress() const override { return inner_->LocalAddress(); }
   [[nodiscard]] absl::Status AddPeer(NodeId peer, std::string_view address) override;
   void RemovePeer(NodeId peer) override;
+  void ResetPeer(NodeId peer) override { inner_->ResetPeer(peer); }
   bool HasPeer(NodeId peer) const override;
   absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) override {
     return inner_->RegisterMemory(base, length);
@@ -72,7 +81,8 @@ class FaultyTransport final : public Transport {
   void SetFetchHandler(FetchHandler handler) override;
   void SetControlHandler(ControlHandler handler) override;
   void SetPeerFailureHandler(PeerFailureHandler handler) override;
-  void Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  void CancelFetch(FetchId id) override { inner_->CancelFetch(id); }
   void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
             size_t len, Done done) override;
   void SendControl(NodeId peer, std::string bytes, Done done) override;
@@ -98,6 +108,7 @@ class FaultyTransport final : public Transport {
   const std::unique_ptr<Transport> inner_;
   std::atomic<uint64_t> injected_failures_{0};
   std::atomic<uint64_t> injected_peer_failures_{0};
+  std::atomic<uint64_t> outstanding_{0};
   std::atomic<int64_t> delay_us_{0};
 
   mutable absl::Mutex mu_;

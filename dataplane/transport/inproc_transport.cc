@@ -117,7 +117,10 @@ class Node : public std::enable_shared_from_this<Node> {
   }
 
   // ---- this node's thread ----
-  void StartFetch(NodeId peer, std::string header, void* dst, size_t len, Done done);
+  // Ids of fetches and reads, taken on any thread (Fetch returns its id before it starts).
+  uint64_t NewId() { return next_id_.fetch_add(1); }
+  void StartFetch(uint64_t id, NodeId peer, std::string header, void* dst, size_t len, Done done);
+  void CancelFetch(uint64_t id);
   void ServeFetch(std::weak_ptr<Node> requester, uint64_t id, std::string header, size_t len);
   void DeliverReply(uint64_t id, const void* src, size_t len, std::weak_ptr<Node> server,
                     Done sent);
@@ -143,7 +146,7 @@ class Node : public std::enable_shared_from_this<Node> {
   const std::shared_ptr<InprocFabric> fabric_;
   const NodeId id_;
   absl::flat_hash_map<uint64_t, PendingOp> ops_;  // this node's thread only
-  uint64_t next_id_ = 1;
+  std::atomic<uint64_t> next_id_{1};
   Executor executor_;  // last: its thread may run tasks touching the fields above
 };
 
@@ -235,10 +238,10 @@ void Node::Complete(uint64_t id, absl::Status status) {
   op.done(std::move(status));
 }
 
-void Node::StartFetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
+void Node::StartFetch(uint64_t id, NodeId peer, std::string header, void* dst, size_t len,
+                      Done done) {
   auto target = Reach(peer, "fetch from");
   if (!target.ok()) return FailNow(std::move(done), target.status());
-  uint64_t id = next_id_++;
   ops_.emplace(id, PendingOp{peer, dst, len, std::move(done), true});
   bool posted = (*target)->Post([t = *target, me = weak_from_this(), id,
                                  header = std::move(header), len]() mutable {
@@ -292,6 +295,13 @@ void Node::DeliverReply(uint64_t id, const void* src, size_t len, std::weak_ptr<
 
 void Node::DeliverFailure(uint64_t id, absl::Status status) { Complete(id, std::move(status)); }
 
+void Node::CancelFetch(uint64_t id) {
+  auto it = ops_.find(id);
+  if (it == ops_.end() || !it->second.is_fetch) return;
+  const NodeId peer = it->second.peer;
+  Complete(id, absl::CancelledError(absl::StrCat("inproc: fetch from node ", peer, ": cancelled")));
+}
+
 absl::Status Node::CopyFromRegion(std::string_view key, uint64_t addr, void* dst, size_t len) {
   absl::MutexLock lock(&mu_);
   size_t index = 0;
@@ -314,7 +324,7 @@ void Node::StartRead(NodeId peer, uint64_t addr, std::string key, void* dst, siz
                      Done done) {
   auto target = Reach(peer, "read from");
   if (!target.ok()) return FailNow(std::move(done), target.status());
-  uint64_t id = next_id_++;
+  uint64_t id = NewId();
   ops_.emplace(id, PendingOp{peer, dst, len, std::move(done), false});
   Complete(id, (*target)->CopyFromRegion(key, addr, dst, len));
 }
@@ -474,6 +484,13 @@ void InprocTransport::RemovePeer(NodeId peer) {
   });
 }
 
+void InprocTransport::ResetPeer(NodeId peer) {
+  node_->Post([n = node_, peer] {
+    n->FailOps(peer, absl::UnavailableError(
+                         absl::StrCat("inproc: connection to node ", peer, " was reset")));
+  });
+}
+
 bool InprocTransport::HasPeer(NodeId peer) const { return node_->KnowsPeer(peer); }
 
 absl::StatusOr<MemoryRegion> InprocTransport::RegisterMemory(void* base, size_t length) {
@@ -502,11 +519,21 @@ void InprocTransport::SetPeerFailureHandler(PeerFailureHandler handler) {
 
 // After Shutdown/Kill the post fails and the operation (with its Done) is dropped: no callback
 // runs after Shutdown.
-void InprocTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
-  node_->Post([n = node_, peer, header = std::move(header), dst, len,
+FetchId InprocTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len,
+                               Done done) {
+  const uint64_t id = node_->NewId();
+  node_->Post([n = node_, id, peer, header = std::move(header), dst, len,
                done = std::move(done)]() mutable {
-    n->StartFetch(peer, std::move(header), dst, len, std::move(done));
+    n->StartFetch(id, peer, std::move(header), dst, len, std::move(done));
   });
+  return id;
+}
+
+// Queued behind the Fetch that returned `id` (one FIFO thread), so it finds the fetch
+// outstanding unless it has completed.
+void InprocTransport::CancelFetch(FetchId id) {
+  if (id == 0) return;
+  node_->Post([n = node_, id] { n->CancelFetch(id); });
 }
 
 void InprocTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key,

@@ -9,6 +9,10 @@
 //   `sent` runs on the peer's thread. Requests from nodes the peer has not AddPeer'd are
 //   dropped at once and counted (TransportStats::dropped_requests); the UCX transport holds
 //   them for a bounded time first (UcxTransportOptions::unknown_peer_wait_ms).
+// - CancelFetch: a fetch whose reply has not been delivered completes with CANCELLED at once;
+//   a reply delivered later copies nothing (the server's `sent` gets CANCELLED). A reply is
+//   copied in one step on the requester's thread, so no receive is ever half done.
+// - ResetPeer: outstanding operations to the peer complete with UNAVAILABLE; the peer stays.
 // - Read: copies from a region the peer registered (remote_key from RegisterMemory).
 // - Death: InprocFabric::Disconnect(node) / InprocTransport::Kill() remove the node from the
 //   fabric: the killed node's own outstanding operations complete with CANCELLED (it behaves
@@ -79,12 +83,14 @@ class InprocTransport final : public Transport {
   std::string LocalAddress() const override;
   [[nodiscard]] absl::Status AddPeer(NodeId peer, std::string_view address) override;
   void RemovePeer(NodeId peer) override;
+  void ResetPeer(NodeId peer) override;
   bool HasPeer(NodeId peer) const override;
   absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) override;
   void SetFetchHandler(FetchHandler handler) override;
   void SetControlHandler(ControlHandler handler) override;
   void SetPeerFailureHandler(PeerFailureHandler handler) override;
-  void Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  void CancelFetch(FetchId id) override;
   void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
             size_t len, Done done) override;
   void SendControl(NodeId peer, std::string bytes, Done done) override;

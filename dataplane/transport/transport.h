@@ -16,6 +16,10 @@
 //     * Read: a one-sided read of a registered remote range (UCX: ucp_get_nbx).
 //   Which one ferry uses is a measured choice (docs/benchmarks.md).
 // - Control messages: small, unordered-with-respect-to-data byte strings.
+// - Cancellation: Fetch returns an id; CancelFetch(id) ends that fetch early with CANCELLED
+//   once no byte can land in its destination any more (a reply that arrives later is
+//   dropped). Callers that give up on a fetch cancel it and wait for its Done: only then may
+//   they reuse the destination. ResetPeer force-closes a connection as the last resort.
 // - Failure: when a peer dies or its connection breaks, every outstanding operation to it
 //   completes with UNAVAILABLE naming the peer, and the PeerFailureHandler runs once. The
 //   peer may be used again later (a new connection is made).
@@ -40,6 +44,8 @@
 namespace ferry::dataplane {
 
 using NodeId = uint64_t;
+// Names one outstanding Fetch of one transport (for CancelFetch). 0 names none.
+using FetchId = uint64_t;
 
 // Completion of an operation. Runs on the progress thread, exactly once.
 using Done = absl::AnyInvocable<void(absl::Status)>;
@@ -99,8 +105,14 @@ class Transport {
   // Records `peer`'s address (replacing an older one, which drops the old connection).
   // INVALID_ARGUMENT if the blob is not a valid address for this transport.
   [[nodiscard]] virtual absl::Status AddPeer(NodeId peer, std::string_view address) = 0;
-  // Forgets a peer; its outstanding operations fail with UNAVAILABLE.
+  // Forgets a peer; its outstanding operations fail with UNAVAILABLE. For a peer that is
+  // gone (membership says so), not for one slow operation: that is what CancelFetch is for.
   virtual void RemovePeer(NodeId peer) = 0;
+  // Force-closes the connection to `peer` but keeps the peer: every outstanding operation to
+  // it completes with UNAVAILABLE once the transport has torn down what could still write
+  // the caller's memory; the next operation reconnects. The last resort of a caller whose
+  // cancelled fetches did not complete in time (it fails other callers' operations too).
+  virtual void ResetPeer(NodeId peer) = 0;
   // True if AddPeer was called for `peer` and it has not been removed.
   virtual bool HasPeer(NodeId peer) const = 0;
 
@@ -116,8 +128,20 @@ class Transport {
   // Asks `peer` for `len` bytes described by `header` (opaque to the transport); they land
   // in [dst, dst+len), which must stay valid until `done` runs. `dst` should lie in a
   // registered region for zero-copy. `done` gets OK, UNAVAILABLE (peer failed / unknown), or
-  // the status the peer's handler passed to Fail.
-  virtual void Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) = 0;
+  // the status the peer's handler passed to Fail, or CANCELLED (CancelFetch, Shutdown).
+  // Returns the id to pass to CancelFetch; 0 if this fetch cannot be cancelled (it has
+  // failed already, and `done` runs or has run with that failure).
+  virtual FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) = 0;
+
+  // Ends fetch `id` early. If it is still outstanding, its `done` runs with CANCELLED as soon
+  // as no byte can land in its destination any more: at once when the peer's reply has not
+  // arrived (a reply arriving later is dropped and the peer's `sent` sees an error), or,
+  // when the reply's bytes are already being received, once that receive has finished or
+  // been torn down; such a fetch may then report its own outcome (OK: the bytes landed)
+  // instead of CANCELLED. Until `done` has run the destination may still be written. No-op
+  // for 0, an unknown id or a fetch that has completed. Non-blocking; any thread, callbacks
+  // included.
+  virtual void CancelFetch(FetchId id) = 0;
 
   // One-sided read of [remote_addr, remote_addr+len) in `peer`'s region described by
   // `remote_key` into [dst, dst+len).
@@ -130,7 +154,8 @@ class Transport {
   virtual TransportStats Stats() const = 0;
 
   // Stops the progress thread; outstanding operations complete with CANCELLED. Idempotent;
-  // blocks until the thread has exited. After Shutdown no callback runs.
+  // blocks until the thread has exited. After Shutdown no callback runs: an operation
+  // started after Shutdown is dropped, its Done destroyed without running.
   virtual void Shutdown() = 0;
 };
 

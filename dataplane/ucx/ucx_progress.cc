@@ -140,8 +140,8 @@ void UcxTransport::StopOnThread() {
 
 // ---- bookkeeping ------------------------------------------------------------------------------
 
-uint64_t UcxTransport::AddOp(Op op) {
-  uint64_t id = next_op_id_++;
+uint64_t UcxTransport::AddOp(Op op, uint64_t id) {
+  if (id == 0) id = next_op_id_.fetch_add(1);
   ops_.emplace(id, std::move(op));
   return id;
 }
@@ -257,8 +257,8 @@ void UcxTransport::OnUcxDone(Ticket* t, ucs_status_t status) {
 
 // ---- operations -------------------------------------------------------------------------------
 
-void UcxTransport::StartFetch(NodeId peer, std::string header, void* dst, size_t len,
-                              Done done) {
+void UcxTransport::StartFetch(uint64_t id, NodeId peer, std::string header, void* dst,
+                              size_t len, Done done) {
   std::string prefix = absl::StrCat("ucx: fetch from node ", peer, ": ");
   if (stopping_) return FailNow(std::move(done), absl::CancelledError(prefix + "shut down"));
   if (header.size() > ucx::kMaxFetchHeaderBytes || (len > 0 && dst == nullptr)) {
@@ -269,13 +269,40 @@ void UcxTransport::StartFetch(NodeId peer, std::string header, void* dst, size_t
   }
   auto conn = Connect(peer, OpKind::kFetch);
   if (!conn.ok()) return FailNow(std::move(done), conn.status());
-  uint64_t id = AddOp(Op{OpKind::kFetch, peer, dst, len, std::move(done)});
+  AddOp(Op{OpKind::kFetch, peer, dst, len, std::move(done)}, id);
   auto* t = new Ticket{this, id, /*errors_only=*/true,
                        Bytes(ucx::RequestHeader{id, options_.self, len}), std::move(header)};
   ucp_request_param_t p = SendParam(t, UCP_AM_SEND_FLAG_EAGER);
   Track(ucp_am_send_nbx((*conn)->ep.get(), ucx::kFetchRequestAm, t->header.data(),
                         t->header.size(), t->payload.data(), t->payload.size(), &p),
         t);
+}
+
+// A fetch whose reply has not arrived completes now; HandleReply then drops the late reply
+// (rendezvous: rejected, so the sender's send fails and nothing is received). A fetch whose
+// rendezvous receive is in progress is doomed to CANCELLED and completes when UCX releases
+// the receive. ucp_request_cancel is asked to end that receive early, but UCX (1.13 and
+// later) cancels only tag receives, so in practice the receive runs to its end or until
+// the connection fails or is reset (ResetPeer).
+void UcxTransport::CancelOnThread(uint64_t id) {
+  auto it = ops_.find(id);
+  if (it == ops_.end() || it->second.kind != OpKind::kFetch) return;
+  Op& op = it->second;
+  absl::Status why = absl::CancelledError(absl::StrCat("ucx: fetch from node ", op.peer, ": cancelled"));
+  if (!op.in_flight) return Complete(id, std::move(why));
+  if (op.doomed.ok()) op.doomed = std::move(why);
+  if (op.request != nullptr) ucp_request_cancel(worker_.get(), op.request);
+}
+
+// Force-closes the endpoint (UCX completes the requests on it with an error) and fails every
+// operation to the peer; in-flight ones complete when UCX releases their requests.
+void UcxTransport::ResetOnThread(NodeId peer) {
+  absl::Status why = absl::UnavailableError(absl::StrCat("ucx: connection to node ", peer, " was reset"));
+  DropConnection(peer);
+  for (auto& [id, op] : ops_) {
+    if (op.peer == peer && op.request != nullptr) ucp_request_cancel(worker_.get(), op.request);
+  }
+  FailPeerOps(peer, why);
 }
 
 void UcxTransport::StartRead(NodeId peer, uint64_t remote_addr, std::string key, void* dst,
@@ -542,7 +569,9 @@ ucs_status_t UcxTransport::HandleReply(const ucx::ReplyHeader& h, void* data, si
   } else {
     AddMemh(op.dst, op.len, &p);
   }
-  Track(ucp_am_recv_data_nbx(worker_.get(), data, op.dst, op.len, &p), t);
+  ucs_status_ptr_t req = ucp_am_recv_data_nbx(worker_.get(), data, op.dst, op.len, &p);
+  if (UCS_PTR_IS_PTR(req)) op.request = req;   // OnRecvDone frees it and completes the op
+  Track(req, t);
   return UCS_INPROGRESS;  // UCX owns the descriptor now (ucp_am_recv_data_nbx took it)
 }
 

@@ -264,10 +264,23 @@ absl::StatusOr<MemoryRegion> UcxTransport::RegisterMemory(void* base, size_t len
   return result;
 }
 
-void UcxTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
-  Post([this, peer, header = std::move(header), dst, len, done = std::move(done)]() mutable {
-    StartFetch(peer, std::move(header), dst, len, std::move(done));
+FetchId UcxTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
+  const uint64_t id = next_op_id_.fetch_add(1);
+  Post([this, id, peer, header = std::move(header), dst, len, done = std::move(done)]() mutable {
+    StartFetch(id, peer, std::move(header), dst, len, std::move(done));
   });
+  return id;
+}
+
+// Queued behind the Fetch that returned `id` (the queue is FIFO), so the progress thread
+// finds the fetch outstanding unless it has completed.
+void UcxTransport::CancelFetch(FetchId id) {
+  if (id == 0) return;
+  Post([this, id] { CancelOnThread(id); });
+}
+
+void UcxTransport::ResetPeer(NodeId peer) {
+  Post([this, peer] { ResetOnThread(peer); });
 }
 
 void UcxTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,

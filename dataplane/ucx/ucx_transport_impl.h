@@ -62,6 +62,7 @@ struct Op {
   Done done;
   bool in_flight = false;  // a UCX request still reads/writes the caller's memory
   absl::Status doomed;     // set when failed while in_flight
+  void* request = nullptr; // fetch: the rendezvous receive in progress (for ucp_request_cancel)
 };
 
 struct AtomicStats {
@@ -115,6 +116,7 @@ class UcxTransport final : public Transport {
   std::string LocalAddress() const override { return address_; }
   absl::Status AddPeer(NodeId peer, std::string_view address) override;
   void RemovePeer(NodeId peer) override;
+  void ResetPeer(NodeId peer) override;
   bool HasPeer(NodeId peer) const override;
   absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) override;
   void SetFetchHandler(FetchHandler handler) override { fetch_handler_ = std::move(handler); }
@@ -124,7 +126,8 @@ class UcxTransport final : public Transport {
   void SetPeerFailureHandler(PeerFailureHandler handler) override {
     failure_handler_ = std::move(handler);
   }
-  void Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  void CancelFetch(FetchId id) override;
   void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
             size_t len, Done done) override;
   void SendControl(NodeId peer, std::string bytes, Done done) override;
@@ -154,7 +157,8 @@ class UcxTransport final : public Transport {
   void StopOnThread();
 
   absl::StatusOr<PeerConn*> Connect(NodeId peer, OpKind kind);
-  uint64_t AddOp(Op op);
+  // Adds `op` under `id` (0: a fresh one).
+  uint64_t AddOp(Op op, uint64_t id = 0);
   void Complete(uint64_t op_id, absl::Status status);
   void FailPeerOps(NodeId peer, const absl::Status& status);
   void DropConnection(NodeId peer);
@@ -167,7 +171,9 @@ class UcxTransport final : public Transport {
   // instead of looking the buffer up (or registering it) per operation.
   void AddMemh(const void* p, size_t len, ucp_request_param_t* param) const;
 
-  void StartFetch(NodeId peer, std::string header, void* dst, size_t len, Done done);
+  void StartFetch(uint64_t id, NodeId peer, std::string header, void* dst, size_t len, Done done);
+  void CancelOnThread(uint64_t id);
+  void ResetOnThread(NodeId peer);
   void StartRead(NodeId peer, uint64_t remote_addr, std::string key, void* dst, size_t len,
                  Done done);
   void StartControl(NodeId peer, std::string bytes, Done done);
@@ -229,7 +235,7 @@ class UcxTransport final : public Transport {
   std::vector<std::unique_ptr<EpContext>> ep_contexts_;
   absl::flat_hash_map<NodeId, PeerConn> conns_;
   absl::flat_hash_map<uint64_t, Op> ops_;
-  uint64_t next_op_id_ = 1;
+  std::atomic<uint64_t> next_op_id_{1};  // any thread: Fetch returns its op id
   uint64_t next_generation_ = 1;
   std::vector<absl::AnyInvocable<void() &&>> deferred_;
   std::deque<HeldMessage> held_;  // arrival order; all share one wait, so expiry is FIFO

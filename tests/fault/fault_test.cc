@@ -208,5 +208,37 @@ TEST(FaultTest, CoordinatorRestartNodesReRegisterAndObjectsStayReachable) {
   EXPECT_EQ(cluster.Connect(1)->Put("restart/1", data).code(), absl::StatusCode::kAlreadyExists);
 }
 
+// Issue 12.6: after a holder was stopped (SIGSTOP) mid-transfer and resumed (SIGCONT), the next
+// Get from it received nothing until its deadline. The Get in flight may fail (the holder
+// looked dead) or finish; the next Get must finish well within its deadline.
+// DISABLED: reproduces the bug (the next Get gets 0 chunks in 30 s) but the fix is not in yet.
+// Cause, from the logs: while n0 is stopped, n1 drops it (membership) and force-closes its
+// endpoint; n0 never learns. After SIGCONT n0 serves n1's new requests but replies over its
+// OWN old endpoint to n1 (ucx_transport.h: replies go over the responder's endpoint), which
+// is half-dead: UCX notices "Connection reset by remote peer" only ~16 s later, the reply
+// sends fail, and nothing tells the requester, whose fetches wait for their deadline.
+TEST(FaultTest, DISABLED_HolderStoppedAndResumedServesTheNextGet) {
+  LocalCluster cluster(Options(2));
+  ASSERT_TRUE(cluster.Start().ok()) << cluster.dir();
+  std::vector<uint8_t> data = Pattern(kBig, 5);
+  ASSERT_TRUE(cluster.Connect(0)->Put("fault/stopped", data).ok());
+  std::vector<uint8_t> second = Pattern(64u << 20, 6);
+  ASSERT_TRUE(cluster.Connect(0)->Put("fault/after-stop", second).ok());
+  auto reader = cluster.Connect(1);
+  const uint64_t recv = BytesReceived(cluster, 1);
+  auto get = std::async(std::launch::async, [&] { return reader->Get("fault/stopped", absl::Seconds(20)); });
+  ASSERT_TRUE(WaitReceived(cluster, 1, recv, 16u << 20));
+  cluster.Signal(0, SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::seconds(4));   // the stop itself: past the 1.5 s liveness
+  cluster.Signal(0, SIGCONT);
+  auto first = get.get();   // either outcome; it must end
+  (void)first;
+  ASSERT_TRUE(cluster.WaitAlive(1, 2, absl::Seconds(30)).ok()) << cluster.dir();
+  auto v = reader->Get("fault/after-stop", absl::Seconds(30));
+  ASSERT_TRUE(v.ok()) << v.status() << " (first Get: " << first.status() << ") " << cluster.dir();
+  ASSERT_EQ(v->size(), second.size());
+  EXPECT_EQ(0, std::memcmp(v->data(), second.data(), second.size()));
+}
+
 }  // namespace
 }  // namespace ferry::testing

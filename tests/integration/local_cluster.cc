@@ -97,6 +97,10 @@ int LocalCluster::Kill(int i, int signo) {
   return status;
 }
 
+void LocalCluster::Signal(int i, int signo) {
+  if (i >= 0 && i < static_cast<int>(nodes_.size()) && nodes_[i] > 0) kill(nodes_[i], signo);
+}
+
 void LocalCluster::KillCoordinator(int signo) {
   if (coord_ <= 0) return;
   kill(coord_, signo);

@@ -35,6 +35,8 @@ class LocalCluster {
   // Sends `signo` to node i's ferryd and reaps it (SIGKILL after 4 s). Returns its wait
   // status (see waitpid), or -1 if there was no such process.
   int Kill(int i, int signo);
+  // Sends `signo` to node i's ferryd and nothing else (SIGSTOP / SIGCONT).
+  void Signal(int i, int signo);
   void KillCoordinator(int signo);
   absl::Status RestartCoordinator();
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "dataplane/engine/chunk_server.h"
 #include "dataplane/engine/puller.h"
 #include "dataplane/store/object_store.h"
@@ -41,7 +42,7 @@ struct TestNode {
 
 class PullerServerTest : public ::testing::Test {
  protected:
-  TestNode& AddNode(NodeId id, bool faulty = false) {
+  TestNode& AddNode(NodeId id, bool faulty = false, ChunkServerOptions server_options = {}) {
     auto node = std::make_unique<TestNode>();
     node->id = id;
     absl::StatusOr<std::unique_ptr<InprocTransport>> t = InprocTransport::Create(fabric_, id);
@@ -53,7 +54,7 @@ class PullerServerTest : public ::testing::Test {
     } else {
       node->transport = *std::move(t);
     }
-    node->server = std::make_unique<ChunkServer>(node->store.get(), node->arena.data());
+    node->server = std::make_unique<ChunkServer>(node->store.get(), node->arena.data(), server_options);
     node->server->Attach(node->transport.get());
     node->puller = std::make_unique<Puller>(node->transport.get(), node->store.get());
     for (auto& other : nodes_) {
@@ -70,22 +71,23 @@ class PullerServerTest : public ::testing::Test {
   }
 
   // Creates "ns/obj" on `node` filled with the pattern and seals it.
-  void MakeSource(TestNode& node, uint64_t size = kSize) {
-    absl::StatusOr<uint64_t> off = node.store->Create("ns", "obj", StoredMeta{size, 0, size}, 1);
+  void MakeSource(TestNode& node, uint64_t size = kSize, const std::string& key = "obj") {
+    absl::StatusOr<uint64_t> off = node.store->Create("ns", key, StoredMeta{size, 0, size}, 1);
     ASSERT_TRUE(off.ok()) << off.status();
     for (uint64_t i = 0; i < size; ++i) node.arena[*off + i] = Pattern(i);
-    ASSERT_TRUE(node.store->Seal("ns", "obj", 1).ok());
+    ASSERT_TRUE(node.store->Seal("ns", key, 1).ok());
   }
 
   // Creates the receiving copy on `node`; returns the spec to pull it from `sender`.
-  PullSpec PrepareReceiver(TestNode& node, NodeId sender, uint64_t size = kSize) {
+  PullSpec PrepareReceiver(TestNode& node, NodeId sender, uint64_t size = kSize,
+                           const std::string& key = "obj") {
     absl::StatusOr<uint64_t> off =
-        node.store->CreateReceiving("ns", "obj", StoredMeta{size, 0, size}, kChunk);
+        node.store->CreateReceiving("ns", key, StoredMeta{size, 0, size}, kChunk);
     EXPECT_TRUE(off.ok()) << off.status();
     PullSpec spec;
     spec.sender = sender;
     spec.ns = "ns";
-    spec.key = "obj";
+    spec.key = key;
     spec.size = size;
     spec.chunk_size = kChunk;
     spec.window = 3;
@@ -155,16 +157,19 @@ TEST_F(PullerServerTest, PullsOnlyTheMissingChunks) {
   EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
 }
 
-TEST_F(PullerServerTest, MissingObjectOnTheSenderFailsNamingIt) {
-  TestNode& a = AddNode(1);
+TEST_F(PullerServerTest, MissingObjectOnTheSenderFailsNamingItOnceTheWaitIsOver) {
+  TestNode& a = AddNode(1, false, ChunkServerOptions{absl::Milliseconds(50)});
   TestNode& b = AddNode(2);
   PullSpec spec = PrepareReceiver(b, a.id);
   PullStats stats;
   absl::Status s = b.puller->Pull(spec, &stats);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_FALSE(IsObjectDeleted(s)) << s;   // never created is not deleted: try another sender
   EXPECT_THAT(s.message(), HasSubstr("from node 1"));
   EXPECT_THAT(s.message(), HasSubstr("ns/obj"));
   EXPECT_GT(a.server->requests_rejected(), 0u);
+  EXPECT_GT(a.server->requests_held(), 0u);
+  EXPECT_EQ(a.store->Stats().absent_waiters, 0u);
 }
 
 TEST_F(PullerServerTest, CutThroughFromAPartialCopyFedByHand) {
@@ -257,7 +262,7 @@ TEST_F(PullerServerTest, SenderDyingMidPullFailsNamingItAndLeavesNothingInFlight
 }
 
 TEST_F(PullerServerTest, AbortingThePartialCopyFailsDownstreamPullers) {
-  TestNode& b = AddNode(2);
+  TestNode& b = AddNode(2, false, ChunkServerOptions{absl::Milliseconds(50)});
   TestNode& c = AddNode(3);
   PullSpec b_spec = PrepareReceiver(b, /*sender=*/1);
   PullSpec c_spec = PrepareReceiver(c, b.id);
@@ -309,6 +314,156 @@ TEST_F(PullerServerTest, PullOnAShutDownTransportReturnsByItsDeadline) {
     FAIL() << "Pull did not return within 2.9 s after its 100 ms deadline on a shut-down transport";
   }
   EXPECT_FALSE(result->ok());
+}
+
+}  // namespace
+}  // namespace ferry::dataplane
+
+namespace ferry::dataplane {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Waits (bounded) for a condition that has no event to wait on; false if it never held.
+template <typename F>
+bool Eventually(F condition) {
+  for (int i = 0; i < 30000; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return condition();
+}
+
+// Feeds every chunk of a receiving "ns/<key>" on `node` with the pattern, in order.
+void LandAll(TestNode& node, uint8_t* dst, const std::string& key = "obj") {
+  for (uint32_t k = 0; k * uint64_t{kChunk} < kSize; ++k) {
+    const uint64_t first = uint64_t{k} * kChunk;
+    const uint64_t len = std::min<uint64_t>(kChunk, kSize - first);
+    for (uint64_t i = 0; i < len; ++i) dst[first + i] = Pattern(first + i);
+    node.store->MarkChunk("ns", key, k);
+  }
+}
+
+// Issue 13.1: Pull used to give up draining 2 s after its deadline and return while fetches
+// were still outstanding (their bytes could land in a block already reused). Completions are
+// delayed past that: Pull must return only after every one of them has run.
+TEST_F(PullerServerTest, PullReturnsOnlyAfterEveryDelayedCompletionHasRun) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2, /*faulty=*/true);
+  MakeSource(a);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  b.faulty->SetCompletionDelay(2500ms);   // longer than the old 2 s drain after the deadline
+  spec.deadline = absl::Now() + absl::Milliseconds(100);
+  PullStats stats;
+  absl::Status s = b.puller->Pull(spec, &stats);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_EQ(b.faulty->outstanding(), 0u) << "Pull returned while fetches were outstanding";
+  // The deadline did not cost the peer: it is still known, and the next pull finishes.
+  EXPECT_TRUE(b.transport->HasPeer(a.id));
+  b.faulty->SetCompletionDelay(0us);
+  spec.deadline = absl::Now() + absl::Seconds(30);
+  ASSERT_TRUE(b.puller->Pull(spec, &stats).ok());
+  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+}
+
+// Issue 12.7: one pull reaching its deadline removed the peer, failing every other pull's
+// fetches from it. Two pulls from one slow sender; the one whose deadline passes ends alone.
+TEST_F(PullerServerTest, DeadlineOfOnePullLeavesOtherPullsFromTheSameSenderAlone) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2, /*faulty=*/true);
+  MakeSource(a, kSize, "slow");
+  MakeSource(a, kSize, "late");
+  PullSpec slow = PrepareReceiver(b, a.id, kSize, "slow");
+  PullSpec late = PrepareReceiver(b, a.id, kSize, "late");
+  b.faulty->SetCompletionDelay(200ms);   // each completion: 11 chunks, window 3 take >= 4 rounds
+  std::optional<absl::Status> slow_result;
+  PullStats slow_stats;
+  std::thread slow_thread([&] { slow_result = b.puller->Pull(slow, &slow_stats); });
+  ASSERT_TRUE(Eventually([&] { return b.faulty->outstanding() > 0; }));
+  late.deadline = absl::Now();   // issues its window, then finds its deadline passed
+  PullStats late_stats;
+  absl::Status late_result = b.puller->Pull(late, &late_stats);
+  EXPECT_EQ(late_result.code(), absl::StatusCode::kDeadlineExceeded) << late_result;
+  slow_thread.join();
+  ASSERT_TRUE(slow_result.has_value());
+  ASSERT_TRUE(slow_result->ok()) << *slow_result;
+  EXPECT_EQ(FirstMismatch(slow.dst, kSize), -1);
+  EXPECT_TRUE(b.transport->HasPeer(a.id));
+}
+
+// Issue 13.3: a receiver can reach its sender before the sender has created its receiving
+// copy. The request waits for the creation instead of failing NOT_FOUND (which node.cc used
+// to retry with hundreds of 250 us sleeps).
+TEST_F(PullerServerTest, FetchForAnObjectNotCreatedYetIsServedOnceItIs) {
+  TestNode& a = AddNode(1, false, ChunkServerOptions{absl::Seconds(30)});
+  TestNode& b = AddNode(2);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  std::optional<absl::Status> result;
+  PullStats stats;
+  std::thread puller([&] { result = b.puller->Pull(spec, &stats); });
+  ASSERT_TRUE(Eventually([&] { return a.server->requests_held() > 0; }))
+      << "the request for an object not created yet was not held";
+  // Now A creates its receiving copy and its chunks land (as from its own sender).
+  absl::StatusOr<uint64_t> off = a.store->CreateReceiving("ns", "obj", StoredMeta{kSize, 0, kSize}, kChunk);
+  ASSERT_TRUE(off.ok()) << off.status();
+  LandAll(a, a.arena.data() + *off);
+  puller.join();
+  ASSERT_TRUE(result.has_value());
+  ASSERT_TRUE(result->ok()) << *result;
+  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  EXPECT_EQ(a.store->Stats().absent_waiters, 0u);
+}
+
+// Issue 12.6 (sender side): deleting the sender's copy fails the fetches it holds at once with
+// NOT_FOUND "was deleted on node N" (IsObjectDeleted: the Get ends rather than re-planning),
+// and fetches arriving after the delete too (not held for a creation that will not come).
+TEST_F(PullerServerTest, DeletingTheSendersCopyFailsHeldAndLaterFetchesAsDeleted) {
+  TestNode& b = AddNode(2, false, ChunkServerOptions{absl::Seconds(30)});
+  TestNode& c = AddNode(3);
+  TestNode& d = AddNode(4);
+  PullSpec b_spec = PrepareReceiver(b, /*sender=*/1);   // a partial copy; nothing lands
+  (void)b_spec;
+  PullSpec c_spec = PrepareReceiver(c, b.id);
+  std::optional<absl::Status> c_result;
+  PullStats c_stats;
+  std::thread c_thread([&] { c_result = c.puller->Pull(c_spec, &c_stats); });
+  ASSERT_TRUE(Eventually([&] { return b.store->Stats().chunk_waiters > 0; }));
+  ASSERT_TRUE(b.store->Delete("ns", "obj").ok());
+  c_thread.join();
+  ASSERT_TRUE(c_result.has_value());
+  EXPECT_EQ(c_result->code(), absl::StatusCode::kNotFound) << *c_result;
+  EXPECT_TRUE(IsObjectDeleted(*c_result)) << *c_result;
+  EXPECT_THAT(c_result->message(), HasSubstr("was deleted on node 2"));
+  EXPECT_THAT(c_result->message(), HasSubstr("ns/obj"));
+
+  PullSpec d_spec = PrepareReceiver(d, b.id);
+  PullStats d_stats;
+  absl::Status later = d.puller->Pull(d_spec, &d_stats);
+  EXPECT_TRUE(IsObjectDeleted(later)) << later;
+  EXPECT_THAT(later.message(), HasSubstr("was deleted on node 2"));
+}
+
+// Issue 12.6 (receiver side): a Drop deleting our own receiving copy mid-pull ends the pull
+// at once with NOT_FOUND, its fetches cancelled and completed.
+TEST_F(PullerServerTest, DeletingOurReceivingCopyEndsThePullAtOnce) {
+  TestNode& b = AddNode(2);
+  TestNode& c = AddNode(3, /*faulty=*/true);
+  PullSpec b_spec = PrepareReceiver(b, /*sender=*/1);   // never lands: C's fetches wait at B
+  (void)b_spec;
+  PullSpec c_spec = PrepareReceiver(c, b.id);
+  std::optional<absl::Status> c_result;
+  PullStats c_stats;
+  std::thread c_thread([&] { c_result = c.puller->Pull(c_spec, &c_stats); });
+  ASSERT_TRUE(Eventually([&] { return c.faulty->outstanding() > 0; }));
+  ASSERT_TRUE(c.store->Delete("ns", "obj").ok());
+  c_thread.join();
+  ASSERT_TRUE(c_result.has_value());
+  EXPECT_EQ(c_result->code(), absl::StatusCode::kNotFound) << *c_result;
+  EXPECT_TRUE(IsObjectDeleted(*c_result)) << *c_result;
+  EXPECT_THAT(c_result->message(), HasSubstr("receiving copy"));
+  EXPECT_EQ(c.faulty->outstanding(), 0u);
+  // B's store still holds C's requests as chunk waiters; they go with B's copy.
+  b.store->AbortReceiving("ns", "obj", absl::CancelledError("test over"));
 }
 
 }  // namespace

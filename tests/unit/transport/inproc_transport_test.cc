@@ -164,6 +164,47 @@ TEST_F(InprocTest, KillFailsOutstandingOpsAndRunsFailureHandlerOnce) {
   held_.clear();  // node 2's thread is gone; its held responders fail into the void
 }
 
+TEST_F(InprocTest, CancelFetchCompletesAtOnceAndALateReplyCopiesNothing) {
+  std::vector<char> dst(64, 'x');
+  Completion fetched;
+  const FetchId id = t_[0]->Fetch(2, testing::EncodeRange({0, 64, 4}), dst.data(), 64, fetched.done());
+  EXPECT_NE(id, 0u);
+  for (int i = 0; i < 10000 && held_count_ == 0; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(held_count_, 1);
+  t_[0]->CancelFetch(id);
+  auto st = fetched.Wait();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kCancelled) << *st;
+  // The server answers after the cancel: nothing lands, and its `sent` hears so.
+  Completion sent;
+  held_[0]->Reply(src_.data(), 64, sent.done());
+  auto sent_st = sent.Wait();
+  ASSERT_TRUE(sent_st.has_value());
+  EXPECT_FALSE(sent_st->ok());
+  EXPECT_EQ(std::string(dst.begin(), dst.end()), std::string(64, 'x'));
+  t_[0]->CancelFetch(id);  // completed: no-op
+  t_[0]->CancelFetch(0);
+  Completion again;
+  t_[0]->Fetch(2, testing::EncodeRange({0, 64, 0}), dst.data(), 64, again.done());
+  EXPECT_TRUE(again.Wait()->ok());
+  EXPECT_EQ(std::memcmp(dst.data(), src_.data(), 64), 0);
+}
+
+TEST_F(InprocTest, ResetPeerFailsOutstandingOpsAndKeepsThePeer) {
+  std::vector<char> dst(8);
+  Completion hang;
+  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 4}), dst.data(), 8, hang.done());
+  for (int i = 0; i < 10000 && held_count_ == 0; ++i) std::this_thread::sleep_for(1ms);
+  t_[0]->ResetPeer(2);
+  auto st = hang.Wait();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
+  EXPECT_TRUE(t_[0]->HasPeer(2));
+  Completion later;
+  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 0}), dst.data(), 8, later.done());
+  EXPECT_TRUE(later.Wait()->ok());
+}
+
 TEST_F(InprocTest, ManyConcurrentFetches) {
   constexpr int kOps = 2000;
   std::vector<std::vector<char>> dst(kOps);

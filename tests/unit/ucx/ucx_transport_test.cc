@@ -13,6 +13,9 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -83,6 +86,16 @@ class Server {
   void ReleaseHung() {
     std::lock_guard<std::mutex> lock(mu_);
     held_.clear();  // destroying unanswered responders fails their requests (INTERNAL)
+    held_ranges_.clear();
+  }
+  // Answers every held request with its range; `sent` gets each send's outcome.
+  void ReplyHung(const std::function<void(absl::Status)>& sent) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < held_.size(); ++i) {
+      held_[i]->Reply(held_ranges_[i].first, held_ranges_[i].second, [sent](absl::Status st) { sent(st); });
+    }
+    held_.clear();
+    held_ranges_.clear();
   }
 
  private:
@@ -107,6 +120,7 @@ class Server {
       default: {
         std::lock_guard<std::mutex> lock(mu_);
         held_.push_back(std::move(r));
+        held_ranges_.emplace_back(src, h->length);
         hung_.fetch_add(1);
       }
     }
@@ -116,6 +130,7 @@ class Server {
   std::mutex mu_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<FetchResponder>> held_;
+  std::vector<std::pair<const uint8_t*, size_t>> held_ranges_;
   std::atomic<int> hung_{0};
 };
 
@@ -406,6 +421,63 @@ TEST_F(UcxTransportTest, ShutdownCancelsOutstandingAndIsIdempotent) {
   Completion after;
   t_[0]->Fetch(2, "", nullptr, 0, after.done());  // dropped: no callback after Shutdown
   EXPECT_FALSE(after.Wait(50ms).has_value());
+  server.ReleaseHung();
+}
+
+// A cancelled fetch completes with CANCELLED before its reply arrives; the reply that comes
+// later (eager or rendezvous) lands nowhere, and the connection keeps working.
+TEST_F(UcxTransportTest, CancelledFetchCompletesAtOnceAndItsLateReplyLandsNowhere) {
+  Server server(t_[1].get(), 4 * kMiB);
+  for (size_t len : {size_t{1000}, size_t{2 * kMiB}}) {   // eager, rendezvous
+    SCOPED_TRACE(len);
+    Buffer dst(len);
+    std::memset(dst.data(), 0xAB, len);
+    const int hung_before = server.hung();
+    Completion fetched;
+    const FetchId id = t_[0]->Fetch(2, EncodeRange({0, len, 4}), dst.data(), len, fetched.done());
+    EXPECT_NE(id, 0u);
+    for (auto until = std::chrono::steady_clock::now() + kDeadline;
+         server.hung() == hung_before && std::chrono::steady_clock::now() < until;) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_GT(server.hung(), hung_before);
+    t_[0]->CancelFetch(id);
+    auto st = fetched.Wait(kDeadline);
+    ASSERT_TRUE(st.has_value());
+    EXPECT_EQ(st->code(), absl::StatusCode::kCancelled) << *st;
+    Completion sent;
+    auto sent_done = std::make_shared<Done>(sent.done());   // one request is held: called once
+    server.ReplyHung([sent_done](absl::Status s) { (*sent_done)(std::move(s)); });
+    auto sent_st = sent.Wait(kDeadline);
+    ASSERT_TRUE(sent_st.has_value());
+    if (len > 8 * 1024) {
+      EXPECT_FALSE(sent_st->ok()) << "a rendezvous reply nobody takes fails its send";
+    }
+    // A fetch after it over the same connection: once it is back, the late reply was handled.
+    std::vector<uint8_t> probe(100);
+    ASSERT_TRUE(FetchRange(*t_[0], 2, {0, 100, 0}, probe.data()).ok());
+    size_t touched = 0;
+    for (size_t i = 0; i < len; ++i) touched += dst.data()[i] != 0xAB;
+    EXPECT_EQ(touched, 0u) << "bytes of a cancelled fetch landed";
+    t_[0]->CancelFetch(id);   // completed: no-op
+  }
+}
+
+TEST_F(UcxTransportTest, ResetPeerFailsOutstandingFetchesAndReconnects) {
+  Server server(t_[1].get(), kMiB);
+  Buffer dst(kMiB);
+  Completion hang;
+  t_[0]->Fetch(2, EncodeRange({0, 100, 4}), dst.data(), 100, hang.done());
+  for (auto until = std::chrono::steady_clock::now() + kDeadline;
+       server.hung() == 0 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(1ms);
+  }
+  t_[0]->ResetPeer(2);
+  auto st = hang.Wait(kDeadline);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
+  EXPECT_TRUE(t_[0]->HasPeer(2));
+  EXPECT_TRUE(FetchRange(*t_[0], 2, {0, 4096, 0}, dst.data()).ok());
   server.ReleaseHung();
 }
 
