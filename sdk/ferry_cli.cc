@@ -422,9 +422,11 @@ class Output {
   std::string target_;  // what tmp_ is renamed to
 };
 
-// "local", or "node NAME (ID)" for a pulled object; the name lookup is best effort.
+// "local", "the coordinator (inline)" for a small object that came inline (no sender node),
+// or "node NAME (ID)" for a pulled object; the name lookup is best effort.
 std::string SourceOf(Client& client, const GetInfo& info) {
   if (!info.pulled) return "local";
+  if (info.source_node == 0) return "the coordinator (inline)";
   absl::StatusOr<NodeStatus> st = client.Status();
   if (st.ok()) {
     for (const NodeInfo& node : st->cluster) {

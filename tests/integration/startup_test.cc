@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -63,20 +64,33 @@ class StartupTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  // Runs ferryd with valid flags plus `extra` (later flags win) and expects exit 2 with every
-  // one of `says` in its output.
+  // Runs ferryd with valid flags, those named in `extra` replaced by it, and expects exit 2
+  // with every one of `says` in its output.
   void ExpectFerrydRefuses(const std::vector<std::string>& extra, const std::vector<std::string>& says) {
-    std::vector<std::string> argv = {LocalCluster::Bin("ferryd"), "--name", "ok", "--coord",
-                                     absl::StrCat("127.0.0.1:", port_), "--socket", dir_ + "/n.sock",
-                                     "--arena", "16MiB"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    Expect(argv, says);
+    Expect(WithFlags(LocalCluster::Bin("ferryd"),
+                     {{"--name", "ok"},
+                      {"--coord", absl::StrCat("127.0.0.1:", port_)},
+                      {"--socket", dir_ + "/n.sock"},
+                      {"--arena", "16MiB"}},
+                     extra),
+           says);
   }
   void ExpectCoordRefuses(const std::vector<std::string>& extra, const std::vector<std::string>& says) {
-    std::vector<std::string> argv = {LocalCluster::Bin("ferry-coord"), "--listen",
-                                     absl::StrCat("127.0.0.1:", port_)};
+    Expect(WithFlags(LocalCluster::Bin("ferry-coord"), {{"--listen", absl::StrCat("127.0.0.1:", port_)}}, extra),
+           says);
+  }
+
+  static std::vector<std::string> WithFlags(const std::string& bin,
+                                            const std::vector<std::pair<std::string, std::string>>& defaults,
+                                            const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {bin};
+    for (const auto& [flag, value] : defaults) {
+      if (std::find(extra.begin(), extra.end(), flag) != extra.end()) continue;
+      argv.push_back(flag);
+      argv.push_back(value);
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
-    Expect(argv, says);
+    return argv;
   }
 
   void Expect(const std::vector<std::string>& argv, const std::vector<std::string>& says) {
