@@ -19,20 +19,36 @@ absl::Status ValidateKey(absl::string_view key) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateNamespace(absl::string_view ns) {
-  if (ns.empty()) return absl::InvalidArgumentError("namespace is empty");
-  if (ns.size() > kMaxNamespaceBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("namespace is ", ns.size(),
-                                                   " bytes; the limit is ", kMaxNamespaceBytes));
+namespace {
+
+bool IsNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+}
+
+// `what` is "namespace" or "node name".
+absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t limit) {
+  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  if (name.size() > limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is ", name.size(), " bytes; the limit is ", limit));
   }
-  for (char c : ns) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
-          c == '-')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("namespace '", PrintableKey(ns), "' has a character outside [A-Za-z0-9_.-]"));
+  for (char c : name) {
+    if (!IsNameChar(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " '", PrintableKey(name),
+                                                     "' has a character outside [A-Za-z0-9_.-]"));
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateNamespace(absl::string_view ns) {
+  return ValidateName("namespace", ns, kMaxNamespaceBytes);
+}
+
+absl::Status ValidateNodeName(absl::string_view name) {
+  return ValidateName("node name", name, kMaxNodeNameBytes);
 }
 
 absl::Status ValidateObjectName(absl::string_view ns, absl::string_view key) {

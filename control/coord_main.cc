@@ -6,6 +6,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
+#include "common/grpc_options.h"
+#include "common/host_port.h"
 #include "common/names.h"
 #include "common/process.h"
 #include "common/signals.h"
@@ -35,11 +37,30 @@ int main(int argc, char** argv) {
                  "per-chunk seconds the cost model charges (request turnaround, completions)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
-  std::promise<void> stop;
-  ferry::HandleTerminationSignals([&stop](int) { stop.set_value(); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and exits 0; every bad flag is a usage error, exit 2.
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%H:%M:%S.%e] [coord] [%^%l%$] %v");
+  // Everything below that refuses to start exits 2, before anything is bound.
+  absl::StatusOr<ferry::HostPort> listen_at = ferry::ParseHostPort(listen, ferry::EmptyHost::kAllow);
+  if (!listen_at.ok()) {
+    spdlog::error("--listen: {}", std::string(listen_at.status().message()));
+    return 2;
+  }
+  if (listen_at->host.empty()) listen_at->host = "0.0.0.0";  // ":7700" = every interface
+  if (heartbeat_ms == 0 || liveness_ms == 0 || heartbeat_ms >= liveness_ms) {
+    spdlog::error("--heartbeat-ms ({}) and --liveness-ms ({}) must be > 0, and the heartbeat shorter than the "
+                  "liveness timeout (several heartbeats long)",
+                  heartbeat_ms, liveness_ms);
+    return 2;
+  }
+  std::promise<void> stop;
+  ferry::HandleTerminationSignals([&stop](int) { stop.set_value(); });
 
   ferry::control::CoordinatorOptions options;
   options.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
@@ -71,16 +92,16 @@ int main(int argc, char** argv) {
 
   ferry::control::CoordinatorService service(options);
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(16 << 20);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    spdlog::error("cannot listen on {}", listen);
-    return 1;
+  ferry::ApplyServerKeepalive(ferry::kKeepalive, builder);
+  absl::StatusOr<ferry::StartedServer> started = ferry::StartServer(builder, listen_at->ToString());
+  if (!started.ok()) {
+    spdlog::error("{}", std::string(started.status().message()));
+    return 2;
   }
-  spdlog::info("ferry-coord listening on {} (port {})", listen, port);
+  std::unique_ptr<grpc::Server> server = std::move(started->server);
+  spdlog::info("ferry-coord listening on {} (port {})", listen_at->ToString(), started->port);
   stop.get_future().wait();
   spdlog::info("ferry-coord stopping");
   service.Shutdown();

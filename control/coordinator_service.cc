@@ -143,7 +143,7 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const std::s
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong or missing cluster token");
   }
   if (info.node_id() == 0) return Invalid("Hello.node.node_id must be non-zero");
-  if (info.name().empty() || info.name().size() > 128) return Invalid("Hello.node.name must be 1-128 characters");
+  if (absl::Status s = ValidateNodeName(info.name()); !s.ok()) return Invalid(absl::StrCat("Hello.node.name: ", s.message()));
   if (info.dp_address().empty()) return Invalid("Hello.node.dp_address is empty");
   std::vector<Outgoing> out;
   proto::CoordMessage welcome;

@@ -71,6 +71,16 @@ std::string FormatLatency(double seconds) {
 
 std::string FormatSeconds(double seconds) { return absl::StrFormat("%.3f s", seconds); }
 
+std::string FormatTransfer(double bytes, double seconds) {
+  if (bytes < kRateMinBytes || !(seconds > 0)) return FormatSeconds(seconds);
+  return absl::StrCat(FormatSeconds(seconds), " (", FormatRate(bytes, seconds), ")");
+}
+
+std::string Plural(uint64_t n, absl::string_view singular, absl::string_view plural) {
+  if (n == 1) return absl::StrCat(n, " ", singular);
+  return plural.empty() ? absl::StrCat(n, " ", singular, "s") : absl::StrCat(n, " ", plural);
+}
+
 std::string EscapeKey(std::string_view key) {
   std::string out;
   out.reserve(key.size());

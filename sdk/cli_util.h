@@ -29,6 +29,12 @@ std::string FormatBandwidth(double bytes_per_second);
 std::string FormatLatency(double seconds);
 // "0.532 s".
 std::string FormatSeconds(double seconds);
+// "0.532 s (1.92 GiB/s)" for a transfer of at least kRateMinBytes; only "0.532 s" below it,
+// where a rate says more about fixed overheads than about throughput.
+inline constexpr double kRateMinBytes = 1 << 20;
+std::string FormatTransfer(double bytes, double seconds);
+// "1 object", "3 objects": `singular` when n == 1, else `plural` (default `singular` + "s").
+std::string Plural(uint64_t n, absl::string_view singular, absl::string_view plural = "");
 
 // A key in full, printable ASCII kept and every other byte (and '\') as \xNN. Unlike
 // PrintableKey it never shortens, so JSON output is lossless.

@@ -41,6 +41,21 @@ TEST(CliUtilTest, FormatsRatesAndLatencies) {
   EXPECT_EQ(FormatLatency(1.2), "1.20 s");
 }
 
+TEST(CliUtilTest, TransfersBelowOneMiBShowNoRate) {
+  EXPECT_EQ(FormatTransfer(17, 0.002), "0.002 s");
+  EXPECT_EQ(FormatTransfer((1 << 20) - 1, 1), "1.000 s");
+  EXPECT_EQ(FormatTransfer(1 << 20, 1), "1.000 s (1.00 MiB/s)");
+  EXPECT_EQ(FormatTransfer(2 << 20, 0), "0.000 s");
+}
+
+TEST(CliUtilTest, PluralsCountOne) {
+  EXPECT_EQ(Plural(0, "object"), "0 objects");
+  EXPECT_EQ(Plural(1, "object"), "1 object");
+  EXPECT_EQ(Plural(2, "node"), "2 nodes");
+  EXPECT_EQ(Plural(1, "retry", "retries"), "1 retry");
+  EXPECT_EQ(Plural(3, "retry", "retries"), "3 retries");
+}
+
 TEST(CliUtilTest, EscapesKeysWithoutShortening) {
   EXPECT_EQ(EscapeKey("weights/v7"), "weights/v7");
   EXPECT_EQ(EscapeKey(std::string("a\0b\\\xff", 5)), "a\\x00b\\x5c\\xff");

@@ -7,8 +7,10 @@
 //   ferry rm KEY                         delete an object everywhere
 //   ferry bcast KEY [--nodes a,b]        copy an object to nodes
 //
-// Exit status: 0 on success, 1 when an operation fails ("ferry: <message>" on stderr), 2 for
-// usage errors.
+// Exit status (kExit* below, docs/operations.md): 0 success; 1 the operation failed (the
+// cluster answered with an error, or writing the output failed); 2 usage or invalid input
+// (flags, namespace, key, --nodes, an unreadable input or uncreatable output path); 3 ferryd
+// could not be reached. Errors are one "ferry: <message>" line on stderr.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,8 +31,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/names.h"
@@ -48,36 +53,77 @@ constexpr const char* kDefaultSocket = "/run/ferry/ferryd.sock";
 // Piece size for streaming a file into an object and an object into a file.
 constexpr size_t kPiece = 16 << 20;
 
-struct Options {
+enum ExitCode : int { kExitOk = 0, kExitFailed = 1, kExitUsage = 2, kExitUnreachable = 3 };
+
+// Where an error's exit code is not implied by its status code, it travels as this payload.
+constexpr absl::string_view kExitPayload = "ferry.cli/exit-code";
+
+absl::Status WithExit(absl::Status s, ExitCode code) {
+  if (!s.ok()) s.SetPayload(kExitPayload, absl::Cord(absl::StrCat(static_cast<int>(code))));
+  return s;
+}
+
+// INVALID_ARGUMENT (from the CLI, the SDK or ferryd) is invalid input; everything else
+// that is not marked otherwise is a failed operation.
+int ExitCodeOf(const absl::Status& s) {
+  if (s.ok()) return kExitOk;
+  if (auto p = s.GetPayload(kExitPayload)) {
+    int code = 0;
+    if (absl::SimpleAtoi(std::string(*p), &code)) return code;
+  }
+  return s.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
+}
+
+// Every verb has its own flags, so one verb's default never leaks into another's.
+struct GlobalFlags {
   std::string socket = kDefaultSocket;
   std::string ns = std::string(kDefaultNamespace);
   bool json = false;
-  // put
+};
+struct PutFlags {
   std::string file;
   std::string key;
   std::string dtype = "bytes";
-  // get / bcast
-  std::string timeout;
-  // ls
+};
+struct GetFlags {
+  std::string key;
+  std::string file;
+  std::string timeout = "30s";
+};
+struct LsFlags {
   std::string prefix;
   uint32_t limit = 0;
-  // bcast
-  std::vector<std::string> nodes;
+};
+struct RmFlags {
+  std::string key;
+};
+struct BcastFlags {
+  std::string key;
+  std::vector<std::string> nodes;  // as given: each may be "a,b,c"
+  bool nodes_given = false;
+  std::string timeout = "60s";
 };
 
 double SecondsSince(absl::Time start) { return absl::ToDoubleSeconds(absl::Now() - start); }
 
-ObjectName NameOf(const Options& opt) { return ObjectName{opt.ns, opt.key}; }
-std::string Printable(const Options& opt) { return PrintableName(opt.ns, opt.key); }
+ObjectName NameOf(const GlobalFlags& g, const std::string& key) { return ObjectName{g.ns, key}; }
+std::string Printable(const GlobalFlags& g, const std::string& key) {
+  return PrintableName(g.ns, key);
+}
 
 absl::Status FileError(absl::string_view what, const std::string& path, int err) {
   return absl::ErrnoToStatus(err, absl::StrCat(what, " '", path, "'"));
 }
 
-absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const Options& opt) {
+// A failure to connect is "ferryd could not be reached" (exit 3).
+absl::StatusOr<std::unique_ptr<Client>> ConnectTo(const GlobalFlags& g) {
   ConnectOptions options;
-  options.ns = opt.ns;
-  return Client::Connect(opt.socket, options);
+  options.ns = g.ns;
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(g.socket, options);
+  if (!client.ok() && client.status().code() != absl::StatusCode::kInvalidArgument) {
+    return WithExit(client.status(), kExitUnreachable);
+  }
+  return client;
 }
 
 // Owns a file descriptor; stdin/stdout are borrowed, never closed.
@@ -90,12 +136,6 @@ class File {
   File(const File&) = delete;
   File& operator=(const File&) = delete;
   int fd() const { return fd_; }
-  // Closes now and reports a delayed write error (NFS, quota).
-  absl::Status Close(const std::string& path) {
-    int fd = std::exchange(fd_, -1);
-    if (fd > STDERR_FILENO && close(fd) != 0) return FileError("closing", path, errno);
-    return absl::OkStatus();
-  }
 
  private:
   int fd_;
@@ -170,17 +210,19 @@ std::vector<std::string> NodeRow(const NodeInfo& node, bool self) {
           FormatLatency(node.latency_s)};
 }
 
-void PrintStatus(const Options& opt, const NodeStatus& st) {
+void PrintStatus(const GlobalFlags& g, const NodeStatus& st) {
   const NodeInfo& self = st.self;
   std::cout << "node         " << (self.name.empty() ? "(unnamed)" : self.name) << " (id "
-            << self.id << ") at " << opt.socket << "\n"
+            << self.id << ") at " << g.socket << "\n"
             << "coordinator  " << (st.coordinator_connected ? "connected" : "NOT CONNECTED") << "\n"
             << "arena        " << HumanBytes(static_cast<double>(self.arena_used)) << " used of "
-            << HumanBytes(static_cast<double>(self.arena_bytes)) << ", " << self.objects
-            << " objects, " << st.pinned << " pinned, " << st.evictions << " evictions\n"
+            << HumanBytes(static_cast<double>(self.arena_bytes)) << ", "
+            << Plural(self.objects, "object") << ", " << st.pinned << " pinned, "
+            << Plural(st.evictions, "eviction") << "\n"
             << "traffic      " << HumanBytes(static_cast<double>(st.bytes_received))
             << " received, " << HumanBytes(static_cast<double>(st.bytes_sent)) << " sent, "
-            << st.retries << " retries, " << st.failures << " failures\n\n";
+            << Plural(st.retries, "retry", "retries") << ", "
+            << Plural(st.failures, "failure") << "\n\n";
   std::vector<std::vector<std::string>> rows;
   bool self_listed = false;
   for (const NodeInfo& node : st.cluster) {
@@ -193,19 +235,19 @@ void PrintStatus(const Options& opt, const NodeStatus& st) {
   std::cout << FormatTable(
                    {"", "NODE", "ID", "ALIVE", "ARENA USED", "OBJECTS", "BANDWIDTH", "LATENCY"},
                    rows)
-            << rows.size() << " nodes, "
+            << Plural(rows.size(), "node") << ", "
             << std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r[3] == "yes"; })
             << " alive\n";
 }
 
-absl::Status RunStatus(const Options& opt) {
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
+absl::Status RunStatus(const GlobalFlags& g) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
   FERRY_ASSIGN_OR_RETURN(NodeStatus st, client->Status());
-  if (!opt.json) {
-    PrintStatus(opt, st);
+  if (!g.json) {
+    PrintStatus(g, st);
     return absl::OkStatus();
   }
-  json out{{"socket", opt.socket},
+  json out{{"socket", g.socket},
            {"self", NodeJson(st.self)},
            {"coordinator_connected", st.coordinator_connected},
            {"pinned", st.pinned},
@@ -223,79 +265,168 @@ absl::Status RunStatus(const Options& opt) {
 // ---- put ------------------------------------------------------------------------------
 
 // Streams a regular file of `size` bytes straight into the mapped object, piece by piece.
-absl::Status PutRegularFile(Client& client, const Options& opt, DType dtype, int fd,
-                            uint64_t size) {
+absl::Status PutRegularFile(Client& client, const GlobalFlags& g, const PutFlags& p, DType dtype,
+                            int fd, uint64_t size) {
   ObjectMeta meta;
   meta.size = size;
   meta.dtype = dtype;
-  FERRY_ASSIGN_OR_RETURN(WritableObject object, client.Create(NameOf(opt), meta));
+  FERRY_ASSIGN_OR_RETURN(WritableObject object, client.Create(NameOf(g, p.key), meta));
   // Any early return below destroys `object`, which aborts it.
   for (uint64_t done = 0; done < size;) {
     const uint64_t len = std::min<uint64_t>(size - done, kPiece);
-    FERRY_RETURN_IF_ERROR(ReadExactly(fd, object.data() + done, len, opt.file, done, size));
+    FERRY_RETURN_IF_ERROR(ReadExactly(fd, object.data() + done, len, p.file, done, size));
     done += len;
   }
   return object.Seal();
 }
 
-absl::StatusOr<uint64_t> PutInput(Client& client, const Options& opt, DType dtype) {
-  const bool use_stdin = opt.file == "-";
-  File file(use_stdin ? STDIN_FILENO : open(opt.file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (file.fd() < 0) return FileError("opening", opt.file, errno);
+absl::StatusOr<uint64_t> PutInput(Client& client, const GlobalFlags& g, const PutFlags& p,
+                                  DType dtype, File& file) {
   struct stat st = {};
-  if (fstat(file.fd(), &st) != 0) return FileError("stat of", opt.file, errno);
-  if (S_ISDIR(st.st_mode))
-    return absl::InvalidArgumentError(absl::StrCat("'", opt.file, "' is a directory"));
+  if (fstat(file.fd(), &st) != 0) return FileError("stat of", p.file, errno);
   if (S_ISREG(st.st_mode)) {
     const uint64_t size = static_cast<uint64_t>(st.st_size);
-    FERRY_RETURN_IF_ERROR(PutRegularFile(client, opt, dtype, file.fd(), size));
+    FERRY_RETURN_IF_ERROR(PutRegularFile(client, g, p, dtype, file.fd(), size));
     return size;
   }
   // A pipe, terminal or device: the size is unknown until EOF, so read it all first.
   FERRY_ASSIGN_OR_RETURN(std::vector<uint8_t> data,
-                         ReadAll(file.fd(), use_stdin ? "<stdin>" : opt.file));
-  FERRY_RETURN_IF_ERROR(client.Put(NameOf(opt), data, dtype));
+                         ReadAll(file.fd(), p.file == "-" ? "<stdin>" : p.file));
+  FERRY_RETURN_IF_ERROR(client.Put(NameOf(g, p.key), data, dtype));
   return data.size();
 }
 
-absl::Status RunPut(const Options& opt) {
-  const std::optional<DType> dtype = DTypeFromName(opt.dtype);
-  if (!dtype) return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", opt.dtype, "'"));
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
+// The input file, opened before ferryd is contacted: a missing or unreadable one is
+// invalid input (exit 2).
+absl::StatusOr<std::unique_ptr<File>> OpenInput(const std::string& path) {
+  if (path == "-") return std::make_unique<File>(STDIN_FILENO);
+  auto file = std::make_unique<File>(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file->fd() < 0) return WithExit(FileError("opening", path, errno), kExitUsage);
+  struct stat st = {};
+  if (fstat(file->fd(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' is a directory"));
+  }
+  return file;
+}
+
+absl::Status RunPut(const GlobalFlags& g, const PutFlags& p) {
+  const std::optional<DType> dtype = DTypeFromName(p.dtype);
+  if (!dtype) return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", p.dtype, "'"));
+  FERRY_RETURN_IF_ERROR(ValidateKey(p.key));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<File> input, OpenInput(p.file));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
   const absl::Time start = absl::Now();
-  FERRY_ASSIGN_OR_RETURN(uint64_t bytes, PutInput(*client, opt, *dtype));
+  FERRY_ASSIGN_OR_RETURN(uint64_t bytes, PutInput(*client, g, p, *dtype, *input));
   const double seconds = SecondsSince(start);
-  if (opt.json) {
-    std::cout << DumpJson(json{{"ns", opt.ns},
-                               {"key", EscapeKey(opt.key)},
+  if (g.json) {
+    std::cout << DumpJson(json{{"ns", g.ns},
+                               {"key", EscapeKey(p.key)},
                                {"bytes", bytes},
                                {"dtype", DTypeName(*dtype)},
                                {"seconds", seconds},
                                {"bytes_per_second", seconds > 0 ? bytes / seconds : 0.0}})
               << "\n";
   } else {
-    std::cout << "put " << Printable(opt) << ": " << HumanBytes(static_cast<double>(bytes)) << " ("
-              << bytes << " bytes, " << DTypeName(*dtype) << ") in " << FormatSeconds(seconds)
-              << ", " << FormatRate(static_cast<double>(bytes), seconds) << "\n";
+    std::cout << "put " << Printable(g, p.key) << ": " << HumanBytes(static_cast<double>(bytes))
+              << " (" << Plural(bytes, "byte") << ", " << DTypeName(*dtype) << ") in "
+              << FormatTransfer(static_cast<double>(bytes), seconds) << "\n";
   }
   return absl::OkStatus();
 }
 
 // ---- get ------------------------------------------------------------------------------
 
-absl::Status WriteOutput(const Options& opt, std::span<const uint8_t> bytes) {
-  if (opt.file == "-") return WriteAll(STDOUT_FILENO, bytes.data(), bytes.size(), "<stdout>");
-  File file(open(opt.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (file.fd() < 0) return FileError("creating", opt.file, errno);
-  absl::Status status = WriteAll(file.fd(), bytes.data(), bytes.size(), opt.file);
-  if (status.ok()) status = file.Close(opt.file);
-  if (!status.ok()) unlink(opt.file.c_str());  // leave no truncated copy behind
-  return status;
-}
+// Where `ferry get` writes. A regular file (or a path that does not exist yet) is written to
+// a temporary file in the same directory, fsync'ed and renamed over the target on Commit, so
+// a failed get leaves the old file intact; a device, fifo or "-" (stdout) is written in
+// place. The only thing ever unlinked is that temporary file, which ferry created.
+class Output {
+ public:
+  static absl::StatusOr<std::unique_ptr<Output>> Open(const std::string& path) {
+    if (path == "-") return std::unique_ptr<Output>(new Output("<stdout>", STDOUT_FILENO, "", ""));
+    struct stat st = {};
+    const bool exists = stat(path.c_str(), &st) == 0;
+    if (!exists && errno != ENOENT) return WithExit(FileError("stat of", path, errno), kExitUsage);
+    if (exists && S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat("'", path, "' is a directory"));
+    }
+    if (exists && !S_ISREG(st.st_mode)) {
+      const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) return WithExit(FileError("opening", path, errno), kExitUsage);
+      return std::unique_ptr<Output>(new Output(path, fd, "", ""));
+    }
+    // Through a symlink, replace the file it points to, not the link.
+    std::string target = path;
+    if (exists) {
+      char* real = realpath(path.c_str(), nullptr);
+      if (real == nullptr) return WithExit(FileError("resolving", path, errno), kExitUsage);
+      target = real;
+      free(real);
+    }
+    const size_t slash = target.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : target.substr(0, slash + 1);
+    const std::string base = slash == std::string::npos ? target : target.substr(slash + 1);
+    std::string tmp = absl::StrCat(dir == "." ? "" : dir, ".", base, ".ferry-XXXXXX");
+    const int fd = mkostemp(tmp.data(), O_CLOEXEC);
+    if (fd < 0) return WithExit(FileError("creating a temporary file for", path, errno), kExitUsage);
+    std::unique_ptr<Output> out(new Output(path, fd, tmp, target));
+    // mkostemp makes it 0600: give it the old file's mode, or what a new file would get.
+    mode_t mode = st.st_mode & 07777;
+    if (!exists) {
+      const mode_t mask = umask(0);
+      umask(mask);
+      mode = 0666 & ~mask;
+    }
+    if (fchmod(fd, mode) != 0) return FileError("setting the mode of", tmp, errno);
+    return out;
+  }
 
-// "local", or "node NAME (ID)" for a pulled object; the name lookup is best effort.
+  ~Output() {
+    if (fd_ > STDERR_FILENO) close(fd_);
+    if (!tmp_.empty()) unlink(tmp_.c_str());  // not committed: drop our temporary file
+  }
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+
+  int fd() const { return fd_; }
+  const std::string& name() const { return name_; }
+
+  // Makes the written bytes the target's content: fsync + close + rename for a temporary
+  // file, close for a file written in place. Reports delayed write errors (NFS, quota).
+  absl::Status Commit() {
+    const int fd = std::exchange(fd_, -1);
+    if (tmp_.empty()) {
+      if (fd > STDERR_FILENO && close(fd) != 0) return FileError("closing", name_, errno);
+      return absl::OkStatus();
+    }
+    if (fsync(fd) != 0) {
+      const int err = errno;
+      close(fd);
+      return FileError("syncing", tmp_, err);
+    }
+    if (close(fd) != 0) return FileError("closing", tmp_, errno);
+    if (rename(tmp_.c_str(), target_.c_str()) != 0) {
+      return FileError(absl::StrCat("renaming '", tmp_, "' to"), target_, errno);
+    }
+    tmp_.clear();
+    return absl::OkStatus();
+  }
+
+ private:
+  Output(std::string name, int fd, std::string tmp, std::string target)
+      : name_(std::move(name)), fd_(fd), tmp_(std::move(tmp)), target_(std::move(target)) {}
+
+  std::string name_;    // as the user wrote it, for messages
+  int fd_;
+  std::string tmp_;     // our temporary file until Commit; empty when writing in place
+  std::string target_;  // what tmp_ is renamed to
+};
+
+// "local", "the coordinator (inline)" for a small object that came inline (no sender node),
+// or "node NAME (ID)" for a pulled object; the name lookup is best effort.
 std::string SourceOf(Client& client, const GetInfo& info) {
   if (!info.pulled) return "local";
+  if (info.source_node == 0) return "the coordinator (inline)";
   absl::StatusOr<NodeStatus> st = client.Status();
   if (st.ok()) {
     for (const NodeInfo& node : st->cluster) {
@@ -307,25 +438,47 @@ std::string SourceOf(Client& client, const GetInfo& info) {
   return absl::StrCat("node ", info.source_node);
 }
 
-absl::Status RunGet(const Options& opt) {
-  FERRY_ASSIGN_OR_RETURN(absl::Duration timeout, ParseDurationArg(opt.timeout));
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
+// A Get that ran out of time: if the key exists nowhere, say so (a deadline message for a
+// key that was never created, and with --timeout 0 above all, misleads).
+absl::Status ExplainDeadline(Client& client, const GlobalFlags& g, const GetFlags& f,
+                             absl::Duration timeout, absl::Status why) {
+  if (why.code() != absl::StatusCode::kDeadlineExceeded) return why;
+  absl::StatusOr<std::vector<ObjectInfo>> listed = client.List(g.ns, f.key, 0);
+  if (!listed.ok()) return why;
+  for (const ObjectInfo& o : *listed) {
+    if (o.name.key == f.key) return why;
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "object ", Printable(g, f.key), " does not exist",
+      timeout > absl::ZeroDuration()
+          ? absl::StrCat(" (waited ", absl::FormatDuration(timeout), " for it to be created)")
+          : ""));
+}
+
+absl::Status RunGet(const GlobalFlags& g, const GetFlags& f) {
+  FERRY_ASSIGN_OR_RETURN(absl::Duration timeout, ParseDurationArg(f.timeout));
+  FERRY_RETURN_IF_ERROR(ValidateKey(f.key));
+  // Before the Get: a path that cannot be written is found before any byte moves.
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Output> out, Output::Open(f.file));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
   const absl::Time start = absl::Now();
-  FERRY_ASSIGN_OR_RETURN(ObjectView view, client->Get(NameOf(opt), timeout));
+  absl::StatusOr<ObjectView> view = client->Get(NameOf(g, f.key), timeout);
+  if (!view.ok()) return ExplainDeadline(*client, g, f, timeout, view.status());
   const double get_seconds = SecondsSince(start);
   const absl::Time write_start = absl::Now();
-  FERRY_RETURN_IF_ERROR(WriteOutput(opt, view.bytes()));
+  FERRY_RETURN_IF_ERROR(WriteAll(out->fd(), view->data(), view->size(), out->name()));
+  FERRY_RETURN_IF_ERROR(out->Commit());
   const double write_seconds = SecondsSince(write_start);
-  const GetInfo info = view.info();
-  const uint64_t bytes = view.size();
-  const DType dtype = view.meta().dtype;
-  FERRY_RETURN_IF_ERROR(view.Release());
+  const GetInfo info = view->info();
+  const uint64_t bytes = view->size();
+  const DType dtype = view->meta().dtype;
+  FERRY_RETURN_IF_ERROR(view->Release());
   const std::string source = SourceOf(*client, info);
   // Data may be going to stdout, so the report goes to stderr unless --json asks for it.
-  std::ostream& report = opt.json && opt.file != "-" ? std::cout : std::cerr;
-  if (opt.json) {
-    report << DumpJson(json{{"ns", opt.ns},
-                            {"key", EscapeKey(opt.key)},
+  std::ostream& report = g.json && f.file != "-" ? std::cout : std::cerr;
+  if (g.json) {
+    report << DumpJson(json{{"ns", g.ns},
+                            {"key", EscapeKey(f.key)},
                             {"bytes", bytes},
                             {"dtype", DTypeName(dtype)},
                             {"pulled", info.pulled},
@@ -333,29 +486,27 @@ absl::Status RunGet(const Options& opt) {
                             {"source", source},
                             {"pull_seconds", info.seconds},
                             {"get_seconds", get_seconds},
-                            {"write_seconds", write_seconds}})
+                            {"write_seconds", write_seconds},
+                            {"timeout_seconds", absl::ToDoubleSeconds(timeout)}})
            << "\n";
     return absl::OkStatus();
   }
-  report << "got " << Printable(opt) << ": " << HumanBytes(static_cast<double>(bytes)) << " ("
-         << bytes << " bytes, " << DTypeName(dtype) << ") from " << source;
-  if (info.pulled) {
-    report << ", pulled in " << FormatSeconds(info.seconds) << " ("
-           << FormatRate(static_cast<double>(bytes), info.seconds) << ")";
-  }
-  report << "; get took " << FormatSeconds(get_seconds) << ", writing "
-         << (opt.file == "-" ? "<stdout>" : opt.file) << " " << FormatSeconds(write_seconds) << " ("
-         << FormatRate(static_cast<double>(bytes), write_seconds) << ")\n";
+  // ferryd reports one time for a pull, which includes waiting for the key and a sender, so
+  // it is "in", not a transfer rate.
+  report << "got " << Printable(g, f.key) << ": " << HumanBytes(static_cast<double>(bytes)) << " ("
+         << Plural(bytes, "byte") << ", " << DTypeName(dtype) << ") from " << source;
+  if (info.pulled) report << " in " << FormatSeconds(info.seconds);
+  report << "; get took " << FormatSeconds(get_seconds) << ", writing " << out->name() << " "
+         << FormatTransfer(static_cast<double>(bytes), write_seconds) << "\n";
   return absl::OkStatus();
 }
 
 // ---- ls / rm --------------------------------------------------------------------------
 
-absl::Status RunLs(const Options& opt) {
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
-  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects,
-                         client->List(opt.ns, opt.prefix, opt.limit));
-  if (opt.json) {
+absl::Status RunLs(const GlobalFlags& g, const LsFlags& l) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
+  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, client->List(g.ns, l.prefix, l.limit));
+  if (g.json) {
     json out = json::array();
     for (const ObjectInfo& o : objects) {
       out.push_back(json{{"ns", o.name.ns},
@@ -377,30 +528,54 @@ absl::Status RunLs(const Options& opt) {
                     absl::StrCat(o.partial_copies)});
     total += static_cast<double>(o.meta.size);
   }
-  std::cout << FormatTable({"KEY", "SIZE", "DTYPE", "COMPLETE", "PARTIAL"}, rows) << objects.size()
-            << " objects in namespace " << opt.ns << ", " << HumanBytes(total) << "\n";
+  std::cout << FormatTable({"KEY", "SIZE", "DTYPE", "COMPLETE", "PARTIAL"}, rows)
+            << Plural(objects.size(), "object") << " in namespace " << g.ns << ", "
+            << HumanBytes(total) << "\n";
   return absl::OkStatus();
 }
 
-absl::Status RunRm(const Options& opt) {
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
-  FERRY_RETURN_IF_ERROR(client->Delete(NameOf(opt)));
-  if (opt.json) {
-    std::cout << DumpJson(json{{"ns", opt.ns}, {"key", EscapeKey(opt.key)}, {"deleted", true}})
+absl::Status RunRm(const GlobalFlags& g, const RmFlags& r) {
+  FERRY_RETURN_IF_ERROR(ValidateKey(r.key));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
+  FERRY_RETURN_IF_ERROR(client->Delete(NameOf(g, r.key)));
+  if (g.json) {
+    std::cout << DumpJson(json{{"ns", g.ns}, {"key", EscapeKey(r.key)}, {"deleted", true}})
               << "\n";
   } else {
-    std::cout << "deleted " << Printable(opt) << "\n";
+    std::cout << "deleted " << Printable(g, r.key) << "\n";
   }
   return absl::OkStatus();
 }
 
 // ---- bcast ----------------------------------------------------------------------------
 
-absl::Status RunBcast(const Options& opt) {
-  FERRY_ASSIGN_OR_RETURN(absl::Duration timeout, ParseDurationArg(opt.timeout));
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(opt));
+// --nodes as given ("a,b" "c") -> {"a", "b", "c"}. Given but empty ("", ",", "a,,b") is
+// invalid input, not "every node".
+absl::StatusOr<std::vector<std::string>> TargetNodes(const BcastFlags& b) {
+  std::vector<std::string> out;
+  if (!b.nodes_given) return out;
+  for (const std::string& arg : b.nodes) {
+    for (absl::string_view name : absl::StrSplit(arg, ',')) {
+      if (name.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--nodes '", arg, "' has an empty node name (write names or ids, comma-separated)"));
+      }
+      if (absl::Status s = ValidateNodeName(name); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("--nodes: ", s.message()));
+      }
+      out.emplace_back(name);
+    }
+  }
+  return out;
+}
+
+absl::Status RunBcast(const GlobalFlags& g, const BcastFlags& b) {
+  FERRY_ASSIGN_OR_RETURN(absl::Duration timeout, ParseDurationArg(b.timeout));
+  FERRY_RETURN_IF_ERROR(ValidateKey(b.key));
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> nodes, TargetNodes(b));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
   FERRY_ASSIGN_OR_RETURN(BroadcastResult result,
-                         client->Broadcast(NameOf(opt), opt.nodes, timeout));
+                         client->Broadcast(NameOf(g, b.key), nodes, timeout));
   size_t failed = 0;
   std::vector<std::vector<std::string>> rows;
   json targets = json::array();
@@ -409,20 +584,21 @@ absl::Status RunBcast(const Options& opt) {
     rows.push_back({t.node, t.ok ? "ok" : "FAILED", t.error});
     targets.push_back(json{{"node", t.node}, {"ok", t.ok}, {"error", t.error}});
   }
-  if (opt.json) {
-    std::cout << DumpJson(json{{"ns", opt.ns},
-                               {"key", EscapeKey(opt.key)},
+  if (g.json) {
+    std::cout << DumpJson(json{{"ns", g.ns},
+                               {"key", EscapeKey(b.key)},
                                {"seconds", result.seconds},
                                {"targets", targets}})
               << "\n";
   } else {
-    std::cout << FormatTable({"NODE", "RESULT", "ERROR"}, rows) << "broadcast " << Printable(opt)
-              << " to " << result.targets.size() << " nodes: " << result.targets.size() - failed
-              << " ok, " << failed << " failed in " << FormatSeconds(result.seconds) << "\n";
+    std::cout << FormatTable({"NODE", "RESULT", "ERROR"}, rows) << "broadcast "
+              << Printable(g, b.key) << " to " << Plural(result.targets.size(), "node") << ": "
+              << result.targets.size() - failed << " ok, " << failed << " failed in "
+              << FormatSeconds(result.seconds) << "\n";
   }
   if (failed > 0) {
-    return absl::AbortedError(absl::StrCat("broadcast of ", Printable(opt), " failed on ", failed,
-                                           " of ", result.targets.size(), " nodes"));
+    return absl::AbortedError(absl::StrCat("broadcast of ", Printable(g, b.key), " failed on ",
+                                           failed, " of ", Plural(result.targets.size(), "node")));
   }
   return absl::OkStatus();
 }
@@ -448,88 +624,98 @@ CLI::Validator DTypeValidator() {
       "DTYPE");
 }
 
-void AddGlobalOptions(CLI::App& app, Options& opt) {
-  app.add_option("--socket", opt.socket, "ferryd's unix socket")
+struct Flags {
+  GlobalFlags global;
+  PutFlags put;
+  GetFlags get;
+  LsFlags ls;
+  RmFlags rm;
+  BcastFlags bcast;
+};
+
+void AddGlobalOptions(CLI::App& app, GlobalFlags& g) {
+  app.add_option("--socket", g.socket, "ferryd's unix socket")
       ->envname("FERRY_SOCKET")
       ->capture_default_str();
-  app.add_option("--ns", opt.ns, "object namespace")->capture_default_str();
-  app.add_flag("--json", opt.json,
+  app.add_option("--ns", g.ns, "object namespace")->capture_default_str();
+  app.add_flag("--json", g.json,
                "machine-readable output (keys escaped as \\xNN where not printable)");
 }
 
-void AddObjectCommands(CLI::App& app, Options& opt) {
+void AddObjectCommands(CLI::App& app, Flags& f) {
   CLI::App* put =
       app.add_subcommand("put", "store FILE as object KEY (streams it into ferryd's arena)");
-  put->add_option("FILE", opt.file, "file to read; '-' reads stdin")->required();
-  put->add_option("KEY", opt.key, "object key")->required();
-  put->add_option("--dtype", opt.dtype, "element type: bytes, f32, f64, f16, bf16, i32, i64, u8")
+  put->add_option("FILE", f.put.file, "file to read; '-' reads stdin")->required();
+  put->add_option("KEY", f.put.key, "object key")->required();
+  put->add_option("--dtype", f.put.dtype, "element type: bytes, f32, f64, f16, bf16, i32, i64, u8")
       ->check(DTypeValidator())
       ->capture_default_str();
 
   CLI::App* get = app.add_subcommand("get", "fetch object KEY (from any node) into FILE");
-  get->add_option("KEY", opt.key, "object key")->required();
-  get->add_option("FILE", opt.file, "file to write; '-' writes stdout")->required();
-  get->add_option("--timeout", opt.timeout, "how long to wait for KEY to exist (30s, 500ms, 2m)")
+  get->add_option("KEY", f.get.key, "object key")->required();
+  get->add_option("FILE", f.get.file,
+                  "file to write (replaced only when the get succeeds); '-' writes stdout")
+      ->required();
+  get->add_option("--timeout", f.get.timeout, "how long to wait for KEY to exist (30s, 500ms, 2m)")
       ->check(DurationValidator())
-      ->default_val("30s");
+      ->capture_default_str();
 
   CLI::App* ls = app.add_subcommand("ls", "list objects in the namespace");
-  ls->add_option("PREFIX", opt.prefix, "only keys starting with PREFIX");
-  ls->add_option("--limit", opt.limit, "at most this many objects (0: all)")->capture_default_str();
+  ls->add_option("PREFIX", f.ls.prefix, "only keys starting with PREFIX");
+  ls->add_option("--limit", f.ls.limit, "at most this many objects (0: all)")
+      ->capture_default_str();
 
   CLI::App* rm = app.add_subcommand("rm", "delete object KEY on every node");
-  rm->add_option("KEY", opt.key, "object key")->required();
+  rm->add_option("KEY", f.rm.key, "object key")->required();
 
   CLI::App* bcast = app.add_subcommand("bcast", "make nodes hold a complete copy of KEY");
-  bcast->add_option("KEY", opt.key, "object key")->required();
-  bcast
-      ->add_option("--nodes", opt.nodes,
-                   "node names or ids, comma-separated (default: every live node)")
-      ->delimiter(',');
-  bcast->add_option("--timeout", opt.timeout, "give up after this long (30s, 500ms, 2m)")
+  bcast->add_option("KEY", f.bcast.key, "object key")->required();
+  bcast->add_option("--nodes", f.bcast.nodes,
+                    "node names or ids, comma-separated (default: every live node)");
+  bcast->add_option("--timeout", f.bcast.timeout, "give up after this long (30s, 500ms, 2m)")
       ->check(DurationValidator())
-      ->default_val("60s");
+      ->capture_default_str();
 }
 
-absl::Status Dispatch(const CLI::App& app, const Options& opt) {
-  if (app.got_subcommand("status")) return RunStatus(opt);
-  if (app.got_subcommand("put")) return RunPut(opt);
-  if (app.got_subcommand("get")) return RunGet(opt);
-  if (app.got_subcommand("ls")) return RunLs(opt);
-  if (app.got_subcommand("rm")) return RunRm(opt);
-  if (app.got_subcommand("bcast")) return RunBcast(opt);
+absl::Status Dispatch(const CLI::App& app, const Flags& f) {
+  if (app.got_subcommand("status")) return RunStatus(f.global);
+  if (app.got_subcommand("put")) return RunPut(f.global, f.put);
+  if (app.got_subcommand("get")) return RunGet(f.global, f.get);
+  if (app.got_subcommand("ls")) return RunLs(f.global, f.ls);
+  if (app.got_subcommand("rm")) return RunRm(f.global, f.rm);
+  if (app.got_subcommand("bcast")) return RunBcast(f.global, f.bcast);
   return absl::InvalidArgumentError("no command given");
 }
 
 int Main(int argc, char** argv) {
-  Options opt;
+  Flags f;
   CLI::App app("ferry: inspect a ferry cluster and move objects through it", "ferry");
   app.fallthrough();  // global options may follow the subcommand
   app.footer(
       "Durations: 30s, 500ms, 2m (a bare number is seconds). FERRY_SOCKET sets the default "
-      "--socket.\nExit status: 0 ok, 1 the operation failed, 2 usage error.");
+      "--socket.\nExit status: 0 success; 1 the operation failed (the cluster answered with an "
+      "error, or writing FILE failed); 2 usage or invalid input (flags, namespace, key, --nodes, "
+      "FILE); 3 ferryd could not be reached.");
   app.require_subcommand(1);
-  AddGlobalOptions(app, opt);
+  AddGlobalOptions(app, f.global);
   app.add_subcommand("status", "this node and the cluster: nodes, arenas, links, coordinator");
-  AddObjectCommands(app, opt);
+  AddObjectCommands(app, f);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
     std::cerr << "ferry: " << e.what() << "\nRun 'ferry --help' for usage.\n";
-    return 2;
+    return kExitUsage;
   }
-  if (absl::Status s = ValidateNamespace(opt.ns); !s.ok()) {
+  f.bcast.nodes_given = app.get_subcommand("bcast")->count("--nodes") > 0;
+  if (absl::Status s = ValidateNamespace(f.global.ns); !s.ok()) {
     std::cerr << "ferry: " << s.message() << "\n";
-    return 2;
+    return kExitUsage;
   }
-  absl::Status status = Dispatch(app, opt);
+  absl::Status status = Dispatch(app, f);
   std::cout.flush();
-  if (!status.ok()) {
-    std::cerr << "ferry: " << status.message() << "\n";
-    return 1;
-  }
-  return 0;
+  if (!status.ok()) std::cerr << "ferry: " << status.message() << "\n";
+  return ExitCodeOf(status);
 }
 
 }  // namespace
@@ -541,6 +727,6 @@ int main(int argc, char** argv) {
     return ferry::cli::Main(argc, argv);
   } catch (const std::exception& e) {  // bad_alloc and the like: report, never abort
     std::cerr << "ferry: internal error: " << e.what() << "\n";
-    return 1;
+    return ferry::cli::kExitFailed;
   }
 }

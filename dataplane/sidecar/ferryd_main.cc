@@ -10,6 +10,8 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
+#include "common/grpc_options.h"
+#include "common/host_port.h"
 #include "common/names.h"
 #include "common/process.h"
 #include "common/signals.h"
@@ -42,6 +44,39 @@ int Fail(const std::string& what, const absl::Status& s) {
   return 1;
 }
 
+// Physical memory of this machine; 0 if unknown.
+uint64_t PhysicalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
+// The flags that need more than CLI11's checks. Exit code 2 (and a message) when one is bad.
+int ValidateFlags(const Flags& f, uint64_t* arena_bytes, uint64_t* rate) {
+  if (absl::Status s = ferry::ValidateNodeName(f.name); !s.ok()) {
+    spdlog::error("--name: {}", std::string(s.message()));
+    return 2;
+  }
+  if (absl::StatusOr<ferry::HostPort> coord = ferry::ParseHostPort(f.coordinator); !coord.ok()) {
+    spdlog::error("--coord: {}", std::string(coord.status().message()));
+    return 2;
+  }
+  if (absl::Status s = ferry::ParseSize(f.arena, arena_bytes); !s.ok() || *arena_bytes == 0) {
+    spdlog::error("--arena: invalid size '{}' (a size > 0, e.g. 4GiB)", f.arena);
+    return 2;
+  }
+  if (const uint64_t ram = PhysicalMemoryBytes(); ram > 0 && *arena_bytes > ram) {
+    spdlog::error("--arena: {} is more than this machine's {} of memory", ferry::HumanBytes(static_cast<double>(*arena_bytes)),
+                  ferry::HumanBytes(static_cast<double>(ram)));
+    return 2;
+  }
+  if (absl::Status s = ferry::ParseSize(f.max_pull_rate, rate); !s.ok()) {
+    spdlog::error("--max-pull-rate: invalid rate '{}'", f.max_pull_rate);
+    return 2;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,22 +106,20 @@ int main(int argc, char** argv) {
   app.add_option("--token", f.token, "cluster token to present to the coordinator");
   app.add_option("--label", f.labels, "node label key=value (repeatable)");
   app.add_option("--log-level", f.log_level, "trace|debug|info|warn|error")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and exits 0; every bad flag is a usage error, exit 2.
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  uint64_t arena_bytes = 0, rate = 0;
+  if (int rc = ValidateFlags(f, &arena_bytes, &rate); rc != 0) return rc;
+  // The name is validated, so it cannot carry spdlog pattern flags ('%').
+  spdlog::set_pattern(fmt::format("[%H:%M:%S.%e] [{}] [%^%l%$] %v", f.name));
   std::promise<void> stop;
   ferry::HandleTerminationSignals([&stop](int) { stop.set_value(); });
-  spdlog::set_level(spdlog::level::from_str(f.log_level));
-  spdlog::set_pattern(fmt::format("[%H:%M:%S.%e] [{}] [%^%l%$] %v", f.name));
-
-  uint64_t arena_bytes = 0;
-  if (absl::Status s = ferry::ParseSize(f.arena, &arena_bytes); !s.ok() || arena_bytes == 0) {
-    spdlog::error("--arena: invalid size '{}'", f.arena);
-    return 2;
-  }
-  uint64_t rate = 0;
-  if (absl::Status s = ferry::ParseSize(f.max_pull_rate, &rate); !s.ok()) {
-    spdlog::error("--max-pull-rate: invalid rate '{}'", f.max_pull_rate);
-    return 2;
-  }
   ferry::dataplane::NodeOptions options;
   options.max_pull_rate_Bps = static_cast<double>(rate);
   options.name = f.name;
@@ -147,14 +180,12 @@ int main(int argc, char** argv) {
   ferry::dataplane::SidecarService service(node.get(), arena_server->get());
   unlink(f.socket.c_str());
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + f.socket, grpc::InsecureServerCredentials());
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(16 << 20);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server) {
-    spdlog::error("cannot serve gRPC on unix:{}", f.socket);
-    return 1;
-  }
+  ferry::ApplyServerKeepalive(ferry::kKeepalive, builder);
+  absl::StatusOr<ferry::StartedServer> started = ferry::StartServer(builder, "unix:" + f.socket);
+  if (!started.ok()) return Fail("serving gRPC", started.status());
+  std::unique_ptr<grpc::Server> server = std::move(started->server);
   // Local clients of the same group may connect (the arena socket has the same mode).
   chmod(f.socket.c_str(), 0660);
   spdlog::info("ferryd {} (id {}) serving {} with a {} arena, transport {}", f.name, node->node_id(), f.socket,

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_options.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "proto/status_bridge.h"
@@ -86,8 +87,7 @@ Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Tr
   store_.SetEvictionListener([this](const std::string& ns, const std::string& key) { OnEvicted(ns, key); });
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  ApplyClientKeepalive(kKeepalive, args);  // the policy ferry-coord's server permits
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   channel_ = grpc::CreateCustomChannel(options_.coordinator, grpc::InsecureChannelCredentials(), args);

@@ -66,6 +66,25 @@ TEST(ValidateNamespaceTest, BadCharactersAreNamed) {
   }
 }
 
+TEST(ValidateNodeNameTest, HostNamesUpTo128CharactersPass) {
+  EXPECT_TRUE(ValidateNodeName("gpu-node-07.cluster_a").ok());
+  EXPECT_TRUE(ValidateNodeName(std::string(kMaxNodeNameBytes, 'n')).ok());
+  EXPECT_EQ(kMaxNodeNameBytes, 128u);  // the coordinator's limit on Hello.node.name
+}
+
+TEST(ValidateNodeNameTest, EmptyLongAndBadCharactersAreRefused) {
+  EXPECT_THAT(ValidateNodeName("").message(), HasSubstr("empty"));
+  absl::Status too_long = ValidateNodeName(std::string(129, 'n'));
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(too_long.message(), HasSubstr("129"));
+  EXPECT_THAT(too_long.message(), HasSubstr("128"));
+  for (const char* bad : {"a,b", "a b", "50%", "n/1", "tab\t", "{x}"}) {
+    absl::Status s = ValidateNodeName(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("node name")) << bad;
+  }
+}
+
 TEST(ValidateObjectNameTest, ChecksBoth) {
   EXPECT_TRUE(ValidateObjectName("ns", "key").ok());
   EXPECT_THAT(ValidateObjectName("", "key").message(), HasSubstr("namespace"));

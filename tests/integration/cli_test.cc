@@ -1,0 +1,299 @@
+// The `ferry` command line against a real local cluster: exit codes (0 ok, 1 the operation
+// failed, 2 usage or invalid input, 3 ferryd unreachable), its messages, per-verb defaults,
+// and that `get` never destroys what it did not create when writing fails.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/local_cluster.h"
+
+namespace ferry::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+std::string Quote(const std::string& arg) {
+  std::string out = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+struct CliRun {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ClusterOptions o;
+    o.nodes = 2;
+    o.arena = "64MiB";
+    cluster_ = new LocalCluster(o);
+    ASSERT_TRUE(cluster_->Start().ok()) << "cluster did not start; logs in " << cluster_->dir();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  // Runs `ferry --socket <node> args...` through sh; `prefix` is shell run before the exec
+  // (ulimit, trap). stdout and stderr are collected together.
+  static CliRun Ferry(const std::vector<std::string>& args, int node = 0, const std::string& prefix = "") {
+    std::string cmd = absl::StrCat(prefix, " exec ", Quote(LocalCluster::Bin("ferry")), " --socket ",
+                                   Quote(cluster_->socket(node)));
+    for (const std::string& a : args) absl::StrAppend(&cmd, " ", Quote(a));
+    const std::string out = cluster_->dir() + "/ferry.out";
+    const int status = std::system(absl::StrCat("sh -c ", Quote(cmd), " > ", Quote(out), " 2>&1").c_str());
+    CliRun r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = ReadFile(out);
+    return r;
+  }
+
+  static std::string Dir() { return cluster_->dir(); }
+
+  // Puts `bytes` as KEY through the CLI on node 0.
+  static void PutBytes(const std::string& key, const std::string& bytes) {
+    const std::string in = Dir() + "/put-input.bin";
+    WriteFile(in, bytes);
+    CliRun r = Ferry({"put", in, key});
+    ASSERT_EQ(r.code, 0) << r.out;
+  }
+
+  static LocalCluster* cluster_;
+};
+LocalCluster* CliTest::cluster_ = nullptr;
+
+// ---- exit codes -----------------------------------------------------------------------
+
+TEST_F(CliTest, UsageAndInvalidInputExit2) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"--no-such-flag", "status"},
+      {"get"},                                   // KEY FILE missing
+      {"--ns", "bad ns", "ls"},                  // namespace
+      {"get", "", Dir() + "/x"},                 // empty key
+      {"get", std::string(300, 'k'), Dir() + "/x"},  // key too long
+      {"rm", std::string(257, 'k')},
+      {"bcast", "k", "--nodes", ""},
+      {"bcast", "k", "--nodes", ","},
+      {"bcast", "k", "--nodes", "n0,,n1"},
+      {"bcast", "k", "--nodes", "n0", "--nodes", ""},
+      {"get", "k", Dir() + "/x", "--timeout", "soon"},
+      {"put", Dir() + "/does-not-exist", "k"},   // unreadable input
+      {"put", Dir(), "k"},                       // a directory
+      {"get", "k", Dir() + "/no-such-dir/out"},  // uncreatable output
+  };
+  for (const std::vector<std::string>& args : cases) {
+    CliRun r = Ferry(args);
+    EXPECT_EQ(r.code, 2) << absl::StrJoin(args, " ") << "\n" << r.out;
+    EXPECT_THAT(r.out, HasSubstr("ferry: ")) << absl::StrJoin(args, " ");
+  }
+  EXPECT_THAT(Ferry({"bcast", "k", "--nodes", ""}).out, HasSubstr("empty node name"));
+  EXPECT_THAT(Ferry({"get", "", Dir() + "/x"}).out, HasSubstr("key is empty"));
+}
+
+TEST_F(CliTest, UnreachableFerrydExits3) {
+  const std::string cmd = absl::StrCat(Quote(LocalCluster::Bin("ferry")), " --socket ",
+                                       Quote(Dir() + "/nobody.sock"), " status > ",
+                                       Quote(Dir() + "/unreach.out"), " 2>&1");
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3) << ReadFile(Dir() + "/unreach.out");
+  EXPECT_THAT(ReadFile(Dir() + "/unreach.out"), HasSubstr("nobody.sock"));
+}
+
+TEST_F(CliTest, FailedOperationsExit1) {
+  CliRun rm = Ferry({"rm", "cli-test/never-created"});
+  EXPECT_EQ(rm.code, 1) << rm.out;
+  CliRun bcast = Ferry({"bcast", "cli-test/never-created", "--nodes", "no-such-node", "--timeout", "2s"});
+  EXPECT_EQ(bcast.code, 1) << bcast.out;
+}
+
+TEST_F(CliTest, GetOfAMissingKeySaysItDoesNotExist) {
+  for (const char* timeout : {"0", "200ms"}) {
+    CliRun r = Ferry({"get", "cli-test/missing", "/dev/null", "--timeout", timeout});
+    EXPECT_EQ(r.code, 1) << timeout << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("does not exist")) << timeout;
+    EXPECT_THAT(r.out, Not(HasSubstr("deadline"))) << timeout;
+  }
+}
+
+TEST_F(CliTest, HelpDocumentsTheExitCodes) {
+  CliRun r = Ferry({"--help"});
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("2 usage or invalid input"));
+  EXPECT_THAT(r.out, HasSubstr("3 ferryd could not be reached"));
+}
+
+// ---- per-verb defaults ----------------------------------------------------------------
+
+TEST_F(CliTest, GetTimeoutDefaultsTo30sAndBcastTo60s) {
+  CliRun help = Ferry({"get", "--help"});
+  EXPECT_EQ(help.code, 0) << help.out;
+  EXPECT_THAT(help.out, HasSubstr("DURATION=30s"));
+  EXPECT_THAT(help.out, Not(HasSubstr("60s")));
+  CliRun bhelp = Ferry({"bcast", "--help"});
+  EXPECT_THAT(bhelp.out, HasSubstr("DURATION=60s"));
+
+  PutBytes("cli-test/timeout", "x");
+  const std::string report = Dir() + "/timeout.json";
+  CliRun get = Ferry({"--json", "get", "cli-test/timeout", Dir() + "/timeout.bin"}, 1);
+  ASSERT_EQ(get.code, 0) << get.out;
+  nlohmann::json j = nlohmann::json::parse(get.out);
+  EXPECT_EQ(j["timeout_seconds"].get<double>(), 30.0);
+}
+
+// ---- messages -------------------------------------------------------------------------
+
+TEST_F(CliTest, SmallObjectsReportNoThroughputAndCountsAreSingular) {
+  CliRun put = Ferry({"--ns", "clitest1", "put", "-", "only"}, 0, "printf 'seventeen bytes!!' |");
+  ASSERT_EQ(put.code, 0) << put.out;
+  EXPECT_THAT(put.out, HasSubstr("17 bytes"));
+  EXPECT_THAT(put.out, Not(HasSubstr("/s")));
+  CliRun get = Ferry({"--ns", "clitest1", "get", "only", Dir() + "/only.bin"}, 1);
+  ASSERT_EQ(get.code, 0) << get.out;
+  EXPECT_THAT(get.out, Not(HasSubstr("/s")));
+  EXPECT_THAT(get.out, Not(HasSubstr("pulled in")));
+  EXPECT_THAT(get.out, HasSubstr("from the coordinator (inline)"));
+  CliRun ls = Ferry({"--ns", "clitest1", "ls"});
+  ASSERT_EQ(ls.code, 0) << ls.out;
+  EXPECT_THAT(ls.out, HasSubstr("1 object in namespace clitest1"));
+}
+
+TEST_F(CliTest, LargeObjectsReportThroughput) {
+  PutBytes("cli-test/large", std::string(2 << 20, 'L'));
+  CliRun get = Ferry({"get", "cli-test/large", Dir() + "/large.bin"}, 1);
+  ASSERT_EQ(get.code, 0) << get.out;
+  EXPECT_THAT(get.out, HasSubstr("from node n0"));
+  EXPECT_THAT(get.out, HasSubstr("/s)"));
+}
+
+// ---- get never destroys what it did not create ----------------------------------------
+
+// A regular target is replaced only on success: a write that fails (here the file size
+// limit, RLIMIT_FSIZE) leaves the old content and no temporary file.
+TEST_F(CliTest, FailedWriteLeavesAnExistingFileIntact) {
+  PutBytes("cli-test/big", std::string(3 << 20, 'B'));
+  const std::string dir = Dir() + "/keep";
+  std::filesystem::create_directories(dir);
+  const std::string target = dir + "/precious.txt";
+  WriteFile(target, "precious");
+  // dash counts ulimit -f in 512-byte blocks: 1 MiB, less than the object.
+  CliRun r = Ferry({"get", "cli-test/big", target}, 1, "trap '' XFSZ; ulimit -f 2048;");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("writing"));
+  EXPECT_EQ(ReadFile(target), "precious");
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) left.push_back(e.path().filename());
+  EXPECT_THAT(left, ::testing::ElementsAre("precious.txt"));
+}
+
+TEST_F(CliTest, SuccessfulGetReplacesTheFileAndKeepsItsMode) {
+  PutBytes("cli-test/replace", "new content");
+  const std::string target = Dir() + "/replace.txt";
+  WriteFile(target, "old content that is longer");
+  ASSERT_EQ(chmod(target.c_str(), 0640), 0);
+  CliRun r = Ferry({"get", "cli-test/replace", target}, 1);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(ReadFile(target), "new content");
+  struct stat st = {};
+  ASSERT_EQ(stat(target.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  // Through a symlink, the file it points to is replaced and the link stays.
+  const std::string link = Dir() + "/replace.link";
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  PutBytes("cli-test/via-link", "via link");
+  ASSERT_EQ(Ferry({"get", "cli-test/via-link", link}, 1).code, 0);
+  EXPECT_EQ(ReadFile(target), "via link");
+  struct stat lst = {};
+  ASSERT_EQ(lstat(link.c_str(), &lst), 0);
+  EXPECT_TRUE(S_ISLNK(lst.st_mode));
+}
+
+// A fifo is written in place; when its reader goes away mid-object the get fails and the
+// fifo is still there.
+TEST_F(CliTest, FailedWriteToAFifoLeavesTheFifo) {
+  PutBytes("cli-test/fifo", std::string(3 << 20, 'F'));
+  const std::string fifo = Dir() + "/out.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  std::thread reader([&fifo] {
+    const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 60000) > 0) {
+      char c;
+      (void)!read(fd, &c, 1);
+    }
+    close(fd);  // the writer now gets EPIPE
+  });
+  CliRun r = Ferry({"get", "cli-test/fifo", fifo}, 1, "trap '' PIPE;");
+  reader.join();
+  EXPECT_EQ(r.code, 1) << r.out;
+  struct stat st = {};
+  ASSERT_EQ(lstat(fifo.c_str(), &st), 0) << "the fifo was removed";
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
+// A device whose writes fail (a copy of /dev/full made by the test, needs CAP_MKNOD) is
+// written in place and never unlinked.
+TEST_F(CliTest, FailedWriteToADeviceLeavesTheDevice) {
+  const std::string dev = Dir() + "/full";
+  if (mknod(dev.c_str(), S_IFCHR | 0666, makedev(1, 7)) != 0) {
+    GTEST_SKIP() << "cannot create a device node here: " << strerror(errno);
+  }
+  PutBytes("cli-test/dev", "to a full device");
+  CliRun r = Ferry({"get", "cli-test/dev", dev}, 1);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("No space left"));
+  struct stat st = {};
+  ASSERT_EQ(lstat(dev.c_str(), &st), 0) << "the device node was removed";
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+}
+
+TEST_F(CliTest, GetToDevNullKeepsDevNull) {
+  PutBytes("cli-test/null", "discard me");
+  CliRun r = Ferry({"get", "cli-test/null", "/dev/null"}, 1);
+  EXPECT_EQ(r.code, 0) << r.out;
+  struct stat st = {};
+  ASSERT_EQ(stat("/dev/null", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+}
+
+}  // namespace
+}  // namespace ferry::testing
