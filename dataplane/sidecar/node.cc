@@ -48,7 +48,7 @@ Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Tr
       server_(&store_, arena_->base()),
       puller_(transport_.get(), &store_) {
   server_.Attach(transport_.get());
-  transport_->SetPeerFailureHandler([this](NodeId peer, const absl::Status& why) {
+  transport_->SetPeerFailureHandler([](NodeId peer, const absl::Status& why) {
     spdlog::warn("data-plane peer {} failed: {}", peer, std::string(why.message()));
   });
   store_.SetEvictionListener([this](const std::string& ns, const std::string& key) { OnEvicted(ns, key); });

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "google/protobuf/stubs/logging.h"
 #include "control/coordinator_service.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/coordinator.grpc.pb.h"
@@ -28,7 +29,9 @@ inline control::CoordinatorOptions FuzzCoordinatorOptions() {
 class InProcessCoordinator {
  public:
   InProcessCoordinator() : service_(FuzzCoordinatorOptions()) {
-    spdlog::set_level(spdlog::level::off);   // a log line per input would dominate the run
+    // A log line per input (spdlog, or protobuf on invalid UTF-8) would dominate the run.
+    spdlog::set_level(spdlog::level::off);
+    google::protobuf::SetLogHandler(nullptr);
     grpc::ServerBuilder builder;
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
