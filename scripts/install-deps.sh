@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   openmpi-bin libopenmpi-dev libgloo-dev iperf3 iproute2 procps
   python3 python3-matplotlib
+  clang-16 libclang-rt-16-dev ccache
 )
 
 missing=()

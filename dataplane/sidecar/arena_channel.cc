@@ -2,11 +2,13 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -49,32 +51,64 @@ absl::StatusOr<ReceivedArena> ReceiveArena(const std::string& socket_path, int t
     return absl::UnavailableError(absl::StrCat("no ferryd at '", socket_path, "' (connect ", path,
                                                ": ", strerror(e), ")"));
   }
+  absl::StatusOr<ReceivedArena> out = ReceiveArenaHello(sock, socket_path, timeout_ms);
+  if (!out.ok()) close(sock);
+  return out;
+}
+
+absl::StatusOr<ReceivedArena> ReceiveArenaHello(int sock, const std::string& peer, int timeout_ms) {
   struct pollfd pfd = {sock, POLLIN, 0};
   if (poll(&pfd, 1, timeout_ms) <= 0) {
-    close(sock);
-    return absl::UnavailableError(absl::StrCat("ferryd at '", socket_path, "' did not send its arena"));
+    return absl::UnavailableError(absl::StrCat("ferryd at '", peer, "' did not send its arena"));
   }
   ReceivedArena out;
   struct iovec iov = {&out.hello, sizeof(out.hello)};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  // Room for a few fds, so that a hello carrying more than one is seen (and all of them
+  // closed) rather than truncated by the kernel.
+  constexpr size_t kMaxFds = 4;
+  alignas(struct cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))] = {};
   struct msghdr msg = {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
-  ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  if (n != static_cast<ssize_t>(sizeof(out.hello)) || cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) {
-    close(sock);
-    return absl::InternalError(absl::StrCat("malformed arena hello from ferryd at '", socket_path, "'"));
+  const ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  const int recv_errno = errno;
+  std::vector<int> fds;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); n >= 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds.push_back(fd);
+    }
   }
-  std::memcpy(&out.fd, CMSG_DATA(cmsg), sizeof(int));
+  auto fail = [&](std::string why) {
+    for (int fd : fds) close(fd);
+    return absl::InternalError(absl::StrCat("malformed arena hello from ferryd at '", peer, "': ", why));
+  };
+  if (n < 0) return fail(absl::StrCat("recvmsg: ", strerror(recv_errno)));
+  if (n != static_cast<ssize_t>(sizeof(out.hello))) {
+    return fail(absl::StrCat(n, " bytes instead of ", sizeof(out.hello)));
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 || fds.size() != 1) {
+    return fail(absl::StrCat(fds.size(), (msg.msg_flags & MSG_CTRUNC) != 0 ? "+" : "",
+                             " file descriptors instead of 1"));
+  }
   if (out.hello.magic != kArenaMagic || out.hello.version != kArenaProtocolVersion) {
-    close(out.fd);
-    close(sock);
-    return absl::InternalError(absl::StrCat("ferryd at '", socket_path, "' speaks arena protocol ",
+    for (int fd : fds) close(fd);
+    return absl::InternalError(absl::StrCat("ferryd at '", peer, "' speaks arena protocol ",
                                             out.hello.version, "; this client speaks ", kArenaProtocolVersion));
   }
+  struct stat st = {};
+  if (fstat(fds[0], &st) != 0) return fail(absl::StrCat("fstat of the arena fd: ", strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return fail("the arena fd is not a memfd or regular file");
+  if (out.hello.arena_size == 0 || static_cast<uint64_t>(st.st_size) < out.hello.arena_size) {
+    return fail(absl::StrCat("arena of ", out.hello.arena_size, " bytes announced, but its fd holds ",
+                             st.st_size, " bytes"));
+  }
+  out.fd = fds[0];
   out.conn = sock;
   return out;
 }

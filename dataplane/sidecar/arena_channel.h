@@ -42,4 +42,12 @@ struct ReceivedArena {
 // listens there; INTERNAL on a malformed hello. Waits at most `timeout_ms`.
 absl::StatusOr<ReceivedArena> ReceiveArena(const std::string& socket_path, int timeout_ms);
 
+// The receiving half of ReceiveArena on an already connected socket `sock`, which it does
+// not close (on success it is returned as `conn`). `peer` names the server in errors.
+// Accepts exactly one 40-byte hello of this protocol version carrying exactly one fd that
+// is a regular file (memfd) of at least hello.arena_size (> 0) bytes; UNAVAILABLE if
+// nothing arrives within `timeout_ms`, INTERNAL otherwise. On failure every fd that arrived
+// is closed.
+absl::StatusOr<ReceivedArena> ReceiveArenaHello(int sock, const std::string& peer, int timeout_ms);
+
 }  // namespace ferry::dataplane

@@ -81,7 +81,7 @@ Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Tr
       session_secret_(RandomSecret()),
       broadcast_pulls_("broadcast pulls", options_.max_broadcast_pulls) {
   server_.Attach(transport_.get());
-  transport_->SetPeerFailureHandler([this](NodeId peer, const absl::Status& why) {
+  transport_->SetPeerFailureHandler([](NodeId peer, const absl::Status& why) {
     spdlog::warn("data-plane peer {} failed: {}", peer, std::string(why.message()));
   });
   store_.SetEvictionListener([this](const std::string& ns, const std::string& key) { OnEvicted(ns, key); });

@@ -14,7 +14,9 @@ absl::Status CheckRef(const proto::ObjectRef& ref) { return ValidateObjectName(r
 // Element size of a valid proto dtype (the enums match: ferry/object.h documents it).
 size_t DTypeBytes(proto::DType d) { return DTypeSize(static_cast<DType>(d)); }
 
-absl::Status CheckMeta(const proto::ObjectMeta& meta) {
+}  // namespace
+
+absl::StatusOr<StoredMeta> StoredMetaFromProto(const proto::ObjectMeta& meta) {
   if (!proto::DType_IsValid(meta.dtype())) {
     return absl::InvalidArgumentError(absl::StrCat("unknown dtype ", meta.dtype()));
   }
@@ -23,14 +25,15 @@ absl::Status CheckMeta(const proto::ObjectMeta& meta) {
     return absl::InvalidArgumentError(absl::StrCat("size ", meta.size(), " is not a multiple of the ",
                                                    proto::DType_Name(meta.dtype()), " element size ", elem));
   }
-  if (meta.count() != 0 && meta.count() * elem != meta.size()) {
+  const uint64_t count = meta.size() / elem;
+  if (meta.count() != 0 && meta.count() != count) {
     return absl::InvalidArgumentError(absl::StrCat("count ", meta.count(), " x ", elem, " bytes does not match size ",
                                                    meta.size()));
   }
-  return absl::OkStatus();
+  StoredMeta out{meta.size(), static_cast<uint32_t>(meta.dtype()), count};
+  out.checksummed = meta.checksummed();   // a client asks for a checksum; ferryd computes it at Seal
+  return out;
 }
-
-}  // namespace
 
 absl::Status SidecarService::CheckSession(uint64_t session) const {
   if (session == 0 || !sessions_->IsLive(session)) {
@@ -43,11 +46,9 @@ absl::Status SidecarService::CheckSession(uint64_t session) const {
 grpc::Status SidecarService::Create(grpc::ServerContext*, const proto::CreateRequest* req, proto::CreateReply* reply) {
   if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
   if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
-  if (absl::Status s = CheckMeta(req->meta()); !s.ok()) return ToGrpc(s);
-  const proto::ObjectMeta& m = req->meta();
-  StoredMeta meta{m.size(), static_cast<uint32_t>(m.dtype()), m.count() != 0 ? m.count() : m.size() / DTypeBytes(m.dtype())};
-  meta.checksummed = m.checksummed();
-  absl::StatusOr<uint64_t> offset = node_->CreateObject(req->ref().ns(), req->ref().key(), meta, req->session());
+  absl::StatusOr<StoredMeta> meta = StoredMetaFromProto(req->meta());
+  if (!meta.ok()) return ToGrpc(meta.status());
+  absl::StatusOr<uint64_t> offset = node_->CreateObject(req->ref().ns(), req->ref().key(), *meta, req->session());
   if (!offset.ok()) return ToGrpc(offset.status());
   reply->set_offset(*offset);
   return grpc::Status::OK;

@@ -8,6 +8,11 @@
 
 namespace ferry::dataplane {
 
+// The store's metadata for an object a client creates (CreateRequest.meta), after checking
+// it: a known dtype, a size that is a whole number of elements, and a count (0 = derived
+// from the size) that matches the size. INVALID_ARGUMENT naming the mismatch otherwise.
+absl::StatusOr<StoredMeta> StoredMetaFromProto(const proto::ObjectMeta& meta);
+
 class SidecarService final : public proto::Sidecar::Service {
  public:
   SidecarService(Node* node, const ArenaServer* sessions) : node_(node), sessions_(sessions) {}

@@ -34,18 +34,6 @@ absl::Status Prefixed(const absl::Status& st, absl::string_view prefix) {
   return absl::Status(st.code(), absl::StrCat(prefix, st.message()));
 }
 
-absl::StatusCode WireCode(int32_t code) {
-  if (code <= 0 || code > static_cast<int32_t>(absl::StatusCode::kUnauthenticated)) {
-    return absl::StatusCode::kUnknown;
-  }
-  return static_cast<absl::StatusCode>(code);
-}
-
-template <typename T>
-std::string Bytes(const T& v) {
-  return std::string(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-
 }  // namespace
 
 // ---- loop -----------------------------------------------------------------------------------
@@ -271,7 +259,7 @@ void UcxTransport::StartFetch(uint64_t id, NodeId peer, std::string header, void
   if (!conn.ok()) return FailNow(std::move(done), conn.status());
   AddOp(Op{OpKind::kFetch, peer, dst, len, std::move(done)}, id);
   auto* t = new Ticket{this, id, /*errors_only=*/true,
-                       Bytes(ucx::RequestHeader{id, options_.self, len}), std::move(header)};
+                       ucx::EncodeHeader(ucx::RequestHeader{id, options_.self, len}), std::move(header)};
   ucp_request_param_t p = SendParam(t, UCP_AM_SEND_FLAG_EAGER);
   Track(ucp_am_send_nbx((*conn)->ep.get(), ucx::kFetchRequestAm, t->header.data(),
                         t->header.size(), t->payload.data(), t->payload.size(), &p),
@@ -340,7 +328,7 @@ void UcxTransport::StartControl(NodeId peer, std::string bytes, Done done) {
   auto conn = Connect(peer, OpKind::kControl);
   if (!conn.ok()) return FailNow(std::move(done), conn.status());
   uint64_t id = AddOp(Op{OpKind::kControl, peer, nullptr, 0, std::move(done)});
-  auto* t = new Ticket{this, id, false, Bytes(ucx::ControlHeader{options_.self}),
+  auto* t = new Ticket{this, id, false, ucx::EncodeHeader(ucx::ControlHeader{options_.self}),
                        std::move(bytes)};
   ucp_request_param_t p = SendParam(t, UCP_AM_SEND_FLAG_EAGER);
   Track(ucp_am_send_nbx((*conn)->ep.get(), ucx::kControlAm, t->header.data(), t->header.size(),
@@ -363,7 +351,7 @@ void UcxTransport::StartReply(NodeId peer, uint64_t request_id, size_t expected,
   op.in_flight = true;  // UCX reads `src` until the send completes
   uint64_t id = AddOp(std::move(op));
   auto* t = new Ticket{this, id, false,
-                       Bytes(ucx::ReplyHeader{request_id, options_.self, 0, 0, len}), {}};
+                       ucx::EncodeHeader(ucx::ReplyHeader{request_id, options_.self, 0, 0, len}), {}};
   // Large replies go rendezvous so the requester pulls them straight into its destination.
   uint32_t flags = len > options_.rndv_threshold ? UCP_AM_SEND_FLAG_RNDV : UCP_AM_SEND_FLAG_EAGER;
   ucp_request_param_t p = SendParam(t, flags);
@@ -380,7 +368,7 @@ void UcxTransport::StartFail(NodeId peer, uint64_t request_id, absl::Status stat
   int32_t code = status.ok() ? static_cast<int32_t>(absl::StatusCode::kUnknown)
                              : static_cast<int32_t>(status.code());
   auto* t = new Ticket{this, 0, false,
-                       Bytes(ucx::ReplyHeader{request_id, options_.self, code, 0, 0}),
+                       ucx::EncodeHeader(ucx::ReplyHeader{request_id, options_.self, code, 0, 0}),
                        std::string(status.message())};
   ucp_request_param_t p = SendParam(t, UCP_AM_SEND_FLAG_EAGER);
   Track(ucp_am_send_nbx((*conn)->ep.get(), ucx::kFetchReplyAm, t->header.data(),
@@ -433,13 +421,14 @@ ucs_status_t UcxTransport::OnRequestAm(void* arg, const void* header, size_t hea
                                        const ucp_am_recv_param_t* param) {
   auto* t = static_cast<UcxTransport*>(arg);
   if (t->stopping_) return UCS_OK;
-  ucx::RequestHeader h;
-  if (header_length != sizeof(h) || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
+  const std::optional<ucx::RequestHeader> decoded =
+      ucx::DecodeHeader<ucx::RequestHeader>(header, header_length);
+  if (!decoded || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
     t->stats_.dropped_requests.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("ucx: dropped a malformed fetch request ({} header bytes)", header_length);
     return UCS_OK;  // malformed (for RNDV: returning OK drops the descriptor)
   }
-  std::memcpy(&h, header, sizeof(h));
+  const ucx::RequestHeader& h = *decoded;
   const std::string_view payload(static_cast<const char*>(data), length);
   if (!t->conns_.contains(h.requester)) {  // data-plane traffic only from registered nodes
     t->Hold({true, h.requester, h.request_id, static_cast<size_t>(h.length), std::string(payload), {}});
@@ -523,10 +512,9 @@ ucs_status_t UcxTransport::OnReplyAm(void* arg, const void* header, size_t heade
                                      const ucp_am_recv_param_t* param) {
   auto* t = static_cast<UcxTransport*>(arg);
   bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
-  ucx::ReplyHeader h;
-  if (t->stopping_ || header_length != sizeof(h)) return rndv ? UCS_ERR_CANCELED : UCS_OK;
-  std::memcpy(&h, header, sizeof(h));
-  return t->HandleReply(h, data, length, rndv);
+  const std::optional<ucx::ReplyHeader> h = ucx::DecodeHeader<ucx::ReplyHeader>(header, header_length);
+  if (t->stopping_ || !h) return rndv ? UCS_ERR_CANCELED : UCS_OK;
+  return t->HandleReply(*h, data, length, rndv);
 }
 
 ucs_status_t UcxTransport::HandleReply(const ucx::ReplyHeader& h, void* data, size_t length,
@@ -542,7 +530,7 @@ ucs_status_t UcxTransport::HandleReply(const ucx::ReplyHeader& h, void* data, si
   Op& op = it->second;
   if (h.code != 0) {
     std::string msg = rndv ? std::string() : std::string(static_cast<const char*>(data), length);
-    Complete(h.request_id, absl::Status(WireCode(h.code), msg));
+    Complete(h.request_id, absl::Status(ucx::ReplyErrorCode(h.code), msg));
     return reject;
   }
   if (h.length != op.len || length != op.len) {
@@ -579,12 +567,12 @@ ucs_status_t UcxTransport::OnControlAm(void* arg, const void* header, size_t hea
                                        void* data, size_t length,
                                        const ucp_am_recv_param_t* param) {
   auto* t = static_cast<UcxTransport*>(arg);
-  ucx::ControlHeader h;
-  if (t->stopping_ || header_length != sizeof(h) ||
-      (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
+  const std::optional<ucx::ControlHeader> decoded =
+      ucx::DecodeHeader<ucx::ControlHeader>(header, header_length);
+  if (t->stopping_ || !decoded || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
     return UCS_OK;
   }
-  std::memcpy(&h, header, sizeof(h));
+  const ucx::ControlHeader& h = *decoded;
   const std::string_view bytes(static_cast<const char*>(data), length);
   if (!t->conns_.contains(h.sender)) {
     t->Hold({false, h.sender, 0, 0, std::string(bytes), {}});

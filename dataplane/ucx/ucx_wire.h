@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "dataplane/transport/transport.h"
@@ -48,6 +49,31 @@ struct ReplyHeader {
 struct ControlHeader {
   uint64_t sender;
 };
+
+// The fixed AM header H (RequestHeader, ReplyHeader, ControlHeader) as a peer sent it, or
+// nullopt unless `header` is exactly one H. Any bit pattern is a valid H; what its fields
+// name (peers, request ids, lengths) is checked where they are used.
+template <typename H>
+std::optional<H> DecodeHeader(const void* header, size_t header_length) {
+  if (header == nullptr || header_length != sizeof(H)) return std::nullopt;
+  H h;
+  std::memcpy(&h, header, sizeof(H));
+  return h;
+}
+
+template <typename H>
+std::string EncodeHeader(const H& h) {
+  return std::string(reinterpret_cast<const char*>(&h), sizeof(H));
+}
+
+// The status code a ReplyHeader carries: a peer's code outside absl's range is UNKNOWN, and
+// so is 0 (OK), which never travels with an error message.
+inline absl::StatusCode ReplyErrorCode(int32_t code) {
+  if (code <= 0 || code > static_cast<int32_t>(absl::StatusCode::kUnauthenticated)) {
+    return absl::StatusCode::kUnknown;
+  }
+  return static_cast<absl::StatusCode>(code);
+}
 
 inline constexpr std::string_view kAddressMagic = "FUX1";
 
