@@ -77,6 +77,19 @@ fy_wait_pid_gone() {
   ! kill -0 "$pid" 2>/dev/null
 }
 
+# fy_pid_starttime PID: the process's start time (clock ticks since boot, /proc/PID/stat field
+# 22) on stdout; fails when PID does not exist. PID plus start time names one process: a pid
+# that was recycled after its process died has a different start time.
+fy_pid_starttime() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) } # fields after "(comm) "; comm may hold spaces and parentheses
+  local -a f
+  read -r -a f <<<"$stat"
+  [[ -n ${f[19]:-} ]] || return 1
+  printf '%s\n' "${f[19]}"
+}
+
 # fy_stop_pids GRACE PID...: SIGTERM each pid's process group (we start everything with setsid,
 # so pid == pgid) and the pid itself, wait up to GRACE seconds, then SIGKILL what is left.
 fy_stop_pids() {
