@@ -308,6 +308,8 @@ grpc::Status CoordinatorService::AcquireSource(grpc::ServerContext* ctx, const p
     }
     const absl::StatusCode code = r.status().code();
     if (code != absl::StatusCode::kNotFound && code != absl::StatusCode::kUnavailable) return ToGrpc(r.status());
+    // Asked not to wait: say what is the case, as Locate does.
+    if (req->timeout_ms() == 0 && code == absl::StatusCode::kNotFound) return ToGrpc(r.status());
     if (absl::Now() >= deadline) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                           code == absl::StatusCode::kNotFound

@@ -347,8 +347,10 @@ absl::StatusOr<GetResult> Node::FetchRemote(const std::string& ns, const std::st
       return GiveUp(f, absl::UnavailableError(absl::StrCat("giving up on ", PrintableName(ns, key), " after ",
                                                            attempt - 1, " sender failures")), 0, false);
     }
-    const absl::Duration remaining = deadline - absl::Now();
-    if (remaining <= absl::ZeroDuration()) {
+    const absl::Duration remaining = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    // The first attempt always asks the coordinator, so that a zero timeout still learns
+    // whether the object exists (NOT_FOUND) rather than failing on the clock alone.
+    if (remaining <= absl::ZeroDuration() && attempt > 0) {
       return GiveUp(f, absl::DeadlineExceededError(
           absl::StrCat("get of ", PrintableName(ns, key), " did not finish before the deadline")), 0, false);
     }

@@ -154,15 +154,24 @@ grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::Sideca
   breq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
   breq.set_wait(true);
   std::map<uint64_t, std::string> names;
+  std::map<std::string, uint64_t> live;   // name -> the live node of that name
   if (req->nodes_size() > 0) {   // names to ids (not needed for "every node")
     absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus();
     if (!cluster.ok()) return ToGrpc(cluster.status());
-    for (const proto::NodeInfo& n : cluster->nodes()) names[n.node_id()] = n.name();
+    for (const proto::NodeInfo& n : cluster->nodes()) {
+      names[n.node_id()] = n.name();
+      if (n.alive()) live[n.name()] = n.node_id();
+    }
   }
   for (const std::string& want : req->nodes()) {
+    // A restarted node leaves a dead record under the same name: the live one is meant.
     uint64_t id = 0;
-    for (const auto& [nid, name] : names) {
-      if (name == want) id = nid;
+    if (auto it = live.find(want); it != live.end()) {
+      id = it->second;
+    } else {
+      for (const auto& [nid, name] : names) {
+        if (name == want) id = nid;
+      }
     }
     if (id == 0 && (!absl::SimpleAtoi(want, &id) || !names.contains(id))) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no node named '", want, "' in the cluster"));
