@@ -550,14 +550,16 @@ TEST_F(ObjectStoreTest, SeveralWaitersOnOneChunk) {
   }
 }
 
-TEST_F(ObjectStoreTest, DeleteFailsWaitersWithAborted) {
+TEST_F(ObjectStoreTest, DeleteFailsWaitersAsDeleted) {
   ObjectStore store(64 * kKiB);
   ASSERT_TRUE(store.CreateReceiving("ns", "r", Meta(2000), 1000).ok());
   ServeResult waiter;
   store.ServeChunk("ns", "r", 1000, 1, waiter.Callback());
   ASSERT_TRUE(store.Delete("ns", "r").ok());
   ASSERT_TRUE(waiter.called);
-  EXPECT_EQ(waiter.slice.status().code(), absl::StatusCode::kAborted);
+  // A requester must learn the object is gone (NOT_FOUND, marked deleted), not retry it.
+  EXPECT_EQ(waiter.slice.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(IsObjectDeleted(waiter.slice.status())) << waiter.slice.status();
   EXPECT_THAT(waiter.slice.status().message(), HasSubstr("ns/r"));
 }
 
