@@ -177,6 +177,7 @@ absl::Status Parser::IfaceAttrs() {
     }
     if (overhead < 0 || lat_ovh < 0) return Error("negative iface overhead or latency", at);
     if (bandwidth == 0) return Error("zero iface bandwidth", at);
+    static_assert(3 * sizeof(float) + sizeof(uint32_t) == kIfaceAttrV1Bytes);
     return absl::OkStatus();
   }
   uint8_t attr[kIfaceAttrV2Bytes];
