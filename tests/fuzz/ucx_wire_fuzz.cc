@@ -23,11 +23,14 @@ void RoundTrip(std::string_view bytes) {
 }
 
 void Address(std::string_view blob) {
-  const std::optional<ucx::DecodedAddress> a = ucx::DecodeAddress(blob);
-  if (!a) {
-    FUZZ_CHECK(blob.size() <= 4 + sizeof(ferry::dataplane::NodeId) || blob.substr(0, 4) != ucx::kAddressMagic);
+  const absl::StatusOr<ucx::DecodedAddress> a = ucx::DecodeAddress(blob);
+  if (!a.ok()) {
+    // Refused blobs are refused as bad input, never anything else.
+    FUZZ_CHECK(a.status().code() == absl::StatusCode::kInvalidArgument);
     return;
   }
+  // Whatever is accepted carries a worker address that passed the validator.
+  FUZZ_CHECK(ucx::ValidateWorkerAddress(a->worker_address).ok());
   FUZZ_CHECK(!a->worker_address.empty());
   // The worker address is a view into the blob, never past its end.
   FUZZ_CHECK(a->worker_address.data() >= blob.data() &&
