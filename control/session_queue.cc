@@ -1,0 +1,45 @@
+#include "control/session_queue.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ferry::control {
+
+bool OutQueue::Push(Message msg, size_t bytes, std::string* why) {
+  if (messages() + 1 > limits_.max_messages) {
+    *why = absl::StrCat("its outgoing queue is full (", messages(), " messages, limit ", limits_.max_messages,
+                        "): it reads too slowly");
+    return false;
+  }
+  if (bytes_ + bytes > limits_.max_bytes) {
+    *why = absl::StrCat("its outgoing queue is full (", bytes_, " bytes queued, ", bytes, " more, limit ",
+                        limits_.max_bytes, "): it reads too slowly");
+    return false;
+  }
+  queue_.push_back({std::move(msg), bytes});
+  bytes_ += bytes;
+  return true;
+}
+
+OutQueue::Message OutQueue::StartNext() {
+  if (in_flight_ != nullptr || queue_.empty()) return nullptr;
+  in_flight_ = std::move(queue_.front().msg);
+  in_flight_bytes_ = queue_.front().bytes;
+  queue_.pop_front();
+  return in_flight_;
+}
+
+OutQueue::Message OutQueue::WriteDone() {
+  if (in_flight_ != nullptr) {
+    bytes_ -= in_flight_bytes_;
+    in_flight_ = nullptr;
+    in_flight_bytes_ = 0;
+  }
+  return StartNext();
+}
+
+void OutQueue::Clear() {
+  for (const Item& i : queue_) bytes_ -= i.bytes;
+  queue_.clear();
+}
+
+}  // namespace ferry::control
