@@ -1,5 +1,6 @@
 #include "control/membership_delta.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace ferry::control {
@@ -24,6 +25,26 @@ proto::CoordMessage MembershipDelta(uint64_t epoch, const std::vector<proto::Nod
   return msg;
 }
 
+proto::Membership MergeDeltas(const std::vector<const proto::Membership*>& run) {
+  proto::Membership out;
+  if (run.empty()) return out;
+  out.set_first_epoch(run.front()->first_epoch() != 0 ? run.front()->first_epoch() : run.front()->epoch());
+  out.set_epoch(run.back()->epoch());
+  std::map<uint64_t, const proto::NodeInfo*> added;
+  std::vector<uint64_t> removed;   // in order, each at most once
+  absl::flat_hash_set<uint64_t> removed_set;
+  for (const proto::Membership* d : run) {
+    for (uint64_t id : d->removed()) {
+      if (added.erase(id) > 0 && !removed_set.contains(id)) continue;   // joined within the run: never seen
+      if (removed_set.insert(id).second) removed.push_back(id);
+    }
+    for (const proto::NodeInfo& n : d->added()) added[n.node_id()] = &n;
+  }
+  for (uint64_t id : removed) out.add_removed(id);
+  for (const auto& [id, n] : added) *out.add_added() = *n;
+  return out;
+}
+
 bool IsSnapshot(const proto::Membership& m) { return m.full() || m.nodes_size() > 0; }
 
 absl::Status ApplyMembership(const proto::Membership& m, uint64_t self, uint64_t* epoch,
@@ -41,8 +62,9 @@ absl::Status ApplyMembership(const proto::Membership& m, uint64_t self, uint64_t
     return absl::FailedPreconditionError(
         absl::StrCat("membership delta at epoch ", m.epoch(), " before any snapshot in this session"));
   }
-  if (m.epoch() != *epoch + 1) {
-    return absl::FailedPreconditionError(absl::StrCat("membership delta at epoch ", m.epoch(),
+  const uint64_t first = m.first_epoch() != 0 ? m.first_epoch() : m.epoch();
+  if (first != *epoch + 1 || m.epoch() < first) {
+    return absl::FailedPreconditionError(absl::StrCat("membership delta at epoch ", first,
                                                       " after epoch ", *epoch, ": deltas are missing"));
   }
   for (uint64_t id : m.removed()) peers->erase(id);

@@ -19,6 +19,12 @@ proto::CoordMessage MembershipSnapshot(uint64_t epoch, const std::vector<const p
 proto::CoordMessage MembershipDelta(uint64_t epoch, const std::vector<proto::NodeInfo>& added,
                                     const std::vector<uint64_t>& removed);
 
+// Consecutive deltas (epochs e, e+1, ..., in order) as one delta covering them: its
+// `first_epoch` is the first one's (or its first_epoch), its `epoch` the last one's; a node
+// added and removed within the run is in neither list, one removed and added again (a
+// re-registration) is in both (removals apply first).
+proto::Membership MergeDeltas(const std::vector<const proto::Membership*>& run);
+
 // Whether `m` is a snapshot: `full`, or (a coordinator from before deltas) a non-empty `nodes`.
 bool IsSnapshot(const proto::Membership& m);
 
@@ -27,7 +33,8 @@ bool IsSnapshot(const proto::Membership& m);
 // `self` to its data-plane address.
 // - A snapshot replaces the view; one not newer than `*epoch` is ignored (a coordinator from
 //   before deltas could reorder its full lists).
-// - A delta must come at `*epoch` + 1 after a snapshot. Otherwise (a gap, or no snapshot yet)
+// - A delta must start at `*epoch` + 1 (its first_epoch, or its epoch if first_epoch is 0)
+//   after a snapshot. Otherwise (a gap, or no snapshot yet)
 //   it is FAILED_PRECONDITION naming both epochs, and nothing changes: the caller ends its
 //   session, and the next one starts with a snapshot.
 [[nodiscard]] absl::Status ApplyMembership(const proto::Membership& m, uint64_t self, uint64_t* epoch,

@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proto/coordinator.pb.h"
 
@@ -30,7 +31,8 @@ class OutQueue {
   // exceed a limit; `why` then says which (for the node's death notice).
   [[nodiscard]] bool Push(Message msg, size_t bytes, std::string* why);
   // If no write is in flight and a message waits, it becomes the one in flight and is
-  // returned; otherwise null.
+  // returned; otherwise null. Consecutive membership deltas at the head are merged into one
+  // (MergeDeltas).
   Message StartNext();
   // The write in flight has finished; same as StartNext afterwards.
   Message WriteDone();
@@ -49,6 +51,7 @@ class OutQueue {
   const QueueLimits limits_;
   std::deque<Item> queue_;
   Message in_flight_;
+  std::vector<Message> merged_;   // scratch for StartNext
   size_t in_flight_bytes_ = 0;
   size_t bytes_ = 0;   // queue_ and in_flight_
 };

@@ -61,9 +61,10 @@ absl::StatusOr<bool> MembershipView::Apply(const proto::Membership& m) {
     ids_ = std::move(ids);
     return changed;
   }
-  if (!any_ || m.epoch() != epoch_ + 1) {
+  const uint64_t first = m.first_epoch() != 0 ? m.first_epoch() : m.epoch();   // merged deltas cover a range
+  if (!any_ || first != epoch_ + 1 || m.epoch() < first) {
     return absl::FailedPreconditionError(
-        absl::StrCat("membership delta at epoch ", m.epoch(),
+        absl::StrCat("membership delta at epoch ", first,
                      any_ ? absl::StrCat(" after epoch ", epoch_) : std::string(" before any snapshot")));
   }
   epoch_ = m.epoch();

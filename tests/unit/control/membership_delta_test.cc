@@ -106,5 +106,31 @@ TEST(MembershipDeltaTest, ADeltaIsSmallWhateverTheClusterSize) {
   EXPECT_LT(delta, 64u);
 }
 
+TEST(MembershipDeltaTest, MergedDeltasApplyAsTheirSequence) {
+  proto::Membership d1 = Delta(4, {10}, {});
+  proto::Membership d2 = Delta(5, {}, {1});
+  proto::Membership d3 = Delta(6, {11}, {10});   // 10 joined and left within the run
+  proto::Membership d4 = Delta(7, {}, {2});
+  proto::Membership d5 = Delta(8, {2}, {});       // 2 came back (a re-registration)
+  proto::Membership merged = MergeDeltas({&d1, &d2, &d3, &d4, &d5});
+  EXPECT_EQ(merged.first_epoch(), 4u);
+  EXPECT_EQ(merged.epoch(), 8u);
+  EXPECT_FALSE(IsSnapshot(merged));
+  uint64_t epoch = 0;
+  std::map<uint64_t, std::string> one, seq;
+  ASSERT_TRUE(ApplyMembership(Snapshot(3, {1, 2, 3}), 3, &epoch, &one).ok());
+  uint64_t epoch2 = epoch;
+  seq = one;
+  ASSERT_TRUE(ApplyMembership(merged, 3, &epoch, &one).ok()) << merged.DebugString();
+  for (const proto::Membership* d : {&d1, &d2, &d3, &d4, &d5}) ASSERT_TRUE(ApplyMembership(*d, 3, &epoch2, &seq).ok());
+  EXPECT_EQ(epoch, 8u);
+  EXPECT_EQ(one, seq);
+  EXPECT_EQ(Ids(one), (std::vector<uint64_t>{2, 11}));
+  // A merged delta must start right after the view's epoch.
+  uint64_t e = 2;
+  std::map<uint64_t, std::string> p;
+  EXPECT_FALSE(ApplyMembership(merged, 3, &e, &p).ok());
+}
+
 }  // namespace
 }  // namespace ferry::control

@@ -5,9 +5,9 @@
 namespace ferry::control {
 namespace {
 
-OutQueue::Message Msg(uint64_t epoch) {
+OutQueue::Message Msg(uint64_t op) {   // not a membership delta: never merged
   auto m = std::make_shared<proto::CoordMessage>();
-  m->mutable_membership()->set_epoch(epoch);
+  m->mutable_drop()->set_op_id(op);
   return m;
 }
 
@@ -18,11 +18,11 @@ TEST(SessionQueueTest, OneWriteInFlightInOrder) {
   ASSERT_TRUE(q.Push(Msg(2), 10, &why));
   OutQueue::Message first = q.StartNext();
   ASSERT_NE(first, nullptr);
-  EXPECT_EQ(first->membership().epoch(), 1u);
+  EXPECT_EQ(first->drop().op_id(), 1u);
   EXPECT_EQ(q.StartNext(), nullptr);   // one in flight at a time
   ASSERT_TRUE(q.Push(Msg(3), 10, &why));
-  EXPECT_EQ(q.WriteDone()->membership().epoch(), 2u);
-  EXPECT_EQ(q.WriteDone()->membership().epoch(), 3u);
+  EXPECT_EQ(q.WriteDone()->drop().op_id(), 2u);
+  EXPECT_EQ(q.WriteDone()->drop().op_id(), 3u);
   EXPECT_EQ(q.WriteDone(), nullptr);
   EXPECT_FALSE(q.in_flight());
   EXPECT_EQ(q.messages(), 0u);
@@ -60,6 +60,36 @@ TEST(SessionQueueTest, ClearKeepsTheWriteInFlight) {
   q.Clear();
   EXPECT_TRUE(q.in_flight());
   EXPECT_EQ(q.bytes(), 7u);
+  EXPECT_EQ(q.WriteDone(), nullptr);
+  EXPECT_EQ(q.bytes(), 0u);
+}
+
+OutQueue::Message Delta(uint64_t epoch, uint64_t added) {
+  auto m = std::make_shared<proto::CoordMessage>();
+  m->mutable_membership()->set_epoch(epoch);
+  m->mutable_membership()->add_added()->set_node_id(added);
+  return m;
+}
+
+TEST(SessionQueueTest, DeltasQueuedBehindAWriteLeaveAsOne) {
+  OutQueue q(QueueLimits{});
+  std::string why;
+  auto drop = std::make_shared<proto::CoordMessage>();
+  drop->mutable_drop()->set_op_id(1);
+  ASSERT_TRUE(q.Push(Delta(1, 11), 5, &why));
+  EXPECT_EQ(q.StartNext()->membership().epoch(), 1u);   // alone: sent as it is
+  ASSERT_TRUE(q.Push(Delta(2, 12), 5, &why));
+  ASSERT_TRUE(q.Push(Delta(3, 13), 5, &why));
+  ASSERT_TRUE(q.Push(drop, 5, &why));
+  ASSERT_TRUE(q.Push(Delta(4, 14), 5, &why));
+  OutQueue::Message m = q.WriteDone();
+  ASSERT_TRUE(m->has_membership());
+  EXPECT_EQ(m->membership().first_epoch(), 2u);
+  EXPECT_EQ(m->membership().epoch(), 3u);
+  EXPECT_EQ(m->membership().added_size(), 2);
+  EXPECT_EQ(q.messages(), 3u);   // the merged one, the drop, the last delta
+  EXPECT_TRUE(q.WriteDone()->has_drop());   // order across kinds is kept
+  EXPECT_EQ(q.WriteDone()->membership().epoch(), 4u);
   EXPECT_EQ(q.WriteDone(), nullptr);
   EXPECT_EQ(q.bytes(), 0u);
 }
