@@ -8,6 +8,7 @@
 #include "common/grpc_options.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "control/membership_delta.h"
 #include "proto/status_bridge.h"
 #include "spdlog/spdlog.h"
 #include "xxhash.h"
@@ -644,10 +645,8 @@ void Node::RunSession() {
   std::condition_variable hb_cv;
   bool hb_stop = false;
   {
-    // A new session (maybe with a restarted coordinator) counts epochs anew. Reset here, not
-    // on Welcome: the coordinator sends outside its lock, so a membership update caused by
-    // another node's registration can reach us before our Welcome, and resetting after it
-    // would let our own (older) registration update remove that node again.
+    // A new session (maybe with a restarted coordinator) counts epochs anew: it starts with
+    // a snapshot (see HandleMembership).
     std::lock_guard<std::mutex> lock(mu_);
     membership_epoch_ = 0;
   }
@@ -721,22 +720,19 @@ void Node::RunSession() {
 }
 
 void Node::HandleMembership(const proto::Membership& m) {
-  // The coordinator writes membership updates outside its lock, so two of them can arrive
-  // out of order. Applying an older list would remove live peers (and their requests would
-  // then be refused): apply only newer epochs. Epochs restart with each session.
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (m.epoch() <= membership_epoch_) return;
-    membership_epoch_ = m.epoch();
-  }
-  std::map<uint64_t, std::string> now;
-  for (const proto::NodeInfo& n : m.nodes()) {
-    if (n.node_id() != options_.node_id) now[n.node_id()] = n.dp_address();
-  }
+  // One snapshot after Welcome, then one delta per change, in epoch order on this session
+  // (docs/protocol.md "Membership"). A delta that does not follow the last epoch means this
+  // view can no longer be trusted: end the session; the next one starts with a snapshot.
   std::vector<uint64_t> gone;
   std::vector<std::pair<uint64_t, std::string>> added;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    std::map<uint64_t, std::string> now = peers_;
+    if (absl::Status s = control::ApplyMembership(m, options_.node_id, &membership_epoch_, &now); !s.ok()) {
+      spdlog::error("coordinator session: {}; reconnecting for a fresh snapshot", std::string(s.message()));
+      if (session_ctx_ != nullptr) session_ctx_->TryCancel();
+      return;
+    }
     for (const auto& [id, addr] : peers_) {
       if (!now.contains(id)) gone.push_back(id);
     }
@@ -744,7 +740,7 @@ void Node::HandleMembership(const proto::Membership& m) {
       auto it = peers_.find(id);
       if (it == peers_.end() || it->second != addr || !transport_->HasPeer(id)) added.emplace_back(id, addr);
     }
-    peers_ = now;
+    peers_ = std::move(now);
   }
   for (uint64_t id : gone) transport_->RemovePeer(id);   // fails pulls from dead nodes at once
   for (const auto& [id, addr] : added) {

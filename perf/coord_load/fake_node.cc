@@ -39,23 +39,53 @@ void SetFingerprint::Remove(uint64_t id) {
   xor_ ^= Mix(id ^ 0x5bd1e995ULL);
 }
 
-bool MembershipView::Apply(const proto::Membership& m) {
-  if (any_ && m.epoch() <= epoch_) return false;
-  any_ = true;
-  epoch_ = m.epoch();
-  SetFingerprint fp;
-  std::vector<uint64_t> ids;
-  ids.reserve(m.nodes_size());
-  for (const proto::NodeInfo& n : m.nodes()) {
-    if (!n.alive()) continue;
-    ids.push_back(n.node_id());
-    fp.Add(n.node_id());
+absl::StatusOr<bool> MembershipView::Apply(const proto::Membership& m) {
+  // Written from docs/protocol.md "Membership", apart from ferryd's code, so that the load
+  // test checks the wire protocol rather than one implementation of it.
+  const bool snapshot = m.full() || m.nodes_size() > 0;
+  if (snapshot) {
+    if (any_ && m.epoch() <= epoch_) return false;   // a coordinator before deltas may reorder full lists
+    SetFingerprint fp;
+    std::vector<uint64_t> ids;
+    ids.reserve(m.nodes_size());
+    for (const proto::NodeInfo& n : m.nodes()) {
+      if (!n.alive()) continue;
+      ids.push_back(n.node_id());
+      fp.Add(n.node_id());
+    }
+    std::sort(ids.begin(), ids.end());
+    any_ = true;
+    epoch_ = m.epoch();
+    const bool changed = !(fp == fp_);
+    fp_ = fp;
+    ids_ = std::move(ids);
+    return changed;
   }
-  std::sort(ids.begin(), ids.end());
-  const bool changed = !(fp == fp_);
-  fp_ = fp;
-  ids_ = std::move(ids);
-  return changed;
+  const uint64_t first = m.first_epoch() != 0 ? m.first_epoch() : m.epoch();   // merged deltas cover a range
+  if (!any_ || first != epoch_ + 1 || m.epoch() < first) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("membership delta at epoch ", first,
+                     any_ ? absl::StrCat(" after epoch ", epoch_) : std::string(" before any snapshot")));
+  }
+  epoch_ = m.epoch();
+  for (uint64_t id : m.removed()) {
+    auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
+    if (it == ids_.end() || *it != id) {
+      return absl::FailedPreconditionError(absl::StrCat("delta at epoch ", m.epoch(), " removes unknown node ", id));
+    }
+    ids_.erase(it);
+    fp_.Remove(id);
+  }
+  for (const proto::NodeInfo& n : m.added()) {
+    auto it = std::lower_bound(ids_.begin(), ids_.end(), n.node_id());
+    if (it != ids_.end() && *it == n.node_id()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("delta at epoch ", m.epoch(), " adds node ", n.node_id(), ", already live"));
+    }
+    ids_.insert(it, n.node_id());
+    fp_.Add(n.node_id());
+  }
+  return m.removed_size() + m.added_size() > 0;
 }
 
 void Tally::BeginChange(uint64_t change) {
@@ -249,7 +279,9 @@ void FakeNode::Handle(const proto::CoordMessage& msg, Clock::time_point at) {
       return;
     case proto::CoordMessage::kMembership:
       tally_->membership_messages.fetch_add(1, std::memory_order_relaxed);
-      if (view_.Apply(msg.membership())) {
+      if (absl::StatusOr<bool> changed = view_.Apply(msg.membership()); !changed.ok()) {
+        tally_->Error(absl::StrCat("node ", spec_.name, ": ", changed.status().message()));
+      } else if (*changed) {
         view_changed_at_ = at;
         UpdateMatchLocked();
       }

@@ -22,6 +22,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/coordinator.pb.h"
@@ -44,10 +45,12 @@ struct SetFingerprint {
 // A node's view of the live set, built from what the coordinator pushed in this session.
 class MembershipView {
  public:
-  // Applies one Membership; returns true if the live set changed. Today's protocol sends the
-  // full list with an epoch, and updates can arrive out of order (docs/protocol.md): an update
-  // older than the newest one applied is ignored.
-  bool Apply(const proto::Membership& m);
+  // Applies one Membership; returns whether the live set changed. A snapshot replaces the
+  // view (one not newer than the view is ignored: a coordinator from before deltas sent full
+  // lists that could arrive out of order); a delta must follow the view's epoch by one and
+  // remove only live ids and add only new ones, else FAILED_PRECONDITION (the protocol was
+  // broken; the view is then not to be trusted).
+  absl::StatusOr<bool> Apply(const proto::Membership& m);
   uint64_t epoch() const { return epoch_; }
   const SetFingerprint& fingerprint() const { return fp_; }
   const std::vector<uint64_t>& ids() const { return ids_; }   // sorted

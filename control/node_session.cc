@@ -1,0 +1,143 @@
+#include "control/node_session.h"
+
+#include "spdlog/spdlog.h"
+
+namespace ferry::control {
+
+NodeSession* NodeSession::Start(grpc::CallbackServerContext* ctx, SessionHost* host, QueueLimits limits) {
+  auto* s = new NodeSession(ctx, host, limits);
+  s->self_.reset(s);
+  s->StartRead(&s->in_);
+  return s;
+}
+
+NodeSession::NodeSession(grpc::CallbackServerContext* ctx, SessionHost* host, QueueLimits limits)
+    : ctx_(ctx), host_(host), peer_(ctx->peer()), queue_(limits) {}
+
+bool NodeSession::Send(OutQueue::Message msg, size_t bytes, std::string* why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ending_ || done_) return true;   // the stream is going; nothing more reaches the node
+  return queue_.Push(std::move(msg), bytes, why);
+}
+
+void NodeSession::Flush() {
+  OutQueue::Message next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ending_ || done_) return;
+    next = queue_.StartNext();
+  }
+  // The queue keeps `next` alive until WriteDone; only the holder of the one in-flight slot
+  // writes, so messages go out in queue order.
+  if (next != nullptr) StartWrite(next.get());
+}
+
+void NodeSession::OnWriteDone(bool ok) {
+  OutQueue::Message next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next = queue_.WriteDone();
+    if (!ok || ending_) next = nullptr;
+  }
+  if (!ok) {
+    End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to the node failed"), "a write to it failed");
+    return;
+  }
+  if (next != nullptr) {
+    StartWrite(next.get());
+  } else {
+    MaybeFinish();
+  }
+}
+
+void NodeSession::OnReadDone(bool ok) {
+  if (!ok) {
+    End(grpc::Status::OK, "its session closed");
+    return;
+  }
+  if (!hello_seen_) {
+    hello_seen_ = true;
+    if (!in_.has_hello()) {
+      End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of a session must be Hello"), "");
+      return;
+    }
+    grpc::Status s = host_->OnHello(self_, in_.hello());
+    if (!s.ok()) {
+      spdlog::warn("rejected registration of node '{}' ({}) from {}: {}", in_.hello().node().name(),
+                   in_.hello().node().node_id(), peer_, s.error_message());
+      End(s, "");
+      return;
+    }
+    accepted_.store(true);
+  } else if (!host_->OnNodeMessage(this, in_)) {
+    End(grpc::Status::OK, "");
+    return;
+  }
+  if (!Pin()) return;   // finished meanwhile (cancelled): no more reads
+  StartRead(&in_);
+  Unpin();
+}
+
+void NodeSession::OnCancel() { End(grpc::Status(grpc::StatusCode::CANCELLED, "session cancelled"), "its session closed"); }
+
+void NodeSession::Cancel() {
+  End(grpc::Status(grpc::StatusCode::CANCELLED, "the coordinator ended this session"), "");
+  // TryCancel breaks a write a slow reader holds up. The pin keeps Finish (and so OnDone,
+  // which frees ctx_) from happening meanwhile; TryCancel may run OnCancel inline, so no
+  // lock is held across it.
+  if (!Pin()) return;
+  ctx_->TryCancel();
+  Unpin();
+}
+
+bool NodeSession::Pin() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) return false;
+  ++pins_;
+  return true;
+}
+
+void NodeSession::Unpin() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --pins_;
+  }
+  MaybeFinish();
+}
+
+void NodeSession::End(grpc::Status status, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ending_) {
+      ending_ = true;
+      end_status_ = std::move(status);
+      queue_.Clear();
+    }
+  }
+  if (accepted_.load() && !why.empty() && !end_reported_.exchange(true)) host_->OnSessionEnd(this, why);
+  MaybeFinish();
+}
+
+void NodeSession::MaybeFinish() {
+  grpc::Status status;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ending_ || finished_ || pins_ > 0 || queue_.in_flight()) return;
+    finished_ = true;
+    status = end_status_;
+  }
+  Finish(status);
+}
+
+void NodeSession::OnDone() {
+  if (accepted_.load() && !end_reported_.exchange(true)) host_->OnSessionEnd(this, "its session closed");
+  std::shared_ptr<NodeSession> self;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    self = std::move(self_);
+  }
+  // `self` goes here: the session is freed now unless the host still holds it.
+}
+
+}  // namespace ferry::control
