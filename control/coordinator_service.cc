@@ -230,6 +230,7 @@ grpc::Status CoordinatorService::RegisterLocked(const std::shared_ptr<NodeSessio
     }
   }
   auto existing = nodes_.find(info.node_id());
+  const bool was_declared_dead = existing != nodes_.end();   // dead, or about to be replaced below
   if (existing != nodes_.end() && existing->second.info.alive()) {
     // The same ferryd reconnecting before its old session was noticed as gone proves it
     // with its process secret; anyone else reusing a live id is refused, and the live node
@@ -259,6 +260,7 @@ grpc::Status CoordinatorService::RegisterLocked(const std::shared_ptr<NodeSessio
   w->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
   w->set_liveness_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.liveness_timeout)));
   w->set_inline_max_bytes(options_.inline_max_bytes);
+  w->set_was_declared_dead(was_declared_dead);
   auto welcome_msg = std::make_shared<const proto::CoordMessage>(std::move(welcome));
   QueueLocked(info.node_id(), welcome_msg, welcome_msg->ByteSizeLong(), out);
   std::vector<const proto::NodeInfo*> live;

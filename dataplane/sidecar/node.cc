@@ -654,13 +654,7 @@ void Node::RunSession() {
     proto::CoordMessage msg;
     while (stream->Read(&msg)) {
       if (msg.has_welcome()) {
-        inline_max_.store(msg.welcome().inline_max_bytes());
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          refusal_ = absl::OkStatus();
-          connected_.store(true);
-        }
-        cv_.notify_all();
+        HandleWelcome(msg.welcome());
         spdlog::info("registered with coordinator {} as {} ({})", options_.coordinator, options_.name, options_.node_id);
         const auto interval = std::chrono::milliseconds(std::max<uint32_t>(msg.welcome().heartbeat_interval_ms(), 10));
         if (!heartbeat.joinable()) {
@@ -675,6 +669,7 @@ void Node::RunSession() {
               hb.mutable_heartbeat()->set_arena_used(st.used);
               hb.mutable_heartbeat()->set_objects(st.objects);
               if (!stream->Write(hb)) break;
+              ExpireUnconfirmedPeers();
               hb_cv.wait_for(lock, interval, [&] { return hb_stop; });
             }
           });
@@ -733,10 +728,17 @@ void Node::HandleMembership(const proto::Membership& m) {
       if (session_ctx_ != nullptr) session_ctx_->TryCancel();
       return;
     }
+    const bool grace = absl::Now() < removal_grace_until_;
     for (const auto& [id, addr] : peers_) {
-      if (!now.contains(id)) gone.push_back(id);
+      if (now.contains(id)) continue;
+      if (grace) {
+        unconfirmed_peers_[id] = addr;   // kept until the grace ends (ExpireUnconfirmedPeers)
+      } else {
+        gone.push_back(id);
+      }
     }
     for (const auto& [id, addr] : now) {
+      unconfirmed_peers_.erase(id);
       auto it = peers_.find(id);
       if (it == peers_.end() || it->second != addr || !transport_->HasPeer(id)) added.emplace_back(id, addr);
     }
@@ -746,6 +748,38 @@ void Node::HandleMembership(const proto::Membership& m) {
   for (const auto& [id, addr] : added) {
     if (absl::Status s = transport_->AddPeer(id, addr); !s.ok()) spdlog::warn("adding peer {}: {}", id, std::string(s.message()));
   }
+}
+
+void Node::HandleWelcome(const proto::Welcome& w) {
+  inline_max_.store(w.inline_max_bytes());
+  std::vector<uint64_t> reset;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refusal_ = absl::OkStatus();
+    connected_.store(true);
+    if (w.was_declared_dead()) {
+      // Everyone dropped us and closed their connections to us: ours to them are stale.
+      for (const auto& [id, addr] : peers_) reset.push_back(id);
+      for (const auto& [id, addr] : unconfirmed_peers_) reset.push_back(id);
+      removal_grace_until_ = absl::InfinitePast();
+    } else {
+      removal_grace_until_ = absl::Now() + absl::Milliseconds(w.liveness_timeout_ms());
+    }
+  }
+  cv_.notify_all();
+  if (!reset.empty()) spdlog::warn("the coordinator had declared this node dead: resetting {} peer connection(s)", reset.size());
+  for (uint64_t id : reset) transport_->ResetPeer(id);
+}
+
+void Node::ExpireUnconfirmedPeers() {
+  std::vector<uint64_t> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (unconfirmed_peers_.empty() || absl::Now() < removal_grace_until_) return;
+    for (const auto& [id, addr] : unconfirmed_peers_) gone.push_back(id);
+    unconfirmed_peers_.clear();
+  }
+  for (uint64_t id : gone) transport_->RemovePeer(id);
 }
 
 void Node::HandleDrop(const proto::DropInstruction& drop) {

@@ -150,6 +150,9 @@ class Node {
   void SessionLoop();
   void RunSession();
   void HandleMembership(const proto::Membership& m);
+  void HandleWelcome(const proto::Welcome& w);
+  // Drops the peers kept past their grace that are still not members.
+  void ExpireUnconfirmedPeers();
   void HandlePull(const proto::PullInstruction& pull);
   void OnEvicted(const std::string& ns, const std::string& key);
   std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const;
@@ -182,6 +185,12 @@ class Node {
   grpc::ClientContext* session_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Why the coordinator last refused our registration (OK: it did not, or it accepted since).
   absl::Status refusal_ ABSL_GUARDED_BY(mu_);
+  // After a Welcome that was not preceded by our death (a coordinator restart: nodes
+  // re-register one by one), a peer missing from the membership is kept until this time
+  // instead of being dropped at once: the others have not re-registered yet, and dropping
+  // them would close connections they still use. Peers so kept, by id -> address.
+  absl::Time removal_grace_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::map<uint64_t, std::string> unconfirmed_peers_ ABSL_GUARDED_BY(mu_);
   // Coordinator calls that may wait long (AcquireSource): cancelled by Shutdown.
   std::set<grpc::ClientContext*> waiting_calls_ ABSL_GUARDED_BY(mu_);
   static constexpr size_t kLatencySamples = 16;

@@ -211,13 +211,11 @@ TEST(FaultTest, CoordinatorRestartNodesReRegisterAndObjectsStayReachable) {
 // Issue 12.6: after a holder was stopped (SIGSTOP) mid-transfer and resumed (SIGCONT), the next
 // Get from it received nothing until its deadline. The Get in flight may fail (the holder
 // looked dead) or finish; the next Get must finish well within its deadline.
-// DISABLED: reproduces the bug (the next Get gets 0 chunks in 30 s) but the fix is not in yet.
-// Cause, from the logs: while n0 is stopped, n1 drops it (membership) and force-closes its
-// endpoint; n0 never learns. After SIGCONT n0 serves n1's new requests but replies over its
-// OWN old endpoint to n1 (ucx_transport.h: replies go over the responder's endpoint), which
-// is half-dead: UCX notices "Connection reset by remote peer" only ~16 s later, the reply
-// sends fail, and nothing tells the requester, whose fetches wait for their deadline.
-TEST(FaultTest, DISABLED_HolderStoppedAndResumedServesTheNextGet) {
+// Cause: while n0 is stopped, n1 drops it (membership) and force-closes its endpoint; n0 never
+// learned, and after SIGCONT replied over its own half-dead endpoint to n1, whose fetches then
+// waited for their deadline. Fix: the coordinator's Welcome tells a node that it had been
+// declared dead (Welcome.was_declared_dead), and the node resets its connections.
+TEST(FaultTest, HolderStoppedAndResumedServesTheNextGet) {
   LocalCluster cluster(Options(2));
   ASSERT_TRUE(cluster.Start().ok()) << cluster.dir();
   std::vector<uint8_t> data = Pattern(kBig, 5);
