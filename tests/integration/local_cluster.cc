@@ -2,7 +2,10 @@
 
 #include <signal.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,8 +49,35 @@ pid_t LocalCluster::Spawn(const std::vector<std::string>& argv, const std::strin
 LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {
   char tmpl[] = "/tmp/ferry-test.XXXXXX";
   dir_ = mkdtemp(tmpl);
+  port_ = PickPort();
+}
+
+// Below Linux's ephemeral range (32768+), so that an outgoing connection of some other test
+// does not hold the port; ferry-coord refuses a busy port (no SO_REUSEPORT), and Start retries.
+int LocalCluster::PickPort() {
   std::random_device rd;
-  port_ = 20000 + static_cast<int>(rd() % 30000);
+  return 20000 + static_cast<int>(rd() % 12000);
+}
+
+bool LocalCluster::CoordinatorListening(absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  while (absl::Now() < until) {
+    int status = 0;
+    if (waitpid(coord_, &status, WNOHANG) == coord_) {   // exited: the port was busy, say
+      coord_ = -1;
+      return false;
+    }
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    if (up) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;   // still starting: let WaitAlive decide
 }
 
 LocalCluster::~LocalCluster() {
@@ -72,7 +102,11 @@ pid_t LocalCluster::StartNode(int i) {
 }
 
 absl::Status LocalCluster::Start() {
-  coord_ = StartCoordinator();
+  for (int attempt = 0;; ++attempt) {
+    coord_ = StartCoordinator();
+    if (CoordinatorListening(absl::Seconds(10)) || attempt == 7) break;
+    port_ = PickPort();
+  }
   for (int i = 0; i < options_.nodes; ++i) nodes_.push_back(StartNode(i));
   return WaitAlive(0, options_.nodes, absl::Seconds(60));
 }
@@ -113,8 +147,13 @@ void LocalCluster::KillCoordinator(int signo) {
 }
 
 absl::Status LocalCluster::RestartCoordinator() {
-  coord_ = StartCoordinator();
-  return absl::OkStatus();
+  // The nodes know this port: retry it (a connection of another process may hold it briefly).
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    coord_ = StartCoordinator();
+    if (CoordinatorListening(absl::Seconds(10))) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return absl::UnavailableError(absl::StrCat("ferry-coord did not start on port ", port_, "; log ", dir_, "/coord.log"));
 }
 
 std::unique_ptr<Client> LocalCluster::Connect(int i) const {

@@ -58,6 +58,9 @@ class LocalCluster {
 
  private:
   pid_t StartNode(int i);
+  static int PickPort();
+  // Waits until ferry-coord accepts connections (true) or exits (false, coord_ reset).
+  bool CoordinatorListening(absl::Duration timeout);
   pid_t StartCoordinator();
 
   ClusterOptions options_;
