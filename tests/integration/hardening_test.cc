@@ -232,6 +232,13 @@ TEST_F(HardeningTest, CorruptedCopyIsDetectedAndFetchedAgain) {
   absl::StatusOr<ObjectView> good = h->Get(ObjectName{"default", "sum/k"}, absl::Seconds(20));
   ASSERT_TRUE(good.ok()) << good.status();
   ASSERT_TRUE(good->Release().ok());
+  // Reports travel in the background: wait until the directory has both complete copies, so
+  // that the getter's sender is chosen among equals (lowest id: the creator).
+  for (int t = 0; t < 200; ++t) {
+    absl::StatusOr<std::vector<ObjectInfo>> listed = g->List("default", "sum/k");
+    if (listed.ok() && listed->size() == 1 && (*listed)[0].complete_copies == 2 && (*listed)[0].partial_copies == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   bytes[size / 2] ^= 0x5a;   // memory corruption on the creator, after Seal
 
   absl::StatusOr<NodeStatus> before = g->Status();
