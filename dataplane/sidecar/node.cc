@@ -285,11 +285,11 @@ absl::Status Node::StoreInline(const std::string& ns, const std::string& key, co
 }
 
 absl::Status Node::VerifyChecksum(const std::string& ns, const std::string& key, const StoredMeta& meta,
-                                  uint64_t offset, uint64_t from) const {
+                                  uint64_t offset, uint64_t from) {
   if (!meta.checksummed) return absl::OkStatus();
   const uint64_t got = Hash(arena_->base() + offset, meta.size);
   if (got == meta.checksum) return absl::OkStatus();
-  ++const_cast<NodeCounters&>(counters_).checksum_mismatches;
+  ++counters_.checksum_mismatches;
   return absl::DataLossError(absl::StrCat("checksum mismatch in the copy of ", PrintableName(ns, key),
                                           from != 0 ? absl::StrCat(" pulled from node ", from) : std::string(" received inline"),
                                           ": bytes hash to ", absl::Hex(got), ", the creator sealed ",

@@ -145,7 +145,7 @@ class Node {
   // For a checksummed object: OK if the bytes at `offset` match meta.checksum, else DATA_LOSS
   // naming the object, where the copy came from and both hashes.
   absl::Status VerifyChecksum(const std::string& ns, const std::string& key, const StoredMeta& meta,
-                              uint64_t offset, uint64_t from) const;
+                              uint64_t offset, uint64_t from);
 
   void SessionLoop();
   void RunSession();
