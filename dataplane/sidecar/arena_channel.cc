@@ -6,7 +6,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -27,7 +29,10 @@ absl::Status SendArenaHello(int sock, const ArenaHello& hello, int fd) {
   cmsg->cmsg_type = SCM_RIGHTS;
   cmsg->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(sizeof(hello))) {
     return absl::UnavailableError(absl::StrCat("sending the arena fd to a client: ", strerror(errno)));
   }
@@ -45,7 +50,11 @@ absl::StatusOr<ReceivedArena> ReceiveArena(const std::string& socket_path, int t
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) return absl::InternalError(absl::StrCat("socket(): ", strerror(errno)));
-  if (connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  int rc;
+  do {
+    rc = connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
     int e = errno;
     close(sock);
     return absl::UnavailableError(absl::StrCat("no ferryd at '", socket_path, "' (connect ", path,
@@ -57,9 +66,19 @@ absl::StatusOr<ReceivedArena> ReceiveArena(const std::string& socket_path, int t
 }
 
 absl::StatusOr<ReceivedArena> ReceiveArenaHello(int sock, const std::string& peer, int timeout_ms) {
-  struct pollfd pfd = {sock, POLLIN, 0};
-  if (poll(&pfd, 1, timeout_ms) <= 0) {
-    return absl::UnavailableError(absl::StrCat("ferryd at '", peer, "' did not send its arena"));
+  // A signal (a profiler's timer, Python's handlers) interrupts poll and recvmsg: both are
+  // retried, poll for what is left of the timeout.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    struct pollfd pfd = {sock, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    const int r = poll(&pfd, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (r > 0) break;
+    if (r < 0 && errno == EINTR && left.count() > 0) continue;
+    return absl::UnavailableError(absl::StrCat("ferryd at '", peer, "' did not send its arena",
+                                               r < 0 ? absl::StrCat(" (poll: ", strerror(errno), ")")
+                                                     : absl::StrCat(" within ", timeout_ms, " ms")));
   }
   ReceivedArena out;
   struct iovec iov = {&out.hello, sizeof(out.hello)};
@@ -72,7 +91,10 @@ absl::StatusOr<ReceivedArena> ReceiveArenaHello(int sock, const std::string& pee
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
-  const ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
   const int recv_errno = errno;
   std::vector<int> fds;
   for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); n >= 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {

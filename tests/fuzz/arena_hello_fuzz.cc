@@ -135,7 +135,7 @@ void ClientSends(std::string_view message, int nfds, off_t fd_size) {
   }();
   const int before = OpenFds();
   absl::StatusOr<dp::ReceivedArena> got = dp::ReceiveArena(s->socket, 5000);
-  FUZZ_CHECK(got.ok());
+  FUZZ_CHECK_OK(got);
   const uint64_t session = got->hello.session;
   FUZZ_CHECK(session > 0 && s->server->IsLive(session));
   SendWithFds(got->conn, message, nfds, fd_size);

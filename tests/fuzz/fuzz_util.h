@@ -17,6 +17,17 @@
     }                                                                              \
   } while (0)
 
+// A call that must succeed for every input; on failure prints the status it returned.
+#define FUZZ_CHECK_OK(expr)                                                          \
+  do {                                                                               \
+    const auto& fuzz_status_ = (expr);                                               \
+    if (!fuzz_status_.ok()) {                                                        \
+      std::fprintf(stderr, "%s:%d: FUZZ_CHECK_OK failed: %s: %s\n", __FILE__, __LINE__, #expr, \
+                   std::string(fuzz_status_.status().ToString()).c_str());           \
+      std::abort();                                                                  \
+    }                                                                                \
+  } while (0)
+
 namespace ferry::fuzz {
 
 // Consumes an input from the front: fixed-size integers and length-prefixed byte strings.

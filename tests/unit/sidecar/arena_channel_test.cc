@@ -9,7 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -121,6 +127,71 @@ TEST(ArenaChannel, NothingSentIsUnavailableAfterTheTimeout) {
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   absl::StatusOr<ReceivedArena> got = ReceiveArenaHello(sv[0], "test", 10);
   EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+// A signal handler installed without SA_RESTART (libFuzzer's, a profiler's, Python's) makes
+// poll and recvmsg fail with EINTR: the client retries, for what is left of its timeout.
+TEST(ArenaChannel, SignalsWhileWaitingDoNotFailTheHello) {
+  struct sigaction sa = {}, old = {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;   // no SA_RESTART
+  ASSERT_EQ(sigaction(SIGALRM, &sa, &old), 0);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const int fd = Memfd(1 << 20);
+  // Signals every 5 ms at this thread, the hello after 200 ms.
+  const pthread_t waiter = pthread_self();
+  std::atomic<bool> done{false};
+  std::thread sender([&] {
+    const auto start = std::chrono::steady_clock::now();
+    bool sent = false;
+    while (!done.load() && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+      pthread_kill(waiter, SIGALRM);
+      if (!sent && std::chrono::steady_clock::now() - start > std::chrono::milliseconds(200)) {
+        Send(sv[1], HelloBytes(1 << 20), {fd});
+        sent = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  absl::StatusOr<ReceivedArena> got = ReceiveArenaHello(sv[0], "test", 5000);
+  done = true;
+  sender.join();
+  ASSERT_EQ(sigaction(SIGALRM, &old, nullptr), 0);
+  ASSERT_TRUE(got.ok()) << got.status();
+  close(got->fd);
+  close(fd);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+// Interrupted or not, the timeout still holds.
+TEST(ArenaChannel, SignalsDoNotExtendTheTimeout) {
+  struct sigaction sa = {}, old = {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGALRM, &sa, &old), 0);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const pthread_t waiter = pthread_self();
+  std::atomic<bool> done{false};
+  std::thread signaller([&] {
+    for (int i = 0; i < 2000 && !done.load(); ++i) {
+      pthread_kill(waiter, SIGALRM);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<ReceivedArena> got = ReceiveArenaHello(sv[0], "test", 100);
+  const auto took = std::chrono::steady_clock::now() - start;
+  done = true;
+  signaller.join();
+  ASSERT_EQ(sigaction(SIGALRM, &old, nullptr), 0);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable) << got.status();
+  EXPECT_LT(took, std::chrono::seconds(3));
   close(sv[0]);
   close(sv[1]);
 }
