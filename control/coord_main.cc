@@ -8,7 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "common/grpc_options.h"
 #include "common/host_port.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "common/process.h"
 #include "common/signals.h"
 #include "control/coordinator_service.h"

@@ -4,8 +4,8 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
-#include "control/membership_delta.h"
+#include "core/names.h"
+#include "proto/membership_delta.h"
 #include "proto/status_bridge.h"
 #include "spdlog/spdlog.h"
 
@@ -138,7 +138,7 @@ void CoordinatorService::QueueLocked(NodeId node, const OutQueue::Message& msg, 
 
 void CoordinatorService::FanOutDeltaLocked(const std::vector<proto::NodeInfo>& added,
                                            const std::vector<NodeId>& removed, NodeId skip, Outbox* out) {
-  auto msg = std::make_shared<const proto::CoordMessage>(MembershipDelta(++membership_epoch_, added, removed));
+  auto msg = std::make_shared<const proto::CoordMessage>(proto::MembershipDelta(++membership_epoch_, added, removed));
   const size_t bytes = msg->ByteSizeLong();
   for (auto& [id, rec] : nodes_) {
     if (id != skip && rec.info.alive() && rec.session != nullptr) QueueLocked(id, msg, bytes, out);
@@ -268,7 +268,7 @@ grpc::Status CoordinatorService::RegisterLocked(const std::shared_ptr<NodeSessio
   for (const auto& [id, r] : nodes_) {
     if (r.info.alive()) live.push_back(&r.info);
   }
-  auto snapshot = std::make_shared<const proto::CoordMessage>(MembershipSnapshot(membership_epoch_, live));
+  auto snapshot = std::make_shared<const proto::CoordMessage>(proto::MembershipSnapshot(membership_epoch_, live));
   QueueLocked(info.node_id(), snapshot, snapshot->ByteSizeLong(), out);
   ReportedHoldingsLocked(hello, out);
   spdlog::info("node {} ({}) registered with {} object(s); {} alive", info.name(), info.node_id(),

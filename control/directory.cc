@@ -2,7 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/names.h"
 
 namespace ferry::control {
 namespace {

@@ -1,7 +1,7 @@
 #include "control/session_queue.h"
 
 #include "absl/strings/str_cat.h"
-#include "control/membership_delta.h"
+#include "proto/membership_delta.h"
 
 namespace ferry::control {
 
@@ -23,7 +23,7 @@ bool OutQueue::Push(Message msg, size_t bytes, std::string* why) {
 
 namespace {
 
-bool IsDelta(const proto::CoordMessage& m) { return m.has_membership() && !IsSnapshot(m.membership()); }
+bool IsDelta(const proto::CoordMessage& m) { return m.has_membership() && !proto::IsSnapshot(m.membership()); }
 
 }  // namespace
 
@@ -43,7 +43,7 @@ OutQueue::Message OutQueue::StartNext() {
       queue_.pop_front();
     }
     auto merged = std::make_shared<proto::CoordMessage>();
-    *merged->mutable_membership() = MergeDeltas(run);
+    *merged->mutable_membership() = proto::MergeDeltas(run);
     merged_.clear();
     in_flight_ = std::move(merged);
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds ferry, runs the whole test suite.
 # Then builds with clang-16 and ASan+UBSan, runs the suite again and runs every fuzzer for
-# $FERRY_FUZZ_SECONDS (default 20) each (FERRY_SANITIZE=0 skips that pass).
+# $FERRY_FUZZ_SECONDS (default 10) each (FERRY_SANITIZE=0 skips that pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -25,7 +25,7 @@ if [ "${FERRY_SANITIZE:-1}" != "0" ]; then
   CC=clang-16 CXX=clang++-16 scripts/build.sh build-asan -DCMAKE_C_COMPILER=clang-16 \
     -DCMAKE_CXX_COMPILER=clang++-16 -DFERRY_SANITIZE=address -DFERRY_BUILD_PERF=OFF \
     -DFERRY_WITH_CUDA=OFF -DFERRY_BUILD_FUZZERS=ON "${CCACHE[@]}"
-  echo "== tests (ASan+UBSan) and fuzzers (${FERRY_FUZZ_SECONDS:-20} s each) =="
+  echo "== tests (ASan+UBSan) and fuzzers (${FERRY_FUZZ_SECONDS:-10} s each) =="
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 900 -LE no-sanitizer
 fi

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "common/status_macros.h"
 #include "sdk/client_impl.h"
 #include "sdk/convert.h"

@@ -10,9 +10,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "common/status_macros.h"
-#include "dataplane/sidecar/arena_channel.h"
+#include "shm/arena_channel.h"
 #include "proto/status_bridge.h"
 #include "sdk/convert.h"
 
@@ -51,10 +51,10 @@ absl::StatusOr<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const std::strin
   }
   const absl::Duration wait = std::min(kConnectTimeout, options.rpc_timeout);
   FERRY_ASSIGN_OR_RETURN(
-      dataplane::ReceivedArena received,
-      dataplane::ReceiveArena(socket_path, static_cast<int>(absl::ToInt64Milliseconds(wait))));
-  absl::StatusOr<std::unique_ptr<dataplane::Arena>> arena =
-      dataplane::Arena::Map(received.fd, received.hello.arena_size);  // owns the fd now
+      shm::ReceivedArena received,
+      shm::ReceiveArena(socket_path, static_cast<int>(absl::ToInt64Milliseconds(wait))));
+  absl::StatusOr<std::unique_ptr<shm::Arena>> arena =
+      shm::Arena::Map(received.fd, received.hello.arena_size);  // owns the fd now
   if (!arena.ok()) {
     close(received.conn);
     return Annotate(arena.status(),
@@ -72,11 +72,11 @@ absl::StatusOr<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const std::strin
   }
   return std::shared_ptr<ClientImpl>(new ClientImpl(
       socket_path, options, received.hello.session, received.hello.node_id, received.conn,
-      std::shared_ptr<dataplane::Arena>(std::move(*arena)), std::move(channel)));
+      std::shared_ptr<shm::Arena>(std::move(*arena)), std::move(channel)));
 }
 
 ClientImpl::ClientImpl(std::string socket_path, ConnectOptions options, uint64_t session,
-                       uint64_t node_id, int conn, std::shared_ptr<dataplane::Arena> arena,
+                       uint64_t node_id, int conn, std::shared_ptr<shm::Arena> arena,
                        std::shared_ptr<grpc::Channel> channel)
     : socket_path_(std::move(socket_path)),
       options_(std::move(options)),

@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "dataplane/store/arena.h"
+#include "shm/arena.h"
 #include "ferry/client.h"
 #include "ferry/object.h"
 #include "proto/sidecar.grpc.pb.h"
@@ -65,7 +65,7 @@ class ClientImpl {
 
  private:
   ClientImpl(std::string socket_path, ConnectOptions options, uint64_t session, uint64_t node_id,
-             int conn, std::shared_ptr<dataplane::Arena> arena,
+             int conn, std::shared_ptr<shm::Arena> arena,
              std::shared_ptr<grpc::Channel> channel);
 
   // Runs one unary RPC with a deadline of now + extra + rpc_timeout. ferryd's own errors
@@ -87,7 +87,7 @@ class ClientImpl {
   const uint64_t session_;
   const uint64_t node_id_;
   const int conn_;  // the arena channel; closing it ends the session
-  const std::shared_ptr<dataplane::Arena> arena_;
+  const std::shared_ptr<shm::Arena> arena_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<proto::Sidecar::Stub> stub_;
 };

@@ -4,25 +4,18 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/dtype.h"
+#include "core/names.h"
+#include "core/object_meta.h"
 
 namespace ferry::sdk {
 
-// The public enum and the wire enum share their numbers, so conversion is a cast.
-static_assert(static_cast<int>(DType::kBytes) == proto::BYTES);
-static_assert(static_cast<int>(DType::kF32) == proto::F32);
-static_assert(static_cast<int>(DType::kF64) == proto::F64);
-static_assert(static_cast<int>(DType::kF16) == proto::F16);
-static_assert(static_cast<int>(DType::kBF16) == proto::BF16);
-static_assert(static_cast<int>(DType::kI32) == proto::I32);
-static_assert(static_cast<int>(DType::kI64) == proto::I64);
-static_assert(static_cast<int>(DType::kU8) == proto::U8);
-static_assert(static_cast<int>(DType::kU8) == proto::DType_MAX);
-
+// The public enum and the wire enum share their numbers (proto/dtype_parity.cc checks it),
+// so conversion is a cast.
 proto::DType DTypeToProto(DType dtype) { return static_cast<proto::DType>(dtype); }
 
 absl::StatusOr<DType> DTypeFromProto(int value) {
-  if (value < 0 || value > static_cast<int>(DType::kU8)) {
+  if (value < 0 || value >= static_cast<int>(kNumDTypes)) {
     return absl::InternalError(
         absl::StrCat("ferryd sent unknown dtype ", value, " (is the client older than ferryd?)"));
   }
@@ -32,26 +25,13 @@ absl::StatusOr<DType> DTypeFromProto(int value) {
 absl::Status ValidateName(const ObjectName& name) { return ValidateObjectName(name.ns, name.key); }
 
 absl::StatusOr<ObjectMeta> NormalizeMeta(const ObjectName& name, const ObjectMeta& meta) {
-  const size_t elem = DTypeSize(meta.dtype);
-  if (elem == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("object ", PrintableName(name.ns, name.key),
-                                                   ": unknown dtype ",
-                                                   static_cast<int>(meta.dtype)));
-  }
-  if (meta.size % elem != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "object ", PrintableName(name.ns, name.key), ": size ", meta.size,
-        " is not a whole number of ", DTypeName(meta.dtype), " elements (", elem, " bytes each)"));
+  absl::StatusOr<uint64_t> count = ValidateObjectMeta(meta.size, static_cast<uint32_t>(meta.dtype), meta.count);
+  if (!count.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("object ", PrintableName(name.ns, name.key), ": ", count.status().message()));
   }
   ObjectMeta out = meta;
-  const uint64_t elements = meta.size / elem;
-  if (out.count == 0) out.count = elements;
-  if (out.count != elements) {
-    return absl::InvalidArgumentError(absl::StrCat("object ", PrintableName(name.ns, name.key),
-                                                   ": count ", meta.count, " does not match size ",
-                                                   meta.size, " / ", elem, "-byte ",
-                                                   DTypeName(meta.dtype), " = ", elements));
-  }
+  out.count = *count;
   return out;
 }
 

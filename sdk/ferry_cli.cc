@@ -38,7 +38,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "ferry/client.h"

@@ -19,10 +19,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "core/ids.h"
 
 namespace ferry::control {
 
-using NodeId = uint64_t;
 
 class BroadcastPlanner {
  public:

@@ -11,7 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "dataplane/engine/chunk_request.h"
 
 namespace ferry::dataplane {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "dataplane/sidecar/arena_channel.h"
+#include "shm/arena_channel.h"
 #include "spdlog/spdlog.h"
 
 namespace ferry::dataplane {
@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<ArenaServer>> ArenaServer::Start(const std::strin
                                                                 uint64_t arena_size, uint64_t node_id,
                                                                 SessionEnded on_end) {
   std::unique_ptr<ArenaServer> server(new ArenaServer());
-  server->path_ = ArenaSocketPath(socket_path);
+  server->path_ = shm::ArenaSocketPath(socket_path);
   server->arena_fd_ = arena_fd;
   server->arena_size_ = arena_size;
   server->node_id_ = node_id;
@@ -101,11 +101,11 @@ void ArenaServer::Loop() {
           session = next_session_++;
           live_.insert(session);
         }
-        ArenaHello hello;
+        shm::ArenaHello hello;
         hello.session = session;
         hello.arena_size = arena_size_;
         hello.node_id = node_id_;
-        if (absl::Status s = SendArenaHello(c, hello, arena_fd_); s.ok()) {
+        if (absl::Status s = shm::SendArenaHello(c, hello, arena_fd_); s.ok()) {
           conns[c] = session;
         } else {
           close(c);

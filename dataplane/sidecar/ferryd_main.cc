@@ -12,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "common/grpc_options.h"
 #include "common/host_port.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "common/process.h"
 #include "common/signals.h"
 #include "dataplane/sidecar/arena_server.h"
@@ -138,8 +138,8 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<int> lock = ferry::dataplane::LockSocketPath(f.socket);
   if (!lock.ok()) return Fail("socket", lock.status());
-  absl::StatusOr<std::unique_ptr<ferry::dataplane::Arena>> arena =
-      ferry::dataplane::Arena::Create("ferry-arena-" + f.name, arena_bytes, f.prefault);
+  absl::StatusOr<std::unique_ptr<ferry::shm::Arena>> arena =
+      ferry::shm::Arena::Create("ferry-arena-" + f.name, arena_bytes, f.prefault);
   if (!arena.ok()) return Fail("arena", arena.status());
   ferry::dataplane::UcxTransportOptions topts;
   topts.net_only_address = !f.shm;

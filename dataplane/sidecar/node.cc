@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_options.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "common/status_macros.h"
-#include "control/membership_delta.h"
+#include "proto/membership_delta.h"
 #include "proto/status_bridge.h"
 #include "spdlog/spdlog.h"
 #include "xxhash.h"
@@ -64,7 +64,7 @@ uint64_t Node::NewNodeId() {
   return id;
 }
 
-absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, std::unique_ptr<Arena> arena,
+absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, std::unique_ptr<shm::Arena> arena,
                                                    std::unique_ptr<Transport> transport) {
   if (options.name.empty()) return absl::InvalidArgumentError("node name is empty");
   if (options.coordinator.empty()) return absl::InvalidArgumentError("coordinator address is empty");
@@ -72,7 +72,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, std::uni
   return std::unique_ptr<Node>(new Node(std::move(options), std::move(arena), std::move(transport)));
 }
 
-Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Transport> transport)
+Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_ptr<Transport> transport)
     : options_(std::move(options)),
       arena_(std::move(arena)),
       transport_(std::move(transport)),
@@ -723,7 +723,7 @@ void Node::HandleMembership(const proto::Membership& m) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::map<uint64_t, std::string> now = peers_;
-    if (absl::Status s = control::ApplyMembership(m, options_.node_id, &membership_epoch_, &now); !s.ok()) {
+    if (absl::Status s = proto::ApplyMembership(m, options_.node_id, &membership_epoch_, &now); !s.ok()) {
       spdlog::error("coordinator session: {}; reconnecting for a fresh snapshot", std::string(s.message()));
       if (session_ctx_ != nullptr) session_ctx_->TryCancel();
       return;

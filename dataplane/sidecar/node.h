@@ -25,7 +25,7 @@
 #include "dataplane/engine/chunk_server.h"
 #include "dataplane/engine/puller.h"
 #include "dataplane/sidecar/report_queue.h"
-#include "dataplane/store/arena.h"
+#include "shm/arena.h"
 #include "dataplane/store/object_store.h"
 #include "dataplane/transport/transport.h"
 #include "proto/coordinator.grpc.pb.h"
@@ -64,7 +64,7 @@ struct GetResult {
 class Node {
  public:
   // Takes ownership of the arena and transport (already created; the arena registered).
-  static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, std::unique_ptr<Arena> arena,
+  static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, std::unique_ptr<shm::Arena> arena,
                                                       std::unique_ptr<Transport> transport);
   ~Node();
 
@@ -92,7 +92,7 @@ class Node {
   absl::StatusOr<proto::BroadcastReply> Broadcast(const proto::BroadcastRequest& req);
 
   ObjectStore& store() { return store_; }
-  Arena& arena() { return *arena_; }
+  shm::Arena& arena() { return *arena_; }
   Transport& transport() { return *transport_; }
   uint64_t node_id() const { return options_.node_id; }
   const std::string& name() const { return options_.name; }
@@ -104,7 +104,7 @@ class Node {
   std::string MetricsText();
 
  private:
-  Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Transport> transport);
+  Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_ptr<Transport> transport);
 
   // Get, and whether a failure was already reported to the coordinator as ABORTED (so an
   // explicit-broadcast pull does not report it a second time). `planned`, if set, is the
@@ -158,7 +158,7 @@ class Node {
   std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const;
 
   NodeOptions options_;
-  std::unique_ptr<Arena> arena_;
+  std::unique_ptr<shm::Arena> arena_;
   std::unique_ptr<Transport> transport_;
   ObjectStore store_;
   ChunkServer server_;

@@ -2,7 +2,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/names.h"
+#include "core/object_meta.h"
 #include "ferry/object.h"
 #include "proto/status_bridge.h"
 
@@ -11,26 +12,12 @@ namespace {
 
 absl::Status CheckRef(const proto::ObjectRef& ref) { return ValidateObjectName(ref.ns(), ref.key()); }
 
-// Element size of a valid proto dtype (the enums match: ferry/object.h documents it).
-size_t DTypeBytes(proto::DType d) { return DTypeSize(static_cast<DType>(d)); }
-
 }  // namespace
 
 absl::StatusOr<StoredMeta> StoredMetaFromProto(const proto::ObjectMeta& meta) {
-  if (!proto::DType_IsValid(meta.dtype())) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown dtype ", meta.dtype()));
-  }
-  const size_t elem = DTypeBytes(meta.dtype());
-  if (meta.size() % elem != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("size ", meta.size(), " is not a multiple of the ",
-                                                   proto::DType_Name(meta.dtype()), " element size ", elem));
-  }
-  const uint64_t count = meta.size() / elem;
-  if (meta.count() != 0 && meta.count() != count) {
-    return absl::InvalidArgumentError(absl::StrCat("count ", meta.count(), " x ", elem, " bytes does not match size ",
-                                                   meta.size()));
-  }
-  StoredMeta out{meta.size(), static_cast<uint32_t>(meta.dtype()), count};
+  absl::StatusOr<uint64_t> count = ValidateObjectMeta(meta.size(), static_cast<uint32_t>(meta.dtype()), meta.count());
+  if (!count.ok()) return count.status();
+  StoredMeta out{meta.size(), static_cast<uint32_t>(meta.dtype()), *count};
   out.checksummed = meta.checksummed();   // a client asks for a checksum; ferryd computes it at Seal
   return out;
 }

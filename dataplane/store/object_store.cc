@@ -4,7 +4,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/names.h"
 
 namespace ferry::dataplane {
 

@@ -40,10 +40,10 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/ids.h"
 
 namespace ferry::dataplane {
 
-using NodeId = uint64_t;
 // Names one outstanding Fetch of one transport (for CancelFetch). 0 names none.
 using FetchId = uint64_t;
 

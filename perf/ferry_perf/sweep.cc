@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "common/names.h"
+#include "core/names.h"
 
 namespace ferry::perf {
 
 std::optional<uint64_t> ParseBytes(std::string_view text) {
-  uint64_t bytes = 0;   // one size syntax for the whole project (common/names.h)
+  uint64_t bytes = 0;   // one size syntax for the whole project (core/names.h)
   if (!ferry::ParseSize(absl::string_view(text.data(), text.size()), &bytes).ok()) return std::nullopt;
   return bytes;
 }

@@ -14,7 +14,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/names.h"
+#include "core/names.h"
 #include "nlohmann/json.hpp"
 #include "perf/sim/sim.h"
 

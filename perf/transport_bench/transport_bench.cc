@@ -32,7 +32,7 @@ namespace ferry::perf {
 namespace {
 
 using dataplane::MemoryRegion;
-using dataplane::NodeId;
+using ferry::NodeId;
 using dataplane::Transport;
 
 constexpr NodeId kServer = 2, kClient = 1;

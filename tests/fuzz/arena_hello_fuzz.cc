@@ -26,7 +26,7 @@
 #include <string>
 #include <string_view>
 
-#include "dataplane/sidecar/arena_channel.h"
+#include "shm/arena_channel.h"
 #include "dataplane/sidecar/arena_server.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -78,11 +78,11 @@ void FerrydSends(std::string_view message, int nfds, off_t fd_size) {
   FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   SendWithFds(sv[1], message, nfds, fd_size);
   close(sv[1]);   // EOF after the message: the client never waits for more
-  absl::StatusOr<dp::ReceivedArena> got = dp::ReceiveArenaHello(sv[0], "fuzz", 1000);
+  absl::StatusOr<ferry::shm::ReceivedArena> got = ferry::shm::ReceiveArenaHello(sv[0], "fuzz", 1000);
   if (got.ok()) {
     FUZZ_CHECK(got->conn == sv[0] && got->fd >= 0);
-    FUZZ_CHECK(message.size() >= sizeof(dp::ArenaHello) && nfds == 1);
-    FUZZ_CHECK(got->hello.magic == dp::kArenaMagic && got->hello.version == dp::kArenaProtocolVersion);
+    FUZZ_CHECK(message.size() >= sizeof(ferry::shm::ArenaHello) && nfds == 1);
+    FUZZ_CHECK(got->hello.magic == ferry::shm::kArenaMagic && got->hello.version == ferry::shm::kArenaProtocolVersion);
     struct stat st = {};
     FUZZ_CHECK(fstat(got->fd, &st) == 0 && got->hello.arena_size > 0 &&
                static_cast<uint64_t>(st.st_size) >= got->hello.arena_size);
@@ -134,7 +134,7 @@ void ClientSends(std::string_view message, int nfds, off_t fd_size) {
     return server;
   }();
   const int before = OpenFds();
-  absl::StatusOr<dp::ReceivedArena> got = dp::ReceiveArena(s->socket, 5000);
+  absl::StatusOr<ferry::shm::ReceivedArena> got = ferry::shm::ReceiveArena(s->socket, 5000);
   FUZZ_CHECK_OK(got);
   const uint64_t session = got->hello.session;
   FUZZ_CHECK(session > 0 && s->server->IsLive(session));

@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "dataplane/engine/chunk_request.h"
-#include "dataplane/sidecar/arena_channel.h"
+#include "shm/arena_channel.h"
 #include "dataplane/ucx/ucx_wire.h"
 #include "proto/coordinator.pb.h"
 #include "proto/sidecar.pb.h"
@@ -73,7 +73,7 @@ void UcxWire() {
 }
 
 void ArenaHellos() {
-  dp::ArenaHello h;
+  ferry::shm::ArenaHello h;
   h.session = 1;
   h.arena_size = 1 << 20;
   h.node_id = 42;

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target for a bounded time (the ctest fuzz.* tests call this).
 #   run_fuzzer.sh FUZZER SEED_CORPUS_DIR WORK_DIR RSS_LIMIT_MB INPUT_TIMEOUT_S
-# Fuzzes for $FERRY_FUZZ_SECONDS (default 20) from the seed corpus (read only), writing new
+# Fuzzes for $FERRY_FUZZ_SECONDS (default 10) from the seed corpus (read only), writing new
 # inputs into WORK_DIR/corpus and crashing inputs into WORK_DIR/artifacts. With
 # FERRY_FUZZ_SECONDS=0 it only runs every seed once (a regression check). Exit status:
 # 0 = nothing found; otherwise libFuzzer's (non-zero), after naming the saved input.
 set -uo pipefail
 fuzzer=$1 seeds=$2 work=$3 rss=$4 input_timeout=$5
-seconds=${FERRY_FUZZ_SECONDS:-20}
+seconds=${FERRY_FUZZ_SECONDS:-10}
 name=$(basename "$fuzzer")
 mkdir -p "$work/corpus" "$work/artifacts"
 if [ ! -d "$seeds" ] || [ -z "$(ls -A "$seeds")" ]; then

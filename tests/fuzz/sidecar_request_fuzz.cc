@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "common/names.h"
+#include "core/names.h"
 #include "google/protobuf/stubs/logging.h"
 #include "dataplane/sidecar/sidecar_service.h"
 #include "dataplane/store/object_store.h"

@@ -9,7 +9,7 @@
 #include <mutex>
 
 #include "dataplane/sidecar/node.h"
-#include "dataplane/store/arena.h"
+#include "shm/arena.h"
 #include "dataplane/transport/inproc_transport.h"
 #include "gtest/gtest.h"
 #include "proto/coordinator.grpc.pb.h"
@@ -100,7 +100,7 @@ TEST(MembershipOrder, NewerUpdateBeforeWelcomeIsKept) {
   ASSERT_TRUE(peer.ok()) << peer.status();
   absl::StatusOr<std::unique_ptr<InprocTransport>> self = InprocTransport::Create(fabric, kSelf);
   ASSERT_TRUE(self.ok()) << self.status();
-  absl::StatusOr<std::unique_ptr<Arena>> arena = Arena::Create("membership-order-test", 1 << 20, true);
+  absl::StatusOr<std::unique_ptr<shm::Arena>> arena = shm::Arena::Create("membership-order-test", 1 << 20, true);
   ASSERT_TRUE(arena.ok()) << arena.status();
   NodeOptions options;
   options.name = "n101";

@@ -1,4 +1,4 @@
-#include "dataplane/sidecar/arena_channel.h"
+#include "shm/arena_channel.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace ferry::dataplane {
+namespace ferry::shm {
 
 absl::Status SendArenaHello(int sock, const ArenaHello& hello, int fd) {
   struct iovec iov = {const_cast<ArenaHello*>(&hello), sizeof(hello)};
@@ -135,4 +135,4 @@ absl::StatusOr<ReceivedArena> ReceiveArenaHello(int sock, const std::string& pee
   return out;
 }
 
-}  // namespace ferry::dataplane
+}  // namespace ferry::shm

@@ -1,9 +1,9 @@
-#include "control/membership_delta.h"
+#include "proto/membership_delta.h"
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
-namespace ferry::control {
+namespace ferry::proto {
 
 proto::CoordMessage MembershipSnapshot(uint64_t epoch, const std::vector<const proto::NodeInfo*>& live) {
   proto::CoordMessage msg;
@@ -75,4 +75,4 @@ absl::Status ApplyMembership(const proto::Membership& m, uint64_t self, uint64_t
   return absl::OkStatus();
 }
 
-}  // namespace ferry::control
+}  // namespace ferry::proto

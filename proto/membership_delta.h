@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "proto/coordinator.pb.h"
 
-namespace ferry::control {
+namespace ferry::proto {
 
 // A snapshot at `epoch`: `live` is every live node (the receiver included).
 proto::CoordMessage MembershipSnapshot(uint64_t epoch, const std::vector<const proto::NodeInfo*>& live);
@@ -40,4 +40,4 @@ bool IsSnapshot(const proto::Membership& m);
 [[nodiscard]] absl::Status ApplyMembership(const proto::Membership& m, uint64_t self, uint64_t* epoch,
                                            std::map<uint64_t, std::string>* peers);
 
-}  // namespace ferry::control
+}  // namespace ferry::proto

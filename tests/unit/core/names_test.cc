@@ -1,5 +1,5 @@
-// Tests of common/names.h: key / namespace validation, printable keys, size parsing.
-#include "common/names.h"
+// Tests of core/names.h: key / namespace validation, printable keys, size parsing.
+#include "core/names.h"
 
 #include <cstdint>
 #include <string>

@@ -1,6 +1,6 @@
-// ReceiveArenaHello (dataplane/sidecar/arena_channel.h) on a socketpair: what the client
+// ReceiveArenaHello (shm/arena_channel.h) on a socketpair: what the client
 // accepts from whatever serves the arena socket, and that it never leaks a received fd.
-#include "dataplane/sidecar/arena_channel.h"
+#include "shm/arena_channel.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-namespace ferry::dataplane {
+namespace ferry::shm {
 namespace {
 
 int OpenFds() {
@@ -197,4 +197,4 @@ TEST(ArenaChannel, SignalsDoNotExtendTheTimeout) {
 }
 
 }  // namespace
-}  // namespace ferry::dataplane
+}  // namespace ferry::shm

@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace ferry::dataplane {
+namespace ferry::shm {
 
 inline constexpr uint32_t kArenaMagic = 0x59525246;   // "FRRY"
 inline constexpr uint32_t kArenaProtocolVersion = 1;
@@ -50,4 +50,4 @@ absl::StatusOr<ReceivedArena> ReceiveArena(const std::string& socket_path, int t
 // is closed.
 absl::StatusOr<ReceivedArena> ReceiveArenaHello(int sock, const std::string& peer, int timeout_ms);
 
-}  // namespace ferry::dataplane
+}  // namespace ferry::shm

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace ferry::dataplane {
+namespace ferry::shm {
 
 class Arena {
  public:
@@ -40,4 +40,4 @@ class Arena {
   size_t size_;
 };
 
-}  // namespace ferry::dataplane
+}  // namespace ferry::shm

@@ -1,4 +1,4 @@
-#include "dataplane/store/arena.h"
+#include "shm/arena.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace ferry::dataplane {
+namespace ferry::shm {
 namespace {
 
 absl::Status Errno(const std::string& what) {
@@ -55,4 +55,4 @@ Arena::~Arena() {
   close(fd_);
 }
 
-}  // namespace ferry::dataplane
+}  // namespace ferry::shm

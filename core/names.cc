@@ -1,4 +1,4 @@
-#include "common/names.h"
+#include "core/names.h"
 
 #include <cctype>
 #include <cstdio>
