@@ -85,6 +85,7 @@ def test_dlpack(clients, key):
     assert t.dtype == np.float64 and t.shape == (1000,)
     np.testing.assert_array_equal(t, data)
     assert np.shares_memory(t, np.asarray(obj))
+    assert not t.flags.writeable                   # numpy's from_dlpack arrays are read-only
     assert obj.exports >= 1
     del t
     gc.collect()
