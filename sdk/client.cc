@@ -190,7 +190,8 @@ bool GetHandle::Ready() const { return pending_ != nullptr && pending_->Done(); 
 
 absl::StatusOr<ObjectView> GetHandle::Wait(absl::Duration timeout) {
   if (pending_ == nullptr) {
-    return absl::FailedPreconditionError("Wait on an empty GetHandle (moved from, or never started)");
+    return absl::FailedPreconditionError(
+        "Wait on an empty GetHandle (moved from, or never started)");
   }
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;

@@ -94,7 +94,8 @@ DType ParseDType(const std::string& name) {
   std::optional<DType> dtype = DTypeFromName(name);
   if (!dtype.has_value()) {
     Throw(absl::InvalidArgumentError(absl::StrCat(
-        "unknown dtype '", name, "'; ferry's dtypes are bytes, f32, f64, f16, bf16, i32, i64, u8")));
+        "unknown dtype '", name,
+        "'; ferry's dtypes are bytes, f32, f64, f16, bf16, i32, i64, u8")));
   }
   return *dtype;
 }
