@@ -10,7 +10,7 @@ PACKAGES=(
   libucx-dev ucx-utils libibverbs-dev librdmacm-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   openmpi-bin libopenmpi-dev libgloo-dev iperf3 iproute2 procps
-  python3 python3-matplotlib
+  python3 python3-dev python3-matplotlib python3-numpy python3-pytest pybind11-dev python3-pybind11
   clang-16 libclang-rt-16-dev ccache
 )
 

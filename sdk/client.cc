@@ -5,9 +5,11 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "core/names.h"
 #include "common/status_macros.h"
+#include "sdk/async_get.h"
 #include "sdk/client_impl.h"
 #include "sdk/convert.h"
 
@@ -56,6 +58,13 @@ ObjectView& ObjectView::operator=(ObjectView&& other) noexcept {
   }
   return *this;
 }
+
+ObjectView::ObjectView(std::shared_ptr<ClientImpl> impl, ObjectName name, const ArenaSlot& slot)
+    : impl_(std::move(impl)),
+      name_(std::move(name)),
+      meta_(slot.meta),
+      info_(slot.info),
+      data_(slot.data) {}
 
 // A failed Release in a destructor has no one to tell; ferryd drops the pin anyway when
 // the session ends.
@@ -135,6 +144,113 @@ absl::Status WritableObject::Abort() {
   return impl->Abort(name_);
 }
 
+// ---- GetHandle --------------------------------------------------------------------------
+
+GetHandle::GetHandle(GetHandle&& other) noexcept
+    : impl_(std::move(other.impl_)), pending_(std::move(other.pending_)) {
+  other.impl_.reset();
+  other.pending_.reset();
+}
+
+GetHandle& GetHandle::operator=(GetHandle&& other) noexcept {
+  if (this != &other) {
+    Finish();
+    impl_ = std::move(other.impl_);
+    pending_ = std::move(other.pending_);
+    other.impl_.reset();
+    other.pending_.reset();
+  }
+  return *this;
+}
+
+GetHandle::~GetHandle() { Finish(); }
+
+void GetHandle::Finish() {
+  if (pending_ == nullptr) return;
+  if (!pending_->Done()) pending_->Cancel();
+  // gRPC runs the callback promptly after TryCancel.
+  pending_->WaitDone(absl::InfiniteFuture());
+  // A view nobody took still holds ferryd's pin: drop it. Errors have no one to tell, as in
+  // ~ObjectView.
+  if (impl_ != nullptr) {
+    if (absl::StatusOr<ArenaSlot> slot = impl_->FinishGet(*pending_); slot.ok()) {
+      (void)impl_->Release(pending_->name());
+    }
+  }
+  pending_.reset();
+  impl_.reset();
+}
+
+const ObjectName& GetHandle::name() const {
+  static const ObjectName* const kEmpty = new ObjectName{"", ""};
+  return pending_ != nullptr ? pending_->name() : *kEmpty;
+}
+
+bool GetHandle::Ready() const { return pending_ != nullptr && pending_->Done(); }
+
+absl::StatusOr<ObjectView> GetHandle::Wait(absl::Duration timeout) {
+  if (pending_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "Wait on an empty GetHandle (moved from, or never started)");
+  }
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  if (!pending_->WaitDone(deadline)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "Get ", PrintableName(name().ns, name().key), " has not finished within ",
+        absl::FormatDuration(timeout), " (it is still running)"));
+  }
+  FERRY_ASSIGN_OR_RETURN(ArenaSlot slot, impl_->FinishGet(*pending_));
+  return ObjectView(impl_, pending_->name(), slot);
+}
+
+void GetHandle::Cancel() {
+  if (pending_ != nullptr) pending_->Cancel();
+}
+
+absl::StatusOr<size_t> WaitAny(std::span<GetHandle* const> handles, absl::Duration timeout) {
+  if (handles.empty()) return absl::InvalidArgumentError("WaitAny over no handles");
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (handles[i] == nullptr || !handles[i]->valid()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("WaitAny: handle ", i, " is null or empty (moved from, or never started)"));
+    }
+  }
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  AnyWaiter waiter;
+  size_t registered = 0;
+  std::optional<size_t> ready;
+  for (; registered < handles.size(); ++registered) {
+    if (handles[registered]->pending_->AddWaiter(&waiter)) {
+      ready = registered;
+      break;
+    }
+  }
+  if (!ready.has_value()) {
+    absl::MutexLock lock(&waiter.mu);
+    while (!waiter.fired) {
+      if (waiter.cv.WaitWithDeadline(&waiter.mu, deadline)) break;
+    }
+  }
+  // Unregister before `waiter` goes out of scope (Complete signals waiters under its lock).
+  for (size_t i = 0; i < registered; ++i) handles[i]->pending_->RemoveWaiter(&waiter);
+  if (ready.has_value()) return *ready;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (handles[i]->Ready()) return i;
+  }
+  return absl::DeadlineExceededError(absl::StrCat("none of ", handles.size(),
+                                                  " Gets finished within ",
+                                                  absl::FormatDuration(timeout)));
+}
+
+absl::StatusOr<size_t> WaitAny(std::span<GetHandle> handles, absl::Duration timeout) {
+  std::vector<GetHandle*> pointers;
+  pointers.reserve(handles.size());
+  for (GetHandle& handle : handles) pointers.push_back(&handle);
+  return WaitAny(std::span<GetHandle* const>(pointers), timeout);
+}
+
 // ---- Client -----------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path,
@@ -145,7 +261,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& socke
 }
 
 Client::Client(std::shared_ptr<ClientImpl> impl) : impl_(std::move(impl)) {}
-Client::~Client() = default;
+Client::~Client() { impl_->CloseGets(); }
 
 const std::string& Client::default_namespace() const { return impl_->default_namespace(); }
 
@@ -184,17 +300,42 @@ absl::Status Client::Put(std::string_view key, std::span<const uint8_t> bytes) {
 absl::StatusOr<ObjectView> Client::Get(const ObjectName& name, absl::Duration timeout) {
   FERRY_RETURN_IF_ERROR(sdk::ValidateName(name));
   FERRY_ASSIGN_OR_RETURN(ArenaSlot slot, impl_->Get(name, timeout));
-  ObjectView view;
-  view.impl_ = impl_;
-  view.name_ = name;
-  view.meta_ = slot.meta;
-  view.info_ = slot.info;
-  view.data_ = slot.data;
-  return view;
+  return ObjectView(impl_, name, slot);
 }
 
 absl::StatusOr<ObjectView> Client::Get(std::string_view key, absl::Duration timeout) {
   return Get(DefaultName(default_namespace(), key), timeout);
+}
+
+GetHandle Client::GetAsync(const ObjectName& name, absl::Duration timeout) {
+  GetHandle handle;
+  handle.impl_ = impl_;
+  if (absl::Status valid = sdk::ValidateName(name); !valid.ok()) {
+    handle.pending_ = std::make_shared<PendingGet>(name, std::move(valid));
+  } else {
+    handle.pending_ = impl_->StartGet(name, timeout);
+  }
+  return handle;
+}
+
+GetHandle Client::GetAsync(std::string_view key, absl::Duration timeout) {
+  return GetAsync(DefaultName(default_namespace(), key), timeout);
+}
+
+std::vector<GetHandle> Client::GetManyAsync(std::span<const ObjectName> names,
+                                            absl::Duration timeout) {
+  std::vector<GetHandle> handles;
+  handles.reserve(names.size());
+  for (const ObjectName& name : names) handles.push_back(GetAsync(name, timeout));
+  return handles;
+}
+
+std::vector<GetHandle> Client::GetManyAsync(const std::vector<std::string>& keys,
+                                            absl::Duration timeout) {
+  std::vector<GetHandle> handles;
+  handles.reserve(keys.size());
+  for (const std::string& key : keys) handles.push_back(GetAsync(std::string_view(key), timeout));
+  return handles;
 }
 
 absl::Status Client::Delete(const ObjectName& name) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -88,6 +89,8 @@ ClientImpl::ClientImpl(std::string socket_path, ConnectOptions options, uint64_t
       stub_(proto::Sidecar::NewStub(channel_)) {}
 
 ClientImpl::~ClientImpl() {
+  // Normally already done by ~Client; handles keep this object alive, so none is waiting.
+  gets_->CloseAndDrain();
   // Closing the arena channel ends the session: ferryd reclaims what we did not seal and
   // drops our pins. The mapping itself goes with arena_.
   close(conn_);
@@ -176,15 +179,16 @@ absl::Status ClientImpl::Abort(const ObjectName& name) {
               Describe(name));
 }
 
-absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration timeout) {
+proto::GetRequest ClientImpl::GetRequestFor(const ObjectName& name, absl::Duration timeout) const {
   RequestOf<&proto::Sidecar::Stub::Get> req;
   req.set_session(session_);
   sdk::NameToProto(name, req.mutable_ref());
-  const uint32_t timeout_ms = sdk::TimeoutToMs(timeout);
-  req.set_timeout_ms(timeout_ms);
-  ReplyOf<&proto::Sidecar::Stub::Get> reply;
-  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Get, req, &reply,
-                             absl::Milliseconds(timeout_ms), "Get", Describe(name)));
+  req.set_timeout_ms(sdk::TimeoutToMs(timeout));
+  return req;
+}
+
+absl::StatusOr<ArenaSlot> ClientImpl::SlotFromGetReply(const ObjectName& name,
+                                                       const proto::GetReply& reply) {
   // From here on we hold a pin: drop it on any failure.
   absl::StatusOr<ObjectMeta> meta = sdk::MetaFromProto(reply.meta());
   absl::StatusOr<uint8_t*> data = meta.ok() ? Locate("Get", name, reply.offset(), meta->size)
@@ -199,6 +203,60 @@ absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration
   slot.info = sdk::GetInfoFromProto(reply);
   return slot;
 }
+
+absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration timeout) {
+  const RequestOf<&proto::Sidecar::Stub::Get> req = GetRequestFor(name, timeout);
+  ReplyOf<&proto::Sidecar::Stub::Get> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Get, req, &reply,
+                             absl::Milliseconds(req.timeout_ms()), "Get", Describe(name)));
+  return SlotFromGetReply(name, reply);
+}
+
+std::shared_ptr<PendingGet> ClientImpl::StartGet(const ObjectName& name, absl::Duration timeout) {
+  auto get = std::make_shared<PendingGet>(name);
+  get->request() = GetRequestFor(name, timeout);
+  get->ctx().set_deadline(absl::ToChronoTime(
+      absl::Now() + absl::Milliseconds(get->request().timeout_ms()) + options_.rpc_timeout));
+  const std::optional<uint64_t> id = gets_->Register(get);
+  if (!id.has_value()) {
+    return std::make_shared<PendingGet>(
+        name, absl::CancelledError(absl::StrCat("Get ", Describe(name),
+                                                ": the client was closed before it started")));
+  }
+  // The callback owns a reference to the call (its context, request and reply must live
+  // until it runs) and to the registry, but not to this ClientImpl. It drops the call before
+  // leaving the registry: while it is registered, the ClientImpl (and so the channel, which
+  // the context references) is alive, so the last channel reference never goes on gRPC's
+  // thread.
+  stub_->async()->Get(&get->ctx(), &get->request(), &get->reply(),
+                      [get, registry = gets_, id = *id](grpc::Status status) mutable {
+                        get->Complete(std::move(status));
+                        get.reset();
+                        registry->Unregister(id);
+                      });
+  return get;
+}
+
+absl::StatusOr<ArenaSlot> ClientImpl::FinishGet(PendingGet& get) {
+  bool already_taken = false;
+  std::optional<PendingGet::Outcome> outcome = get.Take(&already_taken);
+  if (!outcome.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Get ", Describe(get.name()),
+        already_taken ? ": its view was already taken by an earlier Wait" : ": not finished"));
+  }
+  if (!outcome->early.ok()) return outcome->early;
+  if (outcome->cancelled) {
+    // The reply may have arrived before the cancellation took effect: drop its pin.
+    if (outcome->rpc.ok()) (void)Release(get.name());
+    return absl::CancelledError(absl::StrCat(
+        "Get ", Describe(get.name()), ": cancelled (by Cancel, or the Client was destroyed)"));
+  }
+  if (!outcome->rpc.ok()) return RpcError(get.ctx(), outcome->rpc, "Get", Describe(get.name()));
+  return SlotFromGetReply(get.name(), get.reply());
+}
+
+void ClientImpl::CloseGets() { gets_->CloseAndDrain(); }
 
 absl::Status ClientImpl::Release(const ObjectName& name) {
   RequestOf<&proto::Sidecar::Stub::Release> req;

@@ -8,7 +8,7 @@
 // reclaimed, pins dropped).
 //
 // Thread-safety: every method may be called from any thread at once; the fields are set
-// at construction and never change (the gRPC stub is thread-safe).
+// at construction and never change (the gRPC stub is thread-safe; the GetRegistry locks).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +24,7 @@
 #include "ferry/client.h"
 #include "ferry/object.h"
 #include "proto/sidecar.grpc.pb.h"
+#include "sdk/async_get.h"
 
 namespace ferry {
 
@@ -54,6 +55,17 @@ class ClientImpl {
   // Get RPC; the gRPC deadline is `timeout` + rpc_timeout so ferryd's own DEADLINE_EXCEEDED
   // (which names the key) arrives first.
   absl::StatusOr<ArenaSlot> Get(const ObjectName& name, absl::Duration timeout);
+  // The same Get RPC on gRPC's callback API; returns at once. The returned PendingGet
+  // finishes when the RPC ends (an already finished, CANCELLED one if CloseGets was called).
+  // `name` must be valid.
+  std::shared_ptr<PendingGet> StartGet(const ObjectName& name, absl::Duration timeout);
+  // Turns the outcome of a finished StartGet into what Get returns. Takes the outcome (a
+  // second call is FAILED_PRECONDITION). A pin ferryd took for a cancelled Get is dropped.
+  // Blocks only to drop such a pin.
+  absl::StatusOr<ArenaSlot> FinishGet(PendingGet& get);
+  // Cancels every Get started by StartGet and waits until their callbacks have returned;
+  // later StartGets finish at once with CANCELLED.
+  void CloseGets();
   absl::Status Release(const ObjectName& name);
   absl::Status Delete(const ObjectName& name);
   absl::StatusOr<std::vector<ObjectInfo>> List(const std::string& ns, const std::string& prefix,
@@ -81,6 +93,9 @@ class ClientImpl {
   // Pointer to [offset, offset+size) of the arena, or INTERNAL if it lies outside.
   absl::StatusOr<uint8_t*> Locate(absl::string_view op, const ObjectName& name, uint64_t offset,
                                   uint64_t size) const;
+  // Get's request, and its reply turned into a pinned slot (dropping the pin on failure).
+  proto::GetRequest GetRequestFor(const ObjectName& name, absl::Duration timeout) const;
+  absl::StatusOr<ArenaSlot> SlotFromGetReply(const ObjectName& name, const proto::GetReply& reply);
 
   const std::string socket_path_;
   const ConnectOptions options_;
@@ -90,6 +105,8 @@ class ClientImpl {
   const std::shared_ptr<shm::Arena> arena_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<proto::Sidecar::Stub> stub_;
+  // Shared with every GetAsync callback (see sdk/async_get.h for why).
+  const std::shared_ptr<GetRegistry> gets_ = std::make_shared<GetRegistry>();
 };
 
 }  // namespace ferry

@@ -8,6 +8,16 @@
 //   auto view = (*client)->Get("weights/v7", absl::Seconds(30));   // on any node
 //   Use(view->data());                                              // pinned until view dies
 //
+//   // Async: start several Gets at once and use each object as it lands.
+//   std::vector<ferry::GetHandle> gets = (*client)->GetManyAsync(keys, absl::Seconds(30));
+//   std::vector<ferry::GetHandle*> pending = ...pointers into gets...;
+//   while (!pending.empty()) {
+//     absl::StatusOr<size_t> i = ferry::WaitAny(pending, absl::Seconds(60));
+//     if (!i.ok()) break;                                 // DEADLINE_EXCEEDED: none finished
+//     absl::StatusOr<ferry::ObjectView> v = pending[*i]->Wait(absl::ZeroDuration());
+//     pending.erase(pending.begin() + *i);
+//   }
+//
 // Thread-safety: a Client may be used from several threads at once. Views are independent
 // objects; destroy them before the Client.
 #pragma once
@@ -27,6 +37,8 @@
 namespace ferry {
 
 class ClientImpl;
+class PendingGet;
+struct ArenaSlot;
 
 // A pinned, read-only view of a sealed object in the local arena. While the view lives the
 // object cannot be evicted or reused. Movable, not copyable. Release() (or destruction)
@@ -55,6 +67,8 @@ class ObjectView {
 
  private:
   friend class Client;
+  friend class GetHandle;
+  ObjectView(std::shared_ptr<ClientImpl> impl, ObjectName name, const ArenaSlot& slot);
   std::shared_ptr<ClientImpl> impl_;
   ObjectName name_;
   ObjectMeta meta_;
@@ -100,6 +114,67 @@ class WritableObject {
   uint8_t* data_ = nullptr;
 };
 
+// A Get running in the background, returned by Client::GetAsync. Its RPC runs on gRPC's
+// callback API: no thread per Get. Movable, not copyable.
+//
+// Lifetime: destroying (or move-assigning over) a handle whose Get has not finished cancels
+// it and waits for its RPC to end; a finished Get whose view was never taken has its pin
+// dropped. Destroying the Client cancels every Get still running on it (their handles then
+// report CANCELLED); a handle, like a view, may outlive its Client.
+//
+// Thread-safety: Ready, Wait and Cancel may be called from several threads at once; at most
+// one caller receives the view.
+class GetHandle {
+ public:
+  GetHandle() = default;
+  GetHandle(GetHandle&& other) noexcept;
+  GetHandle& operator=(GetHandle&& other) noexcept;
+  GetHandle(const GetHandle&) = delete;
+  GetHandle& operator=(const GetHandle&) = delete;
+  ~GetHandle();
+
+  // False for a default-constructed or moved-from handle.
+  bool valid() const { return pending_ != nullptr; }
+  // The object this Get is for (empty name if !valid()).
+  const ObjectName& name() const;
+
+  // True once the Get has finished (Wait would return at once). Does not block.
+  bool Ready() const;
+
+  // Waits up to `timeout` for the Get to finish and returns its outcome: the pinned view, or
+  // the error the blocking Client::Get would return (INVALID_ARGUMENT for a bad name,
+  // DEADLINE_EXCEEDED when the Get's own timeout passed, ...). If the Get has not finished
+  // within `timeout`, DEADLINE_EXCEEDED saying so; the Get keeps running and Wait may be
+  // called again. CANCELLED if Cancel was called before, even if the object had arrived (its
+  // pin is dropped). The view is handed out once: a later Wait returns FAILED_PRECONDITION.
+  // FAILED_PRECONDITION on an invalid handle.
+  absl::StatusOr<ObjectView> Wait(absl::Duration timeout = absl::InfiniteDuration());
+
+  // Asks gRPC to cancel the Get's RPC (ClientContext::TryCancel) and returns without
+  // waiting; the handle then finishes promptly, and Wait returns CANCELLED from now on, also
+  // when the Get had already finished (a view not yet taken is dropped with its pin). A no-op
+  // on an invalid handle or once the view was taken. ferryd is not told: its own wait for the
+  // object runs on until the Get's timeout (see docs/architecture.md, "libferry ... async Get").
+  void Cancel();
+
+ private:
+  friend class Client;
+  friend absl::StatusOr<size_t> WaitAny(std::span<GetHandle* const> handles,
+                                        absl::Duration timeout);
+  void Finish();  // cancels if unfinished, waits, drops an untaken pin; empties the handle
+
+  std::shared_ptr<ClientImpl> impl_;
+  std::shared_ptr<PendingGet> pending_;
+};
+
+// Waits up to `timeout` until at least one of `handles` is Ready() and returns the index of
+// one that is (the lowest such index). Handles already finished (even those whose view was
+// taken) count as ready, so a caller that consumes completions removes each handle it is
+// done with. DEADLINE_EXCEEDED if none finished in time; INVALID_ARGUMENT for an empty list,
+// a null or an invalid handle. Blocks; thread-safe.
+absl::StatusOr<size_t> WaitAny(std::span<GetHandle* const> handles, absl::Duration timeout);
+absl::StatusOr<size_t> WaitAny(std::span<GetHandle> handles, absl::Duration timeout);
+
 struct ConnectOptions {
   // Default namespace for calls that take only a key.
   std::string ns = "default";
@@ -113,6 +188,7 @@ class Client {
   // answers there. Blocks for at most a few seconds.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& socket_path,
                                                          ConnectOptions options = {});
+  // Cancels every GetAsync still running on this client and waits for their RPCs to end.
   ~Client();
 
   // Allocates an object of meta.size bytes for zero-copy writing. ALREADY_EXISTS if the
@@ -131,6 +207,17 @@ class Client {
   // the key after that; UNAVAILABLE / DATA_LOSS naming the lost holder if every copy died.
   absl::StatusOr<ObjectView> Get(const ObjectName& name, absl::Duration timeout);
   absl::StatusOr<ObjectView> Get(std::string_view key, absl::Duration timeout);
+
+  // Starts a Get and returns at once; the handle delivers what Get would have returned.
+  // Argument errors (INVALID_ARGUMENT) are delivered through the handle too. Each running Get
+  // holds one of ferryd's RPC threads until it finishes.
+  GetHandle GetAsync(const ObjectName& name, absl::Duration timeout);
+  GetHandle GetAsync(std::string_view key, absl::Duration timeout);
+  // One GetAsync per name, in order: the application consumes the objects as they land
+  // (WaitAny).
+  std::vector<GetHandle> GetManyAsync(std::span<const ObjectName> names, absl::Duration timeout);
+  std::vector<GetHandle> GetManyAsync(const std::vector<std::string>& keys,
+                                      absl::Duration timeout);
 
   // Deletes the object on every node. NOT_FOUND if it does not exist.
   absl::Status Delete(const ObjectName& name);

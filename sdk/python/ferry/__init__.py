@@ -1,0 +1,312 @@
+"""ferry: the Python SDK of the ferry data plane.
+
+An application talks to the ferryd on its node over a unix socket. Objects live in ferryd's
+arena, which the client maps, so getting a local object moves no bytes: :meth:`Client.get`
+returns a :class:`Object` that is a zero-copy, read-only view of the arena (buffer protocol
+and DLPack), pinned while any view of it is alive::
+
+    import numpy as np
+    import ferry
+
+    with ferry.connect("/run/ferry/ferryd.sock") as client:
+        client.put("weights/layer0", np.arange(1024, dtype=np.float32))   # anywhere
+        obj = client.get("weights/layer0", timeout=30)                     # on any node
+        w = np.asarray(obj)            # float32 view of the arena, no copy, read-only
+
+        handles = client.get_many_async(["a", "b", "c"], timeout=30)
+        for h in ferry.as_completed(handles):
+            use(np.asarray(h.wait()))
+
+See docs/python.md for lifetimes, errors and async gets.
+"""
+
+import dataclasses
+import sys
+import time
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+
+from . import errors
+from .errors import *  # noqa: F401,F403 -- the exception classes are part of the API
+
+try:
+    from . import _ferry
+except ImportError as e:  # pragma: no cover - depends on the build
+    raise ImportError(
+        "ferry's compiled module ferry._ferry is missing or does not load "
+        f"({e}); build it with `cmake --build build --target ferry_python` and put build/python "
+        "on PYTHONPATH") from e
+
+__all__ = [
+    "connect",
+    "as_completed",
+    "Client",
+    "Object",
+    "WritableBuffer",
+    "GetHandle",
+    "ObjectInfo",
+    "NodeInfo",
+    "NodeStatus",
+    "BroadcastTarget",
+    "BroadcastResult",
+    "DTYPES",
+] + errors.__all__
+
+#: A pinned, read-only, zero-copy view of an object (returned by :meth:`Client.get`).
+#:
+#: ``memoryview(obj)`` / ``numpy.asarray(obj)`` give a typed view of the arena without a copy
+#: (1-D, ``obj.count`` elements of ``obj.dtype``; bf16 shows as uint16 there, as numpy has no
+#: bfloat16). ``numpy.from_dlpack(obj)`` goes through DLPack (kDLCPU). Every such view holds a
+#: reference to the Object, so the pin lives until the last one is gone. ``obj.release()``
+#: drops the pin at once (BufferError while views are alive); after it every access raises
+#: :class:`FailedPreconditionError`.
+Object = _ferry.Object
+#: An object being written (returned by :meth:`Client.create`): a writable buffer of the
+#: arena. ``seal()`` publishes it, ``abort()`` discards it; as a context manager it seals on
+#: success and aborts on an exception. Views of it must be gone before ``seal()``.
+WritableBuffer = _ferry.WritableBuffer
+#: A get running in the background (:meth:`Client.get_async`): ``wait(timeout=None)``,
+#: ``ready()``, ``cancel()``.
+GetHandle = _ferry.GetHandle
+
+#: ferry's element types.
+DTYPES = ("bytes", "f32", "f64", "f16", "bf16", "i32", "i64", "u8")
+
+# numpy dtype names that map onto ferry's (bfloat16 is ml_dtypes' name for it).
+_NUMPY_TO_FERRY = {
+    "float32": "f32",
+    "float64": "f64",
+    "float16": "f16",
+    "bfloat16": "bf16",
+    "int32": "i32",
+    "int64": "i64",
+    "uint8": "u8",
+}
+
+
+def _dtype_name(buffer, dtype) -> str:
+    """The ferry dtype for a put: `dtype` if given, else inferred from a numpy array."""
+    if dtype is None:
+        np_dtype = getattr(buffer, "dtype", None)
+        if np_dtype is None:
+            return "bytes"
+        # Only native byte order maps; a byte-swapped array is stored as plain bytes.
+        native = "<" if sys.byteorder == "little" else ">"
+        if getattr(np_dtype, "byteorder", "=") not in ("=", "|", native):
+            return "bytes"
+        return _NUMPY_TO_FERRY.get(getattr(np_dtype, "name", ""), "bytes")
+    if isinstance(dtype, str):
+        name = dtype.lower()
+        if name in DTYPES:
+            return name
+        if name in _NUMPY_TO_FERRY:
+            return _NUMPY_TO_FERRY[name]
+    else:
+        name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None)
+        if name in _NUMPY_TO_FERRY:
+            return _NUMPY_TO_FERRY[name]
+    raise InvalidArgumentError(  # noqa: F405
+        "INVALID_ARGUMENT",
+        f"unknown dtype {dtype!r}; ferry's dtypes are {', '.join(DTYPES)} "
+        f"(or the numpy names {', '.join(_NUMPY_TO_FERRY)})")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectInfo:
+    """One object of a listing (:meth:`Client.list`)."""
+    namespace: str
+    key: str
+    size: int
+    dtype: str
+    count: int
+    checksum: bool
+    complete_copies: int
+    partial_copies: int
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeInfo:
+    """A node as the coordinator sees it."""
+    id: int
+    name: str
+    alive: bool
+    arena_bytes: int
+    arena_used: int
+    objects: int
+    bandwidth_bps: float
+    latency_s: float
+    labels: Dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeStatus:
+    """This node's status and the cluster's (:meth:`Client.status`)."""
+    node: NodeInfo
+    coordinator_connected: bool
+    pinned: int
+    evictions: int
+    bytes_received: int
+    bytes_sent: int
+    retries: int
+    failures: int
+    cluster: List[NodeInfo]
+
+    @property
+    def alive_nodes(self) -> List[NodeInfo]:
+        return [n for n in self.cluster if n.alive]
+
+
+@dataclasses.dataclass(frozen=True)
+class BroadcastTarget:
+    node: str
+    ok: bool
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BroadcastResult:
+    """What :meth:`Client.broadcast` did, per target node."""
+    targets: List[BroadcastTarget]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True if every target holds a complete copy."""
+        return all(t.ok for t in self.targets)
+
+
+class Client:
+    """A connection to the ferryd on this node (see :func:`connect`).
+
+    Methods may be called from several threads at once; each releases the GIL while it
+    blocks. ``close()`` (or leaving a ``with`` block) cancels the client's running async gets;
+    Objects already obtained stay valid.
+    """
+
+    def __init__(self, native, namespace: str):
+        self._native = native
+        self._namespace = namespace
+
+    @property
+    def namespace(self) -> str:
+        """The default namespace of calls that take only a key."""
+        return self._namespace
+
+    def _ns(self, namespace: Optional[str]) -> str:
+        return self._namespace if namespace is None else namespace
+
+    def close(self) -> None:
+        """Disconnects; running async gets end with CancelledError."""
+        self._native.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- objects ---------------------------------------------------------------------------
+
+    def put(self, key: str, buffer, dtype=None, namespace: Optional[str] = None,
+            checksum: bool = False) -> None:
+        """Stores a copy of `buffer` (any C-contiguous buffer: bytes, bytearray, memoryview,
+        numpy array, ...) as object `key`.
+
+        `dtype` defaults to the numpy array's dtype where it maps onto ferry's (float32/64/16,
+        bfloat16, int32/64, uint8), else "bytes". `checksum` stores an XXH3 hash that every
+        receiving node verifies. Raises InvalidArgumentError (a ValueError) for a
+        non-contiguous buffer, storing nothing; AlreadyExistsError if the key is taken.
+        """
+        self._native.put(self._ns(namespace), key, buffer, _dtype_name(buffer, dtype), checksum)
+
+    def get(self, key: str, timeout: Optional[float] = 30.0,
+            namespace: Optional[str] = None) -> Object:
+        """Returns a pinned zero-copy :class:`Object`, pulling it from another node if needed.
+
+        Waits up to `timeout` seconds (None: forever) for the object to be created anywhere:
+        DeadlineExceededError after that; UnavailableError / DataLossError if every copy died.
+        """
+        return self._native.get(self._ns(namespace), key, timeout)
+
+    def get_async(self, key: str, timeout: Optional[float] = 30.0,
+                  namespace: Optional[str] = None) -> GetHandle:
+        """Starts a get and returns at once; ``handle.wait()`` returns what :meth:`get` would.
+
+        Argument errors are raised by ``wait()`` too. No thread is created per get.
+        """
+        return self._native.get_async(self._ns(namespace), key, timeout)
+
+    def get_many_async(self, keys: Iterable[str], timeout: Optional[float] = 30.0,
+                       namespace: Optional[str] = None) -> List[GetHandle]:
+        """One :meth:`get_async` per key, in order; consume them with :func:`as_completed`."""
+        ns = self._ns(namespace)
+        return [self._native.get_async(ns, key, timeout) for key in keys]
+
+    def create(self, key: str, size: int, dtype=None, namespace: Optional[str] = None,
+               checksum: bool = False) -> WritableBuffer:
+        """Allocates `size` bytes in the arena for zero-copy writing; ``seal()`` publishes.
+
+        ``with client.create("k", n, dtype="f32") as w: numpy.asarray(w)[:] = values``
+        """
+        name = "bytes" if dtype is None else _dtype_name(None, dtype)
+        return self._native.create(self._ns(namespace), key, size, name, checksum)
+
+    def delete(self, key: str, namespace: Optional[str] = None) -> None:
+        """Deletes the object on every node. NotFoundError if it does not exist."""
+        self._native.delete(self._ns(namespace), key)
+
+    def list(self, prefix: str = "", namespace: Optional[str] = None,
+             limit: int = 0) -> List[ObjectInfo]:
+        """Objects in the cluster directory whose key starts with `prefix` (limit 0: all)."""
+        return [ObjectInfo(**d) for d in self._native.list(self._ns(namespace), prefix, limit)]
+
+    def broadcast(self, key: str, nodes: Optional[Sequence[str]] = None,
+                  timeout: Optional[float] = 60.0,
+                  namespace: Optional[str] = None) -> BroadcastResult:
+        """Makes every listed node (names or decimal ids; None: all live nodes) hold a
+        complete copy; returns when all have one or failed, or after `timeout`."""
+        r = self._native.broadcast(self._ns(namespace), key, list(nodes or []), timeout)
+        return BroadcastResult([BroadcastTarget(**t) for t in r["targets"]], r["seconds"])
+
+    def status(self) -> NodeStatus:
+        """This node's and the cluster's status."""
+        d = self._native.status()
+        return NodeStatus(
+            node=NodeInfo(**d["node"]),
+            coordinator_connected=d["coordinator_connected"],
+            pinned=d["pinned"],
+            evictions=d["evictions"],
+            bytes_received=d["bytes_received"],
+            bytes_sent=d["bytes_sent"],
+            retries=d["retries"],
+            failures=d["failures"],
+            cluster=[NodeInfo(**n) for n in d["cluster"]],
+        )
+
+    # ---- not in ferry yet --------------------------------------------------------------------
+    # Batched puts/gets, reduce and all-reduce do not exist in libferry yet (issue 14). They
+    # will be methods here (put_batch / get_batch, reduce, all_reduce) once include/ferry/
+    # has them; until then there is deliberately nothing to call.
+
+
+def connect(socket_path: str, namespace: str = "default", rpc_timeout: float = 30.0) -> Client:
+    """Connects to the ferryd serving `socket_path` and maps its arena.
+
+    `namespace` is the default for calls that take only a key; `rpc_timeout` (seconds) bounds
+    each control RPC (not a get's own wait). UnavailableError if no ferryd answers there.
+    """
+    return Client(_ferry.connect(socket_path, namespace, rpc_timeout), namespace)
+
+
+def as_completed(handles: Iterable[GetHandle],
+                 timeout: Optional[float] = None) -> Iterator[GetHandle]:
+    """Yields each handle as its get finishes (successfully or not), in completion order.
+
+    ``handle.wait()`` on a yielded handle returns at once. Raises DeadlineExceededError if
+    `timeout` seconds (None: no limit) pass before all have finished. Waits with the GIL
+    released; Ctrl-C interrupts it.
+    """
+    pending = list(handles)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while pending:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        yield pending.pop(_ferry.wait_any(pending, left))
