@@ -29,7 +29,9 @@ class WaitingCall final : public grpc::ServerUnaryReactor {
   static grpc::ServerUnaryReactor* Run(Coordinator* coordinator, Make make) {
     auto* call = new WaitingCall(coordinator);
     call->waiter_ = make([call](absl::Status status) { call->Finish(ToGrpc(status)); });
-    coordinator->Start(call->waiter_);
+    // A copy: answering inside Start may run OnDone, which deletes `call` and its waiter_.
+    const std::shared_ptr<Waiter> waiter = call->waiter_;
+    coordinator->Start(waiter);
     return call;
   }
 
