@@ -11,7 +11,7 @@
 #include "core/names.h"
 #include "common/process.h"
 #include "common/signals.h"
-#include "control/coordinator_service.h"
+#include "control/service/coordinator_service.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {

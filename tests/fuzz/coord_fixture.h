@@ -9,7 +9,7 @@
 
 #include "absl/time/time.h"
 #include "google/protobuf/stubs/logging.h"
-#include "control/coordinator_service.h"
+#include "control/service/coordinator_service.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "spdlog/spdlog.h"

@@ -1,4 +1,4 @@
-// Fuzzes ferry-coord's Session stream (control/coordinator_service.h) through a real gRPC
+// Fuzzes ferry-coord's Session stream (control/service/coordinator_service.h) through a real gRPC
 // server in the process (its in-process channel). Input: a sequence of messages, each
 // (stream byte: which of up to 3 concurrent sessions, u16 length, NodeMessage bytes);
 // bytes that do not parse as a NodeMessage are skipped. Each session is opened at its
@@ -75,10 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(s.ok() || !s.error_message().empty());
   }
   // Every session has ended (Finish returned), so every node it registered is dead again.
-  proto::ClusterStatusRequest req;
-  proto::ClusterStatusReply status;
-  grpc::ServerContext ctx;
-  FUZZ_CHECK(coord->service().ClusterStatus(&ctx, &req, &status).ok());
+  const proto::ClusterStatusReply status = coord->service().coordinator().ClusterStatus();
   for (const proto::NodeInfo& n : status.nodes()) FUZZ_CHECK(!n.alive());
   return 0;
 }

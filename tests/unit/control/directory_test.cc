@@ -1,5 +1,5 @@
-// Tests of control/directory.h.
-#include "control/directory.h"
+// Tests of control/directory/directory.h.
+#include "control/directory/directory.h"
 
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "control/session_queue.h"
+#include "control/cluster/session_queue.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // The object directory: key -> metadata, inline bytes (small objects) and the copies the
-// broadcast planner tracks. Pure logic, no locking: CoordinatorService serialises calls.
+// broadcast planner tracks. Pure logic, no locking: the Coordinator calls it under its lock (control/coordinator.h).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "control/directory.h"
+#include "control/directory/directory.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"

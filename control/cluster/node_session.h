@@ -15,13 +15,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
-#include "control/session_queue.h"
+#include "absl/synchronization/mutex.h"
+#include "control/cluster/session_queue.h"
 #include "proto/coordinator.pb.h"
 
 namespace ferry::control {
@@ -84,7 +84,7 @@ class NodeSession final : public grpc::ServerBidiReactor<proto::NodeMessage, pro
   std::atomic<bool> accepted_{false};
   std::atomic<bool> end_reported_{false};
 
-  std::mutex mu_;
+  absl::Mutex mu_;
   OutQueue queue_ ABSL_GUARDED_BY(mu_);
   bool ending_ ABSL_GUARDED_BY(mu_) = false;     // End was called: no new writes
   bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish was called

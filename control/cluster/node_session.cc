@@ -1,4 +1,4 @@
-#include "control/node_session.h"
+#include "control/cluster/node_session.h"
 
 #include "spdlog/spdlog.h"
 
@@ -15,7 +15,7 @@ NodeSession::NodeSession(grpc::CallbackServerContext* ctx, SessionHost* host, Qu
     : ctx_(ctx), host_(host), peer_(ctx->peer()), queue_(limits) {}
 
 bool NodeSession::Send(OutQueue::Message msg, size_t bytes, std::string* why) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (ending_ || done_) return true;   // the stream is going; nothing more reaches the node
   return queue_.Push(std::move(msg), bytes, why);
 }
@@ -23,7 +23,7 @@ bool NodeSession::Send(OutQueue::Message msg, size_t bytes, std::string* why) {
 void NodeSession::Flush() {
   OutQueue::Message next;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (ending_ || done_) return;
     next = queue_.StartNext();
   }
@@ -35,7 +35,7 @@ void NodeSession::Flush() {
 void NodeSession::OnWriteDone(bool ok) {
   OutQueue::Message next;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     next = queue_.WriteDone();
     if (!ok || ending_) next = nullptr;
   }
@@ -91,7 +91,7 @@ void NodeSession::Cancel() {
 }
 
 bool NodeSession::Pin() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (finished_) return false;
   ++pins_;
   return true;
@@ -99,7 +99,7 @@ bool NodeSession::Pin() {
 
 void NodeSession::Unpin() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     --pins_;
   }
   MaybeFinish();
@@ -107,7 +107,7 @@ void NodeSession::Unpin() {
 
 void NodeSession::End(grpc::Status status, const std::string& why) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!ending_) {
       ending_ = true;
       end_status_ = std::move(status);
@@ -121,7 +121,7 @@ void NodeSession::End(grpc::Status status, const std::string& why) {
 void NodeSession::MaybeFinish() {
   grpc::Status status;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!ending_ || finished_ || pins_ > 0 || queue_.in_flight()) return;
     finished_ = true;
     status = end_status_;
@@ -133,7 +133,7 @@ void NodeSession::OnDone() {
   if (accepted_.load() && !end_reported_.exchange(true)) host_->OnSessionEnd(this, "its session closed");
   std::shared_ptr<NodeSession> self;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     done_ = true;
     self = std::move(self_);
   }
