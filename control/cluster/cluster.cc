@@ -75,7 +75,7 @@ grpc::Status Cluster::Register(const std::shared_ptr<NodeSession>& session, cons
   for (const auto& [id, r] : nodes_) {
     if (r.info.alive()) live.push_back(&r.info);
   }
-  auto snapshot = std::make_shared<const proto::CoordMessage>(MembershipSnapshot(epoch_, live));
+  auto snapshot = std::make_shared<const proto::CoordMessage>(proto::MembershipSnapshot(epoch_, live));
   QueueOne(info.node_id(), snapshot, snapshot->ByteSizeLong(), out);
   SettleOverflow(out);
   return grpc::Status::OK;
@@ -146,7 +146,7 @@ void Cluster::QueueOne(NodeId node, const OutQueue::Message& msg, size_t bytes, 
 
 void Cluster::FanOutDelta(const std::vector<proto::NodeInfo>& added, const std::vector<NodeId>& removed, NodeId skip,
                           Outbox* out) {
-  auto msg = std::make_shared<const proto::CoordMessage>(MembershipDelta(++epoch_, added, removed));
+  auto msg = std::make_shared<const proto::CoordMessage>(proto::MembershipDelta(++epoch_, added, removed));
   const size_t bytes = msg->ByteSizeLong();
   for (auto& [id, rec] : nodes_) {
     if (id != skip && rec.info.alive() && rec.session != nullptr) QueueOne(id, msg, bytes, out);
