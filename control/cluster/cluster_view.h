@@ -6,11 +6,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/ids.h"
 #include "proto/common.pb.h"
 
 namespace ferry::control {
-
-using NodeId = uint64_t;
 
 class ClusterView {
  public:

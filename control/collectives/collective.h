@@ -48,13 +48,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "control/cluster/cluster_view.h"
+#include "core/ids.h"
 #include "control/cluster/session_queue.h"
 #include "control/directory/directory.h"
 #include "proto/coordinator.pb.h"
 
 namespace ferry::control {
-
-using OpId = uint64_t;
 
 // One message for one node. `msg` may be shared by many instructions (the same bytes to many
 // queues); `bytes` is its serialized size.
