@@ -191,7 +191,7 @@ TEST_F(FerryPerfBinaryTest, CleanSweepHasNoErrorsAndCorruptionIsCaught) {
 // The weight-sync rows: one row per collective for the whole model, every tensor of every
 // receiver checked (clean: 0 errors; node 2's tensor 0 treated as wrong: errors > 0, exit 1).
 TEST_F(FerryPerfBinaryTest, ModelSyncRowsVerifyEveryTensorOnEveryReceiver) {
-  const std::vector<std::string> args = {"--model", "small", "--iters", "1", "--warmup", "1",
+  const std::vector<std::string> args = {"--model", "small", "--iters", "1",  // RunPerf: --warmup 1
                                          "--inflight", "8", "--join-stagger-ms", "20",
                                          "--cluster-warmup", "0"};
   std::vector<nlohmann::json> rows;
