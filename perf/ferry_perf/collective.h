@@ -23,8 +23,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "ferry/client.h"
+#include "perf/ferry_perf/model_shape.h"
 
 namespace ferry::perf {
+
+struct Row;
 
 // One ferryd of the cluster under test.
 struct PerfNode {
@@ -43,6 +46,12 @@ struct PerfContext {
   absl::Duration timeout = absl::Seconds(120);  // per Get / Broadcast
   int stream_inflight = 2;  // p2p-stream: Gets in flight
   int corrupt_node = -1;  // test hook: the verifier treats this node's first word as wrong
+  // Weight-sync collectives (model-bcast, model-join; model_collectives.cc).
+  ModelKind model = ModelKind::kMix;
+  double model_scale = 1.0;
+  uint64_t model_seed = 0;
+  int inflight = 16;                                   // per-object calls outstanding per node
+  absl::Duration join_stagger = absl::Milliseconds(150);  // model-join: between receivers' joins
   bool verbose = false;
 
   int size() const { return static_cast<int>(nodes.size()); }
@@ -71,6 +80,12 @@ class Collective {
   // nccl-tests' busbw = algbw * factor: 1 for broadcast, reduce and p2p, 2(N-1)/N allreduce.
   virtual double BusBwFactor(int nodes) const = 0;
 
+  // Non-zero: the collective moves this many bytes and ignores the size sweep (one row).
+  virtual uint64_t fixed_bytes() const { return 0; }
+  // Adds what the collective measured beyond the times to the size's row (called once per
+  // row, after its last iteration) and forgets it.
+  virtual void AddDetails(Row*) {}
+
   [[nodiscard]] virtual absl::Status Prepare(uint64_t bytes, int iter) = 0;
   // Runs the collective once; returns its duration in seconds.
   [[nodiscard]] virtual absl::StatusOr<double> Run(int iter) = 0;
@@ -80,6 +95,9 @@ class Collective {
   [[nodiscard]] virtual absl::StatusOr<uint64_t> Verify(int iter) = 0;
   virtual void Cleanup(int iter) = 0;
 };
+
+// model-bcast / model-join (model_collectives.cc); nullptr for another name.
+std::unique_ptr<Collective> MakeModelCollective(std::string_view name, PerfContext* ctx);
 
 // Names MakeCollective accepts, in the order of the default --coll.
 std::vector<std::string> KnownCollectives();

@@ -345,7 +345,9 @@ class BroadcastGet final : public ObjectCollective {
 
 }  // namespace
 
-std::vector<std::string> KnownCollectives() { return {"p2p", "p2p-stream", "broadcast", "broadcast-get"}; }
+std::vector<std::string> KnownCollectives() {
+  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join"};
+}
 
 absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
                                                            PerfContext* ctx) {
@@ -353,8 +355,10 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
   if (name == "p2p-stream") return std::make_unique<P2pStream>(ctx);
   if (name == "broadcast") return std::make_unique<Broadcast>(ctx);
   if (name == "broadcast-get") return std::make_unique<BroadcastGet>(ctx);
-  return absl::InvalidArgumentError(absl::StrCat("unknown collective '", std::string(name),
-                                                 "' (known: p2p, p2p-stream, broadcast, broadcast-get)"));
+  if (std::unique_ptr<Collective> model = MakeModelCollective(name, ctx)) return model;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown collective '", std::string(name),
+                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join)"));
 }
 
 }  // namespace ferry::perf

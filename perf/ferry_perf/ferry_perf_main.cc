@@ -48,7 +48,13 @@ struct Flags {
   std::string ns = "default";
   int corrupt_node = -1;
   int stream_inflight = 2;
+  std::string model = "mix";
+  double model_scale = 1.0;
+  uint64_t model_seed = 0;
+  int inflight = 16;
+  int join_stagger_ms = 150;
   bool node_stats = false;
+  bool verbose = false;
   std::string cluster_warmup = "64M";
 };
 
@@ -67,7 +73,26 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_option("--sockets", f->sockets,
                  "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
-  app.add_option("--coll", f->colls, "collectives: p2p,p2p-stream,broadcast,broadcast-get")
+  app.add_option("--coll", f->colls,
+                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join")
+      ->capture_default_str();
+  app.add_option("--model", f->model,
+                 "model-bcast/model-join: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "
+                 "tensors, mostly 40 KiB, ~550 MB) or small (1,000 x 4 KiB); one row, sizes ignored")
+      ->capture_default_str();
+  app.add_option("--model-scale", f->model_scale,
+                 "multiply every tensor above 64 KiB by this (0 < s <= 4); e.g. 0.25 for mix on "
+                 "a 512 MiB arena")
+      ->capture_default_str();
+  app.add_option("--model-seed", f->model_seed,
+                 "0: tensors in state-dict order; else the order they are issued in is shuffled "
+                 "with this seed (contents always depend on it)")
+      ->capture_default_str();
+  app.add_option("--inflight", f->inflight,
+                 "model-*: per-object SDK calls in flight per node (threads; 1-64)")
+      ->capture_default_str();
+  app.add_option("--join-stagger-ms", f->join_stagger_ms,
+                 "model-join: receiver k starts (k-1) * this after the first (0-10000)")
       ->capture_default_str();
   app.add_option("--stream-inflight", f->stream_inflight, "p2p-stream: Gets in flight (1-16)")
       ->capture_default_str();
@@ -105,6 +130,7 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_flag("--node-stats", f->node_stats,
                "after each iteration, log every node's bytes sent/received and retries during it "
                "(shows the tree ferry built)");
+  app.add_flag("-v,--verbose", f->verbose, "log each model-* iteration's phases");
   // Hidden test hook: the verifier treats node I's first word as wrong.
   app.add_option("--corrupt-node", f->corrupt_node, "")->group("");
 }
@@ -135,6 +161,18 @@ absl::StatusOr<SweepPlan> MakePlan(const Flags& f) {
   }
   if (f.stream_inflight < 1 || f.stream_inflight > 16) {
     return absl::InvalidArgumentError("--stream-inflight must be between 1 and 16");
+  }
+  if (!ModelKindFromName(f.model)) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown --model '", f.model, "' (mix, moe, small)"));
+  }
+  if (!(f.model_scale > 0 && f.model_scale <= 4)) {
+    return absl::InvalidArgumentError("--model-scale must be in (0, 4]");
+  }
+  if (f.inflight < 1 || f.inflight > 64) {
+    return absl::InvalidArgumentError("--inflight must be between 1 and 64");
+  }
+  if (f.join_stagger_ms < 0 || f.join_stagger_ms > 10000) {
+    return absl::InvalidArgumentError("--join-stagger-ms must be between 0 and 10000");
   }
   p.min_bytes = *lo;
   p.max_bytes = *hi;
@@ -258,6 +296,7 @@ Row RunSize(Collective& c, const PerfContext& ctx, const Setup& setup, const Fla
   row.link_source = setup.link_source;
   row.run_id = ctx.run_id;
   row.times_s = std::move(times);
+  c.AddDetails(&row);
   return row;
 }
 
@@ -379,7 +418,8 @@ absl::StatusOr<std::vector<std::unique_ptr<Collective>>> MakeCollectives(
 int Main(int argc, char** argv) {
   CLI::App app{
       "ferry-perf: nccl-tests-style sweeps of ferry collectives (p2p, broadcast,\n"
-      "broadcast-get) over a running cluster, through libferry. Each iteration gets fresh\n"
+      "broadcast-get) and weight-sync workloads (model-bcast, model-join: a whole model\n"
+      "version of --model, one row) over a running cluster, through libferry. Each iteration gets fresh\n"
       "objects, is timed, verified byte for byte on every receiving node, then deleted.\n"
       "Table on stdout; --json appends lines shaped like perf/baselines':\n"
       "  {\"system\":\"ferry\",\"coll\":..,\"bytes\":..,\"nodes\":N,\"time_median_s\":..,"
@@ -410,6 +450,12 @@ int Main(int argc, char** argv) {
   ctx.timeout = *timeout;
   ctx.corrupt_node = f.corrupt_node;
   ctx.stream_inflight = f.stream_inflight;
+  ctx.model = *ModelKindFromName(f.model);
+  ctx.model_scale = f.model_scale;
+  ctx.model_seed = f.model_seed;
+  ctx.inflight = f.inflight;
+  ctx.verbose = f.verbose;
+  ctx.join_stagger = absl::Milliseconds(f.join_stagger_ms);
   absl::StatusOr<std::vector<PerfNode>> nodes = ConnectNodes(sockets, *timeout + absl::Seconds(30));
   if (!nodes.ok()) {
     LogLine(nodes.status().ToString());
@@ -433,7 +479,9 @@ int Main(int argc, char** argv) {
   PrintBanner(ctx, *setup, f);
   for (const std::unique_ptr<Collective>& c : colls) {
     (*reporter)->TableHeader(c->name(), c->description());
-    for (uint64_t bytes : SweepSizes(setup->plan)) {
+    const std::vector<uint64_t> sizes =
+        c->fixed_bytes() > 0 ? std::vector<uint64_t>{c->fixed_bytes()} : SweepSizes(setup->plan);
+    for (uint64_t bytes : sizes) {
       Row row = RunSize(*c, ctx, *setup, f, bytes);
       total_errors += row.errors;
       (*reporter)->Emit(row);

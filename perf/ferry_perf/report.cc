@@ -1,5 +1,6 @@
 #include "perf/ferry_perf/report.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -25,6 +26,48 @@ std::string Fixed(double value, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*f", decimals, value);
   return buf;
+}
+
+// "#" lines under a weight-sync row: the shape, the phases, per-tensor cost, receivers.
+void PrintModelDetails(const Row& row) {
+  const ModelDetails& m = *row.model;
+  const double n = static_cast<double>(std::max<uint64_t>(m.tensors, 1));
+  const double bound = row.stats.bound_s;
+  std::printf("#   shape %s\n", m.shape.c_str());
+  std::printf("#   %llu tensors, %d in flight: put %.3f s (%.0f us/tensor), %s %.3f s (%.0f us/tensor)\n",
+              static_cast<unsigned long long>(m.tensors), m.inflight, m.put_s, m.put_s / n * 1e6,
+              m.receivers.empty() ? "broadcast" : "first join to last done", m.transfer_s,
+              m.transfer_s / n * 1e6);
+  for (const ReceiverTiming& r : m.receivers) {
+    const double done = r.join_s + r.own_s, done_bound = r.join_s + bound;
+    std::printf("#   %-6s join %7.3f s  own %8.3f s (%s x S/B)  done %8.3f s vs join+S/B %8.3f s (%s)\n",
+                r.node.c_str(), r.join_s, r.own_s, Fixed(bound > 0 ? r.own_s / bound : 0, 2).c_str(),
+                done, done_bound, Fixed(done_bound > 0 ? done / done_bound : 0, 2).c_str());
+  }
+}
+
+nlohmann::ordered_json ModelJson(const Row& row) {
+  const ModelDetails& m = *row.model;
+  nlohmann::ordered_json j;
+  j["shape"] = m.shape;
+  j["kind"] = m.kind;
+  j["scale"] = m.scale;
+  j["tensors"] = m.tensors;
+  j["inflight"] = m.inflight;
+  j["put_s"] = m.put_s;
+  j["transfer_s"] = m.transfer_s;
+  j["per_tensor_us"] = row.stats.median_s / static_cast<double>(std::max<uint64_t>(m.tensors, 1)) * 1e6;
+  nlohmann::ordered_json rs = nlohmann::ordered_json::array();
+  for (const ReceiverTiming& r : m.receivers) {
+    nlohmann::ordered_json x;
+    x["node"] = r.node;
+    x["join_s"] = r.join_s;
+    x["own_s"] = r.own_s;
+    x["own_over_bound"] = row.stats.bound_s > 0 ? r.own_s / row.stats.bound_s : 0.0;
+    rs.push_back(x);
+  }
+  if (!m.receivers.empty()) j["receivers"] = rs;
+  return j;
 }
 
 }  // namespace
@@ -68,6 +111,7 @@ void Reporter::Emit(const Row& row) {
               Fixed(s.algbw_Bps / 1e9, 4).c_str(), Fixed(s.busbw_Bps / 1e9, 4).c_str(),
               Fixed(s.bound_s * 1e6, 1).c_str(), Fixed(s.time_over_bound, 2).c_str(),
               static_cast<unsigned long long>(row.errors));
+  if (row.model) PrintModelDetails(row);
   std::fflush(stdout);
   if (json_ != nullptr) {
     nlohmann::ordered_json j;
@@ -93,6 +137,7 @@ void Reporter::Emit(const Row& row) {
     j["failed_iters"] = row.failed_iters;
     j["times_s"] = row.times_s;
     j["run_id"] = row.run_id;
+    if (row.model) j["model"] = ModelJson(row);
     std::fprintf(json_, "%s\n",
                  j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
     std::fflush(json_);

@@ -6,6 +6,10 @@
 //   "algbw_Bps":..,"busbw_Bps":..,"bound_s":..,"time_over_bound":..,"link_Bps":..,
 //   "link_source":..,"errors":..,"failed_iters":..,"times_s":[..],"run_id":..}
 // bound_s and time_over_bound are 0 when the link bandwidth is unknown.
+// Weight-sync rows (model-bcast, model-join) add "model":{"shape":..,"kind":..,"scale":..,
+//   "tensors":..,"inflight":..,"put_s":..,"transfer_s":..,"per_tensor_us":..,
+//   "receivers":[{"node":..,"join_s":..,"own_s":..,"own_over_bound":..}]} (medians over the
+//   timed iterations; receivers only for model-join), and "#" detail lines under the row.
 //
 // Thread-safety: used by the main thread only.
 #pragma once
@@ -13,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +25,25 @@
 #include "perf/ferry_perf/sweep.h"
 
 namespace ferry::perf {
+
+// model-join: one receiver's timing, medians over the timed iterations.
+struct ReceiverTiming {
+  std::string node;
+  double join_s = 0;  // when it started, from the first receiver's start
+  double own_s = 0;   // its own time: from its join until it held every tensor
+};
+
+// What a weight-sync row reports beyond the times.
+struct ModelDetails {
+  std::string shape;  // DescribeShape
+  std::string kind;
+  double scale = 1;
+  uint64_t tensors = 0;
+  int inflight = 0;
+  double put_s = 0;       // root's PutModel (model-bcast: part of the time; model-join: untimed)
+  double transfer_s = 0;  // model-bcast: BroadcastModel; model-join: first join to last done
+  std::vector<ReceiverTiming> receivers;  // model-join
+};
 
 struct Row {
   std::string system = "ferry";
@@ -38,6 +62,7 @@ struct Row {
   double link_Bps = 0;
   std::string link_source;
   std::string run_id;
+  std::optional<ModelDetails> model;
 };
 
 class Reporter {

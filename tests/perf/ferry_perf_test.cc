@@ -121,7 +121,8 @@ class FerryPerfBinaryTest : public ::testing::Test {
 
   // Runs ferry-perf over the cluster; returns its exit code, fills *rows from --json.
   int RunPerf(const std::string& tag, const std::vector<std::string>& extra,
-              std::vector<nlohmann::json>* rows) {
+              std::vector<nlohmann::json>* rows,
+              const std::string& colls = "p2p,p2p-stream,broadcast,broadcast-get") {
     const std::string json = cluster_->dir() + "/" + tag + ".jsonl";
     log_ = cluster_->dir() + "/" + tag + ".log";
     std::vector<std::string> argv = {
@@ -129,7 +130,7 @@ class FerryPerfBinaryTest : public ::testing::Test {
         "--sockets",
         cluster_->socket(0) + "," + cluster_->socket(1) + "," + cluster_->socket(2),
         "--coll",
-        "p2p,p2p-stream,broadcast,broadcast-get",
+        colls,
         "--min-bytes",
         "1K",
         "--factor",
@@ -185,6 +186,39 @@ TEST_F(FerryPerfBinaryTest, CleanSweepHasNoErrorsAndCorruptionIsCaught) {
   EXPECT_TRUE(rows.empty());
   EXPECT_NE(ReadFile(log_).find("--stream-inflight must be between 1 and 16"), std::string::npos)
       << ReadFile(log_);
+}
+
+// The weight-sync rows: one row per collective for the whole model, every tensor of every
+// receiver checked (clean: 0 errors; node 2's tensor 0 treated as wrong: errors > 0, exit 1).
+TEST_F(FerryPerfBinaryTest, ModelSyncRowsVerifyEveryTensorOnEveryReceiver) {
+  const std::vector<std::string> args = {"--model", "small", "--iters", "1",  // RunPerf: --warmup 1
+                                         "--inflight", "8", "--join-stagger-ms", "20",
+                                         "--cluster-warmup", "0"};
+  std::vector<nlohmann::json> rows;
+  ASSERT_EQ(RunPerf("model", args, &rows, "model-bcast,model-join"), 0) << ReadFile(log_);
+  ASSERT_EQ(rows.size(), 2u) << ReadFile(log_);
+  for (const nlohmann::json& r : rows) {
+    EXPECT_EQ(r["errors"], 0) << r.dump();
+    EXPECT_EQ(r["iters"], 1) << r.dump();
+    EXPECT_EQ(r["bytes"], 1000 * 4096) << r.dump();
+    EXPECT_EQ(r["model"]["tensors"], 1000) << r.dump();
+    EXPECT_GT(r["bound_s"].get<double>(), 0) << r.dump();
+  }
+  EXPECT_EQ(rows[0]["coll"], "model-bcast");
+  EXPECT_EQ(rows[1]["coll"], "model-join");
+  ASSERT_EQ(rows[1]["model"]["receivers"].size(), 2u) << rows[1].dump();
+  EXPECT_GE(rows[1]["model"]["receivers"][1]["join_s"].get<double>(), 0.02) << rows[1].dump();
+  EXPECT_NE(ReadFile(log_).find("total errors: 0"), std::string::npos);
+
+  std::vector<std::string> corrupt = args;
+  corrupt.insert(corrupt.end(), {"--corrupt-node", "2"});
+  ASSERT_NE(RunPerf("model-corrupt", corrupt, &rows, "model-bcast,model-join"), 0) << ReadFile(log_);
+  ASSERT_EQ(rows.size(), 2u) << ReadFile(log_);
+  for (const nlohmann::json& r : rows) EXPECT_GT(r["errors"].get<uint64_t>(), 0u) << r.dump();
+  EXPECT_NE(ReadFile(log_).find("content hash differs"), std::string::npos) << ReadFile(log_);
+
+  EXPECT_EQ(RunPerf("bad-model", {"--model", "dense"}, &rows, "model-bcast"), 2);
+  EXPECT_NE(ReadFile(log_).find("unknown --model 'dense'"), std::string::npos) << ReadFile(log_);
 }
 
 }  // namespace
