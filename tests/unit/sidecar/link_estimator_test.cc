@@ -37,7 +37,7 @@ TEST(LinkEstimatorTest, LatencyIsTheMinimumOfTheLastSamplesNotAnEwma) {
   PullSample s{1000, 0.01, 0.002, 1000, 7, true};
   e.Record(s);
   EXPECT_EQ(e.latency_s(), 0);
-  e.Record(Big(1.0, /*sender=*/7));   // 16 MiB/s; also the first pull from 7 with a known bandwidth
+  e.Record(Big(1.0, /*sender=*/7, /*first_chunk_s=*/0.5));   // 16 MiB/s; and the first pull from 7
   EXPECT_EQ(e.latency_s(), 0) << "the first pull from a sender pays for connection setup";
   const double bw = e.bandwidth_bps();
   // From now on: sample = first_chunk - min(chunk, bytes) / bw.

@@ -298,16 +298,19 @@ TEST(NodeTest, MembershipDeltasAddAndRemovePeersAndAGapReconnects) {
   a->node->Shutdown();
 }
 
-// Starts a fetch from `self` to `peer` that `peer` never answers: it completes only when the
+// A fetch from `self` to `peer` that `peer` never answers: it completes only when the
 // connection is reset (or at shutdown). The one place this test uses the transport's Fetch.
 class HeldFetch {
  public:
-  HeldFetch(Transport& self, InprocTransport& peer) {
+  // Installs `peer`'s fetch handler (before any traffic).
+  explicit HeldFetch(InprocTransport& peer) : peer_(peer.self()) {
     peer.SetFetchHandler([this](NodeId, std::string_view, std::unique_ptr<FetchResponder> r) {
       absl::MutexLock lock(&mu_);
       held_.push_back(std::move(r));
     });
-    self.Fetch(peer.self(), "hold", buf_, sizeof(buf_), [this](absl::Status s) {
+  }
+  void Start(Transport& self) {
+    self.Fetch(peer_, "hold", buf_, sizeof(buf_), [this](absl::Status s) {
       status_ = std::move(s);
       done_.Notify();
     });
@@ -329,6 +332,7 @@ class HeldFetch {
   const absl::Status& status() const { return status_; }
 
  private:
+  const NodeId peer_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<FetchResponder>> held_ ABSL_GUARDED_BY(mu_);
   char buf_[16];
@@ -342,12 +346,13 @@ TEST(NodeTest, SessionDropReconnectsAndWasDeclaredDeadResetsPeerConnections) {
   ASSERT_NE(a, nullptr);
   absl::StatusOr<std::unique_ptr<InprocTransport>> peer = InprocTransport::Create(fabric, kPeer);
   ASSERT_TRUE(peer.ok());
+  HeldFetch fetch(**peer);
   ASSERT_TRUE((*peer)->AddPeer(kA, std::to_string(kA)).ok());
   a->Register({kA, kPeer});
   ASSERT_TRUE(a->node->transport().HasPeer(kPeer));
   a->Put("held", "kept across sessions");
 
-  HeldFetch fetch(a->node->transport(), **peer);
+  fetch.Start(a->node->transport());
   ASSERT_TRUE(fetch.WaitHeld());
 
   // The session drops (coordinator restart): the node reconnects and re-reports its copies.
