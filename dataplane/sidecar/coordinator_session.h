@@ -12,7 +12,6 @@
 // Every public method is thread-safe.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
