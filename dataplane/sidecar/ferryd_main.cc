@@ -1,8 +1,9 @@
 // ferryd: the per-node sidecar daemon. See docs/operations.md.
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <future>
 #include <memory>
 #include <string>
 
@@ -14,7 +15,6 @@
 #include "common/host_port.h"
 #include "core/names.h"
 #include "common/process.h"
-#include "common/signals.h"
 #include "dataplane/sidecar/arena_server.h"
 #include "dataplane/sidecar/node.h"
 #include "dataplane/sidecar/sidecar_service.h"
@@ -118,8 +118,16 @@ int main(int argc, char** argv) {
   if (int rc = ValidateFlags(f, &arena_bytes, &rate); rc != 0) return rc;
   // The name is validated, so it cannot carry spdlog pattern flags ('%').
   spdlog::set_pattern(fmt::format("[%H:%M:%S.%e] [{}] [%^%l%$] %v", f.name));
-  std::promise<void> stop;
-  ferry::HandleTerminationSignals([&stop](int) { stop.set_value(); });
+  // SIGINT and SIGTERM are blocked here, before any thread starts (every thread inherits the
+  // mask), and main takes them with sigwait once serving: no signal thread, so no thread in
+  // ferryd is detached. SIGPIPE stays blocked.
+  sigset_t termination;
+  sigemptyset(&termination);
+  sigaddset(&termination, SIGINT);
+  sigaddset(&termination, SIGTERM);
+  sigaddset(&termination, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &termination, nullptr);
+  sigdelset(&termination, SIGPIPE);
   ferry::dataplane::NodeOptions options;
   options.max_pull_rate_Bps = static_cast<double>(rate);
   options.name = f.name;
@@ -190,7 +198,8 @@ int main(int argc, char** argv) {
   chmod(f.socket.c_str(), 0660);
   spdlog::info("ferryd {} (id {}) serving {} with a {} arena, transport {}", f.name, node->node_id(), f.socket,
                ferry::HumanBytes(static_cast<double>(node->arena().size())), node->transport().Name());
-  stop.get_future().wait();
+  int signo = 0;
+  sigwait(&termination, &signo);   // a signal that came during start-up is pending: taken at once
   spdlog::info("ferryd stopping");
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*arena_server)->Stop();

@@ -11,46 +11,50 @@ ReportQueue::ReportQueue(SendFn send) : send_(std::move(send)), thread_([this] {
 ReportQueue::~ReportQueue() { Stop(); }
 
 void ReportQueue::Push(proto::ReportTransferRequest req) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return;
-    queue_.push_back(std::move(req));
-    ++pushed_;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  if (stop_) return;
+  queue_.push_back(std::move(req));
+  ++pushed_;
 }
 
 bool ReportQueue::Flush(absl::Time deadline) {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const uint64_t target = pushed_;
-  cv_.wait_until(lock, absl::ToChronoTime(deadline), [&] { return sent_ >= target || stop_; });
+  auto done = [this, target] {
+    mu_.AssertHeld();
+    return sent_ >= target || stop_;
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
   return sent_ >= target;
 }
 
 void ReportQueue::Stop(absl::Duration drain) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!stop_) drain_until_ = absl::Now() + drain;
     stop_ = true;
   }
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
 void ReportQueue::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  mu_.Lock();
+  auto ready = [this] {
+    mu_.AssertHeld();
+    return stop_ || !queue_.empty();
+  };
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    mu_.Await(absl::Condition(&ready));
     if (stop_ && absl::Now() > drain_until_) queue_.clear();
-    if (queue_.empty()) return;  // stopped, and drained or out of time
+    if (queue_.empty()) break;  // stopped, and drained or out of time
     proto::ReportTransferRequest req = std::move(queue_.front());
     queue_.pop_front();
-    lock.unlock();
+    mu_.Unlock();
     send_(req);
-    lock.lock();
+    mu_.Lock();
     ++sent_;
-    cv_.notify_all();
   }
+  mu_.Unlock();
 }
 
 }  // namespace ferry::dataplane

@@ -7,13 +7,13 @@
 // coordinator still sees this node's reports and requests in the order the node made them.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/coordinator.pb.h"
 
@@ -40,14 +40,15 @@ class ReportQueue {
   void Run();
 
   SendFn send_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<proto::ReportTransferRequest> queue_;
-  uint64_t pushed_ = 0;
-  uint64_t sent_ = 0;
-  bool stop_ = false;
-  absl::Time drain_until_ = absl::InfiniteFuture();
-  std::thread thread_;
+  absl::Mutex mu_;
+  // Reports pushed and not yet taken by the thread; pushed_ - sent_ = queued + the one
+  // being sent.
+  std::deque<proto::ReportTransferRequest> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t pushed_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time drain_until_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  std::thread thread_;   // owned, joined by Stop
 };
 
 }  // namespace ferry::dataplane
