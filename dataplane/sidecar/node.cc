@@ -77,7 +77,7 @@ Node::Node(NodeOptions options, std::unique_ptr<Arena> arena, std::unique_ptr<Tr
       arena_(std::move(arena)),
       transport_(std::move(transport)),
       store_(arena_->size()),
-      server_(&store_, arena_->base()),
+      server_(&store_, options_.arena_region),
       puller_(transport_.get(), &store_),
       session_secret_(RandomSecret()),
       broadcast_pulls_("broadcast pulls", options_.max_broadcast_pulls) {
@@ -404,7 +404,7 @@ absl::StatusOr<bool> Node::PullAttempt(Fetch& f, const proto::AcquireSourceReply
   if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument) return GiveUp(f, s, reply.sender(), true);
   PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
                 options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
-                arena_->base() + f.hold->offset, f.deadline, options_.max_pull_rate_Bps, &stopping_};
+                LocalSlice{options_.arena_region, f.hold->offset, reply.meta().size()}, f.deadline, options_.max_pull_rate_Bps, &stopping_};
   PullStats stats;
   ++counters_.pulls;
   const absl::Time pull_start = absl::Now();
