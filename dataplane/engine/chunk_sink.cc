@@ -12,10 +12,8 @@ absl::StatusOr<LocalSlice> CopySink::Destination(uint32_t k, uint64_t first, uin
     return absl::OutOfRangeError(absl::StrCat("copy of ", PrintableName(ns_, key_), ": object range [",
                                               object_.offset, ", +", object_.length, ") wraps"));
   }
-  if (absl::Status s = CheckRange(absl::StrCat("chunk ", k, " of ", PrintableName(ns_, key_)), object_.length,
-                                  first, len);
-      !s.ok()) {
-    return s;
+  if (first > object_.length || len > object_.length - first) {   // overflow-safe; names it only then
+    return CheckRange(absl::StrCat("chunk ", k, " of ", PrintableName(ns_, key_)), object_.length, first, len);
   }
   return LocalSlice{object_.region, object_.offset + first, len};
 }

@@ -165,7 +165,10 @@ void InprocResponder::Reply(LocalSlice slice, Done sent) {
   };
   const size_t len = slice.length;
   absl::StatusOr<uint8_t*> src = absl::CancelledError("inproc: fetch reply: the server is gone");
-  if (server) src = server->regions_.Resolve(slice, "fetch reply");
+  if (server) {
+    auto requester = requester_.lock();
+    src = server->regions_.Resolve(slice, "fetch reply to", requester ? requester->id() : 0);
+  }
   if (!src.ok()) {
     answered_ = false;
     Fail(absl::InternalError(absl::StrCat("inproc: the server's reply was refused: ", src.status().message())));
@@ -236,7 +239,7 @@ void Node::Complete(uint64_t id, absl::Status status) {
 void Node::StartFetch(uint64_t id, NodeId peer, std::string header, LocalSlice slice, Done done) {
   auto target = Reach(peer, "fetch from");
   if (!target.ok()) return FailNow(std::move(done), target.status());
-  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, absl::StrCat("fetch from node ", peer));
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "fetch from", peer);
   if (!dst.ok()) return FailNow(std::move(done), dst.status());
   const size_t len = slice.length;
   ops_.emplace(id, PendingOp{peer, *dst, len, std::move(done), true});
@@ -307,18 +310,18 @@ absl::Status Node::CopyFromRegion(std::string_view key, uint64_t offset, void* d
   if (ec != std::errc() || ptr != key.data() + key.size() || region == kNoRegion) {
     return absl::InvalidArgumentError(absl::StrCat("inproc: read from node ", id_, ": unknown remote key"));
   }
-  absl::StatusOr<uint8_t*> src = regions_.Resolve(LocalSlice{region, offset, len}, absl::StrCat("read from node ", id_));
+  absl::StatusOr<uint8_t*> src = regions_.Resolve(LocalSlice{region, offset, len}, "read of its region by a peer");
   if (!src.ok()) return src.status();
   if (len > 0) std::memcpy(dst, *src, len);
   return absl::OkStatus();
 }
 
 void Node::StartRead(NodeId peer, RemoteSlice src, LocalSlice slice, Done done) {
-  const std::string op = absl::StrCat("read from node ", peer);
   auto target = Reach(peer, "read from");
   if (!target.ok()) return FailNow(std::move(done), target.status());
-  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, op);
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "read from", peer);
   if (!dst.ok()) return FailNow(std::move(done), dst.status());
+  const std::string op = absl::StrCat("read from node ", peer);   // a test transport: clarity over speed
   absl::StatusOr<RemoteKey> key = DecodeRemoteKey(src.remote_key);
   absl::Status checked;
   if (!key.ok()) {

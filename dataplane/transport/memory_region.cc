@@ -92,25 +92,26 @@ absl::StatusOr<RegionId> RegionTable::Add(MemoryKind kind, void* base, size_t le
   return static_cast<RegionId>(entries_.size());
 }
 
-absl::StatusOr<uint8_t*> RegionTable::Resolve(const LocalSlice& slice, absl::string_view op, Entry* entry) const {
+absl::StatusOr<uint8_t*> RegionTable::Resolve(const LocalSlice& slice, absl::string_view op, uint64_t peer,
+                                               Entry* entry) const {
+  auto what = [&] {
+    return peer == 0 ? absl::StrCat(transport_, ": ", op) : absl::StrCat(transport_, ": ", op, " node ", peer);
+  };
   if (slice.region == kNoRegion) {
     if (slice.length == 0) return nullptr;   // no bytes, no memory
-    return absl::InvalidArgumentError(
-        absl::StrCat(transport_, ": ", op, ": ", slice.length, " bytes in no registered region"));
+    return absl::InvalidArgumentError(absl::StrCat(what(), ": ", slice.length, " bytes in no registered region"));
   }
   Entry e;
   {
     absl::MutexLock lock(&mu_);
     if (slice.region > entries_.size()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(transport_, ": ", op, ": region ", slice.region, " is not registered here"));
+          absl::StrCat(what(), ": region ", slice.region, " is not registered here"));
     }
     e = entries_[slice.region - 1];
   }
-  if (absl::Status s = CheckRange(absl::StrCat(transport_, ": ", op, ": region ", slice.region), e.length,
-                                  slice.offset, slice.length);
-      !s.ok()) {
-    return s;
+  if (slice.offset > e.length || slice.length > e.length - slice.offset) {   // overflow-safe
+    return CheckRange(absl::StrCat(what(), ": region ", slice.region), e.length, slice.offset, slice.length);
   }
   if (entry != nullptr) *entry = e;
   return e.base + slice.offset;

@@ -105,10 +105,12 @@ class RegionTable {
   // or empty range, UNIMPLEMENTED for a kind other than host.
   absl::StatusOr<RegionId> Add(MemoryKind kind, void* base, size_t length);
 
-  // Resolves `slice` for operation `op` (e.g. "fetch from node 2"): the address of its first
-  // byte (null for an empty slice of kNoRegion). INVALID_ARGUMENT for an unknown region,
-  // OUT_OF_RANGE for a range outside it. `entry` (optional) receives the region.
-  absl::StatusOr<uint8_t*> Resolve(const LocalSlice& slice, absl::string_view op,
+  // Resolves `slice` for operation `op` on `peer` (errors read "<transport>: <op> node
+  // <peer>: region ..."; peer 0: no node named): the address of its first byte (null for an
+  // empty slice of kNoRegion). INVALID_ARGUMENT for an unknown region, OUT_OF_RANGE for a
+  // range outside it. `entry` (optional) receives the region. On the path of every
+  // operation: no allocation unless it fails.
+  absl::StatusOr<uint8_t*> Resolve(const LocalSlice& slice, absl::string_view op, uint64_t peer = 0,
                                    Entry* entry = nullptr) const;
 
  private:

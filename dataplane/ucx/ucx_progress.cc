@@ -248,7 +248,7 @@ void UcxTransport::StartFetch(uint64_t id, NodeId peer, std::string header, Loca
                    absl::InvalidArgumentError(absl::StrCat(prefix, "header of ", header.size(), " bytes (max ",
                                                            ucx::kMaxFetchHeaderBytes, ")")));
   }
-  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, absl::StrCat("fetch from node ", peer));
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "fetch from", peer);
   if (!dst.ok()) return FailNow(std::move(done), dst.status());
   const size_t len = slice.length;
   auto conn = Connect(peer, OpKind::kFetch);
@@ -290,25 +290,29 @@ void UcxTransport::ResetOnThread(NodeId peer) {
 }
 
 // Checks the remote key and both ranges before anything is posted.
-static absl::Status CheckRead(const std::string& op, const RemoteSlice& src, const absl::StatusOr<RemoteKey>& key,
+static absl::Status CheckRead(NodeId peer, const RemoteSlice& src, const absl::StatusOr<RemoteKey>& key,
                        const LocalSlice& dst) {
-  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("ucx: ", op, ": ", key.status().message()));
-  if (absl::Status s = CheckSupportedKind(key->kind, absl::StrCat("ucx: ", op)); !s.ok()) return s;
+  auto op = [peer] { return absl::StrCat("read from node ", peer); };   // built only on failure
+  if (key.ok() && key->kind == MemoryKind::kHost && src.length == dst.length && src.offset <= key->length &&
+      src.length <= key->length - src.offset) {
+    return absl::OkStatus();
+  }
+  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("ucx: ", op(), ": ", key.status().message()));
+  if (absl::Status s = CheckSupportedKind(key->kind, absl::StrCat("ucx: ", op())); !s.ok()) return s;
   if (src.length != dst.length) {
     return absl::InvalidArgumentError(
-        absl::StrCat("ucx: ", op, ": source of ", src.length, " bytes into a destination of ", dst.length));
+        absl::StrCat("ucx: ", op(), ": source of ", src.length, " bytes into a destination of ", dst.length));
   }
-  return CheckRange(absl::StrCat("ucx: ", op, ": remote region"), key->length, src.offset, src.length);
+  return CheckRange(absl::StrCat("ucx: ", op(), ": remote region"), key->length, src.offset, src.length);
 }
 
 void UcxTransport::StartRead(NodeId peer, RemoteSlice src, LocalSlice slice, Done done) {
   std::string prefix = absl::StrCat("ucx: read from node ", peer, ": ");
   if (stopping_) return FailNow(std::move(done), absl::CancelledError(prefix + "shut down"));
-  const std::string op = absl::StrCat("read from node ", peer);
-  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, op);
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "read from", peer);
   if (!dst.ok()) return FailNow(std::move(done), dst.status());
   absl::StatusOr<RemoteKey> key = DecodeRemoteKey(src.remote_key);
-  if (absl::Status s = CheckRead(op, src, key, slice); !s.ok()) return FailNow(std::move(done), s);
+  if (absl::Status s = CheckRead(peer, src, key, slice); !s.ok()) return FailNow(std::move(done), s);
   const size_t len = slice.length;
   auto conn = Connect(peer, OpKind::kRead);
   if (!conn.ok()) return FailNow(std::move(done), conn.status());
@@ -349,7 +353,7 @@ void UcxTransport::StartControl(NodeId peer, std::string bytes, Done done) {
 void UcxTransport::StartReply(NodeId peer, uint64_t request_id, size_t expected, LocalSlice slice, Done sent) {
   std::string prefix = absl::StrCat("ucx: fetch reply to node ", peer, ": ");
   if (stopping_) return FailNow(std::move(sent), absl::CancelledError(prefix + "shut down"));
-  absl::StatusOr<uint8_t*> resolved = regions_.Resolve(slice, absl::StrCat("fetch reply to node ", peer));
+  absl::StatusOr<uint8_t*> resolved = regions_.Resolve(slice, "fetch reply to", peer);
   if (!resolved.ok()) {
     StartFail(peer, request_id,
               absl::InternalError(absl::StrCat("ucx: the server's reply was refused: ", resolved.status().message())));

@@ -73,7 +73,7 @@ TEST(RegionTable, ResolvesSlicesInsideAndRefusesTheRest) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(*p, a.data() + 10);
   RegionTable::Entry entry;
-  ASSERT_TRUE(table.Resolve(LocalSlice{*rb, 0, 10}, "op", &entry).ok());
+  ASSERT_TRUE(table.Resolve(LocalSlice{*rb, 0, 10}, "op", 0, &entry).ok());
   EXPECT_EQ(entry.base, b.data());
   EXPECT_EQ(entry.length, 10u);
   EXPECT_EQ(table.Resolve(LocalSlice{*rb, 0, 11}, "op").status().code(), absl::StatusCode::kOutOfRange);
@@ -83,7 +83,7 @@ TEST(RegionTable, ResolvesSlicesInsideAndRefusesTheRest) {
   absl::StatusOr<uint8_t*> empty = table.Resolve(LocalSlice{}, "op");
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(*empty, nullptr);
-  absl::Status unknown = table.Resolve(LocalSlice{42, 0, 1}, "fetch from node 3").status();
+  absl::Status unknown = table.Resolve(LocalSlice{42, 0, 1}, "fetch from", 3).status();
   EXPECT_NE(unknown.message().find("test: fetch from node 3: region 42"), std::string::npos) << unknown;
 }
 
