@@ -8,8 +8,8 @@
 
 namespace ferry::dataplane {
 
-ChunkServer::ChunkServer(ObjectStore* store, uint8_t* arena_base, ChunkServerOptions options)
-    : store_(store), arena_base_(arena_base), options_(options), timer_([this] { TimerLoop(); }) {}
+ChunkServer::ChunkServer(ObjectStore* store, RegionId arena, ChunkServerOptions options)
+    : store_(store), arena_(arena), options_(options), timer_([this] { TimerLoop(); }) {}
 
 ChunkServer::~ChunkServer() {
   {
@@ -52,7 +52,7 @@ void ChunkServer::Handle(NodeId from, std::string_view header, std::unique_ptr<F
         ++chunks_served_;
         bytes_served_ += slice->len;
         ServeSlice held_slice = *slice;
-        responder->Reply(arena_base_ + slice->offset, slice->len,
+        responder->Reply(LocalSlice{arena_, slice->offset, slice->len},
                          [this, held_slice](absl::Status) { store_->UnpinServe(held_slice); });
       },
       absent_until);

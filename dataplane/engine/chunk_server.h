@@ -34,8 +34,9 @@ struct ChunkServerOptions {
 
 class ChunkServer {
  public:
-  // `arena_base` is where store offsets point. Both must outlive the server.
-  ChunkServer(ObjectStore* store, uint8_t* arena_base, ChunkServerOptions options = {});
+  // `arena` is the transport's registration of the arena (RegisterMemory): store offsets
+  // are offsets into it, and replies are slices of it. `store` must outlive the server.
+  ChunkServer(ObjectStore* store, RegionId arena, ChunkServerOptions options = {});
   // Joins the timer thread and fails every request still held for an absent object
   // (NOT_FOUND). Shut the transport down first.
   ~ChunkServer();
@@ -58,7 +59,7 @@ class ChunkServer {
   void TimerLoop();
 
   ObjectStore* store_;
-  uint8_t* arena_base_;
+  const RegionId arena_;
   const ChunkServerOptions options_;
   std::atomic<NodeId> self_{0};
   std::atomic<uint64_t> chunks_served_{0};
@@ -66,7 +67,7 @@ class ChunkServer {
   std::atomic<uint64_t> rejected_{0};
   std::atomic<uint64_t> held_{0};
 
-  absl::Mutex mu_;
+  absl::Mutex mu_;   // the timer's schedule and the stop flag
   // When the timer thread next expires held requests (InfiniteFuture: none held); a wake
   // with an earlier time moves it.
   absl::Time timer_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();

@@ -1,18 +1,18 @@
 #include "dataplane/engine/puller.h"
 
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "core/names.h"
 #include "dataplane/engine/chunk_request.h"
+#include "dataplane/engine/chunk_sink.h"
 
 namespace ferry::dataplane {
 namespace {
@@ -35,11 +35,11 @@ absl::Status Annotated(const absl::Status& s, absl::string_view prefix) {
 // shared_ptr, so whatever runs late finds it alive; Pull returns only when every fetch's
 // callback has run.
 struct PullState : std::enable_shared_from_this<PullState> {
-  PullState(Transport* t, ObjectStore* s, const PullSpec& sp)
-      : transport(t), store(s), spec(sp), shape(sp.size, sp.chunk_size) {}
+  PullState(Transport* t, const PullSpec& sp, ChunkSink* sk)
+      : transport(t), spec(sp), sink(sk), shape(sp.size, sp.chunk_size) {}
 
-  // Picks the chunks to fetch next (window, rate cap) and counts them in flight. mu held.
-  std::vector<uint32_t> TakeIssuable() {
+  // Picks the chunks to fetch next (window, rate cap) and counts them in flight.
+  std::vector<uint32_t> TakeIssuable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     std::vector<uint32_t> out;
     const uint32_t window = std::max<uint32_t>(spec.window, 1);
     while (!stop && in_flight < window && next < missing.size()) {
@@ -57,13 +57,19 @@ struct PullState : std::enable_shared_from_this<PullState> {
 
   // Starts the fetches TakeIssuable picked. mu not held: a transport may complete (or drop)
   // a fetch inside Fetch.
-  void Send(const std::vector<uint32_t>& chunks);
+  void Send(const std::vector<uint32_t>& chunks) ABSL_LOCKS_EXCLUDED(mu);
 
-  void OnDone(uint32_t k, absl::Status s) {
-    if (s.ok()) store->MarkChunk(spec.ns, spec.key, k);
+  // Chunk k's fetch ended with `s`. `fetched`: false when no fetch was issued (the sink gave
+  // no destination), so the sink is not told the chunk was abandoned.
+  void OnDone(uint32_t k, absl::Status s, bool fetched = true) ABSL_LOCKS_EXCLUDED(mu) {
+    if (s.ok()) {
+      s = sink->Landed(k);
+    } else if (fetched) {
+      sink->Abandoned(k);
+    }
     std::vector<uint32_t> more;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       outstanding.erase(k);
       --in_flight;
       if (s.ok()) {
@@ -74,40 +80,44 @@ struct PullState : std::enable_shared_from_this<PullState> {
         FailLocked(Annotated(s, absl::StrCat("chunk ", k, " of ", PrintableName(spec.ns, spec.key), " from node ",
                                              spec.sender, ": ")));
       }
-      // Wake Pull only when its loop may end or drain: a wakeup per chunk would preempt the
-      // transport's thread on a busy core for nothing (Pull re-checks the deadline on its own
-      // timer; rate-capped pulls poll).
-      if (stop || landed == missing.size()) cv.notify_all();
+      // Pull waits on Finished(): absl::Mutex re-evaluates it as this lock is released and
+      // wakes Pull only once it holds, not per chunk (which would preempt the transport's
+      // thread on a busy core for nothing).
     }
     Send(more);
   }
 
-  // Ends the pull with `why` (the first error wins). mu held.
-  void FailLocked(absl::Status why) {
+  // Ends the pull with `why` (the first error wins).
+  void FailLocked(absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (error.ok()) error = std::move(why);
     stop = true;
-    cv.notify_all();
   }
 
-  Transport* transport;
-  ObjectStore* store;
+  // Pull's loop may end: stopped, or every chunk landed.
+  bool Finished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stop || landed == missing.size(); }
+  bool AllBack() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight == 0; }
+
+  Transport* const transport;
   const PullSpec spec;
+  ChunkSink* const sink;
   const ChunkProgress shape;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<uint32_t> missing;
-  size_t next = 0;
-  uint32_t in_flight = 0;
+  // Guards the pull's progress below. Callbacks of different chunks take it briefly; Pull
+  // waits on it with conditions (Finished, AllBack).
+  absl::Mutex mu;
+  std::vector<uint32_t> missing ABSL_GUARDED_BY(mu);
+  size_t next ABSL_GUARDED_BY(mu) = 0;
+  uint32_t in_flight ABSL_GUARDED_BY(mu) = 0;
   // Chunk -> its outstanding fetch (0 until Fetch has returned the id).
-  absl::flat_hash_map<uint32_t, FetchId> outstanding;
-  bool cancelling = false;   // Pull is cancelling: a fetch whose id arrives later is cancelled too
-  size_t landed = 0;
-  uint64_t landed_bytes = 0;
-  uint64_t issued_bytes = 0;
-  absl::Status error;
-  bool stop = false;
-  absl::Time start;
-  absl::Time first_landed;
+  absl::flat_hash_map<uint32_t, FetchId> outstanding ABSL_GUARDED_BY(mu);
+  // Pull is cancelling: a fetch whose id arrives later is cancelled too.
+  bool cancelling ABSL_GUARDED_BY(mu) = false;
+  size_t landed ABSL_GUARDED_BY(mu) = 0;
+  uint64_t landed_bytes ABSL_GUARDED_BY(mu) = 0;
+  uint64_t issued_bytes ABSL_GUARDED_BY(mu) = 0;
+  absl::Status error ABSL_GUARDED_BY(mu);
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  absl::Time start ABSL_GUARDED_BY(mu);
+  absl::Time first_landed ABSL_GUARDED_BY(mu);
 };
 
 // The Done of one chunk fetch. A transport that drops the operation without running it
@@ -135,12 +145,16 @@ class FetchDone {
 void PullState::Send(const std::vector<uint32_t>& chunks) {
   for (uint32_t k : chunks) {
     auto [first, len] = shape.ChunkRange(k);
+    absl::StatusOr<LocalSlice> dst = sink->Destination(k, first, len);
+    if (!dst.ok()) {
+      OnDone(k, dst.status(), /*fetched=*/false);
+      continue;
+    }
     ChunkRequest req{spec.ns, spec.key, k, spec.chunk_size};
-    const FetchId id = transport->Fetch(spec.sender, EncodeChunkRequest(req), spec.dst + first, len,
-                                        FetchDone(shared_from_this(), k));
+    const FetchId id = transport->Fetch(spec.sender, EncodeChunkRequest(req), *dst, FetchDone(shared_from_this(), k));
     bool cancel = false;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       auto it = outstanding.find(k);
       if (it != outstanding.end()) {   // else it has completed already
         it->second = id;
@@ -154,21 +168,21 @@ void PullState::Send(const std::vector<uint32_t>& chunks) {
 // Cancels every outstanding fetch and waits until each has completed: first up to
 // kCancelWait, then, should the transport not have finished them (a receive that does not
 // end), it resets the connection, which completes everything, and waits for that.
-void Drain(PullState& st, std::unique_lock<std::mutex>& lock) {
+void Drain(PullState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
   st.cancelling = true;
   std::vector<FetchId> ids;
   for (const auto& [k, id] : st.outstanding) {
     if (id != 0) ids.push_back(id);
   }
-  lock.unlock();
+  st.mu.Unlock();
   for (FetchId id : ids) st.transport->CancelFetch(id);
-  lock.lock();
-  auto all_back = [&st] { return st.in_flight == 0; };
-  if (st.cv.wait_for(lock, absl::ToChronoNanoseconds(kCancelWait), all_back)) return;
-  lock.unlock();
+  st.mu.Lock();
+  const absl::Condition all_back(&st, &PullState::AllBack);
+  if (st.mu.AwaitWithTimeout(all_back, kCancelWait)) return;
+  st.mu.Unlock();
   st.transport->ResetPeer(st.spec.sender);
-  lock.lock();
-  st.cv.wait(lock, all_back);   // a reset completes every operation to the peer
+  st.mu.Lock();
+  st.mu.Await(all_back);   // a reset completes every operation to the peer
 }
 
 }  // namespace
@@ -176,59 +190,65 @@ void Drain(PullState& st, std::unique_lock<std::mutex>& lock) {
 absl::Status Puller::Pull(const PullSpec& spec, PullStats* stats) {
   absl::StatusOr<std::vector<uint32_t>> missing = store_->MissingChunks(spec.ns, spec.key);
   if (!missing.ok()) return missing.status();
-  auto state = std::make_shared<PullState>(transport_, store_, spec);
-  state->missing = std::move(*missing);
-  state->start = absl::Now();
+  CopySink copy(store_, spec.ns, spec.key, spec.dst);
+  auto state = std::make_shared<PullState>(transport_, spec, spec.sink != nullptr ? spec.sink : &copy);
+  {
+    absl::MutexLock lock(&state->mu);
+    state->missing = std::move(*missing);
+    state->start = absl::Now();
+  }
   // Our own copy deleted (or dropped) mid-pull ends the pull at once.
   absl::StatusOr<uint64_t> watch = store_->WatchRemoval(
       spec.ns, spec.key, [weak = std::weak_ptr<PullState>(state)](absl::Status why) {
         auto st = weak.lock();
         if (!st) return;
-        std::lock_guard<std::mutex> lock(st->mu);
+        absl::MutexLock lock(&st->mu);
         st->FailLocked(Annotated(why, absl::StrCat("pull of ", PrintableName(st->spec.ns, st->spec.key),
                                                    " from node ", st->spec.sender, ": receiving copy: ")));
       });
   if (!watch.ok()) return watch.status();
 
-  std::unique_lock<std::mutex> lock(state->mu);
-  std::vector<uint32_t> first = state->TakeIssuable();
-  lock.unlock();
-  state->Send(first);
-  lock.lock();
-  while (!state->stop && state->landed < state->missing.size()) {
+  PullState& st = *state;
+  st.mu.Lock();
+  std::vector<uint32_t> first = st.TakeIssuable();
+  st.mu.Unlock();
+  st.Send(first);
+  st.mu.Lock();
+  const absl::Condition finished(&st, &PullState::Finished);
+  while (!st.Finished()) {
     const absl::Time now = absl::Now();
     if (now >= spec.deadline) {
       // Ends this pull only: its own fetches are cancelled below; the peer, and other pulls
       // from it, are left alone.
-      state->FailLocked(absl::DeadlineExceededError(absl::StrCat(
+      st.FailLocked(absl::DeadlineExceededError(absl::StrCat(
           "pull of ", PrintableName(spec.ns, spec.key), " from node ", spec.sender,
-          " did not finish before the deadline (", state->landed, " of ", state->missing.size(), " chunks)")));
+          " did not finish before the deadline (", st.landed, " of ", st.missing.size(), " chunks)")));
       break;
     }
     if (spec.stop != nullptr && spec.stop->load()) {
-      state->FailLocked(absl::CancelledError(absl::StrCat("pull of ", PrintableName(spec.ns, spec.key), " from node ",
-                                                          spec.sender, ": ferryd is shutting down")));
+      st.FailLocked(absl::CancelledError(absl::StrCat("pull of ", PrintableName(spec.ns, spec.key), " from node ",
+                                                      spec.sender, ": ferryd is shutting down")));
       break;
     }
     const absl::Time wake = spec.max_rate_Bps > 0 ? std::min(spec.deadline, now + absl::Milliseconds(2))
                                                   : std::min(spec.deadline, now + absl::Milliseconds(200));
-    state->cv.wait_for(lock, absl::ToChronoNanoseconds(wake - now));
-    if (spec.max_rate_Bps > 0 && !state->stop) {
-      std::vector<uint32_t> more = state->TakeIssuable();
-      lock.unlock();
-      state->Send(more);
-      lock.lock();
+    st.mu.AwaitWithDeadline(finished, wake);
+    if (spec.max_rate_Bps > 0 && !st.stop) {
+      std::vector<uint32_t> more = st.TakeIssuable();
+      st.mu.Unlock();
+      st.Send(more);
+      st.mu.Lock();
     }
   }
-  if (state->in_flight > 0) Drain(*state, lock);
-  lock.unlock();
+  if (st.in_flight > 0) Drain(st);
+  st.mu.Unlock();
   store_->Unwatch(*watch);
-  lock.lock();
-  stats->chunks = state->landed;
-  stats->seconds = absl::ToDoubleSeconds(absl::Now() - state->start);
-  stats->first_chunk_s = state->landed > 0 ? absl::ToDoubleSeconds(state->first_landed - state->start) : 0;
-  stats->bytes = state->landed_bytes;
-  return state->error;   // OK when every chunk landed (nothing else ends the loop without one)
+  absl::MutexLock lock(&st.mu);
+  stats->chunks = st.landed;
+  stats->seconds = absl::ToDoubleSeconds(absl::Now() - st.start);
+  stats->first_chunk_s = st.landed > 0 ? absl::ToDoubleSeconds(st.first_landed - st.start) : 0;
+  stats->bytes = st.landed_bytes;
+  return st.error;   // OK when every chunk landed (nothing else ends the loop without one)
 }
 
 }  // namespace ferry::dataplane

@@ -1,5 +1,6 @@
 // Pulls the missing chunks of a receiving object from one sender, keeping a window of
-// chunks in flight, straight into the object's place in the arena, and marks each chunk in
+// chunks in flight, into a chunk sink (chunk_sink.h): by default a CopySink, which lands each
+// chunk straight in the object's place in a registered region (the arena) and marks it in
 // the store as it lands (which also wakes peers waiting to be served that chunk).
 //
 // Threading: Pull blocks the calling thread; completions run on the transport's thread.
@@ -11,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "dataplane/engine/chunk_sink.h"
 #include "dataplane/store/object_store.h"
 #include "dataplane/transport/transport.h"
 
@@ -23,10 +25,14 @@ struct PullSpec {
   uint64_t size = 0;
   uint32_t chunk_size = 1 << 20;
   uint32_t window = 4;
-  uint8_t* dst = nullptr;   // the object's first byte in the local arena
+  // The object's bytes in a registered region of the transport (the arena): offset of its
+  // byte 0 and its size. Used by the default CopySink.
+  LocalSlice dst;
   absl::Time deadline = absl::InfiniteFuture();
   double max_rate_Bps = 0;  // > 0: issue chunks no faster than this (operator rate cap)
   const std::atomic<bool>* stop = nullptr;   // set: end the pull (CANCELLED) as at a deadline
+  // Where chunks land; null: a CopySink into `dst`. Must outlive the Pull call.
+  ChunkSink* sink = nullptr;
 };
 
 struct PullStats {
@@ -41,7 +47,8 @@ class Puller {
   Puller(Transport* transport, ObjectStore* store) : transport_(transport), store_(store) {}
 
   // Fetches every chunk of the object still missing in the store from `spec.sender`.
-  // Returns OK when all have landed; otherwise the first error: the sender's failure naming
+  // Returns OK when all have landed (and the sink accepted each); otherwise the first error:
+  // the sink's, the sender's failure naming
   // it, DEADLINE_EXCEEDED, or NOT_FOUND with IsObjectDeleted (ObjectStore) when the object
   // was deleted on the sender or our own receiving copy was deleted mid-pull.
   // On an error it cancels its outstanding fetches (Transport::CancelFetch; the peer and

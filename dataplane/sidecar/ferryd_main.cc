@@ -162,8 +162,10 @@ int main(int argc, char** argv) {
   options.node_id = topts.self = ferry::dataplane::Node::NewNodeId();
   absl::StatusOr<std::unique_ptr<ferry::dataplane::Transport>> transport = ferry::dataplane::CreateUcxTransport(topts);
   if (!transport.ok()) return Fail("UCX transport", transport.status());
-  absl::StatusOr<ferry::dataplane::MemoryRegion> region = (*transport)->RegisterMemory((*arena)->base(), (*arena)->size());
+  absl::StatusOr<ferry::dataplane::MemoryRegion> region =
+      (*transport)->RegisterMemory(ferry::dataplane::MemoryKind::kHost, (*arena)->base(), (*arena)->size());
   if (!region.ok()) return Fail("registering the arena", region.status());
+  options.arena_region = region->id;
   absl::StatusOr<std::unique_ptr<ferry::dataplane::Node>> node_or =
       ferry::dataplane::Node::Create(options, std::move(*arena), std::move(*transport));
   if (!node_or.ok()) return Fail("starting the node", node_or.status());

@@ -66,9 +66,9 @@ Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_p
       transport_(std::move(transport)),
       coordinator_(std::move(coordinator)),
       store_(arena_->size()),
-      server_(&store_, arena_->base()),
+      server_(&store_, options_.arena_region),
       reports_(options_.node_id, coordinator_.get()),
-      fetcher_(FetchDeps{options_.node_id, arena_->base(), &store_, transport_.get(), coordinator_.get(), &reports_,
+      fetcher_(FetchDeps{options_.node_id, arena_->base(), options_.arena_region, &store_, transport_.get(), coordinator_.get(), &reports_,
                          &links_, &counters_},
                FetchOptions{options_.window_override, options_.max_retries, options_.max_pull_rate_Bps}),
       session_secret_(RandomSecret()) {

@@ -49,6 +49,7 @@ struct NodeOptions {
   uint32_t max_broadcast_pulls = 128;  // explicit-broadcast pulls running at once; more are refused (ABORTED)
   double max_pull_rate_Bps = 0;        // > 0: cap on each pull's rate
   bool checksum_all = false;           // checksum every object at Seal, whatever the client asked
+  RegionId arena_region = kNoRegion;   // the arena's registration with the transport (RegisterMemory)
 };
 
 class Node {

@@ -205,7 +205,8 @@ absl::StatusOr<bool> ObjectFetcher::PullAttempt(Fetch& f, const proto::AcquireSo
   if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument) return GiveUp(f, s, reply.sender(), true);
   PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
                 options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
-                deps_.arena_base + f.hold->offset, f.deadline, options_.max_pull_rate_Bps, &stopping_};
+                LocalSlice{deps_.arena_region, f.hold->offset, reply.meta().size()}, f.deadline,
+                options_.max_pull_rate_Bps, &stopping_};
   PullStats stats;
   ++deps_.counters->pulls;
   const absl::Time pull_start = absl::Now();

@@ -65,6 +65,7 @@ struct FetchOrigin {
 struct FetchDeps {
   uint64_t node_id = 0;
   uint8_t* arena_base = nullptr;   // where the store's offsets point
+  RegionId arena_region = kNoRegion;   // the arena's registration with the transport (pulls land there)
   ObjectStore* store = nullptr;
   Transport* transport = nullptr;
   CoordinatorClient* coordinator = nullptr;

@@ -51,7 +51,7 @@ absl::Status MarkObjectDeleted(absl::Status status) {
 ObjectStore::ObjectStore(uint64_t capacity, uint64_t alignment) : allocator_(capacity, alignment) {}
 
 void ObjectStore::SetEvictionListener(EvictionListener listener) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   eviction_listener_ = std::move(listener);
 }
 
@@ -94,7 +94,7 @@ absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const
   absl::StatusOr<uint64_t> result;
   std::vector<std::pair<ChunkReady, absl::StatusOr<ServeSlice>>> answered;   // held requests
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (objects_.contains(Key{ns, key})) {
       return absl::AlreadyExistsError(absl::StrCat("object ", Name(ns, key), " already exists"));
     }
@@ -144,7 +144,7 @@ absl::StatusOr<uint64_t> ObjectStore::CreateInState(const std::string& ns, const
 }
 
 absl::Status ObjectStore::Seal(const std::string& ns, const std::string& key, SessionId session, uint64_t checksum) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
   StoreObject& obj = *it->second;
@@ -165,12 +165,12 @@ absl::Status ObjectStore::Seal(const std::string& ns, const std::string& key, Se
     obj.lru_pos = lru_.insert(lru_.end(), &obj);
     obj.in_lru = true;
   }
-  sealed_cv_.notify_all();
+  sealed_cv_.SignalAll();
   return absl::OkStatus();
 }
 
 absl::Status ObjectStore::Abort(const std::string& ns, const std::string& key, SessionId session) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
   if (it->second->state != ObjectState::kWriting) {
@@ -181,7 +181,7 @@ absl::Status ObjectStore::Abort(const std::string& ns, const std::string& key, S
     return absl::PermissionDeniedError(absl::StrCat("object ", Name(ns, key), " was created by another client"));
   }
   RemoveLocked(it->first, nullptr);
-  sealed_cv_.notify_all();
+  sealed_cv_.SignalAll();
   return absl::OkStatus();
 }
 
@@ -211,7 +211,7 @@ void ObjectStore::UnpinLocked(StoreObject& obj, SessionId session) {
 
 absl::StatusOr<PinnedObject> ObjectStore::PinSealed(const std::string& ns, const std::string& key,
                                                     SessionId session) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
   if (it->second->state != ObjectState::kSealed) {
@@ -223,7 +223,7 @@ absl::StatusOr<PinnedObject> ObjectStore::PinSealed(const std::string& ns, const
 
 absl::StatusOr<PinnedObject> ObjectStore::WaitSealed(const std::string& ns, const std::string& key,
                                                      SessionId session, absl::Time deadline) {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (true) {
     auto it = objects_.find(Key{ns, key});
     if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
@@ -239,12 +239,12 @@ absl::StatusOr<PinnedObject> ObjectStore::WaitSealed(const std::string& ns, cons
                                                      : "it is still being received",
           ")"));
     }
-    sealed_cv_.wait_for(lock, absl::ToChronoNanoseconds(std::min(deadline - now, absl::Milliseconds(200))));
+    sealed_cv_.WaitWithTimeout(&mu_, std::min(deadline - now, absl::Milliseconds(200)));
   }
 }
 
 absl::Status ObjectStore::Release(const std::string& ns, const std::string& key, SessionId session) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it != objects_.end() && it->second->pins.contains(session)) {
     UnpinLocked(*it->second, session);
@@ -262,7 +262,7 @@ absl::Status ObjectStore::Release(const std::string& ns, const std::string& key,
 }
 
 absl::StatusOr<PinnedObject> ObjectStore::PinInternal(const std::string& ns, const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
   PinLocked(*it->second, kInternalSession);
@@ -271,7 +271,7 @@ absl::StatusOr<PinnedObject> ObjectStore::PinInternal(const std::string& ns, con
 
 void ObjectStore::Unpin(const PinnedObject& pin) {
   if (!pin.object) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   UnpinLocked(*pin.object, kInternalSession);
 }
 
@@ -284,7 +284,7 @@ bool ObjectStore::Remove(const std::string& ns, const std::string& key, uint64_t
   Orphans orphans;
   bool found;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     const Key name{ns, key};
     if (incarnation != 0) {
       auto [it, inserted] = dropped_.insert_or_assign(name, incarnation);
@@ -309,7 +309,7 @@ bool ObjectStore::Remove(const std::string& ns, const std::string& key, uint64_t
     }
     found = it != objects_.end();
     if (found) RemoveLocked(it->first, &orphans);
-    sealed_cv_.notify_all();
+    sealed_cv_.SignalAll();
   }
   const absl::Status why = ObjectDeletedError(ns, key, "on this node");
   for (auto& [k, cb] : orphans.waiters) cb(why);
@@ -329,7 +329,7 @@ bool ObjectStore::IsDroppedLocked(const Key& key, uint64_t incarnation) const {
 }
 
 bool ObjectStore::IsDropped(const std::string& ns, const std::string& key, uint64_t incarnation) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return IsDroppedLocked(Key{ns, key}, incarnation);
 }
 
@@ -357,7 +357,7 @@ void ObjectStore::AddTombstoneLocked(const Key& key) {
 
 absl::StatusOr<uint64_t> ObjectStore::WatchRemoval(const std::string& ns, const std::string& key,
                                                    RemovalCallback removed) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
   const uint64_t id = next_watch_id_++;
@@ -368,7 +368,7 @@ absl::StatusOr<uint64_t> ObjectStore::WatchRemoval(const std::string& ns, const 
 
 void ObjectStore::Unwatch(uint64_t watch_id) {
   RemovalCallback dropped;   // destroyed outside the lock
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = watches_.find(watch_id);
   if (it == watches_.end()) return;
   dropped = std::move(it->second);
@@ -376,7 +376,7 @@ void ObjectStore::Unwatch(uint64_t watch_id) {
 }
 
 bool ObjectStore::Contains(const std::string& ns, const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return objects_.contains(Key{ns, key});
 }
 
@@ -416,7 +416,7 @@ void ObjectStore::NotifyEvicted(const std::vector<Key>& evicted) {
   if (evicted.empty()) return;
   EvictionListener listener;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     listener = eviction_listener_;
   }
   if (!listener) return;
@@ -432,7 +432,7 @@ absl::StatusOr<uint64_t> ObjectStore::CreateReceiving(const std::string& ns, con
 void ObjectStore::MarkChunk(const std::string& ns, const std::string& key, uint32_t k) {
   std::vector<std::pair<ChunkReady, ServeSlice>> ready;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = objects_.find(Key{ns, key});
     if (it == objects_.end() || !it->second->progress) return;
     StoreObject& obj = *it->second;
@@ -456,7 +456,7 @@ void ObjectStore::MarkChunk(const std::string& ns, const std::string& key, uint3
 }
 
 absl::Status ObjectStore::FinishReceiving(const std::string& ns, const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
   StoreObject& obj = *it->second;
@@ -474,18 +474,18 @@ absl::Status ObjectStore::FinishReceiving(const std::string& ns, const std::stri
     obj.lru_pos = lru_.insert(lru_.end(), &obj);
     obj.in_lru = true;
   }
-  sealed_cv_.notify_all();
+  sealed_cv_.SignalAll();
   return absl::OkStatus();
 }
 
 void ObjectStore::AbortReceiving(const std::string& ns, const std::string& key, const absl::Status& why) {
   Orphans orphans;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = objects_.find(Key{ns, key});
     if (it == objects_.end() || it->second->state != ObjectState::kReceiving) return;
     RemoveLocked(it->first, &orphans);
-    sealed_cv_.notify_all();
+    sealed_cv_.SignalAll();
   }
   const absl::Status dropped =
       absl::AbortedError(absl::StrCat("partial copy of ", Name(ns, key), " was dropped: ", why.message()));
@@ -495,7 +495,7 @@ void ObjectStore::AbortReceiving(const std::string& ns, const std::string& key, 
 
 absl::StatusOr<std::vector<uint32_t>> ObjectStore::MissingChunks(const std::string& ns,
                                                                  const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = objects_.find(Key{ns, key});
   if (it == objects_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ns, key), " not found"));
   std::vector<uint32_t> missing;
@@ -543,7 +543,7 @@ bool ObjectStore::ServeChunk(const std::string& ns, const std::string& key, uint
                              uint32_t k, ChunkReady ready, absl::Time absent_until) {
   absl::StatusOr<ServeSlice> result;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     const Key name{ns, key};
     auto it = objects_.find(name);
     if (it != objects_.end()) {
@@ -566,7 +566,7 @@ absl::Time ObjectStore::ExpireAbsentWaiters(absl::Time now) {
   std::vector<std::pair<Key, ChunkReady>> expired;
   absl::Time next = absl::InfiniteFuture();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (auto it = absent_.begin(); it != absent_.end();) {
       std::vector<AbsentWaiter>& held = it->second;
       for (size_t i = 0; i < held.size();) {
@@ -596,7 +596,7 @@ absl::Time ObjectStore::ExpireAbsentWaiters(absl::Time now) {
 
 void ObjectStore::UnpinServe(const ServeSlice& slice) {
   if (!slice.object) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   StoreObject& obj = *slice.object;
   if (obj.serve_pins > 0) --obj.serve_pins;
   if (obj.serve_pins == 0 && obj.total_pins == 0) {
@@ -610,7 +610,7 @@ void ObjectStore::UnpinServe(const ServeSlice& slice) {
 }
 
 void ObjectStore::EndSession(SessionId session) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<Key> unsealed;
   std::vector<std::shared_ptr<StoreObject>> pinned;
   for (auto& [k, obj] : objects_) {
@@ -625,11 +625,11 @@ void ObjectStore::EndSession(SessionId session) {
     uint32_t n = obj->pins[session];
     for (uint32_t i = 0; i < n; ++i) UnpinLocked(*obj, session);
   }
-  sealed_cv_.notify_all();
+  sealed_cv_.SignalAll();
 }
 
 StoreStats ObjectStore::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   StoreStats s;
   s.capacity = allocator_.capacity();
   s.used = allocator_.used();
@@ -645,7 +645,7 @@ StoreStats ObjectStore::Stats() const {
 }
 
 std::vector<ListedLocal> ObjectStore::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<ListedLocal> out;
   for (const auto& [k, obj] : objects_) {
     out.push_back({obj->ns, obj->key, obj->meta, obj->state, obj->total_pins});

@@ -14,19 +14,18 @@
 // run without the store's lock held, on the thread that caused them.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -240,7 +239,7 @@ class ObjectStore {
   bool Remove(const std::string& ns, const std::string& key, uint64_t incarnation);
   bool IsDroppedLocked(const Key& key, uint64_t incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   // Invariants: every object in objects_ owns one allocator block; an object is in lru_
   // iff it is sealed, in objects_, and has no pins; removed-but-pinned objects are kept
   // alive by their pins' shared_ptr and free their block when the last pin goes.
@@ -263,7 +262,7 @@ class ObjectStore {
   // Removal watches: id -> callback; each object lists the ids watching it.
   absl::flat_hash_map<uint64_t, RemovalCallback> watches_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::condition_variable sealed_cv_;
+  absl::CondVar sealed_cv_;   // signalled (with or without mu_) when an object seals or goes
   EvictionListener eviction_listener_;
 };
 

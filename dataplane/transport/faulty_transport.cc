@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace ferry::dataplane {
 
@@ -123,7 +124,7 @@ void FaultyTransport::SetFetchHandler(FetchHandler handler) {
   inner_->SetFetchHandler([this, handler = std::move(handler)](
                               NodeId from, std::string_view header,
                               std::unique_ptr<FetchResponder> responder) {
-    std::lock_guard<std::mutex> lock(callback_mu_);
+    absl::MutexLock lock(&callback_mu_);
     if (handler) handler(from, header, std::move(responder));
   });
 }
@@ -131,7 +132,7 @@ void FaultyTransport::SetFetchHandler(FetchHandler handler) {
 void FaultyTransport::SetControlHandler(ControlHandler handler) {
   inner_->SetControlHandler(
       [this, handler = std::move(handler)](NodeId from, std::string_view bytes) {
-        std::lock_guard<std::mutex> lock(callback_mu_);
+        absl::MutexLock lock(&callback_mu_);
         if (handler) handler(from, bytes);
       });
 }
@@ -143,7 +144,7 @@ void FaultyTransport::SetPeerFailureHandler(PeerFailureHandler handler) {
   }
   inner_->SetPeerFailureHandler(
       [this, handler = std::move(handler)](NodeId peer, const absl::Status& why) {
-        std::lock_guard<std::mutex> lock(callback_mu_);
+        absl::MutexLock lock(&callback_mu_);
         if (handler) handler(peer, why);
       });
 }
@@ -211,23 +212,19 @@ void FaultyTransport::OnInnerDone(NodeId peer, size_t counted_bytes, uint64_t ep
              });
     return;
   }
-  std::lock_guard<std::mutex> lock(callback_mu_);
+  absl::MutexLock lock(&callback_mu_);
   outstanding_.fetch_sub(1);
   done(std::move(status));
 }
 
-FetchId FaultyTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len,
-                               Done done) {
+FetchId FaultyTransport::Fetch(NodeId peer, std::string header, LocalSlice dst, Done done) {
   if (RejectIfFaulty(peer, "fetch from", done)) return 0;
-  return inner_->Fetch(peer, std::move(header), dst, len,
-                       Wrap(peer, len, "fetch from", std::move(done)));
+  return inner_->Fetch(peer, std::move(header), dst, Wrap(peer, dst.length, "fetch from", std::move(done)));
 }
 
-void FaultyTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key,
-                           void* dst, size_t len, Done done) {
+void FaultyTransport::Read(NodeId peer, RemoteSlice src, LocalSlice dst, Done done) {
   if (RejectIfFaulty(peer, "read from", done)) return;
-  inner_->Read(peer, remote_addr, remote_key, dst, len,
-               Wrap(peer, len, "read from", std::move(done)));
+  inner_->Read(peer, std::move(src), dst, Wrap(peer, dst.length, "read from", std::move(done)));
 }
 
 void FaultyTransport::SendControl(NodeId peer, std::string bytes, Done done) {
@@ -246,35 +243,34 @@ TransportStats FaultyTransport::Stats() const {
 // ---- delivery thread --------------------------------------------------------------------------
 
 void FaultyTransport::Schedule(std::chrono::microseconds delay, Task task) {
-  {
-    std::lock_guard<std::mutex> lock(delivery_mu_);
-    if (delivery_flush_) return;  // after Shutdown no callback runs
-    delivery_.emplace(Clock::now() + delay, std::move(task));
-  }
-  delivery_cv_.notify_one();
+  absl::MutexLock lock(&delivery_mu_);
+  if (delivery_flush_) return;  // after Shutdown no callback runs
+  delivery_.emplace(Clock::now() + delay, std::move(task));
+  delivery_cv_.Signal();
 }
 
 void FaultyTransport::DeliveryLoop() {
-  std::unique_lock<std::mutex> lock(delivery_mu_);
+  absl::MutexLock lock(&delivery_mu_);
   while (true) {
     if (delivery_.empty()) {
       if (delivery_flush_) return;
-      delivery_cv_.wait(lock);
+      delivery_cv_.Wait(&delivery_mu_);
       continue;
     }
     auto first = delivery_.begin();
-    if (!delivery_flush_ && first->first > Clock::now()) {
-      delivery_cv_.wait_until(lock, first->first);
+    const Clock::time_point now = Clock::now();
+    if (!delivery_flush_ && first->first > now) {
+      delivery_cv_.WaitWithTimeout(&delivery_mu_, absl::FromChrono(first->first - now));
       continue;
     }
     Task task = std::move(first->second);
     delivery_.erase(first);
-    lock.unlock();
+    delivery_mu_.Unlock();
     {
-      std::lock_guard<std::mutex> cb(callback_mu_);
+      absl::MutexLock cb(&callback_mu_);
       std::move(task)();
     }
-    lock.lock();
+    delivery_mu_.Lock();
   }
 }
 
@@ -282,10 +278,10 @@ void FaultyTransport::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     inner_->Shutdown();  // its CANCELLED completions may still be scheduled here
     {
-      std::lock_guard<std::mutex> lock(delivery_mu_);
+      absl::MutexLock lock(&delivery_mu_);
       delivery_flush_ = true;
+      delivery_cv_.Signal();
     }
-    delivery_cv_.notify_one();
     if (delivery_thread_.joinable()) delivery_thread_.join();
   });
 }

@@ -28,7 +28,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -75,16 +74,15 @@ class FaultyTransport final : public Transport {
   void RemovePeer(NodeId peer) override;
   void ResetPeer(NodeId peer) override { inner_->ResetPeer(peer); }
   bool HasPeer(NodeId peer) const override;
-  absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) override {
-    return inner_->RegisterMemory(base, length);
+  absl::StatusOr<MemoryRegion> RegisterMemory(MemoryKind kind, void* base, size_t length) override {
+    return inner_->RegisterMemory(kind, base, length);
   }
   void SetFetchHandler(FetchHandler handler) override;
   void SetControlHandler(ControlHandler handler) override;
   void SetPeerFailureHandler(PeerFailureHandler handler) override;
-  FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  FetchId Fetch(NodeId peer, std::string header, LocalSlice dst, Done done) override;
   void CancelFetch(FetchId id) override { inner_->CancelFetch(id); }
-  void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
-            size_t len, Done done) override;
+  void Read(NodeId peer, RemoteSlice src, LocalSlice dst, Done done) override;
   void SendControl(NodeId peer, std::string bytes, Done done) override;
   TransportStats Stats() const override;
   // Shuts the inner transport down, then delivers every delayed completion at once.
@@ -121,10 +119,12 @@ class FaultyTransport final : public Transport {
   PeerFailureHandler failure_handler_ ABSL_GUARDED_BY(mu_);
 
   // Serialises every user callback (inner thread vs delivery thread).
-  std::mutex callback_mu_;
+  absl::Mutex callback_mu_;
 
-  std::mutex delivery_mu_;
-  std::condition_variable delivery_cv_;
+  // The delayed completions and the flush flag; delivery_cv_ wakes the delivery thread.
+  // Never held while callback_mu_ is taken (the loop releases it first).
+  absl::Mutex delivery_mu_;
+  absl::CondVar delivery_cv_;
   std::multimap<Clock::time_point, Task> delivery_ ABSL_GUARDED_BY(delivery_mu_);
   bool delivery_flush_ ABSL_GUARDED_BY(delivery_mu_) = false;  // run all now, then exit
   std::once_flag shutdown_once_;

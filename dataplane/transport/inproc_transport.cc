@@ -2,10 +2,8 @@
 
 #include <atomic>
 #include <charconv>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -31,23 +29,17 @@ class Executor {
     }
   }
   bool Post(Task task) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (closed_) return false;
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
+    absl::MutexLock lock(&mu_);
+    if (closed_) return false;
+    tasks_.push_back(std::move(task));
     return true;
   }
   // Queues `last` (if any) as the final task and refuses later posts. False if already closed.
   bool CloseWith(Task last) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (closed_) return false;
-      if (last) tasks_.push_back(std::move(last));
-      closed_ = true;
-    }
-    cv_.notify_one();
+    absl::MutexLock lock(&mu_);
+    if (closed_) return false;
+    if (last) tasks_.push_back(std::move(last));
+    closed_ = true;
     return true;
   }
   void Join() {
@@ -60,8 +52,9 @@ class Executor {
     while (true) {
       Task task;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return closed_ || !tasks_.empty(); });
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || !tasks_.empty(); };
+        mu_.Await(absl::Condition(&ready));
         if (tasks_.empty()) return;  // closed and drained
         task = std::move(tasks_.front());
         tasks_.pop_front();
@@ -70,16 +63,10 @@ class Executor {
     }
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Task> tasks_;  // guarded by mu_
-  bool closed_ = false;     // guarded by mu_
+  absl::Mutex mu_;   // the task queue and whether it is closed
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;      // last: starts after the fields above exist
-};
-
-struct Region {
-  char* base;
-  size_t length;
 };
 
 struct PendingOp {
@@ -104,7 +91,7 @@ class Node : public std::enable_shared_from_this<Node> {
   // ---- any thread ----
   mutable absl::Mutex mu_;
   absl::flat_hash_set<NodeId> peers_ ABSL_GUARDED_BY(mu_);
-  std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);
+  RegionTable regions_{"inproc"};  // thread-safe on its own
   FetchHandler fetch_handler_ ABSL_GUARDED_BY(mu_);
   ControlHandler control_handler_ ABSL_GUARDED_BY(mu_);
   PeerFailureHandler failure_handler_ ABSL_GUARDED_BY(mu_);
@@ -119,13 +106,13 @@ class Node : public std::enable_shared_from_this<Node> {
   // ---- this node's thread ----
   // Ids of fetches and reads, taken on any thread (Fetch returns its id before it starts).
   uint64_t NewId() { return next_id_.fetch_add(1); }
-  void StartFetch(uint64_t id, NodeId peer, std::string header, void* dst, size_t len, Done done);
+  void StartFetch(uint64_t id, NodeId peer, std::string header, LocalSlice dst, Done done);
   void CancelFetch(uint64_t id);
   void ServeFetch(std::weak_ptr<Node> requester, uint64_t id, std::string header, size_t len);
   void DeliverReply(uint64_t id, const void* src, size_t len, std::weak_ptr<Node> server,
                     Done sent);
   void DeliverFailure(uint64_t id, absl::Status status);
-  void StartRead(NodeId peer, uint64_t addr, std::string key, void* dst, size_t len, Done done);
+  void StartRead(NodeId peer, RemoteSlice src, LocalSlice dst, Done done);
   void StartControl(NodeId peer, std::string bytes, Done done);
   void DeliverControl(NodeId from, std::string bytes);
   void OnPeerFailed(NodeId peer);
@@ -141,7 +128,7 @@ class Node : public std::enable_shared_from_this<Node> {
   }
   void Complete(uint64_t id, absl::Status status);
   absl::StatusOr<std::shared_ptr<Node>> Reach(NodeId peer, std::string_view op);
-  absl::Status CopyFromRegion(std::string_view key, uint64_t addr, void* dst, size_t len);
+  absl::Status CopyFromRegion(std::string_view key, uint64_t offset, void* dst, size_t len);
 
   const std::shared_ptr<InprocFabric> fabric_;
   const NodeId id_;
@@ -160,7 +147,7 @@ class InprocResponder final : public FetchResponder {
   ~InprocResponder() override {
     if (!answered_) Fail(absl::InternalError("inproc: fetch handler dropped the request"));
   }
-  void Reply(const void* src, size_t len, Done sent) override;
+  void Reply(LocalSlice src, Done sent) override;
   void Fail(absl::Status status) override;
 
  private:
@@ -170,12 +157,23 @@ class InprocResponder final : public FetchResponder {
   bool answered_ = false;
 };
 
-void InprocResponder::Reply(const void* src, size_t len, Done sent) {
+void InprocResponder::Reply(LocalSlice slice, Done sent) {
   if (std::exchange(answered_, true)) return;
   auto server = server_.lock();
   auto report = [server](Done sent, absl::Status st) {
     if (server) server->Post([sent = std::move(sent), st]() mutable { sent(st); });
   };
+  const size_t len = slice.length;
+  absl::StatusOr<uint8_t*> src = absl::CancelledError("inproc: fetch reply: the server is gone");
+  if (server) {
+    auto requester = requester_.lock();
+    src = server->regions_.Resolve(slice, "fetch reply to", requester ? requester->id() : 0);
+  }
+  if (!src.ok()) {
+    answered_ = false;
+    Fail(absl::InternalError(absl::StrCat("inproc: the server's reply was refused: ", src.status().message())));
+    return report(std::move(sent), src.status());
+  }
   if (len != expected_) {
     std::string why = absl::StrCat("inproc: fetch reply of ", len, " bytes to a request for ",
                                    expected_);
@@ -186,7 +184,7 @@ void InprocResponder::Reply(const void* src, size_t len, Done sent) {
   auto requester = requester_.lock();
   // If the post fails, the task (and `sent`) is destroyed unrun; report through a copy.
   auto sent_box = std::make_shared<Done>(std::move(sent));
-  bool posted = requester && requester->Post([requester, id = id_, src, len, server = server_,
+  bool posted = requester && requester->Post([requester, id = id_, src = *src, len, server = server_,
                                               sent_box]() mutable {
     requester->DeliverReply(id, src, len, server, std::move(*sent_box));
   });
@@ -238,11 +236,13 @@ void Node::Complete(uint64_t id, absl::Status status) {
   op.done(std::move(status));
 }
 
-void Node::StartFetch(uint64_t id, NodeId peer, std::string header, void* dst, size_t len,
-                      Done done) {
+void Node::StartFetch(uint64_t id, NodeId peer, std::string header, LocalSlice slice, Done done) {
   auto target = Reach(peer, "fetch from");
   if (!target.ok()) return FailNow(std::move(done), target.status());
-  ops_.emplace(id, PendingOp{peer, dst, len, std::move(done), true});
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "fetch from", peer);
+  if (!dst.ok()) return FailNow(std::move(done), dst.status());
+  const size_t len = slice.length;
+  ops_.emplace(id, PendingOp{peer, *dst, len, std::move(done), true});
   bool posted = (*target)->Post([t = *target, me = weak_from_this(), id,
                                  header = std::move(header), len]() mutable {
     t->ServeFetch(std::move(me), id, std::move(header), len);
@@ -302,31 +302,42 @@ void Node::CancelFetch(uint64_t id) {
   Complete(id, absl::CancelledError(absl::StrCat("inproc: fetch from node ", peer, ": cancelled")));
 }
 
-absl::Status Node::CopyFromRegion(std::string_view key, uint64_t addr, void* dst, size_t len) {
-  absl::MutexLock lock(&mu_);
-  size_t index = 0;
-  auto [ptr, ec] = std::from_chars(key.data(), key.data() + key.size(), index);
-  if (ec != std::errc() || ptr != key.data() + key.size() || index >= regions_.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("inproc: read from node ", id_, ": unknown remote key"));
+// Runs on the reader's thread (the owner's region table is thread-safe); the owner checks
+// the range again against its own record of the region.
+absl::Status Node::CopyFromRegion(std::string_view key, uint64_t offset, void* dst, size_t len) {
+  RegionId region = kNoRegion;
+  auto [ptr, ec] = std::from_chars(key.data(), key.data() + key.size(), region);
+  if (ec != std::errc() || ptr != key.data() + key.size() || region == kNoRegion) {
+    return absl::InvalidArgumentError(absl::StrCat("inproc: read from node ", id_, ": unknown remote key"));
   }
-  const Region& r = regions_[index];
-  uint64_t base = reinterpret_cast<uint64_t>(r.base);
-  if (addr < base || addr - base > r.length || len > r.length - (addr - base)) {
-    return absl::OutOfRangeError(absl::StrCat("inproc: read from node ", id_, ": [", addr, ", +",
-                                              len, ") is outside the registered region"));
-  }
-  if (len > 0) std::memcpy(dst, r.base + (addr - base), len);
+  absl::StatusOr<uint8_t*> src = regions_.Resolve(LocalSlice{region, offset, len}, "read of its region by a peer");
+  if (!src.ok()) return src.status();
+  if (len > 0) std::memcpy(dst, *src, len);
   return absl::OkStatus();
 }
 
-void Node::StartRead(NodeId peer, uint64_t addr, std::string key, void* dst, size_t len,
-                     Done done) {
+void Node::StartRead(NodeId peer, RemoteSlice src, LocalSlice slice, Done done) {
   auto target = Reach(peer, "read from");
   if (!target.ok()) return FailNow(std::move(done), target.status());
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "read from", peer);
+  if (!dst.ok()) return FailNow(std::move(done), dst.status());
+  const std::string op = absl::StrCat("read from node ", peer);   // a test transport: clarity over speed
+  absl::StatusOr<RemoteKey> key = DecodeRemoteKey(src.remote_key);
+  absl::Status checked;
+  if (!key.ok()) {
+    checked = absl::InvalidArgumentError(absl::StrCat("inproc: ", op, ": ", key.status().message()));
+  } else if (absl::Status kind = CheckSupportedKind(key->kind, absl::StrCat("inproc: ", op)); !kind.ok()) {
+    checked = kind;
+  } else if (src.length != slice.length) {
+    checked = absl::InvalidArgumentError(absl::StrCat("inproc: ", op, ": source of ", src.length,
+                                                      " bytes into a destination of ", slice.length));
+  } else {
+    checked = CheckRange(absl::StrCat("inproc: ", op, ": remote region"), key->length, src.offset, src.length);
+  }
+  if (!checked.ok()) return FailNow(std::move(done), checked);
   uint64_t id = NewId();
-  ops_.emplace(id, PendingOp{peer, dst, len, std::move(done), false});
-  Complete(id, (*target)->CopyFromRegion(key, addr, dst, len));
+  ops_.emplace(id, PendingOp{peer, *dst, slice.length, std::move(done), false});
+  Complete(id, (*target)->CopyFromRegion(key->transport_key, src.offset, *dst, slice.length));
 }
 
 void Node::StartControl(NodeId peer, std::string bytes, Done done) {
@@ -493,13 +504,11 @@ void InprocTransport::ResetPeer(NodeId peer) {
 
 bool InprocTransport::HasPeer(NodeId peer) const { return node_->KnowsPeer(peer); }
 
-absl::StatusOr<MemoryRegion> InprocTransport::RegisterMemory(void* base, size_t length) {
-  if (base == nullptr || length == 0) {
-    return absl::InvalidArgumentError("inproc: RegisterMemory needs a non-empty range");
-  }
-  absl::MutexLock lock(&node_->mu_);
-  node_->regions_.push_back({static_cast<char*>(base), length});
-  return MemoryRegion{base, length, std::to_string(node_->regions_.size() - 1)};
+absl::StatusOr<MemoryRegion> InprocTransport::RegisterMemory(MemoryKind kind, void* base, size_t length) {
+  absl::StatusOr<RegionId> id = node_->regions_.Add(kind, base, length);
+  if (!id.ok()) return id.status();
+  std::string key = EncodeRemoteKey(RemoteKey{kind, reinterpret_cast<uint64_t>(base), length, std::to_string(*id)});
+  return MemoryRegion{*id, kind, base, length, std::move(key)};
 }
 
 void InprocTransport::SetFetchHandler(FetchHandler handler) {
@@ -519,12 +528,10 @@ void InprocTransport::SetPeerFailureHandler(PeerFailureHandler handler) {
 
 // After Shutdown/Kill the post fails and the operation (with its Done) is dropped: no callback
 // runs after Shutdown.
-FetchId InprocTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len,
-                               Done done) {
+FetchId InprocTransport::Fetch(NodeId peer, std::string header, LocalSlice dst, Done done) {
   const uint64_t id = node_->NewId();
-  node_->Post([n = node_, id, peer, header = std::move(header), dst, len,
-               done = std::move(done)]() mutable {
-    n->StartFetch(id, peer, std::move(header), dst, len, std::move(done));
+  node_->Post([n = node_, id, peer, header = std::move(header), dst, done = std::move(done)]() mutable {
+    n->StartFetch(id, peer, std::move(header), dst, std::move(done));
   });
   return id;
 }
@@ -536,11 +543,9 @@ void InprocTransport::CancelFetch(FetchId id) {
   node_->Post([n = node_, id] { n->CancelFetch(id); });
 }
 
-void InprocTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key,
-                           void* dst, size_t len, Done done) {
-  node_->Post([n = node_, peer, remote_addr, key = std::string(remote_key), dst, len,
-               done = std::move(done)]() mutable {
-    n->StartRead(peer, remote_addr, std::move(key), dst, len, std::move(done));
+void InprocTransport::Read(NodeId peer, RemoteSlice src, LocalSlice dst, Done done) {
+  node_->Post([n = node_, peer, src = std::move(src), dst, done = std::move(done)]() mutable {
+    n->StartRead(peer, std::move(src), dst, std::move(done));
   });
 }
 

@@ -13,6 +13,8 @@
 //   a reply delivered later copies nothing (the server's `sent` gets CANCELLED). A reply is
 //   copied in one step on the requester's thread, so no receive is ever half done.
 // - ResetPeer: outstanding operations to the peer complete with UNAVAILABLE; the peer stays.
+// - Regions: host memory only; the remote key's transport part is the region id. Every slice
+//   is checked against the registering node's table (memory_region.h).
 // - Read: copies from a region the peer registered (remote_key from RegisterMemory).
 // - Death: InprocFabric::Disconnect(node) / InprocTransport::Kill() remove the node from the
 //   fabric: the killed node's own outstanding operations complete with CANCELLED (it behaves
@@ -85,14 +87,13 @@ class InprocTransport final : public Transport {
   void RemovePeer(NodeId peer) override;
   void ResetPeer(NodeId peer) override;
   bool HasPeer(NodeId peer) const override;
-  absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) override;
+  absl::StatusOr<MemoryRegion> RegisterMemory(MemoryKind kind, void* base, size_t length) override;
   void SetFetchHandler(FetchHandler handler) override;
   void SetControlHandler(ControlHandler handler) override;
   void SetPeerFailureHandler(PeerFailureHandler handler) override;
-  FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  FetchId Fetch(NodeId peer, std::string header, LocalSlice dst, Done done) override;
   void CancelFetch(FetchId id) override;
-  void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
-            size_t len, Done done) override;
+  void Read(NodeId peer, RemoteSlice src, LocalSlice dst, Done done) override;
   void SendControl(NodeId peer, std::string bytes, Done done) override;
   TransportStats Stats() const override;
   void Shutdown() override;

@@ -7,13 +7,22 @@
 //   them; connections are made lazily on first use. A node serves fetches and control
 //   messages only from peers it has added; a transport may hold early ones for a bounded
 //   time (membership reaches nodes in any order) and drops the rest (dropped_requests).
+// - Memory: bytes move between registered regions (memory_region.h), never raw pointers.
+//   RegisterMemory (once, at start-up) returns a region handle and a remote key blob; every
+//   operation names a LocalSlice (region handle, offset, length) for local memory and a
+//   RemoteSlice (the peer's key blob, offset, length) for a peer's. A transport checks each
+//   slice against its region's bounds and fails the operation (its Done) with
+//   INVALID_ARGUMENT (unknown region) or OUT_OF_RANGE (outside it) instead of touching
+//   memory. Only host memory is supported; other kinds are refused with UNIMPLEMENTED.
 // - Two ways to move bytes from a peer into local memory:
 //     * Fetch: a receiver-driven, two-sided pull. The receiver sends a small request
 //       (opaque header bytes); the peer's FetchHandler resolves it, possibly later (for
-//       instance once a chunk has landed there), by replying with a source range; the bytes
-//       land directly in the receiver's destination range (UCX: active message with
-//       rendezvous, received with ucp_am_recv_data_nbx into the destination).
-//     * Read: a one-sided read of a registered remote range (UCX: ucp_get_nbx).
+//       instance once a chunk has landed there), by replying with a slice of one of its
+//       registered regions; the bytes land directly in the receiver's destination slice
+//       (UCX: active message with rendezvous, received with ucp_am_recv_data_nbx into the
+//       destination). The request's wire format does not carry regions.
+//     * Read: a one-sided read of a peer's registered region (UCX: ucp_get_nbx; verbs: an
+//       RDMA READ with the destination's lkey and the remote key's rkey).
 //   Which one ferry uses is a measured choice (docs/benchmarks.md).
 // - Control messages: small, unordered-with-respect-to-data byte strings.
 // - Cancellation: Fetch returns an id; CancelFetch(id) ends that fetch early with CANCELLED
@@ -41,6 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/ids.h"
+#include "dataplane/transport/memory_region.h"
 
 namespace ferry::dataplane {
 
@@ -56,10 +66,12 @@ using Done = absl::AnyInvocable<void(absl::Status)>;
 class FetchResponder {
  public:
   virtual ~FetchResponder() = default;
-  // Sends [src, src+len) to the requester. `src` must stay valid and unchanged until `sent`
-  // runs (with the outcome of the send). `len` must equal the length the requester asked
-  // for; otherwise the requester sees INTERNAL.
-  virtual void Reply(const void* src, size_t len, Done sent) = 0;
+  // Sends `src` (a slice of a region registered with this transport) to the requester. The
+  // bytes must stay valid and unchanged until `sent` runs (with the outcome of the send).
+  // `src.length` must equal the length the requester asked for; otherwise the requester
+  // sees INTERNAL. A slice outside its region fails both sides: the requester with
+  // INTERNAL, `sent` with the range error (INVALID_ARGUMENT / OUT_OF_RANGE).
+  virtual void Reply(LocalSlice src, Done sent) = 0;
   // Fails the request; the requester's Done receives `status` (code and message kept).
   virtual void Fail(absl::Status status) = 0;
 };
@@ -71,13 +83,6 @@ using FetchHandler =
 using ControlHandler = std::function<void(NodeId from, std::string_view bytes)>;
 // A peer failed (connection error, peer died). Runs once per failure.
 using PeerFailureHandler = std::function<void(NodeId peer, const absl::Status& why)>;
-
-// A registered memory region.
-struct MemoryRegion {
-  void* base = nullptr;
-  size_t length = 0;
-  std::string remote_key;   // blob a peer needs to Read from this region
-};
 
 // Counters, readable from any thread.
 struct TransportStats {
@@ -116,22 +121,26 @@ class Transport {
   // True if AddPeer was called for `peer` and it has not been removed.
   virtual bool HasPeer(NodeId peer) const = 0;
 
-  // Registers [base, base+length) for remote reads and as a fast local destination.
-  // Blocks; call at start-up, not on the transfer path. The region must outlive the transport.
-  virtual absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) = 0;
+  // Registers [base, base+length) of memory of `kind` for local operations and remote reads;
+  // returns its handle and remote key blob (memory_region.h). INVALID_ARGUMENT for an empty
+  // range, UNIMPLEMENTED naming the kind for anything but host memory, or the library's
+  // error. Blocks; call at start-up, not on the transfer path. The memory must outlive the
+  // transport.
+  virtual absl::StatusOr<MemoryRegion> RegisterMemory(MemoryKind kind, void* base, size_t length) = 0;
 
   // Installs the handlers. Call before the first AddPeer; not thread-safe against traffic.
   virtual void SetFetchHandler(FetchHandler handler) = 0;
   virtual void SetControlHandler(ControlHandler handler) = 0;
   virtual void SetPeerFailureHandler(PeerFailureHandler handler) = 0;
 
-  // Asks `peer` for `len` bytes described by `header` (opaque to the transport); they land
-  // in [dst, dst+len), which must stay valid until `done` runs. `dst` should lie in a
-  // registered region for zero-copy. `done` gets OK, UNAVAILABLE (peer failed / unknown), or
-  // the status the peer's handler passed to Fail, or CANCELLED (CancelFetch, Shutdown).
+  // Asks `peer` for `dst.length` bytes described by `header` (opaque to the transport); they
+  // land in `dst`, a slice of a region registered here, which must stay valid until `done`
+  // runs. `done` gets OK, UNAVAILABLE (peer failed / unknown), the status the peer's handler
+  // passed to Fail, CANCELLED (CancelFetch, Shutdown), or INVALID_ARGUMENT / OUT_OF_RANGE
+  // when `dst` is not within a registered region (nothing is sent then).
   // Returns the id to pass to CancelFetch; 0 if this fetch cannot be cancelled (it has
   // failed already, and `done` runs or has run with that failure).
-  virtual FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) = 0;
+  virtual FetchId Fetch(NodeId peer, std::string header, LocalSlice dst, Done done) = 0;
 
   // Ends fetch `id` early. If it is still outstanding, its `done` runs with CANCELLED as soon
   // as no byte can land in its destination any more: at once when the peer's reply has not
@@ -143,10 +152,11 @@ class Transport {
   // included.
   virtual void CancelFetch(FetchId id) = 0;
 
-  // One-sided read of [remote_addr, remote_addr+len) in `peer`'s region described by
-  // `remote_key` into [dst, dst+len).
-  virtual void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
-                    size_t len, Done done) = 0;
+  // One-sided read of `src` (a slice of `peer`'s region, named by its remote key blob) into
+  // `dst` (a slice of a local region). Both slices are checked first: INVALID_ARGUMENT for a
+  // malformed key, an unknown local region or lengths that differ, OUT_OF_RANGE for a range
+  // outside its region, UNIMPLEMENTED for a memory kind other than host.
+  virtual void Read(NodeId peer, RemoteSlice src, LocalSlice dst, Done done) = 0;
 
   // Sends a small control message (at most 64 KiB).
   virtual void SendControl(NodeId peer, std::string bytes, Done done) = 0;

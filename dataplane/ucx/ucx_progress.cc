@@ -209,15 +209,10 @@ ucp_request_param_t UcxTransport::SendParam(Ticket* t, uint32_t am_flags) const 
   return p;
 }
 
-void UcxTransport::AddMemh(const void* p, size_t len, ucp_request_param_t* param) const {
-  const auto a = reinterpret_cast<uintptr_t>(p);
-  for (const Region& r : regions_) {
-    if (a >= r.base && len <= r.length && a - r.base <= r.length - len) {
-      param->op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-      param->memh = r.memh.get();
-      return;
-    }
-  }
+void UcxTransport::AddMemh(RegionId region, ucp_request_param_t* param) const {
+  if (region == kNoRegion || region > memhs_.size()) return;   // an empty slice
+  param->op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+  param->memh = memhs_[region - 1].get();
 }
 
 void UcxTransport::Track(ucs_status_ptr_t req, Ticket* t) {
@@ -245,19 +240,20 @@ void UcxTransport::OnUcxDone(Ticket* t, ucs_status_t status) {
 
 // ---- operations -------------------------------------------------------------------------------
 
-void UcxTransport::StartFetch(uint64_t id, NodeId peer, std::string header, void* dst,
-                              size_t len, Done done) {
+void UcxTransport::StartFetch(uint64_t id, NodeId peer, std::string header, LocalSlice slice, Done done) {
   std::string prefix = absl::StrCat("ucx: fetch from node ", peer, ": ");
   if (stopping_) return FailNow(std::move(done), absl::CancelledError(prefix + "shut down"));
-  if (header.size() > ucx::kMaxFetchHeaderBytes || (len > 0 && dst == nullptr)) {
+  if (header.size() > ucx::kMaxFetchHeaderBytes) {
     return FailNow(std::move(done),
-                   absl::InvalidArgumentError(absl::StrCat(
-                       prefix, "header of ", header.size(), " bytes (max ",
-                       ucx::kMaxFetchHeaderBytes, ") or null destination")));
+                   absl::InvalidArgumentError(absl::StrCat(prefix, "header of ", header.size(), " bytes (max ",
+                                                           ucx::kMaxFetchHeaderBytes, ")")));
   }
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "fetch from", peer);
+  if (!dst.ok()) return FailNow(std::move(done), dst.status());
+  const size_t len = slice.length;
   auto conn = Connect(peer, OpKind::kFetch);
   if (!conn.ok()) return FailNow(std::move(done), conn.status());
-  AddOp(Op{OpKind::kFetch, peer, dst, len, std::move(done)}, id);
+  AddOp(Op{OpKind::kFetch, peer, *dst, len, std::move(done), slice.region}, id);
   auto* t = new Ticket{this, id, /*errors_only=*/true,
                        ucx::EncodeHeader(ucx::RequestHeader{id, options_.self, len}), std::move(header)};
   ucp_request_param_t p = SendParam(t, UCP_AM_SEND_FLAG_EAGER);
@@ -293,28 +289,46 @@ void UcxTransport::ResetOnThread(NodeId peer) {
   FailPeerOps(peer, why);
 }
 
-void UcxTransport::StartRead(NodeId peer, uint64_t remote_addr, std::string key, void* dst,
-                             size_t len, Done done) {
+// Checks the remote key and both ranges before anything is posted.
+static absl::Status CheckRead(NodeId peer, const RemoteSlice& src, const absl::StatusOr<RemoteKey>& key,
+                       const LocalSlice& dst) {
+  auto op = [peer] { return absl::StrCat("read from node ", peer); };   // built only on failure
+  if (key.ok() && key->kind == MemoryKind::kHost && src.length == dst.length && src.offset <= key->length &&
+      src.length <= key->length - src.offset) {
+    return absl::OkStatus();
+  }
+  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("ucx: ", op(), ": ", key.status().message()));
+  if (absl::Status s = CheckSupportedKind(key->kind, absl::StrCat("ucx: ", op())); !s.ok()) return s;
+  if (src.length != dst.length) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ucx: ", op(), ": source of ", src.length, " bytes into a destination of ", dst.length));
+  }
+  return CheckRange(absl::StrCat("ucx: ", op(), ": remote region"), key->length, src.offset, src.length);
+}
+
+void UcxTransport::StartRead(NodeId peer, RemoteSlice src, LocalSlice slice, Done done) {
   std::string prefix = absl::StrCat("ucx: read from node ", peer, ": ");
   if (stopping_) return FailNow(std::move(done), absl::CancelledError(prefix + "shut down"));
-  if (len > 0 && dst == nullptr) {
-    return FailNow(std::move(done), absl::InvalidArgumentError(prefix + "null destination"));
-  }
+  absl::StatusOr<uint8_t*> dst = regions_.Resolve(slice, "read from", peer);
+  if (!dst.ok()) return FailNow(std::move(done), dst.status());
+  absl::StatusOr<RemoteKey> key = DecodeRemoteKey(src.remote_key);
+  if (absl::Status s = CheckRead(peer, src, key, slice); !s.ok()) return FailNow(std::move(done), s);
+  const size_t len = slice.length;
   auto conn = Connect(peer, OpKind::kRead);
   if (!conn.ok()) return FailNow(std::move(done), conn.status());
-  uint64_t id = AddOp(Op{OpKind::kRead, peer, dst, len, std::move(done)});
+  uint64_t id = AddOp(Op{OpKind::kRead, peer, *dst, len, std::move(done), slice.region});
   if (len == 0) return Complete(id, absl::OkStatus());
-  auto rit = (*conn)->rkeys.find(key);
+  auto rit = (*conn)->rkeys.find(key->transport_key);
   if (rit == (*conn)->rkeys.end()) {
-    auto rkey = ucx::UcxRkey::Unpack((*conn)->ep.get(), key);
+    auto rkey = ucx::UcxRkey::Unpack((*conn)->ep.get(), key->transport_key);
     if (!rkey.ok()) return Complete(id, Prefixed(rkey.status(), prefix));
-    rit = (*conn)->rkeys.emplace(std::move(key), *std::move(rkey)).first;
+    rit = (*conn)->rkeys.emplace(std::move(key->transport_key), *std::move(rkey)).first;
   }
   ops_.at(id).in_flight = true;
   auto* t = new Ticket{this, id, false, {}, {}};
   ucp_request_param_t p = SendParam(t, 0);
-  AddMemh(dst, len, &p);
-  Track(ucp_get_nbx((*conn)->ep.get(), dst, len, remote_addr, rit->second.get(), &p), t);
+  AddMemh(slice.region, &p);
+  Track(ucp_get_nbx((*conn)->ep.get(), *dst, len, key->address + src.offset, rit->second.get(), &p), t);
 }
 
 void UcxTransport::StartControl(NodeId peer, std::string bytes, Done done) {
@@ -336,10 +350,17 @@ void UcxTransport::StartControl(NodeId peer, std::string bytes, Done done) {
         t);
 }
 
-void UcxTransport::StartReply(NodeId peer, uint64_t request_id, size_t expected,
-                              const void* src, size_t len, Done sent) {
+void UcxTransport::StartReply(NodeId peer, uint64_t request_id, size_t expected, LocalSlice slice, Done sent) {
   std::string prefix = absl::StrCat("ucx: fetch reply to node ", peer, ": ");
   if (stopping_) return FailNow(std::move(sent), absl::CancelledError(prefix + "shut down"));
+  absl::StatusOr<uint8_t*> resolved = regions_.Resolve(slice, "fetch reply to", peer);
+  if (!resolved.ok()) {
+    StartFail(peer, request_id,
+              absl::InternalError(absl::StrCat("ucx: the server's reply was refused: ", resolved.status().message())));
+    return FailNow(std::move(sent), resolved.status());
+  }
+  const void* src = *resolved;
+  const size_t len = slice.length;
   if (len != expected) {
     std::string why = absl::StrCat(prefix, "reply of ", len, " bytes to a request for ", expected);
     StartFail(peer, request_id, absl::InternalError(why));
@@ -355,7 +376,7 @@ void UcxTransport::StartReply(NodeId peer, uint64_t request_id, size_t expected,
   // Large replies go rendezvous so the requester pulls them straight into its destination.
   uint32_t flags = len > options_.rndv_threshold ? UCP_AM_SEND_FLAG_RNDV : UCP_AM_SEND_FLAG_EAGER;
   ucp_request_param_t p = SendParam(t, flags);
-  AddMemh(src, len, &p);
+  AddMemh(slice.region, &p);
   Track(ucp_am_send_nbx((*conn)->ep.get(), ucx::kFetchReplyAm, t->header.data(),
                         t->header.size(), src, len, &p),
         t);
@@ -555,7 +576,7 @@ ucs_status_t UcxTransport::HandleReply(const ucx::ReplyHeader& h, void* data, si
     p.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;   // UCX unpacks each fragment through us
     p.datatype = *streaming_dt_;
   } else {
-    AddMemh(op.dst, op.len, &p);
+    AddMemh(op.region, &p);
   }
   ucs_status_ptr_t req = ucp_am_recv_data_nbx(worker_.get(), data, op.dst, op.len, &p);
   if (UCS_PTR_IS_PTR(req)) op.request = req;   // OnRecvDone frees it and completes the op

@@ -138,7 +138,7 @@ UcxTransport::~UcxTransport() {
   ops_.clear();
   worker_.Reset();
   if (streaming_dt_) ucp_dt_destroy(*streaming_dt_);
-  regions_.clear();
+  memhs_.clear();
   context_.Reset();
 }
 
@@ -231,7 +231,8 @@ bool UcxTransport::HasPeer(NodeId peer) const {
   return peer_addresses_.contains(peer);
 }
 
-absl::StatusOr<MemoryRegion> UcxTransport::RegisterMemory(void* base, size_t length) {
+absl::StatusOr<MemoryRegion> UcxTransport::RegisterMemory(MemoryKind kind, void* base, size_t length) {
+  if (absl::Status s = CheckSupportedKind(kind, "ucx: RegisterMemory"); !s.ok()) return s;
   if (base == nullptr || length == 0) {
     return absl::InvalidArgumentError("ucx: RegisterMemory needs a non-empty range");
   }
@@ -247,8 +248,15 @@ absl::StatusOr<MemoryRegion> UcxTransport::RegisterMemory(void* base, size_t len
       result = key.status();
       return;
     }
-    regions_.push_back(Region{reinterpret_cast<uintptr_t>(base), length, *std::move(memh)});
-    result = MemoryRegion{base, length, *std::move(key)};
+    // On the progress thread, so ids and memhs_ stay in step.
+    absl::StatusOr<RegionId> id = regions_.Add(kind, base, length);
+    if (!id.ok()) {
+      result = id.status();
+      return;
+    }
+    memhs_.push_back(*std::move(memh));
+    result = MemoryRegion{*id, kind, base, length,
+                          EncodeRemoteKey(RemoteKey{kind, reinterpret_cast<uint64_t>(base), length, *std::move(key)})};
   };
   if (OnProgressThread()) {
     work();
@@ -264,10 +272,10 @@ absl::StatusOr<MemoryRegion> UcxTransport::RegisterMemory(void* base, size_t len
   return result;
 }
 
-FetchId UcxTransport::Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) {
+FetchId UcxTransport::Fetch(NodeId peer, std::string header, LocalSlice dst, Done done) {
   const uint64_t id = next_op_id_.fetch_add(1);
-  Post([this, id, peer, header = std::move(header), dst, len, done = std::move(done)]() mutable {
-    StartFetch(id, peer, std::move(header), dst, len, std::move(done));
+  Post([this, id, peer, header = std::move(header), dst, done = std::move(done)]() mutable {
+    StartFetch(id, peer, std::move(header), dst, std::move(done));
   });
   return id;
 }
@@ -283,11 +291,9 @@ void UcxTransport::ResetPeer(NodeId peer) {
   Post([this, peer] { ResetOnThread(peer); });
 }
 
-void UcxTransport::Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
-                        size_t len, Done done) {
-  Post([this, peer, remote_addr, key = std::string(remote_key), dst, len,
-        done = std::move(done)]() mutable {
-    StartRead(peer, remote_addr, std::move(key), dst, len, std::move(done));
+void UcxTransport::Read(NodeId peer, RemoteSlice src, LocalSlice dst, Done done) {
+  Post([this, peer, src = std::move(src), dst, done = std::move(done)]() mutable {
+    StartRead(peer, std::move(src), dst, std::move(done));
   });
 }
 

@@ -53,16 +53,17 @@ inline const char* OpName(OpKind kind) {
 }
 
 struct Op {
-  Op(OpKind k, NodeId p, void* d, size_t l, Done dn)
-      : kind(k), peer(p), dst(d), len(l), done(std::move(dn)) {}
+  Op(OpKind k, NodeId p, void* d, size_t l, Done dn, RegionId r = kNoRegion)
+      : kind(k), peer(p), dst(d), len(l), done(std::move(dn)), region(r) {}
   OpKind kind;
   NodeId peer = 0;
-  void* dst = nullptr;
+  void* dst = nullptr;     // resolved from the caller's LocalSlice
   size_t len = 0;
   Done done;
   bool in_flight = false;  // a UCX request still reads/writes the caller's memory
   absl::Status doomed;     // set when failed while in_flight
   void* request = nullptr; // fetch: the rendezvous receive in progress (for ucp_request_cancel)
+  RegionId region = kNoRegion;  // the destination's region (its memh goes with the receive)
 };
 
 struct AtomicStats {
@@ -118,7 +119,7 @@ class UcxTransport final : public Transport {
   void RemovePeer(NodeId peer) override;
   void ResetPeer(NodeId peer) override;
   bool HasPeer(NodeId peer) const override;
-  absl::StatusOr<MemoryRegion> RegisterMemory(void* base, size_t length) override;
+  absl::StatusOr<MemoryRegion> RegisterMemory(MemoryKind kind, void* base, size_t length) override;
   void SetFetchHandler(FetchHandler handler) override { fetch_handler_ = std::move(handler); }
   void SetControlHandler(ControlHandler handler) override {
     control_handler_ = std::move(handler);
@@ -126,17 +127,15 @@ class UcxTransport final : public Transport {
   void SetPeerFailureHandler(PeerFailureHandler handler) override {
     failure_handler_ = std::move(handler);
   }
-  FetchId Fetch(NodeId peer, std::string header, void* dst, size_t len, Done done) override;
+  FetchId Fetch(NodeId peer, std::string header, LocalSlice dst, Done done) override;
   void CancelFetch(FetchId id) override;
-  void Read(NodeId peer, uint64_t remote_addr, std::string_view remote_key, void* dst,
-            size_t len, Done done) override;
+  void Read(NodeId peer, RemoteSlice src, LocalSlice dst, Done done) override;
   void SendControl(NodeId peer, std::string bytes, Done done) override;
   TransportStats Stats() const override;
   void Shutdown() override;
 
   // Called by responders (any thread) through the queue.
-  void StartReply(NodeId peer, uint64_t request_id, size_t expected, const void* src, size_t len,
-                  Done sent);
+  void StartReply(NodeId peer, uint64_t request_id, size_t expected, LocalSlice src, Done sent);
   void StartFail(NodeId peer, uint64_t request_id, absl::Status status);
 
  private:
@@ -167,15 +166,14 @@ class UcxTransport final : public Transport {
   void FailNow(Done done, absl::Status status);
   bool HasInFlight() const;
   ucp_request_param_t SendParam(Ticket* t, uint32_t am_flags) const;
-  // Adds the registration covering [p, p+len) to `param`, if there is one: UCX then uses it
-  // instead of looking the buffer up (or registering it) per operation.
-  void AddMemh(const void* p, size_t len, ucp_request_param_t* param) const;
+  // Adds the registration of `region` to `param`: UCX then uses it instead of looking the
+  // buffer up (or registering it) per operation.
+  void AddMemh(RegionId region, ucp_request_param_t* param) const;
 
-  void StartFetch(uint64_t id, NodeId peer, std::string header, void* dst, size_t len, Done done);
+  void StartFetch(uint64_t id, NodeId peer, std::string header, LocalSlice dst, Done done);
   void CancelOnThread(uint64_t id);
   void ResetOnThread(NodeId peer);
-  void StartRead(NodeId peer, uint64_t remote_addr, std::string key, void* dst, size_t len,
-                 Done done);
+  void StartRead(NodeId peer, RemoteSlice src, LocalSlice dst, Done done);
   void StartControl(NodeId peer, std::string bytes, Done done);
   void HandlePeerFailure(NodeId peer, uint64_t generation, ucs_status_t status);
   // Hands an incoming request / control message to the user's handler.
@@ -220,12 +218,10 @@ class UcxTransport final : public Transport {
 
   // UCX objects; destroyed in reverse order: conns (rkeys, eps), worker, regions, context.
   ucx::UcxContext context_;
-  struct Region {
-    uintptr_t base;
-    size_t length;
-    ucx::UcxMemHandle memh;
-  };
-  std::vector<Region> regions_;  // progress thread (or before it starts)
+  // Registered regions: bounds and kind in `regions_` (thread-safe), their UCX registrations
+  // in `memhs_` (memhs_[id - 1]; appended on the progress thread, read there only).
+  RegionTable regions_{"ucx"};
+  std::vector<ucx::UcxMemHandle> memhs_;
   ucx::UcxWorker worker_;
   int worker_fd_ = -1;
   // Receive datatype for rendezvous replies of at least options_.streaming_copy_min bytes,
@@ -254,11 +250,10 @@ class UcxResponder final : public FetchResponder {
   ~UcxResponder() override {
     if (!answered_) Fail(absl::InternalError("fetch handler dropped the request unanswered"));
   }
-  void Reply(const void* src, size_t len, Done sent) override {
+  void Reply(LocalSlice src, Done sent) override {
     if (std::exchange(answered_, true)) return;
-    queue_->Push([t = t_, peer = peer_, id = id_, exp = expected_, src, len,
-                  sent = std::move(sent)]() mutable {
-      t->StartReply(peer, id, exp, src, len, std::move(sent));
+    queue_->Push([t = t_, peer = peer_, id = id_, exp = expected_, src, sent = std::move(sent)]() mutable {
+      t->StartReply(peer, id, exp, src, std::move(sent));
     });
   }
   void Fail(absl::Status status) override {

@@ -71,19 +71,17 @@ int RunServer(const Options& o, uint64_t max_size) {
   auto t = MakeTransport(kServer, o);
   Arena src(max_size);
   FillWords(src.data(), max_size);
-  auto region = t->RegisterMemory(src.data(), max_size);
+  auto region = t->RegisterMemory(dataplane::MemoryKind::kHost, src.data(), max_size);
   if (!region.ok()) Die(region.status().ToString());
-  t->SetFetchHandler([&src](NodeId, std::string_view header,
+  t->SetFetchHandler([&region](NodeId, std::string_view header,
                             std::unique_ptr<dataplane::FetchResponder> r) {
     RangeRequest req;
     if (header.size() != sizeof(req)) return r->Fail(absl::InvalidArgumentError("bad header"));
     std::memcpy(&req, header.data(), sizeof(req));
-    r->Reply(src.data() + req.offset, req.length, [](absl::Status) {});
+    r->Reply(region->Slice(req.offset, req.length), [](absl::Status) {});
   });
   WriteBlob(wr, t->LocalAddress());
   WriteBlob(wr, region->remote_key);
-  uint64_t base = reinterpret_cast<uint64_t>(src.data());
-  WriteBlob(wr, std::string(reinterpret_cast<const char*>(&base), sizeof(base)));
   std::string client = ReadBlob(rd);
   if (absl::Status st = t->AddPeer(kClient, client); !st.ok()) Die(st.ToString());
   WriteBlob(wr, "ready");
@@ -95,13 +93,14 @@ int RunServer(const Options& o, uint64_t max_size) {
 // ---- client -----------------------------------------------------------------------------
 
 struct Peer {
-  std::string remote_key;
-  uint64_t base = 0;
+  std::string remote_key;   // the server's region (offsets are offsets into its source buffer)
 };
 
-// Moves `size` bytes from the server into dst in chunks, `window` in flight. Returns seconds.
-double TransferOnce(Transport& t, const Peer& peer, bool use_read, uint8_t* dst, uint64_t size,
+// Moves `dst.length` bytes from the server into `dst` (a slice of a registered region) in
+// chunks, `window` in flight. Returns seconds.
+double TransferOnce(Transport& t, const Peer& peer, bool use_read, dataplane::LocalSlice dst,
                     uint64_t chunk, int window, std::atomic<uint64_t>& failures) {
+  const uint64_t size = dst.length;
   struct State {
     uint64_t next = 0, done = 0, chunks = 0;
     absl::Notification finished;
@@ -120,11 +119,12 @@ double TransferOnce(Transport& t, const Peer& peer, bool use_read, uint8_t* dst,
       if (state->next < state->chunks) post();
     };
     if (use_read) {
-      t.Read(kServer, peer.base + off, peer.remote_key, dst + off, len, done);
+      t.Read(kServer, dataplane::RemoteSlice{peer.remote_key, off, len},
+             dataplane::LocalSlice{dst.region, dst.offset + off, len}, done);
     } else {
       RangeRequest req{off, len};
-      t.Fetch(kServer, std::string(reinterpret_cast<const char*>(&req), sizeof(req)), dst + off,
-              len, done);
+      t.Fetch(kServer, std::string(reinterpret_cast<const char*>(&req), sizeof(req)),
+              dataplane::LocalSlice{dst.region, dst.offset + off, len}, done);
     }
   };
   auto start = std::chrono::steady_clock::now();
@@ -145,11 +145,11 @@ int RunClient(const Options& o, const std::vector<uint64_t>& sizes, uint64_t chu
   // previous pass over it (as a store's fresh objects are); otherwise one buffer, in cache.
   const uint64_t dst_len = o.cold_dst ? std::max<uint64_t>(max_size, 1ull << 30) : max_size;
   Arena dst(dst_len);
-  if (auto r = t->RegisterMemory(dst.data(), dst_len); !r.ok()) Die(r.status().ToString());
+  auto dst_region = t->RegisterMemory(dataplane::MemoryKind::kHost, dst.data(), dst_len);
+  if (!dst_region.ok()) Die(dst_region.status().ToString());
   Peer peer;
   std::string address = ReadBlob(server.rd);
   peer.remote_key = ReadBlob(server.rd);
-  std::memcpy(&peer.base, ReadBlob(server.rd).data(), sizeof(peer.base));
   if (absl::Status st = t->AddPeer(kServer, address); !st.ok()) Die(st.ToString());
   WriteBlob(server.wr, t->LocalAddress());
   ReadBlob(server.rd);  // ready
@@ -177,7 +177,8 @@ int RunClient(const Options& o, const std::vector<uint64_t>& sizes, uint64_t chu
         } else {
           std::memset(d, 0, size);   // stale bytes must not pass verification
         }
-        double s = TransferOnce(*t, peer, use_read, d, size, chunk, o.window, failures);
+        double s = TransferOnce(*t, peer, use_read, dst_region->Slice(d - dst.data(), size), chunk, o.window,
+                                failures);
         uint64_t bad = CountBadWords(d, size);
         errors += bad;
         if (o.cold_dst) std::memset(d, 0, size);   // zeroed long before the next pass here

@@ -1,6 +1,7 @@
 // Puller + ChunkServer over the in-process transport: two or three nodes, each with its own
 // ObjectStore over a heap "arena". Covers a plain pull, a cut-through chain and a sender that
 // dies mid-pull (FaultyTransport).
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "dataplane/engine/chunk_server.h"
+#include "dataplane/engine/chunk_sink.h"
 #include "dataplane/engine/puller.h"
 #include "dataplane/store/object_store.h"
 #include "dataplane/transport/faulty_transport.h"
@@ -36,6 +38,7 @@ struct TestNode {
   std::unique_ptr<ObjectStore> store = std::make_unique<ObjectStore>(kArenaBytes);
   std::unique_ptr<Transport> transport;
   FaultyTransport* faulty = nullptr;   // set when `transport` is a FaultyTransport
+  RegionId region = kNoRegion;   // the arena's registration with `transport`
   std::unique_ptr<ChunkServer> server;
   std::unique_ptr<Puller> puller;
 };
@@ -54,7 +57,11 @@ class PullerServerTest : public ::testing::Test {
     } else {
       node->transport = *std::move(t);
     }
-    node->server = std::make_unique<ChunkServer>(node->store.get(), node->arena.data(), server_options);
+    absl::StatusOr<MemoryRegion> region =
+        node->transport->RegisterMemory(MemoryKind::kHost, node->arena.data(), node->arena.size());
+    EXPECT_TRUE(region.ok()) << region.status();
+    node->region = region.ok() ? region->id : kNoRegion;
+    node->server = std::make_unique<ChunkServer>(node->store.get(), node->region, server_options);
     node->server->Attach(node->transport.get());
     node->puller = std::make_unique<Puller>(node->transport.get(), node->store.get());
     for (auto& other : nodes_) {
@@ -91,7 +98,7 @@ class PullerServerTest : public ::testing::Test {
     spec.size = size;
     spec.chunk_size = kChunk;
     spec.window = 3;
-    spec.dst = node.arena.data() + off.value_or(0);
+    spec.dst = LocalSlice{node.region, off.value_or(0), size};
     spec.deadline = absl::Now() + absl::Seconds(30);
     return spec;
   }
@@ -100,7 +107,7 @@ class PullerServerTest : public ::testing::Test {
   // tasks in order; a fetch from an unknown peer fails on that thread).
   static void Barrier(Transport& t) {
     absl::Notification done;
-    t.Fetch(999, "barrier", nullptr, 0, [&](absl::Status) { done.Notify(); });
+    t.Fetch(999, "barrier", LocalSlice{}, [&](absl::Status) { done.Notify(); });
     ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
   }
 
@@ -125,7 +132,7 @@ TEST_F(PullerServerTest, PullsAMultiChunkObjectFromASealedCopy) {
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(stats.chunks, 11u);
   EXPECT_EQ(stats.bytes, kSize);
-  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((b.arena.data() + spec.dst.offset), kSize), -1);
   EXPECT_THAT(*b.store->MissingChunks("ns", "obj"), ::testing::IsEmpty());
   ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
   EXPECT_EQ(a.server->chunks_served(), 11u);
@@ -140,6 +147,92 @@ TEST_F(PullerServerTest, PullsAMultiChunkObjectFromASealedCopy) {
   EXPECT_EQ(a.store->Stats().used, 0u);
 }
 
+// A sink that wraps CopySink, counts its calls, and can refuse one chunk (at Destination or
+// at Landed), as a reduce sink may.
+class RecordingSink final : public ChunkSink {
+ public:
+  RecordingSink(ObjectStore* store, const PullSpec& spec) : copy_(store, spec.ns, spec.key, spec.dst) {}
+  absl::StatusOr<LocalSlice> Destination(uint32_t k, uint64_t first, uint64_t len) override {
+    ++destinations;
+    if (k == refuse_destination) return absl::ResourceExhaustedError("test sink: no slot");
+    return copy_.Destination(k, first, len);
+  }
+  absl::Status Landed(uint32_t k) override {
+    ++landed[k];
+    if (k == refuse_landed) return absl::FailedPreconditionError("test sink: cannot combine");
+    return copy_.Landed(k);
+  }
+  void Abandoned(uint32_t k) override { ++abandoned; }
+
+  uint32_t refuse_destination = ~0u;
+  uint32_t refuse_landed = ~0u;
+  std::atomic<int> destinations{0};
+  std::atomic<int> abandoned{0};
+  std::atomic<int> landed[16] = {};
+
+ private:
+  CopySink copy_;
+};
+
+TEST_F(PullerServerTest, PullLandsEveryChunkThroughTheGivenSinkExactlyOnce) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2);
+  MakeSource(a);
+  PullSpec spec = PrepareReceiver(b, a.id);
+  const LocalSlice object = spec.dst;
+  RecordingSink sink(b.store.get(), spec);
+  spec.sink = &sink;
+  spec.dst = LocalSlice{};   // unused with a sink of our own
+  PullStats stats;
+  absl::Status s = b.puller->Pull(spec, &stats);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(stats.chunks, 11u);
+  EXPECT_EQ(sink.destinations.load(), 11);
+  for (int k = 0; k < 11; ++k) EXPECT_EQ(sink.landed[k].load(), 1) << "chunk " << k;
+  EXPECT_EQ(sink.abandoned.load(), 0);
+  EXPECT_EQ(FirstMismatch(b.arena.data() + object.offset, kSize), -1);
+}
+
+TEST_F(PullerServerTest, ASinkRefusingAChunkEndsThePullWithItsError) {
+  TestNode& a = AddNode(1);
+  TestNode& b = AddNode(2);
+  MakeSource(a);
+  {
+    PullSpec spec = PrepareReceiver(b, a.id);
+    RecordingSink sink(b.store.get(), spec);
+    sink.refuse_landed = 4;
+    spec.sink = &sink;
+    PullStats stats;
+    absl::Status s = b.puller->Pull(spec, &stats);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("chunk 4 of ns/obj from node 1: test sink: cannot combine"));
+    EXPECT_EQ(sink.landed[4].load(), 1);
+    // Returned only once no fetch was outstanding: every destination handed out has come back.
+    EXPECT_EQ(sink.destinations.load(), [&] {
+      int n = sink.abandoned.load();
+      for (auto& l : sink.landed) n += l.load();
+      return n;
+    }());
+    EXPECT_THAT(*b.store->MissingChunks("ns", "obj"), ::testing::Contains(4u));
+  }
+  {
+    MakeSource(a, kSize, "obj2");
+    PullSpec spec = PrepareReceiver(b, a.id, kSize, "obj2");
+    RecordingSink sink(b.store.get(), spec);
+    sink.refuse_destination = 0;
+    spec.sink = &sink;
+    PullStats stats;
+    absl::Status s = b.puller->Pull(spec, &stats);
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_EQ(sink.landed[0].load(), 0);
+    EXPECT_EQ(sink.abandoned.load() + [&] {
+      int n = 0;
+      for (auto& l : sink.landed) n += l.load();
+      return n;
+    }(), sink.destinations.load() - 1);   // the refused chunk was never fetched
+  }
+}
+
 TEST_F(PullerServerTest, PullsOnlyTheMissingChunks) {
   TestNode& a = AddNode(1);
   TestNode& b = AddNode(2);
@@ -147,14 +240,14 @@ TEST_F(PullerServerTest, PullsOnlyTheMissingChunks) {
   PullSpec spec = PrepareReceiver(b, a.id);
   // Chunks 0..4 already landed (from an earlier sender).
   for (uint32_t k = 0; k < 5; ++k) {
-    std::memcpy(spec.dst + k * kChunk, a.arena.data() + k * kChunk, kChunk);
+    std::memcpy((b.arena.data() + spec.dst.offset) + k * kChunk, a.arena.data() + k * kChunk, kChunk);
     b.store->MarkChunk("ns", "obj", k);
   }
   PullStats stats;
   ASSERT_TRUE(b.puller->Pull(spec, &stats).ok());
   EXPECT_EQ(stats.chunks, 6u);
   EXPECT_EQ(a.server->chunks_served(), 6u);
-  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((b.arena.data() + spec.dst.offset), kSize), -1);
 }
 
 TEST_F(PullerServerTest, MissingObjectOnTheSenderFailsNamingItOnceTheWaitIsOver) {
@@ -185,13 +278,13 @@ TEST_F(PullerServerTest, CutThroughFromAPartialCopyFedByHand) {
   for (uint32_t k : {2u, 0u, 1u, 10u, 3u, 4u, 5u, 9u, 8u, 7u, 6u}) {
     const uint64_t first = uint64_t{k} * kChunk;
     const uint64_t len = std::min<uint64_t>(kChunk, kSize - first);
-    for (uint64_t i = 0; i < len; ++i) b_spec.dst[first + i] = Pattern(first + i);
+    for (uint64_t i = 0; i < len; ++i) (b.arena.data() + b_spec.dst.offset)[first + i] = Pattern(first + i);
     b.store->MarkChunk("ns", "obj", k);
   }
   c_thread.join();
   ASSERT_TRUE(c_result.has_value());
   ASSERT_TRUE(c_result->ok()) << *c_result;
-  EXPECT_EQ(FirstMismatch(c_spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((c.arena.data() + c_spec.dst.offset), kSize), -1);
   EXPECT_EQ(b.server->chunks_served(), 11u);
   ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
   ASSERT_TRUE(c.store->FinishReceiving("ns", "obj").ok());
@@ -214,8 +307,8 @@ TEST_F(PullerServerTest, ThreeNodeChainPipelines) {
   ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
   c_thread.join();
   ASSERT_TRUE(c_result.has_value() && c_result->ok()) << c_result.value_or(absl::OkStatus());
-  EXPECT_EQ(FirstMismatch(b_spec.dst, kSize), -1);
-  EXPECT_EQ(FirstMismatch(c_spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((b.arena.data() + b_spec.dst.offset), kSize), -1);
+  EXPECT_EQ(FirstMismatch((c.arena.data() + c_spec.dst.offset), kSize), -1);
   EXPECT_EQ(b.server->chunks_served(), 11u);
   ASSERT_TRUE(c.store->FinishReceiving("ns", "obj").ok());
   EXPECT_EQ(b.store->Stats().pinned, 0u);
@@ -239,7 +332,7 @@ TEST_F(PullerServerTest, SenderDyingMidPullFailsNamingItAndLeavesNothingInFlight
   // no other completion happened after Pull returned.
   const TransportStats before = b.faulty->inner().Stats();
   absl::Notification barrier;
-  b.transport->Fetch(999, "x", nullptr, 0, [&](absl::Status st) {
+  b.transport->Fetch(999, "x", LocalSlice{}, [&](absl::Status st) {
     EXPECT_FALSE(st.ok());
     barrier.Notify();
   });
@@ -257,7 +350,7 @@ TEST_F(PullerServerTest, SenderDyingMidPullFailsNamingItAndLeavesNothingInFlight
   PullStats retry;
   absl::Status again = b.puller->Pull(spec, &retry);
   ASSERT_TRUE(again.ok()) << again;
-  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((b.arena.data() + spec.dst.offset), kSize), -1);
   ASSERT_TRUE(b.store->FinishReceiving("ns", "obj").ok());
 }
 
@@ -363,7 +456,7 @@ TEST_F(PullerServerTest, PullReturnsOnlyAfterEveryDelayedCompletionHasRun) {
   b.faulty->SetCompletionDelay(0us);
   spec.deadline = absl::Now() + absl::Seconds(30);
   ASSERT_TRUE(b.puller->Pull(spec, &stats).ok());
-  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((b.arena.data() + spec.dst.offset), kSize), -1);
 }
 
 // Issue 12.7: one pull reaching its deadline removed the peer, failing every other pull's
@@ -387,7 +480,7 @@ TEST_F(PullerServerTest, DeadlineOfOnePullLeavesOtherPullsFromTheSameSenderAlone
   slow_thread.join();
   ASSERT_TRUE(slow_result.has_value());
   ASSERT_TRUE(slow_result->ok()) << *slow_result;
-  EXPECT_EQ(FirstMismatch(slow.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((b.arena.data() + slow.dst.offset), kSize), -1);
   EXPECT_TRUE(b.transport->HasPeer(a.id));
 }
 
@@ -410,7 +503,7 @@ TEST_F(PullerServerTest, FetchForAnObjectNotCreatedYetIsServedOnceItIs) {
   puller.join();
   ASSERT_TRUE(result.has_value());
   ASSERT_TRUE(result->ok()) << *result;
-  EXPECT_EQ(FirstMismatch(spec.dst, kSize), -1);
+  EXPECT_EQ(FirstMismatch((b.arena.data() + spec.dst.offset), kSize), -1);
   EXPECT_EQ(a.store->Stats().absent_waiters, 0u);
 }
 

@@ -26,6 +26,11 @@ class FaultyTest : public ::testing::Test {
     client_ = std::make_unique<FaultyTransport>(*std::move(inner));
     server_ = *std::move(server);
     for (size_t i = 0; i < src_.size(); ++i) src_[i] = static_cast<char>(i * 13 + 5);
+    auto region = server_->RegisterMemory(MemoryKind::kHost, src_.data(), src_.size());
+    ASSERT_TRUE(region.ok()) << region.status();
+    src_region_ = *std::move(region);
+    scratch_ = std::make_unique<testing::ScratchArena>(*client_, 1 << 20);
+    dst_ = scratch_->Take(1 << 16);
     server_->SetFetchHandler([this](NodeId, std::string_view header,
                                     std::unique_ptr<FetchResponder> r) {
       auto h = testing::DecodeRange(header);
@@ -35,7 +40,7 @@ class FaultyTest : public ::testing::Test {
         held_count_++;
         return;
       }
-      r->Reply(src_.data() + h->offset, h->length, [](absl::Status) {});
+      r->Reply(src_region_.Slice(h->offset, h->length), [](absl::Status) {});
     });
     client_->SetPeerFailureHandler([this](NodeId peer, const absl::Status& why) {
       EXPECT_EQ(peer, 2u);
@@ -50,9 +55,9 @@ class FaultyTest : public ::testing::Test {
     server_->Shutdown();
   }
   absl::Status FetchOnce(size_t offset, size_t len) {
-    dst_.assign(len, 0);
+    std::memset(dst_.data(), 0, len);
     Completion c;
-    client_->Fetch(2, EncodeRange({offset, len, 0}), dst_.data(), len, c.done());
+    client_->Fetch(2, EncodeRange({offset, len, 0}), dst_.Slice(0, len), c.done());
     auto st = c.Wait();
     if (!st) return absl::DeadlineExceededError("test: fetch hung");
     if (st->ok() && std::memcmp(dst_.data(), src_.data() + offset, len) != 0) {
@@ -65,7 +70,9 @@ class FaultyTest : public ::testing::Test {
   std::unique_ptr<FaultyTransport> client_;
   std::unique_ptr<InprocTransport> server_;
   std::vector<char> src_ = std::vector<char>(1 << 16);
-  std::vector<char> dst_;
+  MemoryRegion src_region_;   // src_, registered with the server
+  std::unique_ptr<testing::ScratchArena> scratch_;   // registered with the client
+  testing::ScratchArena::Buffer dst_;   // FetchOnce lands here
   std::vector<std::unique_ptr<FetchResponder>> held_;
   std::atomic<int> held_count_{0};
   std::atomic<int> failures_{0};
@@ -93,8 +100,8 @@ TEST_F(FaultyTest, FailConnect) {
 
 TEST_F(FaultyTest, PeerDiesAfterBytes) {
   Completion outstanding;
-  std::vector<char> small(8);
-  client_->Fetch(2, EncodeRange({0, 8, 4}), small.data(), 8, outstanding.done());
+  auto small = scratch_->Take(8);
+  client_->Fetch(2, EncodeRange({0, 8, 4}), small.Slice(0, 8), outstanding.done());
   for (int i = 0; i < 5000 && held_count_ == 0; ++i) std::this_thread::sleep_for(1ms);
   ASSERT_EQ(held_count_, 1);
 
@@ -111,7 +118,7 @@ TEST_F(FaultyTest, PeerDiesAfterBytes) {
   EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
   EXPECT_EQ(FetchOnce(0, 10).code(), absl::StatusCode::kUnavailable);
   Completion read;
-  client_->Read(2, 0, "0", small.data(), 1, read.done());
+  client_->Read(2, RemoteSlice{src_region_.remote_key, 0, 1}, small.Slice(0, 1), read.done());
   EXPECT_EQ(read.Wait()->code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(failures_.load(), 1);
   EXPECT_EQ(client_->Stats().peer_failures, 1u);
@@ -121,9 +128,9 @@ TEST_F(FaultyTest, PeerDiesAfterBytes) {
 }
 
 TEST_F(FaultyTest, FailPeerNowFailsOutstandingOps) {
-  std::vector<char> small(8);
+  auto small = scratch_->Take(8);
   Completion a;
-  client_->Fetch(2, EncodeRange({0, 8, 4}), small.data(), 8, a.done());
+  client_->Fetch(2, EncodeRange({0, 8, 4}), small.Slice(0, 8), a.done());
   for (int i = 0; i < 5000 && held_count_ == 0; ++i) std::this_thread::sleep_for(1ms);
   client_->FailPeerNow(2);
   EXPECT_EQ(a.Wait()->code(), absl::StatusCode::kUnavailable);
@@ -143,9 +150,9 @@ TEST_F(FaultyTest, DelaysCompletions) {
 
 TEST_F(FaultyTest, ShutdownDeliversDelayedCompletions) {
   client_->SetCompletionDelay(10s);
-  std::vector<char> small(8);
+  auto small = scratch_->Take(8);
   Completion c;
-  client_->Fetch(2, EncodeRange({0, 8, 0}), small.data(), 8, c.done());
+  client_->Fetch(2, EncodeRange({0, 8, 0}), small.Slice(0, 8), c.done());
   std::this_thread::sleep_for(20ms);
   client_->Shutdown();
   EXPECT_TRUE(c.Wait(0ms).has_value()) << "Shutdown must flush delayed completions";

@@ -32,6 +32,10 @@ class InprocTest : public ::testing::Test {
       }
     }
     for (size_t i = 0; i < src_.size(); ++i) src_[i] = static_cast<char>(i * 7 + 1);
+    auto region = t_[1]->RegisterMemory(MemoryKind::kHost, src_.data(), src_.size());
+    ASSERT_TRUE(region.ok()) << region.status();
+    src_region_ = *std::move(region);
+    for (auto& t : t_) scratch_.push_back(std::make_unique<testing::ScratchArena>(*t, 8 << 20));
     // Node 2 serves ranges of src_; "defer" answers later from another thread.
     t_[1]->SetFetchHandler([this](NodeId, std::string_view header,
                                   std::unique_ptr<FetchResponder> r) {
@@ -43,15 +47,19 @@ class InprocTest : public ::testing::Test {
         held_count_++;
         return;
       }
-      const char* src = src_.data() + h->offset;
+      const LocalSlice src = src_region_.Slice(h->offset, h->length);
+      if (h->verb == 5) return r->Reply(src_region_.Slice(src_.size() - 8, 16), [this](absl::Status st) {
+        bad_reply_sent_ = st;
+        bad_reply_.Notify();
+      });
       if (h->verb == 1) {
-        deferred_.emplace_back([r = std::move(r), src, len = h->length]() mutable {
+        deferred_.emplace_back([r = std::move(r), src]() mutable {
           std::this_thread::sleep_for(5ms);
-          r->Reply(src, len, [](absl::Status) {});
+          r->Reply(src, [](absl::Status) {});
         });
         return;
       }
-      r->Reply(src, h->length, [this](absl::Status st) { sent_ok_ += st.ok(); });
+      r->Reply(src, [this](absl::Status st) { sent_ok_ += st.ok(); });
     });
   }
   void TearDown() override {
@@ -61,6 +69,10 @@ class InprocTest : public ::testing::Test {
   std::shared_ptr<InprocFabric> fabric_ = std::make_shared<InprocFabric>();
   std::vector<std::unique_ptr<InprocTransport>> t_;
   std::vector<char> src_ = std::vector<char>(1 << 20);
+  MemoryRegion src_region_;   // src_, registered with node 2
+  std::vector<std::unique_ptr<testing::ScratchArena>> scratch_;   // one per transport
+  absl::Status bad_reply_sent_;
+  absl::Notification bad_reply_;
   std::vector<std::thread> deferred_;
   std::vector<std::unique_ptr<FetchResponder>> held_;  // touched on node 2's thread only
   std::atomic<int> sent_ok_{0};
@@ -68,9 +80,9 @@ class InprocTest : public ::testing::Test {
 };
 
 TEST_F(InprocTest, FetchCopiesTheRange) {
-  std::vector<char> dst(1000);
+  auto dst = scratch_[0]->Take(1000);
   Completion c;
-  t_[0]->Fetch(2, testing::EncodeRange({100, 1000, 0}), dst.data(), dst.size(), c.done());
+  t_[0]->Fetch(2, testing::EncodeRange({100, 1000, 0}), dst.All(), c.done());
   auto st = c.Wait();
   ASSERT_TRUE(st.has_value());
   ASSERT_TRUE(st->ok()) << *st;
@@ -82,11 +94,11 @@ TEST_F(InprocTest, FetchCopiesTheRange) {
 }
 
 TEST_F(InprocTest, DeferredReplyFailAndUnknownPeer) {
-  std::vector<char> dst(64);
+  auto dst = scratch_[0]->Take(64);
   Completion deferred, failed, unknown;
-  t_[0]->Fetch(2, testing::EncodeRange({0, 64, 1}), dst.data(), 64, deferred.done());
-  t_[0]->Fetch(2, testing::EncodeRange({0, 64, 2}), dst.data(), 64, failed.done());
-  t_[0]->Fetch(9, "", dst.data(), 64, unknown.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 64, 1}), dst.Slice(0, 64), deferred.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 64, 2}), dst.Slice(0, 64), failed.done());
+  t_[0]->Fetch(9, "", dst.Slice(0, 64), unknown.done());
   EXPECT_TRUE(deferred.Wait()->ok());
   EXPECT_EQ(std::memcmp(dst.data(), src_.data(), 64), 0);
   auto st = failed.Wait();
@@ -100,9 +112,9 @@ TEST_F(InprocTest, DeferredReplyFailAndUnknownPeer) {
 
 TEST_F(InprocTest, RequestsFromUnregisteredNodesAreDropped) {
   t_[1]->RemovePeer(1);
-  std::vector<char> dst(8);
+  auto dst = scratch_[0]->Take(8);
   Completion c;
-  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 0}), dst.data(), 8, c.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 0}), dst.Slice(0, 8), c.done());
   for (int i = 0; i < 1000 && t_[1]->Stats().dropped_requests == 0; ++i) {
     std::this_thread::sleep_for(1ms);
   }
@@ -112,17 +124,22 @@ TEST_F(InprocTest, RequestsFromUnregisteredNodesAreDropped) {
 }
 
 TEST_F(InprocTest, ReadAndControl) {
-  auto region = t_[2]->RegisterMemory(src_.data(), src_.size());
+  auto region = t_[2]->RegisterMemory(MemoryKind::kHost, src_.data(), src_.size());
   ASSERT_TRUE(region.ok());
-  std::vector<char> dst(4096);
-  Completion read, oob, control;
-  t_[0]->Read(3, reinterpret_cast<uint64_t>(src_.data()) + 10, region->remote_key, dst.data(),
-              dst.size(), read.done());
+  auto dst = scratch_[0]->Take(4096);
+  Completion read, oob, wrap, mismatch, badkey, control;
+  t_[0]->Read(3, RemoteSlice{region->remote_key, 10, dst.size()}, dst.All(), read.done());
   EXPECT_TRUE(read.Wait()->ok());
   EXPECT_EQ(std::memcmp(dst.data(), src_.data() + 10, dst.size()), 0);
-  t_[0]->Read(3, reinterpret_cast<uint64_t>(src_.data()) + src_.size() - 1, region->remote_key,
-              dst.data(), 2, oob.done());
+  // Checked against the remote key before anything is read.
+  t_[0]->Read(3, RemoteSlice{region->remote_key, src_.size() - 1, 2}, dst.Slice(0, 2), oob.done());
   EXPECT_EQ(oob.Wait()->code(), absl::StatusCode::kOutOfRange);
+  t_[0]->Read(3, RemoteSlice{region->remote_key, ~uint64_t{0} - 1, 4}, dst.Slice(0, 4), wrap.done());
+  EXPECT_EQ(wrap.Wait()->code(), absl::StatusCode::kOutOfRange);
+  t_[0]->Read(3, RemoteSlice{region->remote_key, 0, 8}, dst.Slice(0, 4), mismatch.done());
+  EXPECT_EQ(mismatch.Wait()->code(), absl::StatusCode::kInvalidArgument);
+  t_[0]->Read(3, RemoteSlice{"0", 0, 4}, dst.Slice(0, 4), badkey.done());
+  EXPECT_EQ(badkey.Wait()->code(), absl::StatusCode::kInvalidArgument);
 
   absl::Notification got;
   std::string received;
@@ -144,9 +161,9 @@ TEST_F(InprocTest, KillFailsOutstandingOpsAndRunsFailureHandlerOnce) {
     EXPECT_EQ(why.code(), absl::StatusCode::kUnavailable);
     if (failures.fetch_add(1) == 0) failed.Notify();
   });
-  std::vector<char> dst(8);
+  auto dst = scratch_[0]->Take(8);
   Completion hang;
-  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 4}), dst.data(), 8, hang.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 4}), dst.Slice(0, 8), hang.done());
   for (int i = 0; i < 1000 && t_[1]->Stats().dropped_requests == 0 && held_count_ == 0; ++i) {
     std::this_thread::sleep_for(1ms);
   }
@@ -157,7 +174,7 @@ TEST_F(InprocTest, KillFailsOutstandingOpsAndRunsFailureHandlerOnce) {
   EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
   ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
   Completion later;
-  t_[0]->Fetch(2, "", dst.data(), 0, later.done());
+  t_[0]->Fetch(2, "", dst.Slice(0, 0), later.done());
   EXPECT_EQ(later.Wait()->code(), absl::StatusCode::kUnavailable);
   std::this_thread::sleep_for(10ms);
   EXPECT_EQ(failures.load(), 1);
@@ -165,9 +182,10 @@ TEST_F(InprocTest, KillFailsOutstandingOpsAndRunsFailureHandlerOnce) {
 }
 
 TEST_F(InprocTest, CancelFetchCompletesAtOnceAndALateReplyCopiesNothing) {
-  std::vector<char> dst(64, 'x');
+  auto dst = scratch_[0]->Take(64);
+  std::memset(dst.data(), 'x', 64);
   Completion fetched;
-  const FetchId id = t_[0]->Fetch(2, testing::EncodeRange({0, 64, 4}), dst.data(), 64, fetched.done());
+  const FetchId id = t_[0]->Fetch(2, testing::EncodeRange({0, 64, 4}), dst.Slice(0, 64), fetched.done());
   EXPECT_NE(id, 0u);
   for (int i = 0; i < 10000 && held_count_ == 0; ++i) std::this_thread::sleep_for(1ms);
   ASSERT_EQ(held_count_, 1);
@@ -177,23 +195,23 @@ TEST_F(InprocTest, CancelFetchCompletesAtOnceAndALateReplyCopiesNothing) {
   EXPECT_EQ(st->code(), absl::StatusCode::kCancelled) << *st;
   // The server answers after the cancel: nothing lands, and its `sent` hears so.
   Completion sent;
-  held_[0]->Reply(src_.data(), 64, sent.done());
+  held_[0]->Reply(src_region_.Slice(0, 64), sent.done());
   auto sent_st = sent.Wait();
   ASSERT_TRUE(sent_st.has_value());
   EXPECT_FALSE(sent_st->ok());
-  EXPECT_EQ(std::string(dst.begin(), dst.end()), std::string(64, 'x'));
+  EXPECT_EQ(std::string(dst.data(), dst.size()), std::string(64, 'x'));
   t_[0]->CancelFetch(id);  // completed: no-op
   t_[0]->CancelFetch(0);
   Completion again;
-  t_[0]->Fetch(2, testing::EncodeRange({0, 64, 0}), dst.data(), 64, again.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 64, 0}), dst.Slice(0, 64), again.done());
   EXPECT_TRUE(again.Wait()->ok());
   EXPECT_EQ(std::memcmp(dst.data(), src_.data(), 64), 0);
 }
 
 TEST_F(InprocTest, ResetPeerFailsOutstandingOpsAndKeepsThePeer) {
-  std::vector<char> dst(8);
+  auto dst = scratch_[0]->Take(8);
   Completion hang;
-  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 4}), dst.data(), 8, hang.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 4}), dst.Slice(0, 8), hang.done());
   for (int i = 0; i < 10000 && held_count_ == 0; ++i) std::this_thread::sleep_for(1ms);
   t_[0]->ResetPeer(2);
   auto st = hang.Wait();
@@ -201,27 +219,68 @@ TEST_F(InprocTest, ResetPeerFailsOutstandingOpsAndKeepsThePeer) {
   EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
   EXPECT_TRUE(t_[0]->HasPeer(2));
   Completion later;
-  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 0}), dst.data(), 8, later.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 8, 0}), dst.Slice(0, 8), later.done());
   EXPECT_TRUE(later.Wait()->ok());
 }
 
 TEST_F(InprocTest, ManyConcurrentFetches) {
   constexpr int kOps = 2000;
-  std::vector<std::vector<char>> dst(kOps);
+  std::vector<testing::ScratchArena::Buffer> dst(kOps);
   std::vector<Completion> done(kOps);
   for (int i = 0; i < kOps; ++i) {
     size_t len = (i * 37) % 5000;
-    dst[i].resize(len);
-    t_[i % 2 == 0 ? 0 : 2]->Fetch(2, testing::EncodeRange({static_cast<uint64_t>(i), len, 0}),
-                                  dst[i].data(), len, done[i].done());
+    const int from = i % 2 == 0 ? 0 : 2;
+    dst[i] = scratch_[from]->Take(len);
+    t_[from]->Fetch(2, testing::EncodeRange({static_cast<uint64_t>(i), len, 0}), dst[i].All(), done[i].done());
   }
   for (int i = 0; i < kOps; ++i) {
     auto st = done[i].Wait();
     ASSERT_TRUE(st.has_value() && st->ok());
-    if (!dst[i].empty()) {
+    if (dst[i].size() > 0) {
       ASSERT_EQ(std::memcmp(dst[i].data(), src_.data() + i, dst[i].size()), 0);
     }
   }
+}
+
+TEST_F(InprocTest, FetchIntoARangeOutsideItsRegionFailsAndSendsNothing) {
+  const LocalSlice whole = scratch_[0]->region().Slice(0, 8 << 20);
+  Completion past_end, wraps, unknown, no_region;
+  t_[0]->Fetch(2, testing::EncodeRange({0, 16, 0}), LocalSlice{whole.region, whole.length - 8, 16}, past_end.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 16, 0}), LocalSlice{whole.region, ~uint64_t{0} - 7, 16}, wraps.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 16, 0}), LocalSlice{whole.region + 100, 0, 16}, unknown.done());
+  t_[0]->Fetch(2, testing::EncodeRange({0, 16, 0}), LocalSlice{kNoRegion, 0, 16}, no_region.done());
+  auto st = past_end.Wait();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kOutOfRange) << *st;
+  EXPECT_NE(st->message().find("outside the region"), std::string::npos) << *st;
+  EXPECT_EQ(wraps.Wait()->code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(unknown.Wait()->code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(no_region.Wait()->code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t_[1]->Stats().bytes_served, 0u);   // the server never saw a request
+  EXPECT_EQ(sent_ok_, 0);
+}
+
+TEST_F(InprocTest, ReplyFromOutsideTheServersRegionFailsBothSides) {
+  auto dst = scratch_[0]->Take(16);
+  Completion c;
+  t_[0]->Fetch(2, testing::EncodeRange({0, 16, 5}), dst.All(), c.done());
+  auto st = c.Wait();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kInternal) << *st;
+  ASSERT_TRUE(bad_reply_.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(bad_reply_sent_.code(), absl::StatusCode::kOutOfRange) << bad_reply_sent_;
+}
+
+TEST_F(InprocTest, RegisterMemoryRefusesKindsOtherThanHost) {
+  std::vector<char> bytes(64);
+  auto cuda = t_[0]->RegisterMemory(MemoryKind::kCudaDevice, bytes.data(), bytes.size());
+  ASSERT_FALSE(cuda.ok());
+  EXPECT_EQ(cuda.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(cuda.status().message().find("cuda-device"), std::string::npos) << cuda.status();
+  EXPECT_EQ(t_[0]->RegisterMemory(MemoryKind::kHost, nullptr, 64).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t_[0]->RegisterMemory(MemoryKind::kHost, bytes.data(), 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "dataplane/transport/transport.h"
+#include "gtest/gtest.h"
 
 namespace ferry::dataplane::testing {
 
@@ -74,5 +75,42 @@ inline std::optional<RangeHeader> DecodeRange(std::string_view s) {
   std::memcpy(&h, s.data(), sizeof(h));
   return h;
 }
+
+// A heap buffer registered once with one transport; tests carve their buffers from it, so
+// every buffer a test fetches into or serves from lies in a registered region. Must outlive
+// the transport's traffic (declare it before the transport is shut down).
+class ScratchArena {
+ public:
+  struct Buffer {
+    char* ptr = nullptr;
+    LocalSlice slice;   // the whole buffer
+    char* data() const { return ptr; }
+    size_t size() const { return slice.length; }
+    LocalSlice All() const { return slice; }
+    LocalSlice Slice(uint64_t offset, uint64_t length) const {
+      return LocalSlice{slice.region, slice.offset + offset, length};
+    }
+  };
+
+  ScratchArena(Transport& t, size_t bytes) : bytes_(bytes) {
+    absl::StatusOr<MemoryRegion> r = t.RegisterMemory(MemoryKind::kHost, bytes_.data(), bytes_.size());
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) region_ = *std::move(r);
+  }
+  // The next `len` bytes (64-byte aligned offsets); fails the test when the arena is full.
+  Buffer Take(size_t len) {
+    used_ = (used_ + 63) / 64 * 64;
+    EXPECT_LE(used_ + len, bytes_.size()) << "test scratch arena exhausted";
+    Buffer b{bytes_.data() + used_, LocalSlice{region_.id, used_, len}};
+    used_ += len;
+    return b;
+  }
+  const MemoryRegion& region() const { return region_; }
+
+ private:
+  std::vector<char> bytes_;
+  MemoryRegion region_;
+  size_t used_ = 0;
+};
 
 }  // namespace ferry::dataplane::testing

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -52,10 +53,22 @@ class Buffer {
   }
   uint8_t* data() const { return data_; }
   size_t size() const { return len_; }
+  // [off, off+len) of this buffer as a slice of its registration with `t` (registered on
+  // first use with each transport).
+  LocalSlice On(Transport& t, size_t off, size_t len) {
+    auto it = regions_.find(&t);
+    if (it == regions_.end()) {
+      absl::StatusOr<MemoryRegion> r = t.RegisterMemory(MemoryKind::kHost, data_, len_);
+      EXPECT_TRUE(r.ok()) << r.status();
+      it = regions_.emplace(&t, r.ok() ? r->id : kNoRegion).first;
+    }
+    return LocalSlice{it->second, off, len};
+  }
 
  private:
   size_t len_;
   uint8_t* data_;
+  std::map<Transport*, RegionId> regions_;
 };
 
 std::unique_ptr<Transport> MakeUcx(NodeId id,
@@ -73,7 +86,7 @@ std::unique_ptr<Transport> MakeUcx(NodeId id,
 // Serves ranges of `src` (seed 7 pattern) according to RangeHeader verbs.
 class Server {
  public:
-  Server(Transport* t, size_t len) : buf_(len) {
+  Server(Transport* t, size_t len) : t_(t), buf_(len) {
     FillPattern(7, buf_.data(), len);
     t->SetFetchHandler([this](NodeId, std::string_view header,
                               std::unique_ptr<FetchResponder> r) { Handle(header, std::move(r)); });
@@ -82,6 +95,7 @@ class Server {
     for (auto& th : threads_) th.join();
   }
   const Buffer& buffer() const { return buf_; }
+  RegionId region() const { return region_; }
   int hung() const { return hung_.load(); }
   void ReleaseHung() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -92,7 +106,8 @@ class Server {
   void ReplyHung(const std::function<void(absl::Status)>& sent) {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < held_.size(); ++i) {
-      held_[i]->Reply(held_ranges_[i].first, held_ranges_[i].second, [sent](absl::Status st) { sent(st); });
+      held_[i]->Reply(LocalSlice{region_, held_ranges_[i].first, held_ranges_[i].second},
+                      [sent](absl::Status st) { sent(st); });
     }
     held_.clear();
     held_ranges_.clear();
@@ -104,33 +119,35 @@ class Server {
     if (!h || h->offset + h->length > buf_.size()) {
       return r->Fail(absl::InvalidArgumentError("bad range header"));
     }
-    const uint8_t* src = buf_.data() + h->offset;
+    const LocalSlice src{region_, h->offset, h->length};
     switch (h->verb) {
-      case 0: return r->Reply(src, h->length, [](absl::Status) {});
+      case 0: return r->Reply(src, [](absl::Status) {});
       case 1: {  // answer later from another thread
         std::lock_guard<std::mutex> lock(mu_);
-        threads_.emplace_back([r = std::move(r), src, len = h->length]() mutable {
+        threads_.emplace_back([r = std::move(r), src]() mutable {
           std::this_thread::sleep_for(20ms);
-          r->Reply(src, len, [](absl::Status) {});
+          r->Reply(src, [](absl::Status) {});
         });
         return;
       }
       case 2: return r->Fail(absl::NotFoundError("no such chunk 7 of object k"));
-      case 3: return r->Reply(src, h->length + 1, [](absl::Status) {});
+      case 3: return r->Reply(LocalSlice{region_, h->offset, h->length + 1}, [](absl::Status) {});
       default: {
         std::lock_guard<std::mutex> lock(mu_);
         held_.push_back(std::move(r));
-        held_ranges_.emplace_back(src, h->length);
+        held_ranges_.emplace_back(h->offset, h->length);
         hung_.fetch_add(1);
       }
     }
   }
 
-  Buffer buf_;
+  Transport* t_;
+  Buffer buf_;   // registered with t_ (region_): replies are slices of it
   std::mutex mu_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<FetchResponder>> held_;
-  std::vector<std::pair<const uint8_t*, size_t>> held_ranges_;
+  std::vector<std::pair<uint64_t, size_t>> held_ranges_;   // offsets into buf_
+  RegionId region_ = buf_.On(*t_, 0, 0).region;
   std::atomic<int> hung_{0};
 };
 
@@ -147,9 +164,9 @@ class UcxTransportTest : public ::testing::Test {
     ASSERT_TRUE(a.AddPeer(b.self(), b.LocalAddress()).ok());
     ASSERT_TRUE(b.AddPeer(a.self(), a.LocalAddress()).ok());
   }
-  absl::Status FetchRange(Transport& client, NodeId server, RangeHeader h, void* dst) {
+  absl::Status FetchRange(Transport& client, NodeId server, RangeHeader h, Buffer& dst) {
     Completion c;
-    client.Fetch(server, EncodeRange(h), dst, h.length, c.done());
+    client.Fetch(server, EncodeRange(h), dst.On(client, 0, h.length), c.done());
     auto st = c.Wait(kDeadline);
     return st ? *st : absl::DeadlineExceededError("test: fetch did not complete");
   }
@@ -159,13 +176,12 @@ class UcxTransportTest : public ::testing::Test {
 TEST_F(UcxTransportTest, FetchSizesLandByteExact) {
   Server server(t_[1].get(), 64 * kMiB);
   Buffer dst(64 * kMiB + 64);
-  ASSERT_TRUE(t_[0]->RegisterMemory(dst.data(), dst.size()).ok());
   for (size_t len : {size_t{0}, size_t{1}, size_t{8191}, size_t{8192}, size_t{8193},
                      size_t{kMiB}, size_t{64 * kMiB}}) {
     SCOPED_TRACE(len);
     uint64_t off = len == 64 * kMiB ? 0 : 13;
     std::memset(dst.data(), 0, std::min(dst.size(), len + 64));
-    ASSERT_TRUE(FetchRange(*t_[0], 2, {off, len, 0}, dst.data()).ok());
+    ASSERT_TRUE(FetchRange(*t_[0], 2, {off, len, 0}, dst).ok());
     EXPECT_EQ(FirstMismatch(7, dst.data(), len, off), -1);
     if (len < 64 * kMiB) {
       EXPECT_EQ(dst.data()[len], 0) << "wrote past the end";
@@ -188,7 +204,6 @@ TEST(UcxReceiveCopy, BothPathsLandByteExact) {
     ASSERT_TRUE(server_t->AddPeer(1, client->LocalAddress()).ok());
     Server server(server_t.get(), 8 * kMiB);
     Buffer dst(8 * kMiB + 4096);
-    ASSERT_TRUE(client->RegisterMemory(dst.data(), dst.size()).ok());
     const size_t kMin = UcxTransportOptions{}.streaming_copy_min;
     for (size_t len : {kMin - 1, kMin, kMin + 13, 4 * kMiB + 5, 8 * kMiB}) {
       for (size_t dst_off : {size_t{0}, size_t{3}, size_t{64 + 9}}) {
@@ -197,7 +212,7 @@ TEST(UcxReceiveCopy, BothPathsLandByteExact) {
         std::memset(dst.data(), 0xA5, len + dst_off + 1);
         const uint64_t src_off = len == 8 * kMiB ? 0 : 5;
         Completion c;
-        client->Fetch(2, EncodeRange({src_off, len, 0}), dst.data() + dst_off, len, c.done());
+        client->Fetch(2, EncodeRange({src_off, len, 0}), dst.On(*client, dst_off, len), c.done());
         auto st = c.Wait(kDeadline);
         ASSERT_TRUE(st.has_value()) << "fetch did not complete";
         ASSERT_TRUE(st->ok()) << *st;
@@ -226,7 +241,7 @@ TEST_F(UcxTransportTest, DeferredReplyFromAnotherThread) {
   Server server(t_[1].get(), 4 * kMiB);
   Buffer dst(4 * kMiB);
   for (size_t len : {size_t{100}, size_t{4 * kMiB}}) {
-    ASSERT_TRUE(FetchRange(*t_[0], 2, {0, len, 1}, dst.data()).ok());
+    ASSERT_TRUE(FetchRange(*t_[0], 2, {0, len, 1}, dst).ok());
     EXPECT_EQ(FirstMismatch(7, dst.data(), len), -1);
   }
 }
@@ -234,10 +249,10 @@ TEST_F(UcxTransportTest, DeferredReplyFromAnotherThread) {
 TEST_F(UcxTransportTest, FailKeepsCodeAndMessage) {
   Server server(t_[1].get(), kMiB);
   Buffer dst(kMiB);
-  absl::Status st = FetchRange(*t_[0], 2, {0, 1000, 2}, dst.data());
+  absl::Status st = FetchRange(*t_[0], 2, {0, 1000, 2}, dst);
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
   EXPECT_NE(st.message().find("no such chunk 7 of object k"), absl::string_view::npos) << st;
-  st = FetchRange(*t_[0], 2, {0, 100000, 3}, dst.data());  // reply of the wrong length
+  st = FetchRange(*t_[0], 2, {0, 100000, 3}, dst);  // reply of the wrong length
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
   EXPECT_EQ(t_[0]->Stats().failures, 2u);
 }
@@ -246,7 +261,7 @@ TEST_F(UcxTransportTest, DroppedResponderFailsWithInternal) {
   Server server(t_[1].get(), kMiB);
   Buffer dst(kMiB);
   Completion c;
-  t_[0]->Fetch(2, EncodeRange({0, 10, 4}), dst.data(), 10, c.done());
+  t_[0]->Fetch(2, EncodeRange({0, 10, 4}), dst.On(*t_[0], 0, 10), c.done());
   for (auto until = std::chrono::steady_clock::now() + kDeadline;
        server.hung() == 0 && std::chrono::steady_clock::now() < until;) {
     std::this_thread::sleep_for(1ms);
@@ -257,17 +272,47 @@ TEST_F(UcxTransportTest, DroppedResponderFailsWithInternal) {
   EXPECT_EQ(st->code(), absl::StatusCode::kInternal) << *st;
 }
 
+// Slices are checked against their regions before anything is posted; other memory kinds
+// are refused until CUDA support exists.
+TEST_F(UcxTransportTest, RangesOutsideTheirRegionsAndOtherKindsAreRefused) {
+  Server server(t_[1].get(), kMiB);
+  Buffer dst(4096);
+  const LocalSlice whole = dst.On(*t_[0], 0, 4096);
+  Completion past_end, wraps, unknown, read_oob, bad_reply;
+  t_[0]->Fetch(2, EncodeRange({0, 16, 0}), LocalSlice{whole.region, 4090, 16}, past_end.done());
+  t_[0]->Fetch(2, EncodeRange({0, 16, 0}), LocalSlice{whole.region, ~uint64_t{0} - 3, 16}, wraps.done());
+  t_[0]->Fetch(2, EncodeRange({0, 16, 0}), LocalSlice{whole.region + 50, 0, 16}, unknown.done());
+  auto st = past_end.Wait(kDeadline);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), absl::StatusCode::kOutOfRange) << *st;
+  EXPECT_EQ(wraps.Wait(kDeadline)->code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(unknown.Wait(kDeadline)->code(), absl::StatusCode::kInvalidArgument);
+  // The server's reply from outside its own region: the requester sees INTERNAL.
+  t_[0]->Fetch(2, EncodeRange({kMiB - 8, 8, 3}), dst.On(*t_[0], 0, 8), bad_reply.done());
+  // (verb 3 replies one byte more than asked: past the end of the server's 1 MiB region)
+  EXPECT_EQ(bad_reply.Wait(kDeadline)->code(), absl::StatusCode::kInternal);
+  Buffer src(4096);
+  auto region = t_[1]->RegisterMemory(MemoryKind::kHost, src.data(), src.size());
+  ASSERT_TRUE(region.ok()) << region.status();
+  t_[0]->Read(2, RemoteSlice{region->remote_key, 4000, 100}, dst.On(*t_[0], 0, 100), read_oob.done());
+  EXPECT_EQ(read_oob.Wait(kDeadline)->code(), absl::StatusCode::kOutOfRange);
+  auto cuda = t_[0]->RegisterMemory(MemoryKind::kCudaDevice, dst.data(), dst.size());
+  ASSERT_FALSE(cuda.ok());
+  EXPECT_EQ(cuda.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(cuda.status().message().find("cuda-device"), std::string::npos) << cuda.status();
+  EXPECT_EQ(t_[0]->Stats().bytes_fetched, 0u);
+}
+
 TEST_F(UcxTransportTest, ReadRegisteredMemory) {
   Buffer src(32 * kMiB);
   FillPattern(9, src.data(), src.size());
-  auto region = t_[1]->RegisterMemory(src.data(), src.size());
+  auto region = t_[1]->RegisterMemory(MemoryKind::kHost, src.data(), src.size());
   ASSERT_TRUE(region.ok()) << region.status();
   Buffer dst(32 * kMiB);
   for (auto [off, len] : {std::pair<size_t, size_t>{5, 1}, {4096, kMiB}, {0, 32 * kMiB}}) {
     SCOPED_TRACE(len);
     Completion c;
-    t_[0]->Read(2, reinterpret_cast<uint64_t>(src.data()) + off, region->remote_key, dst.data(),
-                len, c.done());
+    t_[0]->Read(2, RemoteSlice{region->remote_key, off, len}, dst.On(*t_[0], 0, len), c.done());
     auto st = c.Wait(kDeadline);
     ASSERT_TRUE(st.has_value());
     ASSERT_TRUE(st->ok()) << *st;
@@ -303,7 +348,7 @@ TEST_F(UcxTransportTest, ControlMessages) {
 
 TEST_F(UcxTransportTest, UnknownPeers) {
   Buffer dst(kMiB);
-  absl::Status st = FetchRange(*t_[0], 99, {0, 10, 0}, dst.data());  // never added here
+  absl::Status st = FetchRange(*t_[0], 99, {0, 10, 0}, dst);  // never added here
   EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
   EXPECT_NE(st.message().find("99"), absl::string_view::npos);
   EXPECT_EQ(t_[0]->AddPeer(5, "garbage").code(), absl::StatusCode::kInvalidArgument);
@@ -328,7 +373,7 @@ TEST(UcxUnknownPeer, HeldUntilAddedThenServed) {
   ASSERT_TRUE(client->AddPeer(2, server_t->LocalAddress()).ok());
   Buffer dst(kMiB);
   Completion fetch, sent;
-  client->Fetch(2, EncodeRange({0, kMiB, 0}), dst.data(), kMiB, fetch.done());
+  client->Fetch(2, EncodeRange({0, kMiB, 0}), dst.On(*client, 0, kMiB), fetch.done());
   client->SendControl(2, "hello", sent.done());
   std::this_thread::sleep_for(300ms);
   EXPECT_FALSE(fetch.Ready()) << "served before the requester was added";
@@ -355,7 +400,7 @@ TEST(UcxUnknownPeer, DroppedAfterTheWait) {
   Buffer dst(kMiB);
   Completion c;
   const auto start = std::chrono::steady_clock::now();
-  stranger->Fetch(2, EncodeRange({0, 10, 0}), dst.data(), 10, c.done());
+  stranger->Fetch(2, EncodeRange({0, 10, 0}), dst.On(*stranger, 0, 10), c.done());
   for (auto until = start + kDeadline;
        server_t->Stats().dropped_requests == 0 && std::chrono::steady_clock::now() < until;) {
     std::this_thread::sleep_for(1ms);
@@ -382,7 +427,7 @@ TEST_F(UcxTransportTest, ManyConcurrentFetchesAmongThreeNodes) {
   struct Pending {
     Completion c;
     RangeHeader h;
-    std::vector<uint8_t> dst;
+    std::unique_ptr<Buffer> dst;
   };
   std::vector<std::unique_ptr<Pending>> pending;
   std::mt19937_64 rng(42);
@@ -390,17 +435,17 @@ TEST_F(UcxTransportTest, ManyConcurrentFetchesAmongThreeNodes) {
     auto p = std::make_unique<Pending>();
     size_t len = rng() % 4 == 0 ? rng() % (2 * kMiB) : rng() % 20000;
     p->h = {rng() % (6 * kMiB), len, static_cast<uint32_t>(rng() % 5 == 0 ? 1 : 0)};
-    p->dst.resize(len);
+    p->dst = std::make_unique<Buffer>(std::max<size_t>(len, 1));
     Transport& client = *t_[i % 3];
     NodeId server = (client.self() % 3) + 1;  // 1->2, 2->3, 3->1
-    client.Fetch(server, EncodeRange(p->h), p->dst.data(), len, p->c.done());
+    client.Fetch(server, EncodeRange(p->h), p->dst->On(client, 0, len), p->c.done());
     pending.push_back(std::move(p));
   }
   for (auto& p : pending) {
     auto st = p->c.Wait(kDeadline);
     ASSERT_TRUE(st.has_value());
     ASSERT_TRUE(st->ok()) << *st;
-    ASSERT_EQ(FirstMismatch(7, p->dst.data(), p->h.length, p->h.offset), -1);
+    ASSERT_EQ(FirstMismatch(7, p->dst->data(), p->h.length, p->h.offset), -1);
   }
 }
 
@@ -408,7 +453,7 @@ TEST_F(UcxTransportTest, ShutdownCancelsOutstandingAndIsIdempotent) {
   Server server(t_[1].get(), kMiB);
   Buffer dst(kMiB);
   Completion c;
-  t_[0]->Fetch(2, EncodeRange({0, 100, 4}), dst.data(), 100, c.done());
+  t_[0]->Fetch(2, EncodeRange({0, 100, 4}), dst.On(*t_[0], 0, 100), c.done());
   for (auto until = std::chrono::steady_clock::now() + kDeadline;
        server.hung() == 0 && std::chrono::steady_clock::now() < until;) {
     std::this_thread::sleep_for(1ms);
@@ -419,7 +464,7 @@ TEST_F(UcxTransportTest, ShutdownCancelsOutstandingAndIsIdempotent) {
   EXPECT_EQ(st->code(), absl::StatusCode::kCancelled);
   t_[0]->Shutdown();
   Completion after;
-  t_[0]->Fetch(2, "", nullptr, 0, after.done());  // dropped: no callback after Shutdown
+  t_[0]->Fetch(2, "", LocalSlice{}, after.done());  // dropped: no callback after Shutdown
   EXPECT_FALSE(after.Wait(50ms).has_value());
   server.ReleaseHung();
 }
@@ -434,7 +479,7 @@ TEST_F(UcxTransportTest, CancelledFetchCompletesAtOnceAndItsLateReplyLandsNowher
     std::memset(dst.data(), 0xAB, len);
     const int hung_before = server.hung();
     Completion fetched;
-    const FetchId id = t_[0]->Fetch(2, EncodeRange({0, len, 4}), dst.data(), len, fetched.done());
+    const FetchId id = t_[0]->Fetch(2, EncodeRange({0, len, 4}), dst.On(*t_[0], 0, len), fetched.done());
     EXPECT_NE(id, 0u);
     for (auto until = std::chrono::steady_clock::now() + kDeadline;
          server.hung() == hung_before && std::chrono::steady_clock::now() < until;) {
@@ -454,8 +499,8 @@ TEST_F(UcxTransportTest, CancelledFetchCompletesAtOnceAndItsLateReplyLandsNowher
       EXPECT_FALSE(sent_st->ok()) << "a rendezvous reply nobody takes fails its send";
     }
     // A fetch after it over the same connection: once it is back, the late reply was handled.
-    std::vector<uint8_t> probe(100);
-    ASSERT_TRUE(FetchRange(*t_[0], 2, {0, 100, 0}, probe.data()).ok());
+    Buffer probe(100);
+    ASSERT_TRUE(FetchRange(*t_[0], 2, {0, 100, 0}, probe).ok());
     size_t touched = 0;
     for (size_t i = 0; i < len; ++i) touched += dst.data()[i] != 0xAB;
     EXPECT_EQ(touched, 0u) << "bytes of a cancelled fetch landed";
@@ -467,7 +512,7 @@ TEST_F(UcxTransportTest, ResetPeerFailsOutstandingFetchesAndReconnects) {
   Server server(t_[1].get(), kMiB);
   Buffer dst(kMiB);
   Completion hang;
-  t_[0]->Fetch(2, EncodeRange({0, 100, 4}), dst.data(), 100, hang.done());
+  t_[0]->Fetch(2, EncodeRange({0, 100, 4}), dst.On(*t_[0], 0, 100), hang.done());
   for (auto until = std::chrono::steady_clock::now() + kDeadline;
        server.hung() == 0 && std::chrono::steady_clock::now() < until;) {
     std::this_thread::sleep_for(1ms);
@@ -477,7 +522,7 @@ TEST_F(UcxTransportTest, ResetPeerFailsOutstandingFetchesAndReconnects) {
   ASSERT_TRUE(st.has_value());
   EXPECT_EQ(st->code(), absl::StatusCode::kUnavailable) << *st;
   EXPECT_TRUE(t_[0]->HasPeer(2));
-  EXPECT_TRUE(FetchRange(*t_[0], 2, {0, 4096, 0}, dst.data()).ok());
+  EXPECT_TRUE(FetchRange(*t_[0], 2, {0, 4096, 0}, dst).ok());
   server.ReleaseHung();
 }
 
@@ -584,12 +629,11 @@ TEST(UcxPeerFailure, PeerKilledMidTransfer) {
   constexpr size_t kChunk = 16 * kMiB;
   constexpr int kChunks = 8;
   Buffer dst(kChunks * kChunk);
-  ASSERT_TRUE(t->RegisterMemory(dst.data(), dst.size()).ok());
   Completion hang;  // never answered by the child
-  t->Fetch(2, EncodeRange({0, 10, 4}), dst.data(), 10, hang.done());
+  t->Fetch(2, EncodeRange({0, 10, 4}), dst.On(*t, 0, 10), hang.done());
   std::vector<Completion> chunks(kChunks);
   for (int i = 0; i < kChunks; ++i) {
-    t->Fetch(2, EncodeRange({(i % 4) * kChunk, kChunk, 0}), dst.data() + i * kChunk, kChunk,
+    t->Fetch(2, EncodeRange({(i % 4) * kChunk, kChunk, 0}), dst.On(*t, i * kChunk, kChunk),
              chunks[i].done());
   }
   auto first = chunks[0].Wait(kDeadline);  // data is flowing...
