@@ -77,12 +77,12 @@ void ArenaServer::Stop() {
 }
 
 bool ArenaServer::IsLive(uint64_t session) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return live_.contains(session);
 }
 
 size_t ArenaServer::live_sessions() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return live_.size();
 }
 
@@ -97,7 +97,7 @@ void ArenaServer::Loop() {
       if (c >= 0) {
         uint64_t session;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           session = next_session_++;
           live_.insert(session);
         }
@@ -109,7 +109,7 @@ void ArenaServer::Loop() {
           conns[c] = session;
         } else {
           close(c);
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           live_.erase(session);
         }
       }
@@ -123,7 +123,7 @@ void ArenaServer::Loop() {
       close(fds[i].fd);
       conns.erase(fds[i].fd);
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         live_.erase(session);
       }
       on_end_(session);
