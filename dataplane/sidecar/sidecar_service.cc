@@ -53,7 +53,7 @@ grpc::Status SidecarService::Abort(grpc::ServerContext*, const proto::AbortReque
   return ToGrpc(node_->store().Abort(req->ref().ns(), req->ref().key(), req->session()));
 }
 
-grpc::Status SidecarService::Get(grpc::ServerContext*, const proto::GetRequest* req, proto::GetReply* reply) {
+grpc::Status SidecarService::Get(grpc::ServerContext* ctx, const proto::GetRequest* req, proto::GetReply* reply) {
   if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
   if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
   const absl::Time deadline = absl::Now() + absl::Milliseconds(req->timeout_ms());
@@ -63,6 +63,11 @@ grpc::Status SidecarService::Get(grpc::ServerContext*, const proto::GetRequest* 
     // The client went away while we waited: its session's pins were already dropped.
     node_->store().Release(req->ref().ns(), req->ref().key(), req->session()).IgnoreError();
     return grpc::Status(grpc::StatusCode::CANCELLED, "client session ended during Get");
+  }
+  if (ctx != nullptr && ctx->IsCancelled()) {
+    // The client cancelled the call (an async Get's Cancel): nobody will receive this pin.
+    node_->store().Release(req->ref().ns(), req->ref().key(), req->session()).IgnoreError();
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the Get");
   }
   reply->set_offset(r->pin.offset);
   reply->mutable_meta()->set_size(r->pin.meta.size);

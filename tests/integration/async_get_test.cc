@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/local_cluster.h"
@@ -121,6 +122,29 @@ TEST_F(AsyncGetTest, CancelEndsAGetForAMissingObjectWithCancelled) {
   EXPECT_THAT(view.status().message(), HasSubstr(Key("never")));
   h.Cancel();  // a no-op now
   EXPECT_TRUE(h.Ready());
+}
+
+// ferryd keeps waiting after the client cancelled; when the object then arrives, ferryd must
+// not keep the pin it took for a call nobody receives.
+TEST_F(AsyncGetTest, ACancelledGetLeavesNoPinWhenTheObjectArrivesLater) {
+  const std::string key = Key("later");
+  const uint64_t pinned_before = PinnedOnB();
+  GetHandle h = b_->GetAsync(key, kLongGet);
+  h.Cancel();
+  ASSERT_EQ(h.Wait(kWait).status().code(), absl::StatusCode::kCancelled);
+  // A Get of the same key by another client waits in ferryd too; once it has the object,
+  // the cancelled one (woken by the same seal) has finished as well, or soon will.
+  ASSERT_TRUE(a_->Put(key, Pattern(4096, 9)).ok());
+  absl::StatusOr<ObjectView> other = b_->Get(key, kWait);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE(other->Release().ok());
+  // Bounded wait for ferryd's handler of the cancelled call to return and release.
+  uint64_t pinned = PinnedOnB();
+  for (int i = 0; i < 200 && pinned != pinned_before; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    pinned = PinnedOnB();
+  }
+  EXPECT_EQ(pinned, pinned_before) << "the cancelled Get's pin is still held by ferryd";
 }
 
 TEST_F(AsyncGetTest, CancelAfterTheObjectArrivedDropsItsPin) {
