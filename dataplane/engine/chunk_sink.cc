@@ -3,7 +3,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "core/names.h"
 
 namespace ferry::dataplane {
 
