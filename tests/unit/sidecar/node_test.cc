@@ -310,7 +310,9 @@ class HeldFetch {
     });
   }
   void Start(Transport& self) {
-    self.Fetch(peer_, "hold", buf_, sizeof(buf_), [this](absl::Status s) {
+    absl::StatusOr<MemoryRegion> region = self.RegisterMemory(MemoryKind::kHost, buf_, sizeof(buf_));
+    ASSERT_TRUE(region.ok()) << region.status();
+    self.Fetch(peer_, "hold", LocalSlice{region->id, 0, sizeof(buf_)}, [this](absl::Status s) {
       status_ = std::move(s);
       done_.Notify();
     });
