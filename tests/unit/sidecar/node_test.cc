@@ -84,6 +84,12 @@ struct TestNode {
     NodeOptions options;
     options.name = absl::StrCat("n", id);
     options.node_id = id;
+    // As ferryd does: the arena is the transport's one registered host region.
+    absl::StatusOr<MemoryRegion> region =
+        (*transport)->RegisterMemory(MemoryKind::kHost, (*arena)->base(), (*arena)->size());
+    EXPECT_TRUE(region.ok()) << region.status();
+    if (!region.ok()) return nullptr;
+    options.arena_region = region->id;
     absl::StatusOr<std::unique_ptr<Node>> node = Node::Create(options, std::move(*arena), std::move(*transport),
                                                               std::make_unique<FakeCoordinatorClient>(t->coord));
     EXPECT_TRUE(node.ok()) << node.status();
