@@ -4,16 +4,6 @@
 #include <cstring>
 
 namespace ferry::perf {
-namespace {
-
-inline uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 uint64_t PatternSeed(uint64_t size, int64_t iter) {
   return SplitMix64(SplitMix64(size) ^ static_cast<uint64_t>(iter) * 0xD1B54A32D192ED03ull);

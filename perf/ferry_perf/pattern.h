@@ -8,6 +8,14 @@
 
 namespace ferry::perf {
 
+// splitmix64: one step of the generator the pattern and the model shapes are built from.
+inline uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 // Seed of the object moved in iteration `iter` (negative for warm-ups) at `size` bytes.
 uint64_t PatternSeed(uint64_t size, int64_t iter);
 
