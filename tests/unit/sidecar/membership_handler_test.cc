@@ -5,26 +5,18 @@
 #include "absl/strings/str_cat.h"
 #include "dataplane/transport/inproc_transport.h"
 #include "gtest/gtest.h"
+#include "tests/unit/sidecar/inproc_node_info.h"
 
 namespace ferry::dataplane {
 namespace {
 
 constexpr uint64_t kSelf = 1, kP = 2, kQ = 3;
 
-proto::NodeInfo Info(uint64_t id) {
-  proto::NodeInfo n;
-  n.set_node_id(id);
-  n.set_name(absl::StrCat("n", id));
-  n.set_dp_address(std::to_string(id));
-  n.set_alive(true);
-  return n;
-}
-
 proto::Membership Snapshot(uint64_t epoch, std::initializer_list<uint64_t> ids) {
   proto::Membership m;
   m.set_epoch(epoch);
   m.set_full(true);
-  for (uint64_t id : ids) *m.add_nodes() = Info(id);
+  for (uint64_t id : ids) *m.add_nodes() = testing::InprocNodeInfo(id);
   return m;
 }
 
@@ -76,7 +68,7 @@ TEST(MembershipHandlerTest, AConfirmedPeerLeavesTheGraceList) {
   EXPECT_EQ(f.handler.unconfirmed_peers().count(kP), 1u);
   proto::Membership back;
   back.set_epoch(3);
-  *back.add_added() = Info(kP);
+  *back.add_added() = testing::InprocNodeInfo(kP);
   ASSERT_TRUE(f.handler.OnMembership(back).ok());
   EXPECT_TRUE(f.handler.unconfirmed_peers().empty());
   f.now += absl::Seconds(10);
@@ -90,7 +82,7 @@ TEST(MembershipHandlerTest, AGapIsAnErrorAndChangesNothing) {
   ASSERT_TRUE(f.handler.OnMembership(Snapshot(4, {kSelf})).ok());
   proto::Membership gap;
   gap.set_epoch(6);
-  *gap.add_added() = Info(kP);
+  *gap.add_added() = testing::InprocNodeInfo(kP);
   EXPECT_FALSE(f.handler.OnMembership(gap).ok());
   EXPECT_FALSE(f.self->HasPeer(kP));
   EXPECT_TRUE(f.handler.peers().empty());

@@ -12,21 +12,13 @@
 #include "shm/arena.h"
 #include "dataplane/transport/inproc_transport.h"
 #include "gtest/gtest.h"
+#include "tests/unit/sidecar/inproc_node_info.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace ferry::dataplane {
 namespace {
 
 constexpr uint64_t kSelf = 101, kPeer = 202;
-
-proto::NodeInfo Info(uint64_t id) {
-  proto::NodeInfo n;
-  n.set_node_id(id);
-  n.set_name(absl::StrCat("n", id));
-  n.set_dp_address(std::to_string(id));   // inproc addresses are the node id
-  n.set_alive(true);
-  return n;
-}
 
 // Session: membership epoch 2 {self, peer}, then Welcome, then membership epoch 1 {self},
 // then an inline PullInstruction; the node's ReportTransfer for that pull proves it has
@@ -39,15 +31,15 @@ class ScriptedCoordinator final : public proto::Coordinator::Service {
     if (!stream->Read(&hello)) return grpc::Status::CANCELLED;
     proto::CoordMessage m2;
     m2.mutable_membership()->set_epoch(2);
-    *m2.mutable_membership()->add_nodes() = Info(kSelf);
-    *m2.mutable_membership()->add_nodes() = Info(kPeer);
+    *m2.mutable_membership()->add_nodes() = testing::InprocNodeInfo(kSelf);
+    *m2.mutable_membership()->add_nodes() = testing::InprocNodeInfo(kPeer);
     proto::CoordMessage welcome;
     welcome.mutable_welcome()->set_node_id(kSelf);
     welcome.mutable_welcome()->set_heartbeat_interval_ms(1000);
     welcome.mutable_welcome()->set_liveness_timeout_ms(10000);
     proto::CoordMessage m1;
     m1.mutable_membership()->set_epoch(1);
-    *m1.mutable_membership()->add_nodes() = Info(kSelf);
+    *m1.mutable_membership()->add_nodes() = testing::InprocNodeInfo(kSelf);
     proto::CoordMessage pull;
     proto::PullInstruction* p = pull.mutable_pull();
     p->mutable_ref()->set_ns("default");

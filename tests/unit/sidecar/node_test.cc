@@ -13,6 +13,7 @@
 #include "shm/arena.h"
 #include "dataplane/transport/inproc_transport.h"
 #include "gtest/gtest.h"
+#include "tests/unit/sidecar/inproc_node_info.h"
 #include "tests/unit/sidecar/fake_coordinator_client.h"
 
 namespace ferry::dataplane {
@@ -23,15 +24,6 @@ using testing::FakeCoordinatorClient;
 
 constexpr uint64_t kA = 11, kB = 22, kPeer = 33;
 constexpr SessionId kClient = 1;
-
-proto::NodeInfo Info(uint64_t id) {
-  proto::NodeInfo n;
-  n.set_node_id(id);
-  n.set_name(absl::StrCat("n", id));
-  n.set_dp_address(std::to_string(id));   // inproc addresses are the node id
-  n.set_alive(true);
-  return n;
-}
 
 proto::CoordMessage Welcome(uint64_t id, bool was_declared_dead = false) {
   proto::CoordMessage m;
@@ -47,14 +39,14 @@ proto::CoordMessage Snapshot(uint64_t epoch, const std::vector<uint64_t>& ids) {
   proto::CoordMessage m;
   m.mutable_membership()->set_epoch(epoch);
   m.mutable_membership()->set_full(true);
-  for (uint64_t id : ids) *m.mutable_membership()->add_nodes() = Info(id);
+  for (uint64_t id : ids) *m.mutable_membership()->add_nodes() = testing::InprocNodeInfo(id);
   return m;
 }
 
 proto::CoordMessage Delta(uint64_t epoch, const std::vector<uint64_t>& added, const std::vector<uint64_t>& removed) {
   proto::CoordMessage m;
   m.mutable_membership()->set_epoch(epoch);
-  for (uint64_t id : added) *m.mutable_membership()->add_added() = Info(id);
+  for (uint64_t id : added) *m.mutable_membership()->add_added() = testing::InprocNodeInfo(id);
   for (uint64_t id : removed) m.mutable_membership()->add_removed(id);
   return m;
 }
