@@ -6,10 +6,11 @@
 namespace ferry {
 
 absl::StatusOr<uint64_t> ValidateObjectMeta(uint64_t size, uint32_t dtype, uint64_t count) {
-  const DType d = static_cast<DType>(dtype);
-  if (dtype >= kNumDTypes || !IsValidDType(d)) {
+  // Compared before the cast: DType is 8 bits wide, so 256 would pass as kBytes.
+  if (dtype >= kNumDTypes) {
     return absl::InvalidArgumentError(absl::StrCat("unknown dtype ", dtype));
   }
+  const DType d = static_cast<DType>(dtype);
   const uint64_t elem = DTypeSize(d);
   if (size % elem != 0) {
     return absl::InvalidArgumentError(

@@ -59,6 +59,8 @@ TEST(ObjectMeta, RefusesWhatDoesNotAddUp) {
   r = ValidateObjectMeta(16, 8, 0);
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("unknown dtype 8"), std::string::npos) << r.status();
+  // 256 is kBytes once truncated to the enum's 8 bits: it must not pass as one.
+  EXPECT_EQ(ValidateObjectMeta(16, 256, 0).status().code(), absl::StatusCode::kInvalidArgument);
   // A count whose byte size wraps 64 bits must not pass as matching.
   r = ValidateObjectMeta(8, static_cast<uint32_t>(DType::kI64), (uint64_t{1} << 61) + 1);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
