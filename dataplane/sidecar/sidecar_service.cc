@@ -59,15 +59,13 @@ grpc::Status SidecarService::Get(grpc::ServerContext* ctx, const proto::GetReque
   const absl::Time deadline = absl::Now() + absl::Milliseconds(req->timeout_ms());
   absl::StatusOr<GetResult> r = node_->Get(req->ref().ns(), req->ref().key(), req->session(), deadline);
   if (!r.ok()) return ToGrpc(r.status());
-  if (!sessions_->IsLive(req->session())) {
-    // The client went away while we waited: its session's pins were already dropped.
+  // Nobody will receive this pin if the client went away while we waited (its session's pins
+  // were already dropped) or cancelled the call (an async Get's Cancel).
+  const bool session_ended = !sessions_->IsLive(req->session());
+  if (session_ended || (ctx != nullptr && ctx->IsCancelled())) {
     node_->store().Release(req->ref().ns(), req->ref().key(), req->session()).IgnoreError();
-    return grpc::Status(grpc::StatusCode::CANCELLED, "client session ended during Get");
-  }
-  if (ctx != nullptr && ctx->IsCancelled()) {
-    // The client cancelled the call (an async Get's Cancel): nobody will receive this pin.
-    node_->store().Release(req->ref().ns(), req->ref().key(), req->session()).IgnoreError();
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the Get");
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        session_ended ? "client session ended during Get" : "the client cancelled the Get");
   }
   reply->set_offset(r->pin.offset);
   reply->mutable_meta()->set_size(r->pin.meta.size);
