@@ -1,13 +1,12 @@
 #include "common/signals.h"
 
 #include <pthread.h>
-#include <signal.h>
 
-#include <thread>
+#include <cerrno>
 
 namespace ferry {
 
-void HandleTerminationSignals(std::function<void(int)> on_signal) {
+sigset_t BlockTerminationSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -15,10 +14,15 @@ void HandleTerminationSignals(std::function<void(int)> on_signal) {
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   sigdelset(&set, SIGPIPE);
-  std::thread([set, on_signal = std::move(on_signal)] {
-    int signo = 0;
-    if (sigwait(&set, &signo) == 0) on_signal(signo);
-  }).detach();
+  return set;
+}
+
+int WaitForTerminationSignal(const sigset_t& set) {
+  int signo = 0;
+  // sigwait only fails for an invalid set; retry rather than return a made-up signal.
+  while (sigwait(&set, &signo) != 0) {
+  }
+  return signo;
 }
 
 }  // namespace ferry

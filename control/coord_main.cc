@@ -1,5 +1,4 @@
 // ferry-coord: the control plane. See docs/operations.md.
-#include <future>
 #include <memory>
 #include <string>
 
@@ -24,6 +23,11 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "address:port to serve gRPC on")->capture_default_str();
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval nodes must keep")->capture_default_str();
   app.add_option("--liveness-ms", liveness_ms, "silence after which a node is declared dead")->capture_default_str();
+  uint32_t coalesce_ms = 20;
+  app.add_option("--membership-coalesce-ms", coalesce_ms,
+                 "membership changes within this long of the last one sent are merged into one delta (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
   app.add_option("--inline-max", inline_max, "objects up to this size travel inline through the coordinator")
       ->capture_default_str();
   app.add_option("--token", token, "cluster token nodes must present (empty: none)");
@@ -59,12 +63,14 @@ int main(int argc, char** argv) {
                   heartbeat_ms, liveness_ms);
     return 2;
   }
-  std::promise<void> stop;
-  ferry::HandleTerminationSignals([&stop](int) { stop.set_value(); });
+  // Before any thread starts (gRPC's included): every thread inherits the mask, and main
+  // takes the signal below with sigwait, so no thread is detached.
+  const sigset_t termination = ferry::BlockTerminationSignals();
 
   ferry::control::CoordinatorOptions options;
   options.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
   options.liveness_timeout = absl::Milliseconds(liveness_ms);
+  options.membership_coalesce = absl::Milliseconds(coalesce_ms);
   uint64_t inline_bytes = 0, chunk = 0;
   if (absl::Status s = ferry::ParseSize(inline_max, &inline_bytes); !s.ok()) {
     spdlog::error("--inline-max: {}", std::string(s.message()));
@@ -102,8 +108,8 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<grpc::Server> server = std::move(started->server);
   spdlog::info("ferry-coord listening on {} (port {})", listen_at->ToString(), started->port);
-  stop.get_future().wait();
-  spdlog::info("ferry-coord stopping");
+  const int signo = ferry::WaitForTerminationSignal(termination);
+  spdlog::info("ferry-coord stopping (signal {})", signo);
   service.Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   spdlog::info("ferry-coord stopped");

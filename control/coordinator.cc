@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/names.h"
+#include "control/collectives/batch_broadcast.h"
 #include "control/collectives/broadcast.h"
 #include "control/collectives/delete.h"
 #include "spdlog/spdlog.h"
@@ -194,7 +195,7 @@ class Coordinator::OperationWait final : public CoordWait {
 Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)),
       cluster_(ClusterOptions{options_.heartbeat_interval, options_.liveness_timeout, options_.inline_max_bytes,
-                              options_.token}),
+                              options_.token, options_.membership_coalesce}),
       directory_(DirectoryOptions{options_.inline_max_bytes, options_.limits}) {
   timer_ = std::thread([this] { TimerLoop(); });
 }
@@ -223,7 +224,9 @@ void Coordinator::Shutdown() {
 void Coordinator::TimerLoop() {
   mu_.Lock();
   while (!shutdown_) {
-    const absl::Time next = std::min(cluster_.NextExpiry(), call_deadlines_.Next());
+    const absl::Time next = std::min({cluster_.NextExpiry(), call_deadlines_.Next(), cluster_.NextDeltaFlush()});
+    // `next` accounts for the deltas waiting now; SettleLocked signals for later ones.
+    delta_flush_armed_ = cluster_.NextDeltaFlush() != absl::InfiniteFuture();
     if (absl::Now() < next) {
       // Woken early (an earlier deadline was filed, or shutdown): look again.
       timer_cv_.WaitWithDeadline(&mu_, next);
@@ -231,6 +234,9 @@ void Coordinator::TimerLoop() {
     }
     const absl::Time now = absl::Now();
     After after;
+    if (cluster_.NextDeltaFlush() <= now) {
+      cluster_.FlushDeltas(now, &after.out);
+    }
     cluster_.ExpireSilent(now, &after.out);
     for (uint64_t id : call_deadlines_.PopExpired(now)) {
       auto it = waiting_.find(id);
@@ -286,6 +292,12 @@ void Coordinator::SettleLocked(After* after) {
     all.reserve(waiting_.size());
     for (auto& [id, w] : waiting_) all.push_back(w.get());
     for (Waiter* w : all) PollLocked(w, after);
+  }
+  // Membership deltas waiting to be merged (ClusterOptions::delta_coalesce): the timer sends
+  // them when their interval ends, so it must know of the earlier deadline.
+  if (!delta_flush_armed_ && cluster_.NextDeltaFlush() != absl::InfiniteFuture()) {
+    delta_flush_armed_ = true;
+    timer_cv_.Signal();
   }
 }
 
@@ -365,6 +377,15 @@ bool Coordinator::OnNodeMessage(NodeSession* session, const proto::NodeMessage& 
       if (Collective* op = operations_.Find(msg.drop_done().op_id()); op != nullptr) {
         CollectiveContext ctx = ContextLocked();
         SendLocked(op->OnNodeAck(ctx, session->node_id), &after);
+        PollLocked(operations_.WaiterOf(op->id()), &after);
+        SettleLocked(&after);
+      }
+    } else if (msg.has_batch_report()) {
+      if (Collective* op = operations_.Find(msg.batch_report().op_id()); op != nullptr) {
+        CollectiveContext ctx = ContextLocked();
+        SendLocked(op->OnBatchReport(ctx, session->node_id, msg.batch_report()), &after);
+        // New complete copies: Gets waiting for a free sender of those objects may attach.
+        for (const Directory::Key& key : op->TakeChangedKeys()) KeyChangedLocked(key, &after);
         PollLocked(operations_.WaiterOf(op->id()), &after);
         SettleLocked(&after);
       }
@@ -485,6 +506,24 @@ std::shared_ptr<Waiter> Coordinator::Broadcast(const proto::BroadcastRequest* re
       this, deadline, std::move(answer),
       [req = *req, start, deadline](OpId id) { return std::make_unique<BroadcastCollective>(id, req, start, deadline); },
       [reply](Collective& op) { *reply = std::move(static_cast<BroadcastCollective&>(op).reply()); }, req->wait());
+}
+
+std::shared_ptr<Waiter> Coordinator::BroadcastBatch(const proto::BroadcastBatchRequest* req,
+                                                    proto::BroadcastBatchReply* reply, Waiter::Reply answer) {
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = DeadlineFrom(req->timeout_ms());
+  LinkModel link;
+  {
+    absl::MutexLock lock(&mu_);
+    link = cluster_.MeasuredLink(options_.default_link);
+  }
+  return std::make_shared<OperationWait>(
+      this, deadline, std::move(answer),
+      [req = *req, start, deadline, link, limits = options_.limits](OpId id) {
+        return std::make_unique<BatchBroadcastCollective>(id, req, start, deadline, link, limits);
+      },
+      [reply](Collective& op) { *reply = std::move(static_cast<BatchBroadcastCollective&>(op).reply()); },
+      req->wait());
 }
 
 std::shared_ptr<Waiter> Coordinator::Delete(const proto::DeleteRequest* req, proto::DeleteReply* reply,

@@ -55,6 +55,8 @@ struct CoordinatorOptions {
   std::string token;                          // cluster token; empty = none required
   LinkModel default_link;                     // until nodes report measurements
   PlanLimits limits;
+  // Membership deltas are merged over this interval during bursts (ClusterOptions::delta_coalesce).
+  absl::Duration membership_coalesce = absl::Milliseconds(20);
 };
 
 class Coordinator final : public SessionHost {
@@ -89,6 +91,8 @@ class Coordinator final : public SessionHost {
   std::shared_ptr<Waiter> Locate(const proto::LocateRequest* req, proto::LocateReply* reply, Waiter::Reply answer);
   std::shared_ptr<Waiter> Broadcast(const proto::BroadcastRequest* req, proto::BroadcastReply* reply,
                                     Waiter::Reply answer);
+  std::shared_ptr<Waiter> BroadcastBatch(const proto::BroadcastBatchRequest* req, proto::BroadcastBatchReply* reply,
+                                         Waiter::Reply answer);
   std::shared_ptr<Waiter> Delete(const proto::DeleteRequest* req, proto::DeleteReply* reply, Waiter::Reply answer);
   // Starts a waiting call returned above: answers it at once if it can, else files it.
   void Start(const std::shared_ptr<Waiter>& waiter);
@@ -139,6 +143,7 @@ class Coordinator final : public SessionHost {
   DeadlineQueue<uint64_t> call_deadlines_ ABSL_GUARDED_BY(mu_);
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool delta_flush_armed_ ABSL_GUARDED_BY(mu_) = false;   // the timer knows of waiting deltas
   std::atomic<uint64_t> acquires_{0}, transfers_completed_{0}, sender_failures_{0}, nodes_died_{0};
   std::thread timer_;
 };

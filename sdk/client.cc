@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "core/batch.h"
 #include "core/names.h"
 #include "common/status_macros.h"
 #include "sdk/async_get.h"
@@ -369,6 +370,22 @@ absl::StatusOr<BroadcastResult> Client::Broadcast(const ObjectName& name,
     }
   }
   return impl_->Broadcast(name, nodes, timeout);
+}
+
+absl::StatusOr<BatchBroadcastResult> Client::BroadcastBatch(std::span<const ObjectName> names,
+                                                            const std::vector<std::string>& nodes,
+                                                            absl::Duration timeout) {
+  std::vector<ObjectName> resolved(names.begin(), names.end());
+  for (ObjectName& n : resolved) {
+    if (n.ns.empty()) n.ns = default_namespace();
+  }
+  FERRY_RETURN_IF_ERROR(ValidateBatchNames(resolved.size(), [&resolved](size_t i) {
+    return std::pair<absl::string_view, absl::string_view>(resolved[i].ns, resolved[i].key);
+  }));
+  for (const std::string& node : nodes) {
+    if (node.empty()) return absl::InvalidArgumentError("batch broadcast: empty node name");
+  }
+  return impl_->BroadcastBatch(resolved, nodes, timeout);
 }
 
 absl::StatusOr<NodeStatus> Client::Status() { return impl_->Status(); }

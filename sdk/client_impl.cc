@@ -309,6 +309,20 @@ absl::StatusOr<BroadcastResult> ClientImpl::Broadcast(const ObjectName& name,
   return sdk::BroadcastFromProto(reply);
 }
 
+absl::StatusOr<BatchBroadcastResult> ClientImpl::BroadcastBatch(const std::vector<ObjectName>& names,
+                                                                const std::vector<std::string>& nodes,
+                                                                absl::Duration timeout) {
+  RequestOf<&proto::Sidecar::Stub::BroadcastBatch> req;
+  for (const ObjectName& name : names) sdk::NameToProto(name, req.add_refs());
+  for (const std::string& node : nodes) req.add_nodes(node);
+  const uint32_t timeout_ms = sdk::TimeoutToMs(timeout);
+  req.set_timeout_ms(timeout_ms);
+  ReplyOf<&proto::Sidecar::Stub::BroadcastBatch> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::BroadcastBatch, req, &reply, absl::Milliseconds(timeout_ms),
+                             "BroadcastBatch", absl::StrCat(names.size(), " objects")));
+  return sdk::BatchBroadcastFromProto(reply);
+}
+
 absl::StatusOr<NodeStatus> ClientImpl::Status() {
   RequestOf<&proto::Sidecar::Stub::Status> req;
   ReplyOf<&proto::Sidecar::Stub::Status> reply;

@@ -70,6 +70,8 @@ class ClientImpl {
   absl::Status Delete(const ObjectName& name);
   absl::StatusOr<std::vector<ObjectInfo>> List(const std::string& ns, const std::string& prefix,
                                                uint32_t limit);
+  absl::StatusOr<BatchBroadcastResult> BroadcastBatch(const std::vector<ObjectName>& names,
+                                                      const std::vector<std::string>& nodes, absl::Duration timeout);
   absl::StatusOr<BroadcastResult> Broadcast(const ObjectName& name,
                                             const std::vector<std::string>& nodes,
                                             absl::Duration timeout);

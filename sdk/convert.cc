@@ -138,6 +138,22 @@ BroadcastResult BroadcastFromProto(const proto::SidecarBroadcastReply& reply) {
   return out;
 }
 
+BatchBroadcastResult BatchBroadcastFromProto(const proto::SidecarBroadcastBatchReply& reply) {
+  BatchBroadcastResult out;
+  out.seconds = reply.seconds();
+  out.bytes = reply.bytes();
+  for (const proto::SidecarBroadcastResult& r : reply.results()) {
+    out.targets.push_back(BroadcastResult::Target{r.node(), r.ok(), r.error()});
+  }
+  for (const proto::SidecarBatchEntryError& e : reply.errors()) {
+    // A code outside gRPC's range (a newer ferryd) reads as UNKNOWN.
+    const bool known = e.code() > 0 && e.code() <= static_cast<int>(absl::StatusCode::kUnauthenticated);
+    out.errors.push_back(BatchBroadcastResult::EntryError{
+        e.index(), e.node(), known ? static_cast<absl::StatusCode>(e.code()) : absl::StatusCode::kUnknown, e.error()});
+  }
+  return out;
+}
+
 uint32_t TimeoutToMs(absl::Duration timeout) {
   constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
   if (timeout <= absl::ZeroDuration()) return 0;

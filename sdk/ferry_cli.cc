@@ -6,6 +6,7 @@
 //   ferry ls [PREFIX]                    list objects
 //   ferry rm KEY                         delete an object everywhere
 //   ferry bcast KEY [--nodes a,b]        copy an object to nodes
+//   ferry bcast KEY KEY... [--nodes a,b] copy a batch of objects as one operation
 //
 // Exit status (kExit* below, docs/operations.md): 0 success; 1 the operation failed (the
 // cluster answered with an error, or writing the output failed); 2 usage or invalid input
@@ -99,6 +100,7 @@ struct RmFlags {
 };
 struct BcastFlags {
   std::string key;
+  std::vector<std::string> more_keys;   // further keys: a batch broadcast
   std::vector<std::string> nodes;  // as given: each may be "a,b,c"
   bool nodes_given = false;
   std::string timeout = "60s";
@@ -569,8 +571,57 @@ absl::StatusOr<std::vector<std::string>> TargetNodes(const BcastFlags& b) {
   return out;
 }
 
+// Several keys: one BroadcastBatch; a table per target, then one line per failed entry.
+absl::Status RunBcastBatch(const GlobalFlags& g, const BcastFlags& b, absl::Duration timeout,
+                           const std::vector<std::string>& nodes) {
+  std::vector<std::string> keys = {b.key};
+  keys.insert(keys.end(), b.more_keys.begin(), b.more_keys.end());
+  std::vector<ObjectName> names;
+  for (const std::string& k : keys) names.push_back(NameOf(g, k));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
+  FERRY_ASSIGN_OR_RETURN(BatchBroadcastResult result, client->BroadcastBatch(names, nodes, timeout));
+  std::vector<std::vector<std::string>> rows;
+  json targets = json::array(), errors = json::array();
+  size_t failed = 0;
+  for (const BroadcastResult::Target& t : result.targets) {
+    failed += t.ok ? 0 : 1;
+    rows.push_back({t.node, t.ok ? "ok" : "FAILED", t.error});
+    targets.push_back(json{{"node", t.node}, {"ok", t.ok}, {"error", t.error}});
+  }
+  for (const BatchBroadcastResult::EntryError& e : result.errors) {
+    errors.push_back(json{{"key", EscapeKey(keys[e.index])},
+                          {"node", e.node},
+                          {"code", absl::StatusCodeToString(e.code)},
+                          {"error", e.error}});
+  }
+  if (g.json) {
+    std::cout << DumpJson(json{{"ns", g.ns}, {"objects", keys.size()}, {"bytes", result.bytes},
+                               {"seconds", result.seconds}, {"targets", targets}, {"errors", errors}})
+              << "\n";
+  } else {
+    std::cout << FormatTable({"NODE", "RESULT", "ERROR"}, rows);
+    for (const BatchBroadcastResult::EntryError& e : result.errors) {
+      std::cout << Printable(g, keys[e.index]) << " on " << (e.node.empty() ? "every node" : e.node) << ": "
+                << absl::StatusCodeToString(e.code) << ": " << e.error << "\n";
+    }
+    std::cout << "broadcast " << Plural(keys.size(), "object") << " (" << HumanBytes(static_cast<double>(result.bytes))
+              << ") to " << Plural(result.targets.size(), "node") << ": " << result.targets.size() - failed << " ok, "
+              << failed << " failed in " << FormatSeconds(result.seconds) << "\n";
+  }
+  if (!result.ok()) {
+    return absl::AbortedError(absl::StrCat("batch broadcast of ", keys.size(), " objects failed on ", failed,
+                                           " of ", result.targets.size(), " nodes (", result.errors.size(),
+                                           " entry errors)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunBcast(const GlobalFlags& g, const BcastFlags& b) {
   FERRY_ASSIGN_OR_RETURN(absl::Duration timeout, ParseDurationArg(b.timeout));
+  if (!b.more_keys.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::vector<std::string> nodes, TargetNodes(b));
+    return RunBcastBatch(g, b, timeout, nodes);
+  }
   FERRY_RETURN_IF_ERROR(ValidateKey(b.key));
   FERRY_ASSIGN_OR_RETURN(std::vector<std::string> nodes, TargetNodes(b));
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
@@ -670,6 +721,7 @@ void AddObjectCommands(CLI::App& app, Flags& f) {
 
   CLI::App* bcast = app.add_subcommand("bcast", "make nodes hold a complete copy of KEY");
   bcast->add_option("KEY", f.bcast.key, "object key")->required();
+  bcast->add_option("MORE_KEYS", f.bcast.more_keys, "further keys: the objects are broadcast as one batch");
   bcast->add_option("--nodes", f.bcast.nodes,
                     "node names or ids, comma-separated (default: every live node)");
   bcast->add_option("--timeout", f.bcast.timeout, "give up after this long (30s, 500ms, 2m)")

@@ -116,7 +116,7 @@ void Cluster::MarkDeadOne(NodeId node, const std::string& why, Outbox* out) {
   if (rec.session != nullptr) out->cancel.push_back(std::move(rec.session));
   rec.session = nullptr;
   out->died.emplace_back(node, why);
-  FanOutDelta({}, {node}, node, out);
+  FanOutDelta({}, {node}, 0, out);
 }
 
 void Cluster::ExpireSilent(absl::Time now, Outbox* out) {
@@ -144,13 +144,43 @@ void Cluster::QueueOne(NodeId node, const OutQueue::Message& msg, size_t bytes, 
   out->kick.push_back(it->second.session);
 }
 
-void Cluster::FanOutDelta(const std::vector<proto::NodeInfo>& added, const std::vector<NodeId>& removed, NodeId skip,
+void Cluster::FanOutDelta(const std::vector<proto::NodeInfo>& added, const std::vector<NodeId>& removed, NodeId joined,
                           Outbox* out) {
-  auto msg = std::make_shared<const proto::CoordMessage>(proto::MembershipDelta(++epoch_, added, removed));
-  const size_t bytes = msg->ByteSizeLong();
+  proto::CoordMessage one = proto::MembershipDelta(++epoch_, added, removed);
+  pending_.push_back(std::move(*one.mutable_membership()));
+  if (joined != 0) joined_in_window_[joined] = epoch_;   // its snapshot is at this epoch
+  const absl::Time now = absl::Now();
+  if (now >= last_flush_ + options_.delta_coalesce) FlushDeltas(now, out);
+}
+
+void Cluster::FlushDeltas(absl::Time now, Outbox* out) {
+  if (pending_.empty()) return;
+  last_flush_ = now;
+  std::vector<const proto::Membership*> run;
+  run.reserve(pending_.size());
+  for (const proto::Membership& d : pending_) run.push_back(&d);
+  auto wrap = [](proto::Membership m) {
+    proto::CoordMessage msg;
+    *msg.mutable_membership() = std::move(m);
+    return std::make_shared<const proto::CoordMessage>(std::move(msg));
+  };
+  // One message for everyone (shared by every queue), unless one change is all there is.
+  const OutQueue::Message shared = run.size() == 1 ? wrap(pending_.front()) : wrap(proto::MergeDeltas(run));
+  const size_t bytes = shared->ByteSizeLong();
   for (auto& [id, rec] : nodes_) {
-    if (id != skip && rec.info.alive() && rec.session != nullptr) QueueOne(id, msg, bytes, out);
+    if (!rec.info.alive() || rec.session == nullptr || joined_in_window_.contains(id)) continue;
+    QueueOne(id, shared, bytes, out);
   }
+  // A node that registered within the window holds a snapshot at its epoch: it gets the rest.
+  const uint64_t first = pending_.front().epoch();
+  for (const auto& [id, snapshot_epoch] : joined_in_window_) {
+    if (snapshot_epoch >= epoch_) continue;
+    std::vector<const proto::Membership*> tail(run.begin() + static_cast<ptrdiff_t>(snapshot_epoch + 1 - first), run.end());
+    OutQueue::Message msg = tail.size() == 1 ? wrap(*tail.front()) : wrap(proto::MergeDeltas(tail));
+    QueueOne(id, msg, msg->ByteSizeLong(), out);
+  }
+  pending_.clear();
+  joined_in_window_.clear();
 }
 
 void Cluster::SettleOverflow(Outbox* out) {

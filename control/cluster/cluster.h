@@ -35,6 +35,11 @@ struct ClusterOptions {
   absl::Duration liveness_timeout = absl::Seconds(3);
   uint32_t inline_max_bytes = 64 * 1024;   // told to nodes in Welcome
   std::string token;                        // cluster token; empty = none required
+  // Membership deltas leave at most once per this interval: a change after a quiet interval
+  // goes out at once; changes within one interval of the last send (a registration storm)
+  // are merged into one delta, sent to every node as one shared message when the interval
+  // ends (FlushDeltas). Zero: every change goes out at once, one delta each.
+  absl::Duration delta_coalesce = absl::ZeroDuration();
 };
 
 // What a locked section leaves for after the unlock. Sessions are never called into under the
@@ -72,6 +77,13 @@ class Cluster final : public ClusterView {
 
   // The earliest liveness deadline (InfiniteFuture if no node is alive).
   absl::Time NextExpiry() const { return liveness_.Next(); }
+  // When FlushDeltas must run next (InfiniteFuture if no delta waits).
+  absl::Time NextDeltaFlush() const {
+    return pending_.empty() ? absl::InfiniteFuture() : last_flush_ + options_.delta_coalesce;
+  }
+  // Sends the deltas that wait (ClusterOptions::delta_coalesce) as one merged delta to every
+  // live node; a node that registered meanwhile gets only what follows its snapshot.
+  void FlushDeltas(absl::Time now, Outbox* out);
   // Declares dead every node whose deadline passed by `now` ("no heartbeat for ...").
   void ExpireSilent(absl::Time now, Outbox* out);
 
@@ -98,8 +110,10 @@ class Cluster final : public ClusterView {
     uint64_t session_seq = 0;
     std::string session_secret;              // Hello.session_secret of the live session
   };
-  // One membership change: a delta at the next epoch to every live session but `skip`.
-  void FanOutDelta(const std::vector<proto::NodeInfo>& added, const std::vector<NodeId>& removed, NodeId skip,
+  // One membership change at the next epoch. It goes to every live session but `joined` (a
+  // node registering now, which gets a snapshot at this epoch instead): at once, or merged
+  // with the changes that follow within delta_coalesce (FlushDeltas).
+  void FanOutDelta(const std::vector<proto::NodeInfo>& added, const std::vector<NodeId>& removed, NodeId joined,
                    Outbox* out);
   // MarkDead without settling overflow.
   void MarkDeadOne(NodeId node, const std::string& why, Outbox* out);
@@ -112,7 +126,12 @@ class Cluster final : public ClusterView {
   absl::flat_hash_map<NodeId, NodeRecord> nodes_;
   DeadlineQueue<NodeId> liveness_;   // live nodes: last heartbeat + liveness timeout
   uint64_t alive_ = 0;
-  uint64_t epoch_ = 0;   // of the newest delta sent
+  uint64_t epoch_ = 0;   // of the newest delta (sent or waiting)
+  // Deltas not sent yet (each one change, epochs consecutive), when they started to wait, and
+  // the nodes that registered meanwhile with the epoch of their snapshot.
+  std::vector<proto::Membership> pending_;
+  absl::Time last_flush_ = absl::InfinitePast();
+  absl::flat_hash_map<NodeId, uint64_t> joined_in_window_;
   uint64_t session_counter_ = 0;
   // Nodes whose queue overflowed in QueueOne, declared dead by SettleOverflow.
   std::vector<std::pair<NodeId, std::string>> overflowed_;

@@ -52,6 +52,19 @@ absl::StatusOr<bool> ApplyReport(Directory& directory, const proto::ReportTransf
   }
 }
 
+absl::StatusOr<std::vector<NodeId>> BroadcastTargets(const ClusterView& cluster,
+                                                     const google::protobuf::RepeatedField<uint64_t>& node_ids) {
+  if (node_ids.empty()) return cluster.LiveNodes();
+  std::vector<NodeId> out;
+  for (NodeId id : node_ids) {
+    if (cluster.Info(id) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("broadcast target node ", id, " is not registered"));
+    }
+    out.push_back(id);
+  }
+  return out;
+}
+
 BroadcastCollective::BroadcastCollective(OpId id, proto::BroadcastRequest req, absl::Time start, absl::Time deadline)
     : Collective(id), req_(std::move(req)), start_(start), deadline_(deadline) {}
 
@@ -60,16 +73,9 @@ std::vector<Directory::Key> BroadcastCollective::keys() const { return {Director
 absl::StatusOr<Instructions> BroadcastCollective::Start(CollectiveContext& ctx) {
   absl::StatusOr<proto::LocateReply> located = ctx.directory.Locate(req_.ref());
   if (!located.ok()) return located.status();
-  if (req_.node_ids_size() == 0) {   // every live node
-    targets_ = ctx.cluster.LiveNodes();
-  } else {
-    for (NodeId id : req_.node_ids()) {
-      if (ctx.cluster.Info(id) == nullptr) {
-        return absl::NotFoundError(absl::StrCat("broadcast target node ", id, " is not registered"));
-      }
-      targets_.push_back(id);
-    }
-  }
+  absl::StatusOr<std::vector<NodeId>> targets = BroadcastTargets(ctx.cluster, req_.node_ids());
+  if (!targets.ok()) return targets.status();
+  targets_ = *std::move(targets);
   proto::CoordMessage msg;
   proto::PullInstruction* pull = msg.mutable_pull();
   *pull->mutable_ref() = req_.ref();

@@ -34,6 +34,11 @@ void FillSourceReply(const ClusterView& cluster, AcquireResult r, proto::Acquire
 // outcome.
 [[nodiscard]] absl::StatusOr<bool> ApplyReport(Directory& directory, const proto::ReportTransferRequest& report);
 
+// The targets of a broadcast: `node_ids`, or every live node if empty. NOT_FOUND "broadcast
+// target node N is not registered" for an id the cluster never saw.
+absl::StatusOr<std::vector<NodeId>> BroadcastTargets(const ClusterView& cluster,
+                                                     const google::protobuf::RepeatedField<uint64_t>& node_ids);
+
 // The explicit broadcast of one object to a set of nodes (the Broadcast RPC).
 class BroadcastCollective final : public Collective {
  public:

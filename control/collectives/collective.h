@@ -15,7 +15,8 @@
 // reach the operation (control/waiter.h).
 //
 // Implementations: BroadcastCollective (broadcast.h; also the implicit broadcast that
-// AcquireSource attaches receivers to), DeleteCollective (delete.h). How the next ones map onto
+// AcquireSource attaches receivers to), BatchBroadcastCollective (batch_broadcast.h),
+// DeleteCollective (delete.h). How the next ones map onto
 // this interface, each as one file here:
 //
 // - Reduce (a tree of nodes whose chunks are combined upward). Start: picks the positions that
@@ -33,11 +34,9 @@
 // - AllReduce = the reduce above plus, once the root holds its first chunks, the same
 //   attachments as BroadcastCollective for the result (receivers pull the root's partial result
 //   as it is reduced): one class that owns both plans, Done when every target holds the result.
-// - A batch of objects (one operation over many objects): keys() returns every object of the
-//   batch, so reports with op_id 0 and object changes of any of them reach it; Start returns the
-//   instructions of all of them (one PullInstruction per target per object, or one batched
-//   instruction message if ferryd gains one), the per-object state is a map key -> the single
-//   object's state, and Done is the conjunction. Conclude reports per object and per target.
+// - A batch of objects is BatchBroadcastCollective: keys() returns every object of the batch,
+//   Start returns one BatchPullInstruction per target (per group of objects held by one
+//   node), and OnBatchReport consumes the targets' progress (batch_broadcast.h).
 #pragma once
 
 #include <atomic>
@@ -97,6 +96,14 @@ class Collective {
   virtual Instructions OnNodeAck(CollectiveContext& ctx, NodeId node) { return {}; }
   // One of its objects changed in the directory (published, unpublished, deleted, a copy done).
   virtual Instructions OnObjectChanged(CollectiveContext& ctx, const Directory::Key& key) { return {}; }
+  // `node`'s progress on a batch instruction of this operation (BatchReport{op_id}).
+  virtual Instructions OnBatchReport(CollectiveContext& ctx, NodeId node, const proto::BatchReport& report) {
+    return {};
+  }
+
+  // The objects whose directory entries this operation changed since the last call (a batch's
+  // targets completing copies): the coordinator wakes the calls waiting on them.
+  virtual std::vector<Directory::Key> TakeChangedKeys() { return {}; }
 
   // Whether the operation is finished and its call can be answered.
   virtual bool Done(const CollectiveContext& ctx) const = 0;

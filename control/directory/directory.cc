@@ -130,6 +130,11 @@ void Directory::InlineReceiver(NodeId receiver, const proto::ObjectRef& ref) {
   if (it != entries_.end() && it->second.is_inline) it->second.planner.AddUnplannedPartial(receiver);
 }
 
+void Directory::ExternalReceiver(NodeId receiver, const proto::ObjectRef& ref) {
+  auto it = Find(ref);
+  if (it != entries_.end() && !it->second.lost) it->second.planner.AddUnplannedPartial(receiver);
+}
+
 void Directory::SenderFailed(NodeId receiver, const proto::ObjectRef& ref) {
   auto it = Find(ref);
   if (it != entries_.end()) it->second.planner.Detach(receiver, /*keep_partial=*/true);
@@ -190,6 +195,19 @@ absl::StatusOr<proto::LocateReply> Directory::Locate(const proto::ObjectRef& ref
     info->set_serving(c.serving);
   }
   return reply;
+}
+
+absl::StatusOr<Directory::ObjectView> Directory::View(const proto::ObjectRef& ref) const {
+  auto it = Find(ref);
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
+  if (it->second.lost) return absl::DataLossError(absl::StrCat("object ", Name(ref), " is lost: ", it->second.lost_detail));
+  ObjectView view;
+  view.meta = it->second.meta;
+  view.chunk_size = it->second.plan.chunk_size;
+  for (const auto& [id, c] : it->second.planner.copies()) {
+    if (c.complete) view.complete.push_back(id);
+  }
+  return view;
 }
 
 std::vector<proto::ListEntry> Directory::List(const std::string& ns, const std::string& prefix,

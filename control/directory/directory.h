@@ -74,6 +74,10 @@ class Directory {
   // carries them): it is recorded as a partial copy so that a Delete reaches it.
   void InlineReceiver(NodeId receiver, const proto::ObjectRef& ref);
   void Aborted(NodeId receiver, const proto::ObjectRef& ref);
+  // `receiver` is receiving a copy outside the object's own plan (a batch broadcast pulls it
+  // from the batch's sender): recorded as a partial copy that serves no one until it completes,
+  // so that a Delete reaches it. No-op for an unknown key or a node that has a copy already.
+  void ExternalReceiver(NodeId receiver, const proto::ObjectRef& ref);
 
   // Drops every copy on `node`. Objects left with no complete copy become lost; their keys
   // are returned.
@@ -94,6 +98,15 @@ class Directory {
   bool IsComplete(NodeId node, const proto::ObjectRef& ref) const;
   // Whether the node holds a copy of the object, partial or complete, in its plan.
   bool HasCopy(NodeId node, const proto::ObjectRef& ref) const;
+  // What a batch needs of one object: its metadata, chunk size and the nodes that hold it
+  // complete (ascending ids).
+  struct ObjectView {
+    proto::ObjectMeta meta;
+    uint32_t chunk_size = 0;
+    std::vector<NodeId> complete;
+  };
+  // NOT_FOUND if unknown; DATA_LOSS if lost (the messages Locate gives).
+  absl::StatusOr<ObjectView> View(const proto::ObjectRef& ref) const;
   // The bytes of an inline object (and its metadata), or null if the object is not inline.
   const std::string* InlineData(const proto::ObjectRef& ref, proto::ObjectMeta* meta) const;
   size_t size() const { return entries_.size(); }

@@ -2,6 +2,9 @@
 
 #include <memory>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/batch.h"
 #include "core/names.h"
 #include "proto/status_bridge.h"
 
@@ -9,6 +12,15 @@ namespace ferry::control {
 namespace {
 
 absl::Status CheckRef(const proto::ObjectRef& ref) { return ValidateObjectName(ref.ns(), ref.key()); }
+
+absl::Status CheckDistinctNodes(const google::protobuf::RepeatedField<uint64_t>& ids) {
+  absl::flat_hash_set<uint64_t> seen;
+  for (uint64_t id : ids) {
+    if (id == 0) return absl::InvalidArgumentError("target node id 0 names no node");
+    if (!seen.insert(id).second) return absl::InvalidArgumentError(absl::StrCat("target node ", id, " is named twice"));
+  }
+  return absl::OkStatus();
+}
 
 // Answers a call that does not wait.
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& status) {
@@ -111,6 +123,20 @@ grpc::ServerUnaryReactor* CoordinatorService::Broadcast(grpc::CallbackServerCont
   if (absl::Status s = CheckRef(req->ref()); !s.ok()) return Answer(ctx, s);
   return WaitingCall::Run(&coordinator_,
                           [&](Waiter::Reply answer) { return coordinator_.Broadcast(req, reply, std::move(answer)); });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::BroadcastBatch(grpc::CallbackServerContext* ctx,
+                                                             const proto::BroadcastBatchRequest* req,
+                                                             proto::BroadcastBatchReply* reply) {
+  absl::Status s = ValidateBatchNames(req->refs_size(), [req](size_t i) {
+    const proto::ObjectRef& ref = req->refs(static_cast<int>(i));
+    return std::pair<absl::string_view, absl::string_view>(ref.ns(), ref.key());
+  });
+  if (s.ok()) s = CheckDistinctNodes(req->node_ids());
+  if (!s.ok()) return Answer(ctx, s);
+  return WaitingCall::Run(&coordinator_, [&](Waiter::Reply answer) {
+    return coordinator_.BroadcastBatch(req, reply, std::move(answer));
+  });
 }
 
 }  // namespace ferry::control

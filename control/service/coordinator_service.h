@@ -43,6 +43,8 @@ class CoordinatorService final : public proto::Coordinator::CallbackService {
                                           proto::ClusterStatusReply* reply) override;
   grpc::ServerUnaryReactor* Broadcast(grpc::CallbackServerContext* ctx, const proto::BroadcastRequest* req,
                                       proto::BroadcastReply* reply) override;
+  grpc::ServerUnaryReactor* BroadcastBatch(grpc::CallbackServerContext* ctx, const proto::BroadcastBatchRequest* req,
+                                           proto::BroadcastBatchReply* reply) override;
 
   // Ends waiting calls and node sessions (see Coordinator::Shutdown). Idempotent.
   void Shutdown() { coordinator_.Shutdown(); }

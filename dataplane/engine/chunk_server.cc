@@ -1,10 +1,14 @@
 #include "dataplane/engine/chunk_server.h"
 
+#include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/names.h"
 #include "dataplane/engine/chunk_request.h"
+#include "dataplane/engine/pack_buffers.h"
 
 namespace ferry::dataplane {
 
@@ -28,7 +32,17 @@ void ChunkServer::Attach(Transport* transport) {
   });
 }
 
+absl::Status ChunkServer::ServeError(const std::string& ns, const std::string& key, const absl::Status& why) const {
+  // The requester's Get ends on a deletion, so say where it happened.
+  if (IsObjectDeleted(why)) return ObjectDeletedError(ns, key, absl::StrCat("on node ", self_.load()));
+  return why;
+}
+
 void ChunkServer::Handle(NodeId from, std::string_view header, std::unique_ptr<FetchResponder> responder) {
+  if (FetchRequestVersion(header) == kPackRequestVersion) {
+    HandlePack(from, header, std::move(responder));
+    return;
+  }
   absl::StatusOr<ChunkRequest> req = DecodeChunkRequest(header);
   if (!req.ok()) {
     ++rejected_;
@@ -42,11 +56,7 @@ void ChunkServer::Handle(NodeId from, std::string_view header, std::unique_ptr<F
           absl::StatusOr<ServeSlice> slice) mutable {
         if (!slice.ok()) {
           ++rejected_;
-          if (IsObjectDeleted(slice.status())) {   // the requester's Get ends on this
-            responder->Fail(ObjectDeletedError(ns, key, absl::StrCat("on node ", self_.load())));
-          } else {
-            responder->Fail(slice.status());
-          }
+          responder->Fail(ServeError(ns, key, slice.status()));
           return;
         }
         ++chunks_served_;
@@ -60,6 +70,122 @@ void ChunkServer::Handle(NodeId from, std::string_view header, std::unique_ptr<F
     ++held_;
     WakeTimerBy(absent_until);
   }
+}
+
+// One pack request in progress: the slices of its objects as they become servable.
+struct ChunkServer::Pack {
+  PackRequest req;
+  std::unique_ptr<FetchResponder> responder;
+  absl::Mutex mu;
+  std::vector<std::optional<ServeSlice>> slices ABSL_GUARDED_BY(mu);
+  size_t waiting ABSL_GUARDED_BY(mu) = 0;
+  absl::Status failed ABSL_GUARDED_BY(mu);
+};
+
+void ChunkServer::HandlePack(NodeId from, std::string_view header, std::unique_ptr<FetchResponder> responder) {
+  absl::StatusOr<PackRequest> req = DecodePackRequest(header);
+  absl::Status refused;
+  if (!req.ok()) {
+    refused = absl::InvalidArgumentError(absl::StrCat("from node ", from, ": ", req.status().message()));
+  } else if (options_.packs == nullptr || options_.arena_base == nullptr) {
+    refused = absl::UnimplementedError(absl::StrCat("node ", self_.load(), " serves no pack requests"));
+  } else if (req->bytes() > options_.packs->slot_bytes()) {
+    refused = absl::InvalidArgumentError(absl::StrCat("from node ", from, ": a pack of ", req->bytes(),
+                                                      " bytes is larger than this node's pack buffers (",
+                                                      options_.packs->slot_bytes(), " bytes)"));
+  }
+  if (!refused.ok()) {
+    ++rejected_;
+    responder->Fail(refused);
+    return;
+  }
+  auto pack = std::make_shared<Pack>();
+  pack->req = *std::move(req);
+  pack->responder = std::move(responder);
+  const size_t n = pack->req.entries.size();
+  {
+    absl::MutexLock lock(&pack->mu);
+    pack->slices.resize(n);
+    pack->waiting = n;
+  }
+  const absl::Time absent_until = absl::Now() + options_.absent_wait;
+  bool any_held = false;
+  for (size_t i = 0; i < n; ++i) {
+    const PackEntry& entry = pack->req.entries[i];
+    any_held |= store_->ServeChunk(
+        pack->req.ns, entry.key, kWholeObject, 0,
+        [this, pack, i](absl::StatusOr<ServeSlice> slice) {
+          const PackEntry& e = pack->req.entries[i];
+          bool last = false;
+          {
+            absl::MutexLock lock(&pack->mu);
+            if (!slice.ok()) {
+              if (pack->failed.ok()) pack->failed = ServeError(pack->req.ns, e.key, slice.status());
+            } else if (slice->len != e.size) {
+              if (pack->failed.ok()) {
+                pack->failed = absl::FailedPreconditionError(absl::StrCat(
+                    "object ", PrintableName(pack->req.ns, e.key), " has ", slice->len, " bytes on node ",
+                    self_.load(), ", the pack request says ", e.size));
+              }
+              store_->UnpinServe(*slice);
+            } else {
+              pack->slices[i] = *slice;
+            }
+            last = --pack->waiting == 0;
+          }
+          if (last) FinishPack(pack);
+        },
+        absent_until);
+  }
+  if (any_held) {
+    ++held_;
+    WakeTimerBy(absent_until);
+  }
+}
+
+void ChunkServer::FinishPack(const std::shared_ptr<Pack>& pack) {
+  absl::Status failed;
+  {
+    absl::MutexLock lock(&pack->mu);
+    failed = pack->failed;
+  }
+  auto unpin_all = [this, pack] {
+    absl::MutexLock lock(&pack->mu);
+    for (std::optional<ServeSlice>& s : pack->slices) {
+      if (s) store_->UnpinServe(*s);
+      s.reset();
+    }
+  };
+  if (!failed.ok()) {
+    unpin_all();
+    ++rejected_;
+    pack->responder->Fail(failed);
+    return;
+  }
+  options_.packs->AcquireAsync([this, pack, unpin_all](absl::StatusOr<PackBuffers::Slot> slot) {
+    if (!slot.ok()) {
+      unpin_all();
+      ++rejected_;
+      pack->responder->Fail(slot.status());
+      return;
+    }
+    uint64_t at = 0;
+    {
+      absl::MutexLock lock(&pack->mu);
+      uint8_t* out = options_.packs->data(*slot);
+      for (std::optional<ServeSlice>& s : pack->slices) {
+        if (s->len > 0) std::memcpy(out + at, options_.arena_base + s->offset, s->len);
+        at += s->len;
+      }
+    }
+    unpin_all();   // the bytes are in the pack buffer now
+    ++packs_served_;
+    chunks_served_ += pack->req.entries.size();
+    bytes_served_ += at;
+    PackBuffers* packs = options_.packs;
+    const PackBuffers::Slot held = *slot;
+    pack->responder->Reply(packs->slice(held, at), [packs, held](absl::Status) { packs->Release(held); });
+  });
 }
 
 void ChunkServer::WakeTimerBy(absl::Time until) {

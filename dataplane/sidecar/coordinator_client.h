@@ -58,8 +58,11 @@ class CoordinatorClient {
   [[nodiscard]] virtual absl::Status ClusterStatus(proto::ClusterStatusReply* reply) = 0;
   // Waits up to req.timeout_ms for the broadcast to finish.
   [[nodiscard]] virtual absl::Status Broadcast(const proto::BroadcastRequest& req, proto::BroadcastReply* reply) = 0;
+  // Waits up to req.timeout_ms for the batch to finish.
+  [[nodiscard]] virtual absl::Status BroadcastBatch(const proto::BroadcastBatchRequest& req,
+                                                    proto::BroadcastBatchReply* reply) = 0;
 
-  // Cancels the calls in progress that may wait long (AcquireSource, Broadcast); later ones of
+  // Cancels the calls in progress that may wait long (AcquireSource, Broadcast, BroadcastBatch); later ones of
   // those fail CANCELLED at once. Idempotent; does not block. Session streams are cancelled
   // by their owner (CoordinatorStream::Cancel).
   virtual void Shutdown() = 0;

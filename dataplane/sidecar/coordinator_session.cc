@@ -149,6 +149,9 @@ void CoordinatorSession::Dispatch(const proto::CoordMessage& msg, CoordinatorStr
     case proto::CoordMessage::kPull:
       deps_.pulls->Handle(msg.pull());
       return;
+    case proto::CoordMessage::kBatchPull:
+      if (deps_.batch_pull) deps_.batch_pull(msg.batch_pull());
+      return;
     case proto::CoordMessage::kDrop:
       if (std::optional<proto::DropDone> done = deps_.drops->Handle(msg.drop()); done.has_value()) {
         proto::NodeMessage reply;
@@ -166,16 +169,44 @@ bool CoordinatorSession::Write(CoordinatorStream* stream, const proto::NodeMessa
   return stream->Write(msg);
 }
 
+bool CoordinatorSession::Send(proto::NodeMessage msg) {
+  absl::MutexLock lock(&write_mu_);
+  if (!writer_live_ || outbox_.size() >= kMaxOutbox) return false;
+  outbox_.push_back(std::move(msg));
+  return true;
+}
+
 void CoordinatorSession::StartHeartbeat(CoordinatorStream* stream, absl::Duration interval) {
+  {
+    absl::MutexLock lock(&write_mu_);
+    writer_live_ = true;
+  }
+  // The session's writer: heartbeats every `interval`, and whatever Send queued, in order.
   heartbeat_ = std::thread([this, stream, interval] {
     absl::MutexLock lock(&write_mu_);
-    for (uint64_t seq = 1; !heartbeat_stop_; ++seq) {
-      proto::NodeMessage hb;
-      *hb.mutable_heartbeat() = deps_.heartbeat();
-      hb.mutable_heartbeat()->set_seq(seq);
-      if (!stream->Write(hb)) break;
-      deps_.membership->ExpireUnconfirmedPeers();
-      write_mu_.AwaitWithTimeout(absl::Condition(&heartbeat_stop_), interval);
+    absl::Time next_beat = absl::Now();
+    uint64_t seq = 0;
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) { return heartbeat_stop_ || !outbox_.empty(); };
+    while (!heartbeat_stop_) {
+      if (absl::Now() >= next_beat) {
+        proto::NodeMessage hb;
+        *hb.mutable_heartbeat() = deps_.heartbeat();
+        hb.mutable_heartbeat()->set_seq(++seq);
+        if (!stream->Write(hb)) break;
+        deps_.membership->ExpireUnconfirmedPeers();
+        next_beat = absl::Now() + interval;
+      }
+      bool broken = false;
+      while (!outbox_.empty() && !heartbeat_stop_) {
+        proto::NodeMessage msg = std::move(outbox_.front());
+        outbox_.pop_front();
+        if (!stream->Write(msg)) {
+          broken = true;
+          break;
+        }
+      }
+      if (broken) break;
+      write_mu_.AwaitWithDeadline(absl::Condition(&wake), next_beat);
     }
   });
 }
@@ -184,6 +215,8 @@ void CoordinatorSession::StopHeartbeat() {
   {
     absl::MutexLock lock(&write_mu_);
     heartbeat_stop_ = true;
+    writer_live_ = false;
+    outbox_.clear();   // lost with the stream (documented in Send)
   }
   if (heartbeat_.joinable()) heartbeat_.join();
 }

@@ -1,18 +1,21 @@
 // ferryd's session with the coordinator (docs/protocol.md "Node session"): opens the Session
 // stream, sends Hello, waits for Welcome, then sends a Heartbeat every interval and
 // dispatches every CoordMessage by its kind to one handler (Welcome and Membership to the
-// MembershipHandler, PullInstruction to the PullHandler, DropInstruction to the DropHandler,
-// answering DropDone). When the stream ends it reconnects with backoff (100 ms doubling to
+// MembershipHandler, PullInstruction to the PullHandler, BatchPullInstruction to the batch-pull
+// handler, DropInstruction to the DropHandler, answering DropDone). Others (batch pulls) send
+// messages on the stream through Send. When the stream ends it reconnects with backoff (100 ms doubling to
 // 2 s), until Stop. A refusal (ALREADY_EXISTS, UNAUTHENTICATED, INVALID_ARGUMENT,
 // PERMISSION_DENIED) is kept for WaitRegistered / refusal().
 //
 // Threads: one session thread (Start .. Stop) that reads and dispatches, and per session one
-// heartbeat thread, started on the first Welcome and joined when the session ends. Both are
+// writer thread (heartbeats and what Send queued), started on the first Welcome and joined
+// when the session ends. Both are
 // owned and joined; nothing is detached. Writes to the stream are serialized.
 // Every public method is thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <thread>
@@ -36,6 +39,7 @@ struct SessionDeps {
   MembershipHandler* membership = nullptr;
   PullHandler* pulls = nullptr;
   DropHandler* drops = nullptr;
+  std::function<void(const proto::BatchPullInstruction&)> batch_pull;   // BatchPullInstruction
   std::function<proto::Hello()> hello;             // the Hello of a new session
   std::function<proto::Heartbeat()> heartbeat;     // figures for a heartbeat (seq set here)
   std::function<void(const proto::Welcome&)> on_welcome;   // beyond membership (optional)
@@ -57,6 +61,12 @@ class CoordinatorSession {
   // answer in time (the session keeps trying). Blocks.
   [[nodiscard]] absl::Status WaitRegistered(absl::Duration timeout);
   bool connected() const;
+  // Queues `msg` for the open stream (the session's writer thread sends it after what is
+  // queued). False, with nothing queued, when no stream is registered or kMaxOutbox messages
+  // wait already; a queued message is lost if the stream ends before it is written. Never
+  // blocks on the stream.
+  bool Send(proto::NodeMessage msg);
+  static constexpr size_t kMaxOutbox = 10000;
   // Why the coordinator last refused our registration (OK: it did not, or accepted since).
   absl::Status refusal() const;
 
@@ -82,6 +92,8 @@ class CoordinatorSession {
   // Serializes writes to the stream (session thread: Hello, DropDone; heartbeat thread).
   absl::Mutex write_mu_ ABSL_ACQUIRED_AFTER(mu_);
   bool heartbeat_stop_ ABSL_GUARDED_BY(write_mu_) = false;
+  bool writer_live_ ABSL_GUARDED_BY(write_mu_) = false;   // the writer thread runs for the open stream
+  std::deque<proto::NodeMessage> outbox_ ABSL_GUARDED_BY(write_mu_);   // for the writer (Send)
   std::thread heartbeat_;   // touched by the session thread only
 };
 

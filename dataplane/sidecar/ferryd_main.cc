@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/grpc_options.h"
 #include "common/host_port.h"
+#include "common/signals.h"
 #include "core/names.h"
 #include "common/process.h"
 #include "dataplane/sidecar/arena_server.h"
@@ -121,13 +122,7 @@ int main(int argc, char** argv) {
   // SIGINT and SIGTERM are blocked here, before any thread starts (every thread inherits the
   // mask), and main takes them with sigwait once serving: no signal thread, so no thread in
   // ferryd is detached. SIGPIPE stays blocked.
-  sigset_t termination;
-  sigemptyset(&termination);
-  sigaddset(&termination, SIGINT);
-  sigaddset(&termination, SIGTERM);
-  sigaddset(&termination, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &termination, nullptr);
-  sigdelset(&termination, SIGPIPE);
+  const sigset_t termination = ferry::BlockTerminationSignals();
   ferry::dataplane::NodeOptions options;
   options.max_pull_rate_Bps = static_cast<double>(rate);
   options.name = f.name;
@@ -200,9 +195,9 @@ int main(int argc, char** argv) {
   chmod(f.socket.c_str(), 0660);
   spdlog::info("ferryd {} (id {}) serving {} with a {} arena, transport {}", f.name, node->node_id(), f.socket,
                ferry::HumanBytes(static_cast<double>(node->arena().size())), node->transport().Name());
-  int signo = 0;
-  sigwait(&termination, &signo);   // a signal that came during start-up is pending: taken at once
-  spdlog::info("ferryd stopping");
+  // A signal that came during start-up is pending: taken at once.
+  const int signo = ferry::WaitForTerminationSignal(termination);
+  spdlog::info("ferryd stopping (signal {})", signo);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*arena_server)->Stop();
   node->Shutdown();

@@ -123,6 +123,13 @@ absl::Status GrpcCoordinatorClient::Broadcast(const proto::BroadcastRequest& req
   return FromGrpc(stub_->Broadcast(call.ctx(), req, reply));
 }
 
+absl::Status GrpcCoordinatorClient::BroadcastBatch(const proto::BroadcastBatchRequest& req,
+                                                   proto::BroadcastBatchReply* reply) {
+  WaitingCall call(this, absl::Milliseconds(req.timeout_ms()) + absl::Seconds(10));
+  if (!call.registered()) return absl::CancelledError("ferryd is shutting down");
+  return FromGrpc(stub_->BroadcastBatch(call.ctx(), req, reply));
+}
+
 void GrpcCoordinatorClient::Shutdown() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;

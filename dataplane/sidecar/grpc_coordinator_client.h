@@ -36,6 +36,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Status List(const proto::ListRequest& req, proto::ListReply* reply) override;
   absl::Status ClusterStatus(proto::ClusterStatusReply* reply) override;
   absl::Status Broadcast(const proto::BroadcastRequest& req, proto::BroadcastReply* reply) override;
+  absl::Status BroadcastBatch(const proto::BroadcastBatchRequest& req, proto::BroadcastBatchReply* reply) override;
   void Shutdown() override;
 
  private:

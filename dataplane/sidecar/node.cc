@@ -1,5 +1,9 @@
 #include "dataplane/sidecar/node.h"
 
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
 #include <random>
 #include <utility>
 
@@ -55,8 +59,46 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, std::uni
     coordinator = std::make_unique<GrpcCoordinatorClient>(options.coordinator);
   }
   if (options.node_id == 0) options.node_id = NewNodeId();
-  return std::unique_ptr<Node>(
-      new Node(std::move(options), std::move(arena), std::move(transport), std::move(coordinator)));
+  if (options.pack_buffers == 0 || options.pack_buffer_bytes < 4096 || options.pack_buffer_bytes > (64u << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("pack buffers: ", options.pack_buffers, " of ",
+                                                   options.pack_buffer_bytes,
+                                                   " bytes; at least one of 4 KiB to 64 MiB is needed"));
+  }
+  std::unique_ptr<Node> node(new Node(std::move(options), std::move(arena), std::move(transport), std::move(coordinator)));
+  if (absl::Status s = node->SetUpPacks(); !s.ok()) return s;
+  return node;
+}
+
+Node::Mapping::~Mapping() {
+  if (base != nullptr) munmap(base, length);
+}
+
+absl::Status Node::SetUpPacks() {
+  const size_t half = size_t{options_.pack_buffers} * options_.pack_buffer_bytes;
+  // Anonymous memory, populated on first use: an idle node pays no resident memory for it.
+  void* mem = mmap(nullptr, 2 * half, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat("mapping ", 2 * half, " bytes of pack buffers: ", strerror(errno)));
+  }
+  pack_memory_.base = mem;
+  pack_memory_.length = 2 * half;
+  absl::StatusOr<MemoryRegion> serve = transport_->RegisterMemory(MemoryKind::kHost, mem, half);
+  if (!serve.ok()) return serve.status();
+  absl::StatusOr<MemoryRegion> receive =
+      transport_->RegisterMemory(MemoryKind::kHost, static_cast<uint8_t*>(mem) + half, half);
+  if (!receive.ok()) return receive.status();
+  serve_packs_ = std::make_unique<PackBuffers>(*serve, options_.pack_buffer_bytes, options_.pack_buffers);
+  receive_packs_ = std::make_unique<PackBuffers>(*receive, options_.pack_buffer_bytes, options_.pack_buffers);
+  server_.EnablePacks(serve_packs_.get(), arena_->base());
+  server_.Attach(transport_.get());
+  BatchPullDeps deps;
+  deps.fetcher = &fetcher_;
+  deps.store = &store_;
+  deps.transport = transport_.get();
+  deps.packs = receive_packs_.get();
+  deps.send = [this](const proto::NodeMessage& msg) { return session_->Send(msg); };
+  batch_pulls_ = std::make_unique<BatchPullHandler>(std::move(deps), options_.max_batch_pulls);
+  return absl::OkStatus();
 }
 
 Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_ptr<Transport> transport,
@@ -72,7 +114,6 @@ Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_p
                          &links_, &counters_},
                FetchOptions{options_.window_override, options_.max_retries, options_.max_pull_rate_Bps}),
       session_secret_(RandomSecret()) {
-  server_.Attach(transport_.get());
   transport_->SetPeerFailureHandler([](NodeId peer, const absl::Status& why) {
     spdlog::warn("data-plane peer {} failed: {}", peer, std::string(why.message()));
   });
@@ -87,6 +128,9 @@ Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_p
   deps.membership = membership_.get();
   deps.pulls = pulls_.get();
   deps.drops = drops_.get();
+  deps.batch_pull = [this](const proto::BatchPullInstruction& ins) {
+    if (batch_pulls_) batch_pulls_->Handle(ins);
+  };
   deps.hello = [this] { return MakeHello(); };
   deps.heartbeat = [this] { return MakeHeartbeat(); };
   deps.on_welcome = [this](const proto::Welcome& w) { inline_max_.store(w.inline_max_bytes()); };
@@ -108,6 +152,7 @@ void Node::Shutdown() {
   coordinator_->Shutdown();
   session_->Stop();
   pulls_->Shutdown();
+  if (batch_pulls_) batch_pulls_->Shutdown();
   reports_.Stop();
   transport_->Shutdown();
 }
@@ -249,6 +294,13 @@ absl::StatusOr<proto::BroadcastReply> Node::Broadcast(const proto::BroadcastRequ
   proto::BroadcastReply reply;
   reports_.Flush();
   if (absl::Status s = coordinator_->Broadcast(req, &reply); !s.ok()) return s;
+  return reply;
+}
+
+absl::StatusOr<proto::BroadcastBatchReply> Node::BroadcastBatch(const proto::BroadcastBatchRequest& req) {
+  proto::BroadcastBatchReply reply;
+  reports_.Flush();
+  if (absl::Status s = coordinator_->BroadcastBatch(req, &reply); !s.ok()) return s;
   return reply;
 }
 

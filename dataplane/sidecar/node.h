@@ -27,6 +27,8 @@
 #include "dataplane/sidecar/coordinator_session.h"
 #include "dataplane/sidecar/handlers/drop_handler.h"
 #include "dataplane/sidecar/handlers/membership_handler.h"
+#include "dataplane/engine/pack_buffers.h"
+#include "dataplane/sidecar/handlers/batch_pull_handler.h"
 #include "dataplane/sidecar/handlers/pull_handler.h"
 #include "dataplane/sidecar/link_estimator.h"
 #include "dataplane/sidecar/object_fetcher.h"
@@ -48,6 +50,11 @@ struct NodeOptions {
   uint32_t max_retries = 16;           // sender failures tolerated per Get
   uint32_t max_broadcast_pulls = 128;  // explicit-broadcast pulls running at once; more are refused (ABORTED)
   double max_pull_rate_Bps = 0;        // > 0: cap on each pull's rate
+  uint32_t max_batch_pulls = 32;       // batch-broadcast instructions running at once; more are refused
+  // Pack buffers (batch broadcasts of small objects): this many of pack_buffer_bytes each for
+  // serving and as many for receiving, registered with the transport at start-up.
+  uint32_t pack_buffers = 16;
+  uint32_t pack_buffer_bytes = 1 << 20;
   bool checksum_all = false;           // checksum every object at Seal, whatever the client asked
   RegionId arena_region = kNoRegion;   // the arena's registration with the transport (RegisterMemory)
 };
@@ -84,6 +91,7 @@ class Node {
   absl::StatusOr<proto::ListReply> List(const std::string& ns, const std::string& prefix, uint32_t limit);
   absl::StatusOr<proto::ClusterStatusReply> ClusterStatus();
   absl::StatusOr<proto::BroadcastReply> Broadcast(const proto::BroadcastRequest& req);
+  absl::StatusOr<proto::BroadcastBatchReply> BroadcastBatch(const proto::BroadcastBatchRequest& req);
 
   ObjectStore& store() { return store_; }
   shm::Arena& arena() { return *arena_; }
@@ -102,6 +110,8 @@ class Node {
   Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_ptr<Transport> transport,
        std::unique_ptr<CoordinatorClient> coordinator);
 
+  // Allocates and registers the pack buffers; starts the batch-pull handler.
+  [[nodiscard]] absl::Status SetUpPacks();
   proto::Hello MakeHello();
   proto::Heartbeat MakeHeartbeat();
   void OnEvicted(const std::string& ns, const std::string& key);
@@ -109,6 +119,13 @@ class Node {
   // Construction order is the order of dependence; Shutdown stops them in reverse.
   NodeOptions options_;
   std::unique_ptr<shm::Arena> arena_;
+  // The pack buffers' memory: one mapping, the first half for serving, the second for
+  // receiving. Declared before the transport, so it is unmapped after the transport is gone.
+  struct Mapping {
+    void* base = nullptr;
+    size_t length = 0;
+    ~Mapping();
+  } pack_memory_;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<CoordinatorClient> coordinator_;
   ObjectStore store_;
@@ -120,6 +137,9 @@ class Node {
   std::unique_ptr<MembershipHandler> membership_;
   std::unique_ptr<PullHandler> pulls_;
   std::unique_ptr<DropHandler> drops_;
+  std::unique_ptr<PackBuffers> serve_packs_;
+  std::unique_ptr<PackBuffers> receive_packs_;
+  std::unique_ptr<BatchPullHandler> batch_pulls_;
   std::unique_ptr<CoordinatorSession> session_;
   std::atomic<uint32_t> inline_max_{64 * 1024};   // Welcome.inline_max_bytes
   std::atomic<bool> stopped_{false};

@@ -92,7 +92,7 @@ absl::Status ObjectFetcher::EnsurePeer(uint64_t peer, const std::string& address
 }
 
 absl::Status ObjectFetcher::StoreInline(const std::string& ns, const std::string& key, const proto::ObjectMeta& m,
-                                        const std::string& data) {
+                                        absl::string_view data) {
   StoredMeta meta = FromProto(m);
   if (data.size() != meta.size) {
     return absl::InternalError(absl::StrCat("inline copy of ", PrintableName(ns, key), " has ", data.size(),

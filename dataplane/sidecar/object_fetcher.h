@@ -92,8 +92,12 @@ class ObjectFetcher {
                                 absl::Time deadline, const FetchOrigin& origin, bool* abort_reported);
 
   // Stores a small object whose bytes came with a coordinator message (checksum checked).
+  // Also a packed object of a batch (its bytes came in a pack fetch). ALREADY_EXISTS if the
+  // node has (or is receiving) the object.
   [[nodiscard]] absl::Status StoreInline(const std::string& ns, const std::string& key,
-                                         const proto::ObjectMeta& meta, const std::string& data);
+                                         const proto::ObjectMeta& meta, absl::string_view data);
+  // Adds `peer` to the transport with `address` unless it is known already.
+  [[nodiscard]] absl::Status EnsurePeer(uint64_t peer, const std::string& address);
 
   // Ends waiting and running Gets (CANCELLED) and refuses new ones. Does not block.
   void Stop();
@@ -111,7 +115,6 @@ class ObjectFetcher {
   // One AcquireSource call: a sender (or the inline bytes) for the object, skipping `exclude`.
   absl::Status AcquireSource(const std::string& ns, const std::string& key, const std::vector<uint64_t>& exclude,
                              absl::Duration remaining, proto::AcquireSourceReply* reply);
-  absl::Status EnsurePeer(uint64_t peer, const std::string& address);
   // The one call into the engine's Puller.
   absl::Status PullFromSender(const PullSpec& spec, PullStats* total);
   // For a checksummed object: OK if the bytes at `offset` match meta.checksum, else DATA_LOSS

@@ -1,7 +1,11 @@
 #include "dataplane/sidecar/sidecar_service.h"
 
+#include <algorithm>
+#include <map>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/batch.h"
 #include "core/names.h"
 #include "core/object_meta.h"
 #include "ferry/object.h"
@@ -136,25 +140,21 @@ grpc::Status SidecarService::Status(grpc::ServerContext*, const proto::StatusReq
   return grpc::Status::OK;
 }
 
-grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::SidecarBroadcastRequest* req,
-                                       proto::SidecarBroadcastReply* reply) {
-  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
-  proto::BroadcastRequest breq;
-  *breq.mutable_ref() = req->ref();
-  breq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
-  breq.set_wait(true);
+// Node names (or decimal ids) to ids, and every node's name by id (for the reply). A restarted
+// node leaves a dead record under the same name: the live one is meant. NOT_FOUND for a name
+// no node has.
+absl::Status SidecarService::ResolveNodes(const google::protobuf::RepeatedPtrField<std::string>& wanted,
+                                          std::vector<uint64_t>* ids) {
+  if (wanted.empty()) return absl::OkStatus();   // every live node: nothing to resolve
+  absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus();
+  if (!cluster.ok()) return cluster.status();
   std::map<uint64_t, std::string> names;
   std::map<std::string, uint64_t> live;   // name -> the live node of that name
-  if (req->nodes_size() > 0) {   // names to ids (not needed for "every node")
-    absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus();
-    if (!cluster.ok()) return ToGrpc(cluster.status());
-    for (const proto::NodeInfo& n : cluster->nodes()) {
-      names[n.node_id()] = n.name();
-      if (n.alive()) live[n.name()] = n.node_id();
-    }
+  for (const proto::NodeInfo& n : cluster->nodes()) {
+    names[n.node_id()] = n.name();
+    if (n.alive()) live[n.name()] = n.node_id();
   }
-  for (const std::string& want : req->nodes()) {
-    // A restarted node leaves a dead record under the same name: the live one is meant.
+  for (const std::string& want : wanted) {
     uint64_t id = 0;
     if (auto it = live.find(want); it != live.end()) {
       id = it->second;
@@ -164,10 +164,26 @@ grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::Sideca
       }
     }
     if (id == 0 && (!absl::SimpleAtoi(want, &id) || !names.contains(id))) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no node named '", want, "' in the cluster"));
+      return absl::NotFoundError(absl::StrCat("no node named '", want, "' in the cluster"));
     }
-    breq.add_node_ids(id);
+    if (std::find(ids->begin(), ids->end(), id) != ids->end()) {
+      return absl::InvalidArgumentError(absl::StrCat("node '", want, "' is named twice"));
+    }
+    ids->push_back(id);
   }
+  return absl::OkStatus();
+}
+
+grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::SidecarBroadcastRequest* req,
+                                       proto::SidecarBroadcastReply* reply) {
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return ToGrpc(s);
+  proto::BroadcastRequest breq;
+  *breq.mutable_ref() = req->ref();
+  breq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
+  breq.set_wait(true);
+  std::vector<uint64_t> ids;
+  if (absl::Status s = ResolveNodes(req->nodes(), &ids); !s.ok()) return ToGrpc(s);
+  for (uint64_t id : ids) breq.add_node_ids(id);
   absl::StatusOr<proto::BroadcastReply> r = node_->Broadcast(breq);
   if (!r.ok()) return ToGrpc(r.status());
   for (const proto::BroadcastResult& res : r->results()) {
@@ -177,6 +193,43 @@ grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::Sideca
     out->set_error(res.error());
   }
   reply->set_seconds(r->seconds());
+  return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::BroadcastBatch(grpc::ServerContext*, const proto::SidecarBroadcastBatchRequest* req,
+                                            proto::SidecarBroadcastBatchReply* reply) {
+  absl::Status valid = ValidateBatchNames(req->refs_size(), [req](size_t i) {
+    const proto::ObjectRef& ref = req->refs(static_cast<int>(i));
+    return std::pair<absl::string_view, absl::string_view>(ref.ns(), ref.key());
+  });
+  if (!valid.ok()) return ToGrpc(valid);
+  proto::BroadcastBatchRequest breq;
+  *breq.mutable_refs() = req->refs();
+  breq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
+  breq.set_wait(true);
+  std::vector<uint64_t> ids;
+  if (absl::Status s = ResolveNodes(req->nodes(), &ids); !s.ok()) return ToGrpc(s);
+  for (uint64_t id : ids) breq.add_node_ids(id);
+  absl::StatusOr<proto::BroadcastBatchReply> r = node_->BroadcastBatch(breq);
+  if (!r.ok()) return ToGrpc(r.status());
+  std::map<uint64_t, std::string> names;
+  for (const proto::BroadcastResult& res : r->results()) {
+    const std::string name = !res.node_name().empty() ? res.node_name() : absl::StrCat(res.node_id());
+    names[res.node_id()] = name;
+    proto::SidecarBroadcastResult* out = reply->add_results();
+    out->set_node(name);
+    out->set_ok(res.ok());
+    out->set_error(res.error());
+  }
+  for (const proto::BatchEntryError& e : r->errors()) {
+    proto::SidecarBatchEntryError* out = reply->add_errors();
+    out->set_index(e.index());
+    if (e.node_id() != 0) out->set_node(names.contains(e.node_id()) ? names[e.node_id()] : absl::StrCat(e.node_id()));
+    out->set_code(e.code());
+    out->set_error(e.error());
+  }
+  reply->set_seconds(r->seconds());
+  reply->set_bytes(r->bytes());
   return grpc::Status::OK;
 }
 

@@ -2,6 +2,8 @@
 // adapter: validates requests and sessions, then calls Node.
 #pragma once
 
+#include <vector>
+
 #include "dataplane/sidecar/arena_server.h"
 #include "dataplane/sidecar/node.h"
 #include "proto/sidecar.grpc.pb.h"
@@ -27,8 +29,12 @@ class SidecarService final : public proto::Sidecar::Service {
   grpc::Status Status(grpc::ServerContext*, const proto::StatusRequest*, proto::StatusReply*) override;
   grpc::Status Broadcast(grpc::ServerContext*, const proto::SidecarBroadcastRequest*,
                          proto::SidecarBroadcastReply*) override;
+  grpc::Status BroadcastBatch(grpc::ServerContext*, const proto::SidecarBroadcastBatchRequest*,
+                              proto::SidecarBroadcastBatchReply*) override;
 
  private:
+  [[nodiscard]] absl::Status ResolveNodes(const google::protobuf::RepeatedPtrField<std::string>& wanted,
+                                          std::vector<uint64_t>* ids);
   absl::Status CheckSession(uint64_t session) const;
 
   Node* node_;

@@ -440,6 +440,17 @@ void ObjectStore::MarkChunk(const std::string& ns, const std::string& key, uint3
     auto& waiters = obj.waiters;
     for (size_t i = 0; i < waiters.size();) {
       uint32_t want = waiters[i].first;
+      if (want == kWholeWaiter) {   // waits for every byte
+        if (obj.progress->complete()) {
+          ++obj.serve_pins;
+          ready.emplace_back(std::move(waiters[i].second), ServeSlice{it->second, obj.offset, obj.meta.size});
+          waiters[i] = std::move(waiters.back());
+          waiters.pop_back();
+        } else {
+          ++i;
+        }
+        continue;
+      }
       // Waiters use this object's chunking: ServeChunk refuses other chunk sizes.
       if (obj.progress->Has(want)) {
         auto [first, len] = obj.progress->ChunkRange(want);
@@ -505,11 +516,33 @@ absl::StatusOr<std::vector<uint32_t>> ObjectStore::MissingChunks(const std::stri
   return missing;
 }
 
+bool ObjectStore::ServeWholeLocked(const std::shared_ptr<StoreObject>& ptr, uint32_t k, ChunkReady& ready,
+                                   absl::StatusOr<ServeSlice>* result) {
+  StoreObject& obj = *ptr;
+  if (k != 0) {
+    *result = absl::OutOfRangeError(absl::StrCat("a whole-object request for ", Name(obj.ns, obj.key), " names part ", k));
+  } else if (obj.state == ObjectState::kWriting) {
+    *result = absl::FailedPreconditionError(absl::StrCat("object ", Name(obj.ns, obj.key), " is not sealed"));
+  } else if (obj.state == ObjectState::kSealed || obj.progress->complete()) {
+    ++obj.serve_pins;
+    if (obj.in_lru) {
+      lru_.erase(obj.lru_pos);
+      obj.in_lru = false;
+    }
+    *result = ServeSlice{ptr, obj.offset, obj.meta.size};
+  } else {
+    obj.waiters.emplace_back(kWholeWaiter, std::move(ready));
+    return false;
+  }
+  return true;
+}
+
 bool ObjectStore::ServeLocked(const std::shared_ptr<StoreObject>& ptr, uint32_t chunk_size, uint32_t k,
                               ChunkReady& ready, absl::StatusOr<ServeSlice>* result) {
   StoreObject& obj = *ptr;
   const std::string& ns = obj.ns;
   const std::string& key = obj.key;
+  if (chunk_size == kWholeObject) return ServeWholeLocked(ptr, k, ready, result);
   const uint64_t cs = std::max<uint32_t>(chunk_size, 1);
   const uint64_t num_chunks = (obj.meta.size + cs - 1) / cs;
   const uint64_t first = uint64_t{k} * cs;

@@ -78,6 +78,9 @@ bool IsObjectDeleted(const absl::Status& status);
 // `status` (code and message kept) marked as "the object was deleted".
 absl::Status MarkObjectDeleted(absl::Status status);
 
+// ServeChunk's chunk size for "the whole object, once complete".
+inline constexpr uint32_t kWholeObject = 0;
+
 struct StoreStats {
   uint64_t capacity = 0;
   uint64_t used = 0;
@@ -183,6 +186,8 @@ class ObjectStore {
   // served when the object is created, failed when it is deleted, and failed with NOT_FOUND
   // by the first ExpireAbsentWaiters at or after `absent_until`. Returns true if the request
   // is held so: the caller must then run ExpireAbsentWaiters by `absent_until`.
+  // chunk_size kWholeObject (with k 0) asks for the whole object once every byte has landed,
+  // whatever chunking the partial copy uses (a pack fetch serves whole objects).
   bool ServeChunk(const std::string& ns, const std::string& key, uint32_t chunk_size, uint32_t k,
                   ChunkReady ready, absl::Time absent_until = absl::InfinitePast());
   // Fails the held requests for absent objects whose time has come; returns the earliest
@@ -227,6 +232,12 @@ class ObjectStore {
   // Removes the object; its waiters and watchers move to `orphans` (destroyed if null).
   void RemoveLocked(const Key& key, Orphans* orphans) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Serves chunk k of `obj` now (true, `*result` set) or queues `ready` as a chunk waiter.
+  // ServeLocked for chunk_size kWholeObject.
+  bool ServeWholeLocked(const std::shared_ptr<StoreObject>& obj, uint32_t k, ChunkReady& ready,
+                        absl::StatusOr<ServeSlice>* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The waiter "chunk" of a whole-object request (no chunk has this index: 2^32-1 chunks of at
+  // least one byte would be past any arena).
+  static constexpr uint32_t kWholeWaiter = 0xffffffffu;
   bool ServeLocked(const std::shared_ptr<StoreObject>& obj, uint32_t chunk_size, uint32_t k,
                    ChunkReady& ready, absl::StatusOr<ServeSlice>* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

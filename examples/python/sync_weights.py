@@ -4,8 +4,9 @@
     PYTHONPATH=build/python python3 examples/python/sync_weights.py SOCKET_A [SOCKET_B ...]
 
 SOCKET_A is the ferryd socket of the node that has the weights; the others are sockets of
-other nodes, used to check the copies. The script puts every tensor on node A, broadcasts it
-to all live nodes, then gets it on each other node -- a local read now, zero-copy -- and
+other nodes, used to check the copies. The script puts every tensor on node A, broadcasts the
+whole model to all live nodes as one batch (one plan; small tensors travel packed), then gets
+each tensor on each other node -- a local read now, zero-copy -- and
 verifies the bytes with numpy. Keys get a unique prefix, deleted at the end (--keep keeps
 them). Exit status 0 when every tensor verified on every node.
 """
@@ -48,10 +49,10 @@ def main():
     t0 = time.monotonic()
     for name, tensor in model.items():
         source.put(keys[name], tensor, checksum=True)    # dtype from the array
-        result = source.broadcast(keys[name], timeout=args.timeout)
-        if not result.ok:
-            print(f"broadcast of {keys[name]} failed: {result.targets}", file=sys.stderr)
-            return 1
+    result = source.broadcast_batch(list(keys.values()), timeout=args.timeout)
+    if not result.ok:
+        print(f"batch broadcast failed: {result.targets} {result.errors}", file=sys.stderr)
+        return 1
     nbytes = sum(t.nbytes for t in model.values())
     print(f"put and broadcast {len(model)} tensors ({nbytes} bytes) to "
           f"{len(source.status().alive_nodes)} nodes in {time.monotonic() - t0:.3f} s")

@@ -235,6 +235,16 @@ class Client {
                                             const std::vector<std::string>& nodes,
                                             absl::Duration timeout);
 
+  // Broadcasts a batch of objects (a model version: distinct keys of one namespace, at most
+  // 100,000) to the listed nodes as one operation: one plan, small objects packed together,
+  // every object pipelined along the same tree. Returns when every target holds every object
+  // or failed, or after `timeout`; an entry that fails (no such object, deleted meanwhile)
+  // fails alone and is reported in `errors`. INVALID_ARGUMENT for an empty batch, duplicate
+  // names, mixed namespaces or a bad name (naming the entry).
+  absl::StatusOr<BatchBroadcastResult> BroadcastBatch(std::span<const ObjectName> names,
+                                                      const std::vector<std::string>& nodes,
+                                                      absl::Duration timeout);
+
   // This node's and the cluster's status.
   absl::StatusOr<NodeStatus> Status();
 

@@ -5,6 +5,8 @@
 #include <map>
 #include <optional>
 #include <string>
+
+#include "absl/status/status.h"
 #include <string_view>
 #include <vector>
 
@@ -83,6 +85,27 @@ struct BroadcastResult {
   };
   std::vector<Target> targets;
   double seconds = 0;
+};
+
+// The outcome of a batch broadcast (Client::BroadcastBatch): per target, and per entry that
+// failed somewhere.
+struct BatchBroadcastResult {
+  struct EntryError {
+    size_t index = 0;        // into the names given
+    std::string node;        // the target that lacks it; empty: every target (e.g. no such object)
+    absl::StatusCode code = absl::StatusCode::kUnknown;
+    std::string error;
+  };
+  std::vector<BroadcastResult::Target> targets;   // ok: holds every entry
+  std::vector<EntryError> errors;
+  double seconds = 0;
+  uint64_t bytes = 0;      // total size of the batch's objects
+  bool ok() const {
+    for (const BroadcastResult::Target& t : targets) {
+      if (!t.ok) return false;
+    }
+    return errors.empty();
+  }
 };
 
 }  // namespace ferry

@@ -346,7 +346,7 @@ class BroadcastGet final : public ObjectCollective {
 }  // namespace
 
 std::vector<std::string> KnownCollectives() {
-  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join"};
+  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join", "model-batch"};
 }
 
 absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
@@ -358,7 +358,7 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
   if (std::unique_ptr<Collective> model = MakeModelCollective(name, ctx)) return model;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown collective '", std::string(name),
-                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join)"));
+                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join, model-batch)"));
 }
 
 }  // namespace ferry::perf

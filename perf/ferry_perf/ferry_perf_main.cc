@@ -74,10 +74,10 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
   app.add_option("--coll", f->colls,
-                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join")
+                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join,model-batch")
       ->capture_default_str();
   app.add_option("--model", f->model,
-                 "model-bcast/model-join: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "
+                 "model-bcast/model-join/model-batch: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "
                  "tensors, mostly 40 KiB, ~550 MB) or small (1,000 x 4 KiB); one row, sizes ignored")
       ->capture_default_str();
   app.add_option("--model-scale", f->model_scale,

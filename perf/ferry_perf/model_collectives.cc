@@ -3,6 +3,8 @@
 //   model-bcast  time = node 0 Puts every tensor, then Broadcasts every tensor to all nodes
 //   model-join   node 0 Puts (untimed); receivers join one every --join-stagger-ms and each
 //                Gets every tensor; each receiver's own time runs from its join
+//   model-batch  node 0 Puts (untimed), then one BroadcastBatch of the whole model to all
+//                nodes (issue 14's batch path: one plan, small tensors packed); time = the batch
 // Every receiver's copy of every tensor is checked against the hash of what node 0 put
 // (fresh contents per iteration, so a stale copy fails); every tensor is deleted afterwards.
 #include <algorithm>
@@ -149,6 +151,26 @@ class ModelCollective : public Collective {
     return std::max<uint64_t>(words, 1);
   }
 
+  // Every receiver must hold a complete local copy of every tensor (a Get that had to pull
+  // means the broadcast did not deliver it); the wrong words in all of them.
+  uint64_t CheckLocalCopies() {
+    std::atomic<uint64_t> errors{0};
+    for (int node = 1; node < ctx_->size(); ++node) {
+      (void)ForEachBounded(names_.size(), ctx_->inflight, [&](size_t i) {
+        absl::StatusOr<ObjectView> v = NodeClient(node).Get(names_[i], ctx_->timeout);
+        if (!v.ok() || v->info().pulled) {
+          LogLine(absl::StrCat(Where(node, i), ": no local copy: ",
+                               v.ok() ? "Get had to pull it" : v.status().ToString()));
+          errors += WordsIn(shape_.tensors[i].bytes);
+        } else {
+          errors += CheckTensor(node, i, *v);
+        }
+        return absl::OkStatus();
+      });
+    }
+    return errors.load();
+  }
+
   std::string Where(int node, size_t i) const {
     return absl::StrCat(name(), " iter ", iter_, ", node ", node, " (", NodeName(node), "), tensor ",
                         i, " ", shape_.tensors[i].name);
@@ -204,27 +226,62 @@ class ModelBcast final : public ModelCollective {
         ++errors;
       }
     }
-    // Every receiver must hold a complete local copy of every tensor (a Get that had to pull
-    // means the broadcast did not deliver it).
-    for (int node = 1; node < ctx_->size(); ++node) {
-      (void)ForEachBounded(names_.size(), ctx_->inflight, [&](size_t i) {
-        absl::StatusOr<ObjectView> v = NodeClient(node).Get(names_[i], ctx_->timeout);
-        if (!v.ok() || v->info().pulled) {
-          LogLine(absl::StrCat(Where(node, i), ": no local copy: ",
-                               v.ok() ? "Get had to pull it" : v.status().ToString()));
-          errors += WordsIn(shape_.tensors[i].bytes);
-        } else {
-          errors += CheckTensor(node, i, *v);
-        }
-        return absl::OkStatus();
-      });
-    }
-    return errors.load();
+    return errors.load() + CheckLocalCopies();
   }
 
  private:
   void ReleaseViews() override { results_.clear(); }
   std::vector<BroadcastResult> results_;
+};
+
+class ModelBatch final : public ModelCollective {
+ public:
+  using ModelCollective::ModelCollective;
+  std::string name() const override { return "model-batch"; }
+  std::string description() const override {
+    return "node 0 Puts every tensor (untimed); time = one BroadcastBatch of the whole model to all nodes; "
+           "every receiver's tensors checked";
+  }
+
+  absl::Status Prepare(uint64_t bytes, int iter) override {
+    FERRY_RETURN_IF_ERROR(ModelCollective::Prepare(bytes, iter));
+    FERRY_ASSIGN_OR_RETURN(put_, PutOnRoot());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<double> Run(int iter) override {
+    const Clock::time_point t0 = Clock::now();
+    FERRY_ASSIGN_OR_RETURN(result_, Root().BroadcastBatch(names_, {}, ctx_->timeout));
+    const double took = SecondsBetween(t0, Clock::now());
+    if (iter >= 0) {
+      put_s_.push_back(put_);
+      transfer_s_.push_back(took);
+    }
+    if (ctx_->verbose) {
+      LogLine(absl::StrFormat("%s iter %d: put %.3f s, batch broadcast %.3f s (coordinator: %.3f s)", name(), iter,
+                              put_, took, result_.seconds));
+    }
+    return took;
+  }
+
+  absl::StatusOr<uint64_t> Verify(int) override {
+    std::atomic<uint64_t> errors{0};
+    for (const BroadcastResult::Target& t : result_.targets) {
+      if (t.ok) continue;
+      LogLine(absl::StrCat(name(), " iter ", iter_, ": node ", t.node, " failed: ", t.error));
+      ++errors;
+    }
+    for (const BatchBroadcastResult::EntryError& e : result_.errors) {
+      LogLine(absl::StrCat(name(), " iter ", iter_, ": tensor ", e.index, " on ", e.node.empty() ? "every node" : e.node,
+                           ": ", e.error));
+      ++errors;
+    }
+    return errors.load() + CheckLocalCopies();
+  }
+
+ private:
+  double put_ = 0;
+  BatchBroadcastResult result_;
 };
 
 class ModelJoin final : public ModelCollective {
@@ -311,6 +368,7 @@ class ModelJoin final : public ModelCollective {
 std::unique_ptr<Collective> MakeModelCollective(std::string_view name, PerfContext* ctx) {
   if (name == "model-bcast") return std::make_unique<ModelBcast>(ctx);
   if (name == "model-join") return std::make_unique<ModelJoin>(ctx);
+  if (name == "model-batch") return std::make_unique<ModelBatch>(ctx);
   return nullptr;
 }
 

@@ -411,6 +411,19 @@ class PyClient {
     return out;
   }
 
+  // [{"node", "ok", "error"}] for a broadcast's targets.
+  static py::list TargetsToList(const std::vector<BroadcastResult::Target>& targets) {
+    py::list out;
+    for (const BroadcastResult::Target& t : targets) {
+      py::dict d;
+      d["node"] = t.node;
+      d["ok"] = t.ok;
+      d["error"] = t.error;
+      out.append(std::move(d));
+    }
+    return out;
+  }
+
   py::dict Broadcast(const std::string& ns, const std::string& key,
                      const std::vector<std::string>& nodes, std::optional<double> timeout_s) {
     const absl::Duration timeout = DurationFrom(timeout_s, "broadcast timeout");
@@ -421,17 +434,40 @@ class PyClient {
       result = c->Broadcast(MakeName(ns, key), nodes, timeout);
     }
     const BroadcastResult r = Unwrap(std::move(result));
-    py::list targets;
-    for (const BroadcastResult::Target& t : r.targets) {
+    py::dict out;
+    out["targets"] = TargetsToList(r.targets);
+    out["seconds"] = r.seconds;
+    return out;
+  }
+
+  py::dict BroadcastBatch(const std::string& ns, const std::vector<std::string>& keys,
+                          const std::vector<std::string>& nodes, std::optional<double> timeout_s) {
+    const absl::Duration timeout = DurationFrom(timeout_s, "broadcast timeout");
+    std::vector<ObjectName> names;
+    names.reserve(keys.size());
+    for (const std::string& key : keys) names.push_back(MakeName(ns, key));
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<BatchBroadcastResult> result;
+    {
+      py::gil_scoped_release nogil;
+      result = c->BroadcastBatch(names, nodes, timeout);
+    }
+    const BatchBroadcastResult r = Unwrap(std::move(result));
+    py::list errors;
+    for (const BatchBroadcastResult::EntryError& e : r.errors) {
       py::dict d;
-      d["node"] = t.node;
-      d["ok"] = t.ok;
-      d["error"] = t.error;
-      targets.append(std::move(d));
+      d["index"] = e.index;
+      d["key"] = e.index < keys.size() ? keys[e.index] : std::string();
+      d["node"] = e.node;
+      d["code"] = std::string(absl::StatusCodeToString(e.code));
+      d["error"] = e.error;
+      errors.append(std::move(d));
     }
     py::dict out;
-    out["targets"] = targets;
+    out["targets"] = TargetsToList(r.targets);
+    out["errors"] = errors;
     out["seconds"] = r.seconds;
+    out["bytes"] = r.bytes;
     return out;
   }
 
@@ -611,6 +647,8 @@ PYBIND11_MODULE(_ferry, m) {
       .def("delete", &PyClient::Delete, py::arg("namespace"), py::arg("key"))
       .def("list", &PyClient::List, py::arg("namespace"), py::arg("prefix"), py::arg("limit"))
       .def("broadcast", &PyClient::Broadcast, py::arg("namespace"), py::arg("key"),
+           py::arg("nodes"), py::arg("timeout"))
+      .def("broadcast_batch", &PyClient::BroadcastBatch, py::arg("namespace"), py::arg("keys"),
            py::arg("nodes"), py::arg("timeout"))
       .def("status", &PyClient::Status)
       .def_property_readonly("namespace", [](const PyClient& c) {

@@ -329,6 +329,35 @@ def test_delete_list_broadcast_status(clients, key):
         b.get(f"{key}/0", timeout=0)
 
 
+def test_broadcast_batch_delivers_every_tensor_and_reports_bad_entries(clients, key):
+    a, b, c = clients
+    model = {f"{key}/t{i}": np.arange(i * 37 + 1, dtype=np.float32) for i in range(50)}
+    model[f"{key}/big"] = np.random.default_rng(1).standard_normal(300_000).astype(np.float32)
+    for k, v in model.items():
+        a.put(k, v)
+    r = a.broadcast_batch(list(model), timeout=WAIT)
+    assert isinstance(r, ferry.BatchBroadcastResult)
+    assert r.ok, r
+    assert r.bytes == sum(v.nbytes for v in model.values())
+    for client in (b, c):
+        for k, v in model.items():
+            got = client.get(k, timeout=0)
+            assert not got.pulled
+            assert np.array_equal(np.asarray(got).view(np.float32), v)
+
+    # An unknown entry fails alone, named by index and key.
+    r = a.broadcast_batch([f"{key}/t0", f"{key}/nope"], nodes=["n1"], timeout=WAIT)
+    assert not r.ok
+    assert [(e.index, e.key, e.code) for e in r.errors] == [(1, f"{key}/nope", "NOT_FOUND")]
+
+    with pytest.raises(ferry.InvalidArgumentError, match="both name"):
+        a.broadcast_batch([f"{key}/t0", f"{key}/t0"])
+    with pytest.raises(ferry.InvalidArgumentError, match="names no objects"):
+        a.broadcast_batch([])
+    with pytest.raises(TypeError):
+        a.broadcast_batch(f"{key}/t0")
+
+
 # ---- the example ----------------------------------------------------------------------------
 
 def test_sync_weights_example_runs(cluster):

@@ -48,6 +48,8 @@ __all__ = [
     "NodeStatus",
     "BroadcastTarget",
     "BroadcastResult",
+    "BatchBroadcastResult",
+    "BatchEntryError",
     "DTYPES",
 ] + errors.__all__
 
@@ -174,6 +176,30 @@ class BroadcastResult:
         return all(t.ok for t in self.targets)
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchEntryError:
+    """One entry of a batch broadcast that failed, on one node (`node` empty: everywhere)."""
+    index: int
+    key: str
+    node: str
+    code: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchBroadcastResult:
+    """What :meth:`Client.broadcast_batch` did, per target node and per failed entry."""
+    targets: List[BroadcastTarget]
+    errors: List[BatchEntryError]
+    seconds: float
+    bytes: int
+
+    @property
+    def ok(self) -> bool:
+        """True if every target holds every entry."""
+        return not self.errors and all(t.ok for t in self.targets)
+
+
 class Client:
     """A connection to the ferryd on this node (see :func:`connect`).
 
@@ -266,6 +292,20 @@ class Client:
         complete copy; returns when all have one or failed, or after `timeout`."""
         r = self._native.broadcast(self._ns(namespace), key, list(nodes or []), timeout)
         return BroadcastResult([BroadcastTarget(**t) for t in r["targets"]], r["seconds"])
+
+    def broadcast_batch(self, keys: Sequence[str], nodes: Optional[Sequence[str]] = None,
+                        timeout: Optional[float] = 60.0,
+                        namespace: Optional[str] = None) -> BatchBroadcastResult:
+        """Broadcasts a batch of objects (a model version: distinct keys, one namespace) to
+        every listed node (None: all live nodes) as one operation: one plan, small objects
+        packed together. An entry that fails (no such object, deleted meanwhile) fails alone
+        and is listed in `errors`; a malformed batch raises InvalidArgument."""
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be a sequence of keys, not one key")
+        r = self._native.broadcast_batch(self._ns(namespace), list(keys), list(nodes or []), timeout)
+        return BatchBroadcastResult([BroadcastTarget(**t) for t in r["targets"]],
+                                    [BatchEntryError(**e) for e in r["errors"]],
+                                    r["seconds"], r["bytes"])
 
     def status(self) -> NodeStatus:
         """This node's and the cluster's status."""

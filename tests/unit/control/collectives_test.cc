@@ -7,6 +7,7 @@
 #include "control/collectives/delete.h"
 #include "control/collectives/operations.h"
 #include "gmock/gmock.h"
+#include "tests/unit/control/proto_builders.h"
 #include "gtest/gtest.h"
 #include "tests/unit/control/fake_cluster_view.h"
 
@@ -21,20 +22,9 @@ using ::testing::UnorderedElementsAre;
 constexpr uint64_t kBig = 1 << 20;   // above the inline limit
 const absl::Time kT0 = absl::FromUnixSeconds(1000);
 
-proto::ObjectRef Ref(const std::string& key) {
-  proto::ObjectRef ref;
-  ref.set_ns("ns");
-  ref.set_key(key);
-  return ref;
-}
+proto::ObjectRef Ref(const std::string& key) { return testing::TestRef(key); }
 
-proto::ObjectMeta Meta(uint64_t size) {
-  proto::ObjectMeta meta;
-  meta.set_size(size);
-  meta.set_count(size);
-  meta.set_incarnation(77);
-  return meta;
-}
+proto::ObjectMeta Meta(uint64_t size) { return testing::TestMeta(size, /*incarnation=*/77); }
 
 proto::ReportTransferRequest Report(NodeId node, const std::string& key, proto::ReportTransferRequest::Outcome outcome,
                                     OpId op = 0, std::string detail = "") {

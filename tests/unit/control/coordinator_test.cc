@@ -3,6 +3,7 @@
 // test: it reads what the coordinator pushes and answers as a ferryd would. Every wait is on an
 // event (a reply, a message on a stream, the end of a stream), never on time.
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "control/service/coordinator_service.h"
+#include "proto/membership_delta.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "spdlog/spdlog.h"
@@ -64,6 +66,22 @@ class FakeNode {
     return stream_->Finish();
   }
   void Send(const proto::NodeMessage& m) { EXPECT_TRUE(stream_->Write(m)); }
+  // Reads Membership messages, applying each as ferryd does, until the view holds `peers`
+  // other nodes; the Membership messages read (the Welcome's snapshot included), or -1 if the
+  // stream ended or a message did not apply (a gap).
+  int ReadMembershipUntil(size_t peers, uint64_t* epoch, std::vector<proto::Membership>* seen) {
+    std::map<uint64_t, std::string> view;
+    int count = 0;
+    proto::CoordMessage m;
+    while (view.size() < peers || count == 0) {
+      if (!stream_->Read(&m)) return -1;
+      if (!m.has_membership()) continue;
+      ++count;
+      seen->push_back(m.membership());
+      if (!proto::ApplyMembership(m.membership(), id_, epoch, &view).ok()) return -1;
+    }
+    return count;
+  }
   uint64_t id() const { return id_; }
 
  private:
@@ -75,9 +93,10 @@ class FakeNode {
 
 class CoordinatorTest : public ::testing::Test {
  protected:
-  void StartCoordinator(absl::Duration liveness = absl::Hours(1)) {
+  void StartCoordinator(absl::Duration liveness = absl::Hours(1), absl::Duration coalesce = absl::Milliseconds(20)) {
     spdlog::set_level(spdlog::level::warn);
     CoordinatorOptions o;
+    o.membership_coalesce = coalesce;
     o.liveness_timeout = liveness;
     o.heartbeat_interval = std::min(absl::Milliseconds(500), liveness / 4);
     service_ = std::make_unique<CoordinatorService>(o);
@@ -126,6 +145,28 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<proto::Coordinator::Stub> stub_;
   std::vector<std::unique_ptr<FakeNode>> nodes_;
 };
+
+TEST_F(CoordinatorTest, ARegistrationBurstLeavesAsOneMergedDeltaAndEveryViewStaysContiguous) {
+  // A long interval, so that the five registrations below all fall inside it.
+  StartCoordinator(absl::Hours(1), /*coalesce=*/absl::Seconds(3));
+  FakeNode& first = AddNode(1);   // after a quiet interval: its delta (to nobody) goes out at once
+  for (uint64_t id = 2; id <= 6; ++id) AddNode(id);
+  uint64_t epoch = 0;
+  std::vector<proto::Membership> seen;
+  // Its snapshot, then one delta merging the five joins (not five deltas).
+  ASSERT_EQ(first.ReadMembershipUntil(5, &epoch, &seen), 2);
+  EXPECT_TRUE(seen[0].full());
+  EXPECT_EQ(seen[1].added_size(), 5);
+  EXPECT_EQ(seen[1].first_epoch(), seen[0].epoch() + 1);
+  // The nodes that joined during the burst hold snapshots at their own epochs; each gets the
+  // merge of what followed it, so their views are contiguous and complete too.
+  for (size_t i = 1; i < nodes_.size(); ++i) {
+    uint64_t e = 0;
+    std::vector<proto::Membership> mine;
+    EXPECT_GT(nodes_[i]->ReadMembershipUntil(5, &e, &mine), 0) << "node " << nodes_[i]->id();
+    EXPECT_EQ(e, epoch) << "node " << nodes_[i]->id();
+  }
+}
 
 TEST_F(CoordinatorTest, BroadcastIsDoneWhenItsTargetsReportWithItsOpId) {
   StartCoordinator();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gmock/gmock.h"
+#include "tests/unit/control/proto_builders.h"
 #include "gtest/gtest.h"
 
 namespace ferry::control {
@@ -16,19 +17,9 @@ using ::testing::UnorderedElementsAre;
 
 constexpr uint64_t kBig = 1 << 20;   // above the inline limit
 
-proto::ObjectRef Ref(const std::string& ns, const std::string& key) {
-  proto::ObjectRef ref;
-  ref.set_ns(ns);
-  ref.set_key(key);
-  return ref;
-}
+proto::ObjectRef Ref(const std::string& ns, const std::string& key) { return testing::TestRef(key, ns); }
 
-proto::ObjectMeta Meta(uint64_t size) {
-  proto::ObjectMeta meta;
-  meta.set_size(size);
-  meta.set_count(size);
-  return meta;
-}
+proto::ObjectMeta Meta(uint64_t size) { return testing::TestMeta(size); }
 
 class DirectoryTest : public ::testing::Test {
  protected:

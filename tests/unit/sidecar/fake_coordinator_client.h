@@ -205,6 +205,9 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   absl::Status Delete(const proto::DeleteRequest&) override { return absl::OkStatus(); }
   absl::Status List(const proto::ListRequest&, proto::ListReply*) override { return absl::OkStatus(); }
   absl::Status ClusterStatus(proto::ClusterStatusReply*) override { return absl::OkStatus(); }
+  absl::Status BroadcastBatch(const proto::BroadcastBatchRequest&, proto::BroadcastBatchReply*) override {
+    return absl::UnimplementedError("fake coordinator: no BroadcastBatch");
+  }
   absl::Status Broadcast(const proto::BroadcastRequest&, proto::BroadcastReply*) override {
     return absl::UnimplementedError("fake coordinator: no Broadcast");
   }

@@ -1,0 +1,69 @@
+// A BatchPullInstruction (a target's share of a batch broadcast): pulls the named objects from
+// the instruction's sender, in order, on the batch-pull executor, and reports progress to the
+// coordinator as BatchReports on the session stream.
+//
+// How each entry travels:
+// - small entries (at most pack_bytes) are packed: consecutive ones, up to pack_bytes in all,
+//   are asked for in one pack fetch (chunk_request.h) that lands in a pack buffer; the objects
+//   are then stored from it (checksums checked) and sealed. Up to `window` packs are in flight.
+// - larger entries are pulled in chunks through ObjectFetcher::Get with the sender already
+//   chosen (as a planned PullInstruction is), so the sender may be a partial copy that is still
+//   receiving (cut-through), and a failing sender is replaced by the usual re-planning.
+// - entries this node holds already are reported complete at once.
+//
+// Failures: a pack fetch that fails because the sender failed (UNAVAILABLE) ends the
+// instruction with sender_failed (the coordinator re-instructs from another copy, with the
+// entries still missing); any other pack failure is retried entry by entry through
+// ObjectFetcher::Get, so each entry gets its own outcome (a deleted object: NOT_FOUND for that
+// entry only). Every entry ends completed or failed, or the instruction ends with
+// sender_failed; the final report says which.
+//
+// Threading: Handle is called from the coordinator session thread and never blocks on a pull.
+// Shutdown (after ObjectFetcher::Stop, so that running Gets end) stops the running batches:
+// their fetches are cancelled and waited for (a pack buffer is reused only after its fetch has
+// completed), and the executor's threads are joined.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+
+#include "common/executor.h"
+#include "dataplane/engine/pack_buffers.h"
+#include "dataplane/sidecar/object_fetcher.h"
+#include "dataplane/store/object_store.h"
+#include "dataplane/transport/transport.h"
+#include "proto/coordinator.pb.h"
+
+namespace ferry::dataplane {
+
+struct BatchPullDeps {
+  ObjectFetcher* fetcher = nullptr;
+  ObjectStore* store = nullptr;
+  Transport* transport = nullptr;
+  PackBuffers* packs = nullptr;   // receive-side pack buffers
+  // Sends one message on the coordinator session; false if no session is open (the report is
+  // lost: the coordinator times the batch out for this node).
+  std::function<bool(const proto::NodeMessage&)> send;
+};
+
+class BatchPullHandler {
+ public:
+  // All deps must outlive this.
+  BatchPullHandler(BatchPullDeps deps, size_t max_batches);
+  ~BatchPullHandler();   // Shutdown()
+
+  void Handle(const proto::BatchPullInstruction& batch);
+  // Stops running batches and joins them. Blocks until they end.
+  void Shutdown();
+
+  size_t running() const { return batches_.running(); }
+
+ private:
+  class Run;
+  const BatchPullDeps deps_;
+  std::atomic<bool> stopping_{false};
+  Executor batches_;   // owns every batch-pull thread; joined by Shutdown
+};
+
+}  // namespace ferry::dataplane
