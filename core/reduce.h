@@ -18,6 +18,9 @@
 //   combining node, so n inputs accumulate at most n-1 such roundings. Overflow gives +-Inf.
 //   A NaN result is the type's quiet NaN (sign kept, payload: bf16 keeps the top bits, f16
 //   becomes 0x7e00 | sign).
+// Kernels: the same portable loops compiled twice, for the baseline ISA and (x86-64) for AVX2
+// + F16C, whose f16 kernels use the hardware conversions; chosen once at run time from the CPU.
+// Both give the same result bits (except NaN payloads).
 // Alignment: none is required; dst and src may lie at any byte address (a chunk at an odd
 // offset of a u8 object lands at an odd address).
 #pragma once
@@ -35,5 +38,14 @@ namespace ferry {
 // both), a null pointer with bytes > 0, or ranges that overlap. bytes == 0 is a no-op.
 // Thread-safe (touches only dst and src); does not allocate.
 [[nodiscard]] absl::Status ReduceInto(ReduceOp op, DType dtype, void* dst, const void* src, size_t bytes);
+
+namespace internal {
+// ReduceInto without CPU-specific kernels (today: AVX2 + F16C on x86-64), i.e. the portable
+// loops a CPU without them runs. Same contract and the same result bits, except NaN payloads.
+// For tests (both paths are checked on a machine that has the fast one) and benchmarks.
+[[nodiscard]] absl::Status ReduceIntoPortable(ReduceOp op, DType dtype, void* dst, const void* src, size_t bytes);
+// Whether ReduceInto runs CPU-specific kernels on this machine.
+bool ReduceUsesCpuKernels();
+}  // namespace internal
 
 }  // namespace ferry

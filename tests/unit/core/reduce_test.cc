@@ -21,6 +21,15 @@ namespace ferry {
 namespace {
 
 constexpr ReduceOp kOps[] = {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax};
+// Both kernel sets: what ReduceInto picks on this CPU, and the portable loops (the same unless
+// the CPU has a specific path, e.g. F16C).
+using ReduceFn = absl::Status (*)(ReduceOp, DType, void*, const void*, size_t);
+struct Path {
+  const char* name;
+  ReduceFn fn;
+};
+constexpr Path kPaths[] = {{"ReduceInto", &ReduceInto}, {"portable", &internal::ReduceIntoPortable}};
+
 constexpr DType kNumeric[] = {DType::kF32, DType::kF64, DType::kF16, DType::kBF16,
                               DType::kI32, DType::kI64, DType::kU8};
 
@@ -150,7 +159,8 @@ std::string CheckElement(ReduceOp op, DType dtype, const uint8_t* a, const uint8
 
 // Runs ReduceInto on `count` random elements at byte offsets dst_skew / src_skew of their
 // buffers and compares every element with the reference.
-void CheckRandom(ReduceOp op, DType dtype, size_t count, size_t dst_skew, size_t src_skew, uint64_t seed) {
+void CheckRandom(ReduceFn fn, ReduceOp op, DType dtype, size_t count, size_t dst_skew, size_t src_skew,
+                 uint64_t seed) {
   std::mt19937_64 rng(seed);
   const size_t bytes = count * DTypeSize(dtype);
   const std::vector<uint8_t> a = RandomElements(dtype, count, rng);
@@ -160,7 +170,7 @@ void CheckRandom(ReduceOp op, DType dtype, size_t count, size_t dst_skew, size_t
   if (bytes > 0) std::memcpy(dst_buf.data() + dst_skew, a.data(), bytes);
   if (bytes > 0) std::memcpy(src_buf.data() + src_skew, b.data(), bytes);
   const std::vector<uint8_t> src_before = src_buf;
-  ASSERT_TRUE(ReduceInto(op, dtype, dst_buf.data() + dst_skew, src_buf.data() + src_skew, bytes).ok());
+  ASSERT_TRUE(fn(op, dtype, dst_buf.data() + dst_skew, src_buf.data() + src_skew, bytes).ok());
   const size_t width = DTypeSize(dtype);
   for (size_t i = 0; i < count; ++i) {
     const std::string err = CheckElement(op, dtype, a.data() + i * width, b.data() + i * width,
@@ -174,32 +184,37 @@ void CheckRandom(ReduceOp op, DType dtype, size_t count, size_t dst_skew, size_t
 }
 
 TEST(ReduceInto, EveryOpAndDTypeMatchesTheScalarReference) {
-  uint64_t seed = 1;
-  for (ReduceOp op : kOps) {
-    for (DType dtype : kNumeric) {
-      for (size_t count : {0u, 1u, 7u, 255u, 256u, 257u, 1023u, 1025u, 4099u}) {
-        SCOPED_TRACE(testing::Message() << ReduceOpName(op) << " " << DTypeName(dtype) << " x" << count);
-        CheckRandom(op, dtype, count, 0, 0, ++seed);
+  for (const Path& path : kPaths) {
+    uint64_t seed = 1;
+    for (ReduceOp op : kOps) {
+      for (DType dtype : kNumeric) {
+        for (size_t count : {0u, 1u, 7u, 255u, 256u, 257u, 1023u, 1025u, 4099u}) {
+          SCOPED_TRACE(testing::Message() << path.name << " " << ReduceOpName(op) << " " << DTypeName(dtype)
+                                          << " x" << count);
+          CheckRandom(path.fn, op, dtype, count, 0, 0, ++seed);
+        }
       }
     }
   }
 }
 
 TEST(ReduceInto, UnalignedPointersWork) {
-  uint64_t seed = 1000;
-  for (ReduceOp op : kOps) {
-    for (DType dtype : kNumeric) {
-      SCOPED_TRACE(testing::Message() << ReduceOpName(op) << " " << DTypeName(dtype));
-      CheckRandom(op, dtype, 1025, 1, 3, ++seed);
-      CheckRandom(op, dtype, 300, 5, 0, ++seed);
-      CheckRandom(op, dtype, 3, 7, 2, ++seed);
+  for (const Path& path : kPaths) {
+    uint64_t seed = 1000;
+    for (ReduceOp op : kOps) {
+      for (DType dtype : kNumeric) {
+        SCOPED_TRACE(testing::Message() << path.name << " " << ReduceOpName(op) << " " << DTypeName(dtype));
+        CheckRandom(path.fn, op, dtype, 1025, 1, 3, ++seed);
+        CheckRandom(path.fn, op, dtype, 300, 5, 0, ++seed);
+        CheckRandom(path.fn, op, dtype, 3, 7, 2, ++seed);
+      }
     }
   }
 }
 
 template <typename T>
-T ReduceOne(ReduceOp op, DType dtype, T a, T b) {
-  EXPECT_TRUE(ReduceInto(op, dtype, &a, &b, sizeof(T)).ok());
+T ReduceOne(ReduceOp op, DType dtype, T a, T b, ReduceFn fn = &ReduceInto) {
+  EXPECT_TRUE(fn(op, dtype, &a, &b, sizeof(T)).ok());
   return a;
 }
 
@@ -233,13 +248,16 @@ TEST(ReduceInto, NaNPropagatesThroughMinAndMax) {
     EXPECT_TRUE(std::isnan(ReduceOne<double>(op, DType::kF64, dnan, -1.0)));
     EXPECT_TRUE(std::isnan(ReduceOne<double>(op, DType::kF64, -1.0, dnan)));
     for (DType half : {DType::kF16, DType::kBF16}) {
-      const uint16_t nan16 = half == DType::kF16 ? 0x7e00 : 0x7fc0;
-      const uint16_t one = half == DType::kF16 ? 0x3c00 : 0x3f80;
-      EXPECT_TRUE(std::isnan(Decode16(half, ReduceOne<uint16_t>(op, half, nan16, one)))) << DTypeName(half);
-      EXPECT_TRUE(std::isnan(Decode16(half, ReduceOne<uint16_t>(op, half, one, nan16)))) << DTypeName(half);
-      // A signalling NaN comes back quiet (still a NaN).
-      const uint16_t snan = half == DType::kF16 ? 0x7c01 : 0x7f81;
-      EXPECT_TRUE(std::isnan(Decode16(half, ReduceOne<uint16_t>(op, half, snan, one)))) << DTypeName(half);
+      for (const Path& path : kPaths) {
+        SCOPED_TRACE(testing::Message() << path.name << " " << DTypeName(half));
+        const uint16_t nan16 = half == DType::kF16 ? 0x7e00 : 0x7fc0;
+        const uint16_t one = half == DType::kF16 ? 0x3c00 : 0x3f80;
+        EXPECT_TRUE(std::isnan(Decode16(half, ReduceOne<uint16_t>(op, half, nan16, one, path.fn))));
+        EXPECT_TRUE(std::isnan(Decode16(half, ReduceOne<uint16_t>(op, half, one, nan16, path.fn))));
+        // A signalling NaN comes back as a NaN.
+        const uint16_t snan = half == DType::kF16 ? 0x7c01 : 0x7f81;
+        EXPECT_TRUE(std::isnan(Decode16(half, ReduceOne<uint16_t>(op, half, snan, one, path.fn))));
+      }
     }
   }
   // Within a vector block: a NaN in one lane does not leak into its neighbours.
@@ -255,39 +273,101 @@ TEST(ReduceInto, NaNPropagatesThroughMinAndMax) {
 
 // Every non-NaN 16-bit pattern survives the f32 round trip: max(x, x) == x bit for bit.
 TEST(ReduceInto, SixteenBitFloatsRoundTripExactly) {
-  for (DType half : {DType::kF16, DType::kBF16}) {
-    std::vector<uint16_t> dst(65536);
-    for (size_t i = 0; i < dst.size(); ++i) dst[i] = static_cast<uint16_t>(i);
-    const std::vector<uint16_t> src = dst;
-    ASSERT_TRUE(ReduceInto(ReduceOp::kMax, half, dst.data(), src.data(), dst.size() * 2).ok());
-    for (size_t i = 0; i < dst.size(); ++i) {
-      if (std::isnan(Decode16(half, static_cast<uint16_t>(i)))) {
-        EXPECT_TRUE(std::isnan(Decode16(half, dst[i]))) << DTypeName(half) << " " << i;
-      } else {
-        ASSERT_EQ(dst[i], src[i]) << DTypeName(half) << " pattern " << i;
+  for (const Path& path : kPaths) {
+    for (DType half : {DType::kF16, DType::kBF16}) {
+      std::vector<uint16_t> dst(65536);
+      for (size_t i = 0; i < dst.size(); ++i) dst[i] = static_cast<uint16_t>(i);
+      const std::vector<uint16_t> src = dst;
+      ASSERT_TRUE(path.fn(ReduceOp::kMax, half, dst.data(), src.data(), dst.size() * 2).ok());
+      for (size_t i = 0; i < dst.size(); ++i) {
+        if (std::isnan(Decode16(half, static_cast<uint16_t>(i)))) {
+          EXPECT_TRUE(std::isnan(Decode16(half, dst[i]))) << path.name << " " << DTypeName(half) << " " << i;
+        } else {
+          ASSERT_EQ(dst[i], src[i]) << path.name << " " << DTypeName(half) << " pattern " << i;
+        }
+      }
+    }
+  }
+}
+
+bool IsNaN(DType dtype, const uint8_t* p) {
+  switch (dtype) {
+    case DType::kF32: return std::isnan(Load<float>(p));
+    case DType::kF64: return std::isnan(Load<double>(p));
+    case DType::kF16:
+    case DType::kBF16: return std::isnan(Decode16(dtype, Load<uint16_t>(p)));
+    default: return false;
+  }
+}
+
+// The CPU-specific kernels (if this machine has them) give the portable kernels' bits, NaN
+// results compared as NaN: random data for every op x dtype, and every f16 pattern against a
+// spread of others (subnormal, tiny, one, largest, ...).
+TEST(ReduceInto, TheCpuPathMatchesThePortablePathBitForBit) {
+  if (!internal::ReduceUsesCpuKernels()) GTEST_SKIP() << "no CPU-specific kernels on this machine";
+  std::mt19937_64 rng(77);
+  for (ReduceOp op : kOps) {
+    for (DType dtype : kNumeric) {
+      const size_t count = 1031;
+      const size_t width = DTypeSize(dtype);
+      const std::vector<uint8_t> a = RandomElements(dtype, count, rng);
+      const std::vector<uint8_t> b = RandomElements(dtype, count, rng);
+      std::vector<uint8_t> fast = a;
+      std::vector<uint8_t> portable = a;
+      ASSERT_TRUE(ReduceInto(op, dtype, fast.data(), b.data(), a.size()).ok());
+      ASSERT_TRUE(internal::ReduceIntoPortable(op, dtype, portable.data(), b.data(), a.size()).ok());
+      for (size_t i = 0; i < count; ++i) {
+        const uint8_t* f = fast.data() + i * width;
+        const uint8_t* q = portable.data() + i * width;
+        if (IsNaN(dtype, q) && IsNaN(dtype, f)) continue;
+        ASSERT_EQ(std::memcmp(f, q, width), 0) << ReduceOpName(op) << " " << DTypeName(dtype) << " element " << i;
+      }
+    }
+  }
+  std::vector<uint16_t> a(65536);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint16_t>(i);
+  for (uint16_t other : {0x0000, 0x0001, 0x03ff, 0x3c00, 0xbc01, 0x7bff, 0x1400, 0x5a5a, 0xc000}) {
+    const std::vector<uint16_t> b(a.size(), other);
+    for (ReduceOp op : kOps) {
+      std::vector<uint16_t> fast = a;
+      std::vector<uint16_t> portable = a;
+      ASSERT_TRUE(ReduceInto(op, DType::kF16, fast.data(), b.data(), a.size() * 2).ok());
+      ASSERT_TRUE(internal::ReduceIntoPortable(op, DType::kF16, portable.data(), b.data(), a.size() * 2).ok());
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(DecodeF16(portable[i]))) {
+          ASSERT_TRUE(std::isnan(DecodeF16(fast[i]))) << ReduceOpName(op) << " " << i << " with " << other;
+        } else {
+          ASSERT_EQ(fast[i], portable[i]) << ReduceOpName(op) << " " << i << " with " << other;
+        }
       }
     }
   }
 }
 
 TEST(ReduceInto, SixteenBitFloatsRoundToNearestEven) {
-  // bf16 has 8 significant bits: 1 + 2^-8 is halfway between 1 and 1 + 2^-7 -> 1 (even).
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kBF16, 0x3f80, 0x3b80), 0x3f80);   // 1 + 2^-8
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kBF16, 0x3f81, 0x3b80), 0x3f82);   // (1+2^-7) + 2^-8
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kBF16, 0x3f80, 0x3b81), 0x3f81);   // past the tie: up
-  // f16: 1 + 2^-11 -> 1 (even); (1 + 2^-10) + 2^-11 -> 1 + 2^-9.
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kF16, 0x3c00, 0x1000), 0x3c00);
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kF16, 0x3c01, 0x1000), 0x3c02);
-  // f16 overflow: 65504 + 16 = 65520 is halfway to 65536 and rounds to Inf; 65504 + 8 does not.
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kF16, 0x7bff, 0x4c00), 0x7c00);
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kF16, 0x7bff, 0x4800), 0x7bff);
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kProd, DType::kF16, 0xfbff, 0x4000), 0xfc00);   // -Inf
-  // f16 subnormals: 2^-24 + 2^-24 = 2^-23 (exact); 2^-24 * 0.5 = 2^-25 ties to 0 (even).
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kF16, 0x0001, 0x0001), 0x0002);
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kProd, DType::kF16, 0x0001, 0x3800), 0x0000);
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kProd, DType::kF16, 0x0003, 0x3800), 0x0002);   // 1.5 -> 2
-  // The smallest normal from two subnormals: 0x03ff + 0x0001 = 0x0400.
-  EXPECT_EQ(ReduceOne<uint16_t>(ReduceOp::kSum, DType::kF16, 0x03ff, 0x0001), 0x0400);
+  for (const Path& path : kPaths) {
+    SCOPED_TRACE(path.name);
+    auto one = [&](ReduceOp op, DType dtype, uint16_t a, uint16_t b) {
+      return ReduceOne<uint16_t>(op, dtype, a, b, path.fn);
+    };
+    // bf16 has 8 significant bits: 1 + 2^-8 is halfway between 1 and 1 + 2^-7 -> 1 (even).
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kBF16, 0x3f80, 0x3b80), 0x3f80);   // 1 + 2^-8
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kBF16, 0x3f81, 0x3b80), 0x3f82);   // (1+2^-7) + 2^-8
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kBF16, 0x3f80, 0x3b81), 0x3f81);   // past the tie: up
+    // f16: 1 + 2^-11 -> 1 (even); (1 + 2^-10) + 2^-11 -> 1 + 2^-9.
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kF16, 0x3c00, 0x1000), 0x3c00);
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kF16, 0x3c01, 0x1000), 0x3c02);
+    // f16 overflow: 65504 + 16 = 65520 is halfway to 65536 and rounds to Inf; 65504 + 8 does not.
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kF16, 0x7bff, 0x4c00), 0x7c00);
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kF16, 0x7bff, 0x4800), 0x7bff);
+    EXPECT_EQ(one(ReduceOp::kProd, DType::kF16, 0xfbff, 0x4000), 0xfc00);   // -Inf
+    // f16 subnormals: 2^-24 + 2^-24 = 2^-23 (exact); 2^-24 * 0.5 = 2^-25 ties to 0 (even).
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kF16, 0x0001, 0x0001), 0x0002);
+    EXPECT_EQ(one(ReduceOp::kProd, DType::kF16, 0x0001, 0x3800), 0x0000);
+    EXPECT_EQ(one(ReduceOp::kProd, DType::kF16, 0x0003, 0x3800), 0x0002);   // 1.5 -> 2
+    // The smallest normal from two subnormals: 0x03ff + 0x0001 = 0x0400.
+    EXPECT_EQ(one(ReduceOp::kSum, DType::kF16, 0x03ff, 0x0001), 0x0400);
+  }
 }
 
 TEST(ReduceInto, BadInputIsRefusedAndDstIsUntouched) {
