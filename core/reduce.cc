@@ -43,6 +43,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FERRY_REDUCE_X86 1   // AVX2 + F16C kernels, chosen at run time when the CPU has both
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -190,9 +191,15 @@ __attribute__((target("avx2,f16c"))) void F16BlockF16C(uint8_t* __restrict dst, 
   }
 }
 
-// Checked once: the AVX2 kernels run only where the CPU has AVX2 and F16C.
+// Checked once: the AVX2 kernels run only where the CPU has AVX2 and F16C. AVX2 by the
+// compiler's builtin (which also checks that the OS saves the ymm state); F16C by CPUID leaf 1,
+// ECX bit 29 (clang 16's __builtin_cpu_supports does not know "f16c").
 bool CpuHasAvx2F16C() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
+    return f16c && __builtin_cpu_supports("avx2");
+  }();
   return has;
 }
 #endif
