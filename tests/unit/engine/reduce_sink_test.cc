@@ -3,6 +3,7 @@
 #include "dataplane/engine/reduce_sink.h"
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -259,6 +260,104 @@ TEST(ReduceSink, ConcurrentLandingsOfDifferentChunks) {
   for (uint64_t i = 0; i < kTotal / 4; ++i) ASSERT_EQ(obj[i], static_cast<int32_t>(i * 4 / kSmall + 1)) << i;
   EXPECT_TRUE(store_missing(f.store).empty());
   EXPECT_EQ(sink->free_slots(), 8u);
+}
+
+std::vector<std::unique_ptr<ReduceSink>> MustCreateGroup(Fixture& f, uint32_t children) {
+  absl::StatusOr<std::vector<std::unique_ptr<ReduceSink>>> sinks = ReduceSink::CreateGroup(&f.store, f.spec, children);
+  EXPECT_TRUE(sinks.ok()) << sinks.status();
+  return sinks.ok() ? std::move(*sinks) : std::vector<std::unique_ptr<ReduceSink>>{};
+}
+
+// Lands `value` (f32) in every element of chunk k through `sink`.
+void LandF32(Fixture& f, ReduceSink& sink, uint32_t k, float value) {
+  const uint64_t first = uint64_t{k} * kChunk;
+  const uint64_t len = std::min<uint64_t>(kChunk, kSize - first);
+  absl::StatusOr<LocalSlice> slot = sink.Destination(k, first, len);
+  ASSERT_TRUE(slot.ok()) << slot.status();
+  for (uint64_t b = 0; b < len; b += 4) std::memcpy(f.Slot(*slot) + b, &value, 4);
+  ASSERT_TRUE(sink.Landed(k).ok());
+}
+
+// A binary node: two children's pulls combine into the same object; a chunk is marked only when
+// both have combined it.
+TEST(ReduceSink, AGroupMarksAChunkOnlyWhenEveryChildHasCombinedIt) {
+  Fixture f;
+  const size_t n = kSize / 4;
+  for (size_t i = 0; i < n; ++i) f.ObjectF32()[i] = static_cast<float>(i);
+  std::vector<std::unique_ptr<ReduceSink>> sinks = MustCreateGroup(f, 2);
+  ASSERT_EQ(sinks.size(), 2u);
+  // Each child has its own slots: the second sink's lie after the first one's window.
+  absl::StatusOr<LocalSlice> b0 = sinks[1]->Destination(0, 0, kChunk);
+  ASSERT_TRUE(b0.ok()) << b0.status();
+  EXPECT_GE(b0->offset, 2u * kChunk);
+  sinks[1]->Abandoned(0);
+
+  LandF32(f, *sinks[0], 0, 1.0f);
+  EXPECT_EQ(store_missing(f.store).size(), 4u);   // one child only: not marked
+  LandF32(f, *sinks[1], 0, 10.0f);
+  EXPECT_EQ(store_missing(f.store), (std::vector<uint32_t>{1, 2, 3}));
+  for (uint32_t k : {3u, 1u, 2u}) LandF32(f, *sinks[1], k, 10.0f);
+  EXPECT_EQ(store_missing(f.store).size(), 3u);
+  for (uint32_t k : {2u, 3u, 1u}) LandF32(f, *sinks[0], k, 1.0f);
+  EXPECT_TRUE(store_missing(f.store).empty());
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(f.ObjectF32()[i], static_cast<float>(i) + 11.0f) << i;
+  EXPECT_TRUE(f.store.FinishReceiving("ns", "k").ok());
+
+  // A child's chunk is never combined twice: a retried pull into the same sink is refused.
+  absl::Status again = sinks[0]->Destination(2, 2 * kChunk, kChunk).status();
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(again.message().find("combined already"), std::string::npos) << again;
+}
+
+TEST(ReduceSink, CreateGroupChecksItsChildrenAndScratch) {
+  Fixture f;
+  EXPECT_EQ(ReduceSink::CreateGroup(&f.store, f.spec, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReduceSink::CreateGroup(&f.store, f.spec, ReduceSink::kMaxChildren + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  f.spec.window = 4;   // 2 x 4 slots fill the 8 chunks of scratch; 3 x 4 do not
+  EXPECT_TRUE(ReduceSink::CreateGroup(&f.store, f.spec, 2).ok());
+  EXPECT_EQ(ReduceSink::CreateGroup(&f.store, f.spec, 3).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST(ReduceSink, AnEmptyObjectHasNoChunks) {
+  Fixture f(0);
+  std::unique_ptr<ReduceSink> sink = MustCreate(f);
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(sink->Destination(0, 0, 0).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+// Two children landing the same chunks from several threads each: every chunk of every child is
+// combined exactly once, and the combines into one chunk never interleave.
+TEST(ReduceSink, ConcurrentChildrenCombineIntoTheSameChunks) {
+  constexpr uint32_t kSmall = 4096;
+  constexpr uint32_t kChunks = 48;
+  constexpr uint64_t kTotal = uint64_t{kSmall} * kChunks;
+  Fixture f(kTotal, kSmall, 16 * kSmall);
+  f.spec.window = 8;
+  f.spec.dtype = DType::kI32;
+  std::memset(f.arena.data() + f.offset, 0, kTotal);
+  std::vector<std::unique_ptr<ReduceSink>> sinks = MustCreateGroup(f, 2);
+  ASSERT_EQ(sinks.size(), 2u);
+  std::vector<std::thread> threads;
+  for (uint32_t child = 0; child < 2; ++child) {
+    for (uint32_t t = 0; t < 2; ++t) {
+      threads.emplace_back([&, child, t] {
+        for (uint32_t k = t; k < kChunks; k += 2) {
+          absl::StatusOr<LocalSlice> slot = sinks[child]->Destination(k, uint64_t{k} * kSmall, kSmall);
+          ASSERT_TRUE(slot.ok()) << slot.status();
+          const int32_t v = child == 0 ? static_cast<int32_t>(k + 1) : 1000;
+          for (uint32_t b = 0; b < kSmall; b += 4) std::memcpy(f.Slot(*slot) + b, &v, 4);
+          ASSERT_TRUE(sinks[child]->Landed(k).ok());
+        }
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  const auto* obj = reinterpret_cast<const int32_t*>(f.arena.data() + f.offset);
+  for (uint64_t i = 0; i < kTotal / 4; ++i) {
+    ASSERT_EQ(obj[i], static_cast<int32_t>(i * 4 / kSmall + 1 + 1000)) << i;
+  }
+  EXPECT_TRUE(store_missing(f.store).empty());
 }
 
 }  // namespace
