@@ -231,28 +231,42 @@ TEST(ReduceSink, OddChunkOffsetsAndIntegerWrap) {
   EXPECT_TRUE(store_missing(f.store).empty());
 }
 
+// A zeroed i32 object of `chunks` chunks of `chunk` bytes, window 8, scratch for `slots` slots.
+std::unique_ptr<Fixture> ZeroedI32(uint32_t chunk, uint32_t chunks, uint32_t slots) {
+  auto f = std::make_unique<Fixture>(uint64_t{chunk} * chunks, chunk, slots * chunk);
+  f->spec.window = 8;
+  f->spec.dtype = DType::kI32;
+  std::memset(f->arena.data() + f->offset, 0, uint64_t{chunk} * chunks);
+  return f;
+}
+
+// One thread's share of a concurrent test: lands chunks first_k, first_k + step, ... (of
+// `chunk` bytes, fewer than `chunks`) through `sink`, each filled with the i32 value(k).
+void LandI32Chunks(Fixture& f, ReduceSink& sink, uint32_t chunk, uint32_t chunks, uint32_t first_k, uint32_t step,
+                   int32_t (*value)(uint32_t)) {
+  for (uint32_t k = first_k; k < chunks; k += step) {
+    absl::StatusOr<LocalSlice> slot = sink.Destination(k, uint64_t{k} * chunk, chunk);
+    ASSERT_TRUE(slot.ok()) << slot.status();   // fewer threads per sink than slots: never exhausted
+    const int32_t v = value(k);
+    for (uint32_t b = 0; b < chunk; b += 4) std::memcpy(f.Slot(*slot) + b, &v, 4);
+    ASSERT_TRUE(sink.Landed(k).ok());
+  }
+}
+
 // Landed for different chunks from several threads at once (the transport completes fetches
 // on its own threads); every chunk is combined exactly once.
 TEST(ReduceSink, ConcurrentLandingsOfDifferentChunks) {
   constexpr uint32_t kSmall = 256;
   constexpr uint32_t kChunks = 64;
   constexpr uint64_t kTotal = uint64_t{kSmall} * kChunks;
-  Fixture f(kTotal, kSmall, 8 * kSmall);
-  f.spec.window = 8;
-  f.spec.dtype = DType::kI32;
-  std::memset(f.arena.data() + f.offset, 0, kTotal);
+  std::unique_ptr<Fixture> fixture = ZeroedI32(kSmall, kChunks, 8);
+  Fixture& f = *fixture;
   std::unique_ptr<ReduceSink> sink = MustCreate(f);
   ASSERT_NE(sink, nullptr);
   std::vector<std::thread> threads;
   for (uint32_t t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
-      for (uint32_t k = t; k < kChunks; k += 4) {
-        absl::StatusOr<LocalSlice> slot = sink->Destination(k, uint64_t{k} * kSmall, kSmall);
-        ASSERT_TRUE(slot.ok()) << slot.status();   // 4 threads, 8 slots: never exhausted
-        const int32_t v = static_cast<int32_t>(k + 1);
-        for (uint32_t b = 0; b < kSmall; b += 4) std::memcpy(f.Slot(*slot) + b, &v, 4);
-        ASSERT_TRUE(sink->Landed(k).ok());
-      }
+      LandI32Chunks(f, *sink, kSmall, kChunks, t, 4, [](uint32_t k) { return static_cast<int32_t>(k + 1); });
     });
   }
   for (std::thread& t : threads) t.join();
@@ -332,22 +346,18 @@ TEST(ReduceSink, ConcurrentChildrenCombineIntoTheSameChunks) {
   constexpr uint32_t kSmall = 4096;
   constexpr uint32_t kChunks = 48;
   constexpr uint64_t kTotal = uint64_t{kSmall} * kChunks;
-  Fixture f(kTotal, kSmall, 16 * kSmall);
-  f.spec.window = 8;
-  f.spec.dtype = DType::kI32;
-  std::memset(f.arena.data() + f.offset, 0, kTotal);
+  std::unique_ptr<Fixture> fixture = ZeroedI32(kSmall, kChunks, 16);
+  Fixture& f = *fixture;
   std::vector<std::unique_ptr<ReduceSink>> sinks = MustCreateGroup(f, 2);
   ASSERT_EQ(sinks.size(), 2u);
   std::vector<std::thread> threads;
   for (uint32_t child = 0; child < 2; ++child) {
     for (uint32_t t = 0; t < 2; ++t) {
       threads.emplace_back([&, child, t] {
-        for (uint32_t k = t; k < kChunks; k += 2) {
-          absl::StatusOr<LocalSlice> slot = sinks[child]->Destination(k, uint64_t{k} * kSmall, kSmall);
-          ASSERT_TRUE(slot.ok()) << slot.status();
-          const int32_t v = child == 0 ? static_cast<int32_t>(k + 1) : 1000;
-          for (uint32_t b = 0; b < kSmall; b += 4) std::memcpy(f.Slot(*slot) + b, &v, 4);
-          ASSERT_TRUE(sinks[child]->Landed(k).ok());
+        if (child == 0) {
+          LandI32Chunks(f, *sinks[0], kSmall, kChunks, t, 2, [](uint32_t k) { return static_cast<int32_t>(k + 1); });
+        } else {
+          LandI32Chunks(f, *sinks[1], kSmall, kChunks, t, 2, [](uint32_t) { return int32_t{1000}; });
         }
       });
     }
