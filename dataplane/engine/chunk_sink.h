@@ -6,8 +6,8 @@
 // - CopySink (broadcast, this file): the chunk lands at the object's own offset in the
 //   arena and is marked in the store (ObjectStore::MarkChunk), which also wakes peers
 //   waiting to be served that chunk (cut-through).
-// - A reduce sink (next; one new file, dataplane/engine/reduce_sink.{h,cc}, and nothing in
-//   the puller changes): it owns `window` staging slots in a registered scratch region.
+// - ReduceSink (reduce, dataplane/engine/reduce_sink.h; nothing in the puller changed for it):
+//   it owns `window` staging slots in a registered scratch region.
 //   Destination(k) hands out a free slot (the puller never has more than PullSpec::window
 //   fetches in flight, so one is always free; a sink may still fail with
 //   RESOURCE_EXHAUSTED, which ends the pull). Landed(k) combines the slot with the local
