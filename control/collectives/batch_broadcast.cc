@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "control/collectives/broadcast.h"
 #include "core/names.h"
+#include "spdlog/spdlog.h"
 
 namespace ferry::control {
 namespace {
@@ -64,6 +65,10 @@ absl::StatusOr<Instructions> BatchBroadcastCollective::Start(CollectiveContext& 
       Instructions more = Instruct(ctx, g, node);
       out.insert(out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
+    const Group& group = groups_[g];
+    spdlog::info("batch {}: group {} of {} entries ({} B) from node {} to {} targets: fanout {}, pack {} B, window {}",
+                 id(), g, group.entries.size(), group.bytes, group.source, group.targets.size(), group.plan.fanout,
+                 std::clamp(group.plan.chunk_size, kMinPackBytes, kMaxPackBytes), group.plan.window);
   }
   return out;
 }

@@ -30,6 +30,7 @@ class BatchPullHandler::Run {
       : deps_(deps), stopping_(stopping), ins_(ins), deadline_(absl::FromUnixMillis(ins.deadline_unix_ms())) {}
 
   void Go() {
+    const absl::Time began = absl::Now();
     const size_t n = ins_.entries_size();
     absl::Status peer = deps_.fetcher->EnsurePeer(ins_.sender(), ins_.sender_address());
     if (!peer.ok()) {
@@ -72,6 +73,9 @@ class BatchPullHandler::Run {
       }
     }
     MaybeReport(true);
+    spdlog::info("batch {}: {} entries from node {} in {:.1f} ms ({} packs, {} pulled alone){}", ins_.op_id(), n,
+                 ins_.sender(), absl::ToDoubleMilliseconds(absl::Now() - began), packs_, alone_,
+                 sender_failed_ ? "; the sender failed" : "");
   }
 
  private:
@@ -99,6 +103,7 @@ class BatchPullHandler::Run {
     PackRequest req;
     req.ns = ins_.entries(entries.front()).ref().ns();
     for (int at : entries) req.entries.push_back(PackEntry{ins_.entries(at).ref().key(), ins_.entries(at).meta().size()});
+    ++packs_;
     auto fetch = std::make_shared<PackFetch>();
     fetch->entries = std::move(entries);
     fetch->slot = *slot;
@@ -185,6 +190,7 @@ class BatchPullHandler::Run {
   // One entry through the Get path, with this instruction's sender planned first.
   void PullOne(const proto::BatchEntry& e) {
     if (reported_.contains(e.index())) return;
+    ++alone_;
     proto::AcquireSourceReply planned;
     *planned.mutable_meta() = e.meta();
     planned.set_sender(ins_.sender());
@@ -246,6 +252,7 @@ class BatchPullHandler::Run {
   const proto::BatchPullInstruction& ins_;
   const absl::Time deadline_;
   bool sender_failed_ = false;
+  size_t packs_ = 0, alone_ = 0;   // for the log line
   absl::flat_hash_set<uint32_t> reported_;   // entry indices completed or failed
   proto::BatchReport report_;                // what the next report carries
   absl::Time last_report_ = absl::InfinitePast();
@@ -264,10 +271,43 @@ void BatchPullHandler::Shutdown() {
 }
 
 void BatchPullHandler::Handle(const proto::BatchPullInstruction& batch) {
-  absl::Status submitted = batches_.Submit([this, batch] { Run(deps_, stopping_, batch).Go(); });
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, fresh] = queued_.try_emplace(batch.op_id());
+    it->second.push_back(batch);
+    if (!fresh) return;   // its operation's task runs it after the ones before it
+  }
+  absl::Status submitted = batches_.Submit([this, op = batch.op_id()] { RunOperation(op); });
   if (submitted.ok()) return;
+  std::deque<proto::BatchPullInstruction> refused;
+  {
+    absl::MutexLock lock(&mu_);
+    refused.swap(queued_[batch.op_id()]);
+    queued_.erase(batch.op_id());
+  }
+  for (const proto::BatchPullInstruction& b : refused) Refuse(b, submitted);
+}
+
+void BatchPullHandler::RunOperation(uint64_t op_id) {
+  for (;;) {
+    proto::BatchPullInstruction next;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = queued_.find(op_id);
+      if (it == queued_.end() || it->second.empty()) {
+        if (it != queued_.end()) queued_.erase(it);
+        return;
+      }
+      next = std::move(it->second.front());
+      it->second.pop_front();
+    }
+    Run(deps_, stopping_, next).Go();
+  }
+}
+
+void BatchPullHandler::Refuse(const proto::BatchPullInstruction& batch, const absl::Status& why) {
   spdlog::warn("refusing batch pull {} of {} objects: {}", batch.op_id(), batch.entries_size(),
-               std::string(submitted.message()));
+               std::string(why.message()));
   // Every entry fails here, so the batch does not wait for this node until its deadline.
   proto::NodeMessage msg;
   proto::BatchReport* report = msg.mutable_batch_report();
@@ -277,8 +317,8 @@ void BatchPullHandler::Handle(const proto::BatchPullInstruction& batch) {
   for (const proto::BatchEntry& e : batch.entries()) {
     proto::BatchEntryError* err = report->add_failed();
     err->set_index(e.index());
-    err->set_code(static_cast<int32_t>(submitted.code()));
-    err->set_error(absl::StrCat("this node refused the batch pull: ", submitted.message()));
+    err->set_code(static_cast<int32_t>(why.code()));
+    err->set_error(absl::StrCat("this node refused the batch pull: ", why.message()));
   }
   (void)deps_.send(msg);
 }

@@ -26,8 +26,12 @@
 
 #include <atomic>
 #include <cstddef>
+#include <deque>
 #include <functional>
+#include <map>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/executor.h"
 #include "dataplane/engine/pack_buffers.h"
 #include "dataplane/sidecar/object_fetcher.h"
@@ -61,9 +65,20 @@ class BatchPullHandler {
 
  private:
   class Run;
+  // Runs the instructions of one operation in the order they came, on one executor thread.
+  void RunOperation(uint64_t op_id);
+  void Refuse(const proto::BatchPullInstruction& batch, const absl::Status& why);
+
   const BatchPullDeps deps_;
   std::atomic<bool> stopping_{false};
-  Executor batches_;   // owns every batch-pull thread; joined by Shutdown
+  absl::Mutex mu_;
+  // Instructions of operations that have a running task, not started yet. A target lacking
+  // many entries gets several instructions of one operation; running them at once would
+  // split its pack buffers between them, and each part would hold buffers while waiting for
+  // a sender whose own parts wait in turn (a chain of nodes can stall so), so they run in
+  // order, one at a time.
+  std::map<uint64_t, std::deque<proto::BatchPullInstruction>> queued_ ABSL_GUARDED_BY(mu_);
+  Executor batches_;   // owns every batch-pull thread; joined by Shutdown (last: joined first)
 };
 
 }  // namespace ferry::dataplane
