@@ -4,6 +4,8 @@
 // a message naming the entry; a receiver SIGKILLed mid-batch fails alone while the others
 // (including the ones it was serving) finish.
 #include <csignal>
+#include <cstring>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -90,6 +92,37 @@ TEST_F(BatchBroadcastTest, AModelOfSmallAndLargeTensorsReachesEveryNode) {
   r = root->BroadcastBatch(names, {}, absl::Seconds(30));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->ok());
+  Cleanup(names);
+}
+
+TEST_F(BatchBroadcastTest, ABatchLargerThanOneInstructionArrivesWhole) {
+  // More entries than one BatchPullInstruction carries (4,096): each target gets several,
+  // which it must run in order (run at once they stalled the chain).
+  constexpr size_t kCount = 4100;
+  auto root = cluster_->Connect(1);
+  std::vector<ObjectName> names;
+  for (size_t i = 0; i < kCount; ++i) {
+    names.push_back(ObjectName{"default", "many/v1/" + std::to_string(i)});
+    const uint64_t v = i * 2654435761u;
+    ASSERT_TRUE(root->Put(names.back(), std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v), sizeof(v))).ok());
+  }
+  absl::StatusOr<BatchBroadcastResult> r = root->BroadcastBatch(names, {"n0", "n2", "n3"}, absl::Seconds(120));
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const auto& t : r->targets) EXPECT_TRUE(t.ok) << t.node << ": " << t.error;
+  EXPECT_TRUE(r->errors.empty());
+  EXPECT_EQ(r->bytes, kCount * sizeof(uint64_t));
+  for (int node : {0, 2, 3}) {
+    auto c = cluster_->Connect(node);
+    for (size_t i = 0; i < kCount; i += (i + 1 < kCount - 200 ? 97 : 1)) {   // a sample, and the last 200
+      auto v = c->Get(names[i], absl::Seconds(2));
+      ASSERT_TRUE(v.ok()) << "node " << node << " " << names[i].key << ": " << v.status();
+      ASSERT_FALSE(v->info().pulled) << "node " << node << " had no local copy of " << names[i].key;
+      uint64_t got = 0;
+      ASSERT_EQ(v->size(), sizeof(got));
+      std::memcpy(&got, v->data(), sizeof(got));
+      ASSERT_EQ(got, i * 2654435761u) << names[i].key;
+    }
+  }
   Cleanup(names);
 }
 
