@@ -114,13 +114,15 @@ PlacementEvents PlacementManager::Advance(absl::Time now) {
   if (rebuilding_ && now >= rebuild_until_) events.Append(EndRebuild(now));
   const std::vector<LeaseId> expired = leases_.Expired(now);
   for (LeaseId id : expired) Drop(id, "lease expired (not renewed)", events);
-  for (RequestId id : queue_.PopExpired(now)) {
+  const std::vector<RequestId> overdue = queue_.PopExpired(now);
+  for (RequestId id : overdue) {
     std::optional<Waiter> w = queue_.Remove(id);
     events.failed.push_back({id, w->request.holder,
                              absl::DeadlineExceededError(absl::StrCat("placement request ", id,
                                                                       " reached its deadline: ", w->wait_reason))});
   }
-  if (!expired.empty()) events.Append(Reevaluate(now));
+  // Freed amounts serve waiters; a waiter that left may have held later ones back.
+  if (!expired.empty() || !overdue.empty()) events.Append(Reevaluate(now));
   return events;
 }
 
