@@ -241,6 +241,12 @@ MatchResult Matcher::MatchSameLabel(const ResolvedAlternative& alt, Basis basis)
   }
   bool exhaustive = true;
   for (const auto& [value, nodes] : *groups) {
+    // Cheap proof that this group cannot work (some bundle fits none of its nodes) before the
+    // search, which copies and sorts the group per bundle.
+    const bool each_fits = std::all_of(alt.bundles.begin(), alt.bundles.end(), [&](const ResolvedBundle& b) {
+      return std::any_of(nodes.begin(), nodes.end(), [&](NodeId n) { return Fits(n, b, basis); });
+    });
+    if (!each_fits) continue;
     MatchResult r = Search(*this, alt.bundles, &nodes, basis, false).Run();
     if (r.found) return r;
     exhaustive = exhaustive && r.exhaustive;
