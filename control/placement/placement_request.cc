@@ -10,6 +10,10 @@ namespace {
 
 absl::Status ValidateAlternative(const PlacementAlternative& alt, size_t index) {
   const std::string where = absl::StrCat("alternative ", index);
+  const int constraint = static_cast<int>(alt.constraint);
+  if (constraint < static_cast<int>(Constraint::kNone) || constraint > static_cast<int>(Constraint::kSameLabelValue)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " has an unknown constraint (", constraint, ")"));
+  }
   if (alt.bundles.empty()) return absl::InvalidArgumentError(absl::StrCat(where, " has no bundles"));
   if (alt.bundles.size() > kMaxBundles) {
     return absl::InvalidArgumentError(
@@ -53,6 +57,10 @@ absl::Status ValidateRequest(const PlacementRequest& request, absl::Time now) {
   }
   for (size_t i = 0; i < request.alternatives.size(); ++i) {
     FERRY_RETURN_IF_ERROR(ValidateAlternative(request.alternatives[i], i));
+  }
+  if (request.scoring != Scoring::kPack && request.scoring != Scoring::kSpread) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown scoring (", static_cast<int>(request.scoring), "): pack or spread"));
   }
   if (request.lease_ttl <= absl::ZeroDuration() || request.lease_ttl == absl::InfiniteDuration()) {
     return absl::InvalidArgumentError(

@@ -97,6 +97,16 @@ TEST_F(PlacementManagerTest, BadRequestsAreClearErrors) {
   EXPECT_THAT(unknown.status().message(), HasSubstr("unknown resource 'tpu'"));
   PlacementRequest label = Req("a", {{{"gpu", 1}}}, Constraint::kSameLabelValue);
   EXPECT_THAT(m_.Acquire(label, kT0).status().message(), HasSubstr("needs a label key"));
+  PlacementRequest bad_constraint = Req("a", {{{"gpu", 1}}}, static_cast<Constraint>(9));
+  EXPECT_THAT(m_.Acquire(bad_constraint, kT0).status().message(), HasSubstr("unknown constraint"));
+  PlacementRequest bad_scoring = Req("a", {{{"gpu", 1}}});
+  bad_scoring.scoring = static_cast<Scoring>(7);
+  EXPECT_THAT(m_.Acquire(bad_scoring, kT0).status().message(), HasSubstr("unknown scoring"));
+  PlacementRequest stray_label = Req("a", {{{"gpu", 1}}});
+  stray_label.alternatives[0].label_key = "rack";
+  EXPECT_EQ(m_.Acquire(stray_label, kT0).status().code(), absl::StatusCode::kInvalidArgument);
+  PlacementRequest too_many = Req("a", std::vector<ResourceMap>(kMaxBundles + 1, ResourceMap{{"gpu", 1}}));
+  EXPECT_THAT(m_.Acquire(too_many, kT0).status().message(), HasSubstr("above the limit"));
   EXPECT_EQ(m_.leases().size(), 0u);
   EXPECT_TRUE(m_.queue().empty());
 }
