@@ -51,7 +51,8 @@ class Matcher::Search {
   Search(const Matcher& m, const std::vector<ResolvedBundle>& bundles, Pool pool, Basis basis, bool distinct)
       : m_(m), bundles_(bundles), pool_(pool), basis_(basis), distinct_(distinct) {}
 
-  MatchResult Run() {
+  // Searches with at most `max_backtracks` backtracking steps (0: pure greedy).
+  MatchResult Run(int max_backtracks = kMaxBacktracks) {
     MatchResult result;
     const size_t n = bundles_.size();
     std::vector<NodeId> chosen;
@@ -71,7 +72,7 @@ class Matcher::Search {
         continue;
       }
       if (level == 0) return result;  // every choice for bundle 0 tried: exhaustive
-      if (++backtracks > kMaxBacktracks) {
+      if (++backtracks > max_backtracks) {
         result.exhaustive = false;
         return result;
       }
@@ -166,7 +167,7 @@ MatchResult Matcher::Match(const ResolvedAlternative& alt, Basis basis) const {
       break;
     case Constraint::kNone:
       if (scoring_ == Scoring::kSpread && alt.bundles.size() > 1) {
-        result = Search(*this, alt.bundles, nullptr, basis, true).Run();
+        result = Search(*this, alt.bundles, nullptr, basis, true).Run(0);  // a preference: greedy only
         if (result.found) break;
       }
       result = Search(*this, alt.bundles, nullptr, basis, false).Run();
@@ -185,7 +186,8 @@ MatchResult Matcher::Match(const ResolvedAlternative& alt, Basis basis) const {
 }
 
 MatchResult Matcher::MatchDifferent(const ResolvedAlternative& alt, Basis basis) const {
-  MatchResult greedy = Search(*this, alt.bundles, nullptr, basis, true).Run();
+  // Greedy keeps the scoring; when it fails, the exact matching decides (no backtracking).
+  MatchResult greedy = Search(*this, alt.bundles, nullptr, basis, true).Run(0);
   if (greedy.found) return greedy;
   return MatchBipartite(alt, basis);
 }
@@ -197,8 +199,9 @@ MatchResult Matcher::MatchBipartite(const ResolvedAlternative& alt, Basis basis)
   std::vector<std::vector<NodeId>> adj(n);
   for (size_t b = 0; b < n; ++b) {
     const Demand& key = RarestDemand(table_, alt.bundles[b]);
-    for (const auto& [free, node] : table_.Holders(key.resource)) {
-      if (Fits(node, alt.bundles[b], basis)) adj[b].push_back(node);
+    const FreeIndex& index = table_.Holders(key.resource);
+    for (auto it = index.lower_bound({basis == Basis::kFree ? key.amount : 0, 0}); it != index.end(); ++it) {
+      if (Fits(it->second, alt.bundles[b], basis)) adj[b].push_back(it->second);
       if (adj[b].size() >= n) break;
     }
   }

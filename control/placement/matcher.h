@@ -18,11 +18,13 @@
 //    most; ties go to the lower node id (pack) / higher node id (spread). Scoring looks at the
 //    rarest resource only; the other demands are a filter.
 //  * Several bundles: bundles are placed in request order (bundle i keeps its index, so rank
-//    order is the caller's), greedy by the same scoring, with backtracking bounded by
-//    kMaxBacktracks. kDifferentNodes falls back to an exact bipartite matching when greedy
-//    fails, so it is complete. kNone and kSameLabelValue (bin packing) can miss an assignment
-//    that exists when the backtracking budget runs out; the result then says exhaustive=false.
-//    With kSpread, kNone first tries to put every bundle on a different node.
+//    order is the caller's), greedy by the same scoring. kDifferentNodes falls back to an exact
+//    bipartite matching (Kuhn's augmenting paths) when greedy fails, so it is complete. kNone
+//    and kSameLabelValue (bin packing) backtrack, at most kMaxBacktracks steps, and can miss an
+//    assignment that exists when that budget runs out; the result then says exhaustive=false.
+//    With kSpread, kNone first tries (greedily) to put every bundle on a different node.
+//    kSameLabelValue tries the label's values in order, skipping a value where some bundle fits
+//    none of its nodes.
 //  * ProveNever is exact for one bundle, kSameNode and kDifferentNodes; for kNone and
 //    kSameLabelValue it proves "never" only by necessary conditions (each bundle fits some node;
 //    each resource's total demand fits the total capacity) or by an exhaustive capacity search,

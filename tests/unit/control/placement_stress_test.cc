@@ -233,9 +233,24 @@ class StressRun {
       ASSERT_TRUE(fresh->Restore(report, now_).ok());
       ASSERT_FALSE(fresh->Restore(report, now_).ok()) << "a duplicate report was accepted";
     }
+    RefuseOverAllocation(*fresh);
     m_ = std::move(fresh);
     waiting_.clear();
     ++counts_.restarts;
+  }
+
+  // A report for one unit more than a node has free conflicts with what was restored: refused,
+  // and nothing changes (the next Check compares every allocation with the leases).
+  void RefuseOverAllocation(PlacementManager& fresh) {
+    const std::vector<NodeResourcesView> nodes = fresh.ClusterResources();
+    if (nodes.empty()) return;
+    const NodeResourcesView& n = nodes[Uniform(0, static_cast<int>(nodes.size()) - 1)];
+    if (n.resources.empty()) return;
+    auto it = n.resources.begin();
+    std::advance(it, Uniform(0, static_cast<int>(n.resources.size()) - 1));
+    LeaseReport bogus{1'000'000 + static_cast<LeaseId>(Uniform(0, 1000)), "intruder", 0,
+                      {{n.node, {{it->first, it->second.available + 1}}}}, absl::Seconds(10)};
+    ASSERT_EQ(fresh.Restore(bogus, now_).code(), absl::StatusCode::kAborted);
   }
 
   void CheckAllocations() {
