@@ -178,7 +178,8 @@ MatchResult Matcher::Match(const ResolvedAlternative& alt, Basis basis) const {
     result.why = ExplainBundle(alt.bundles[i], i, basis, nullptr);
   }
   if (result.why.empty()) {
-    result.why = absl::StrCat("the ", alt.bundles.size(), " bundles do not fit together (", ConstraintName(alt.constraint),
+    result.why = absl::StrCat("the ", alt.bundles.size(), " bundles do not fit together (",
+                              ConstraintName(alt.constraint),
                               alt.label_key.empty() ? "" : absl::StrCat(" '", alt.label_key, "'"), ")",
                               result.exhaustive ? "" : " within the search budget");
   }
@@ -342,7 +343,8 @@ std::string Matcher::ExplainBundle(const ResolvedBundle& bundle, size_t index, B
   if (Search(*this, one, pool, basis, false).Run().found) return "";
   std::vector<std::string> parts;
   for (const Demand& d : bundle.demands) parts.push_back(DemandText(d));
-  return absl::StrCat("bundle ", index, " needs {", absl::StrJoin(parts, ", "), "} on one node, but no node has all of it",
+  return absl::StrCat("bundle ", index, " needs {", absl::StrJoin(parts, ", "),
+                      "} on one node, but no node has all of it",
                       basis == Basis::kFree ? " free" : "");
 }
 

@@ -177,8 +177,8 @@ absl::Status PlacementManager::BeginRebuild(absl::Time until, absl::Time now) {
 
 absl::Status PlacementManager::Restore(const LeaseReport& report, absl::Time now) {
   if (!rebuilding_) {
-    return absl::FailedPreconditionError(absl::StrCat("lease ", report.id,
-                                                      " cannot be restored: no rebuild in progress (the lease is lost)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", report.id, " cannot be restored: no rebuild in progress (the lease is lost)"));
   }
   FERRY_ASSIGN_OR_RETURN(Lease lease, ResolveReport(report, now));
   if (const Lease* existing = leases_.Find(lease.id)) {

@@ -134,7 +134,9 @@ absl::StatusOr<std::vector<NodeId>> ResourceTable::SetResource(absl::string_view
   FERRY_RETURN_IF_ERROR(ValidateResourceName(name));
   FERRY_RETURN_IF_ERROR(ValidateAmount(capacity, absl::StrCat("capacity of '", name, "'")));
   FERRY_ASSIGN_OR_RETURN(std::vector<NodeId> selected, Select(selector));
-  if (selected.empty()) return absl::NotFoundError(absl::StrCat("SetResource '", name, "': the selector matches no node"));
+  if (selected.empty()) {
+    return absl::NotFoundError(absl::StrCat("SetResource '", name, "': the selector matches no node"));
+  }
   const std::optional<ResourceId> known = Find(name);
   if (known) {
     for (NodeId node : selected) {

@@ -115,8 +115,8 @@ TEST_F(PlacementManagerTest, NeverSatisfiableFailsAtOnceNamingTheDemand) {
   auto r = m_.Acquire(Req("a", {{{"gpu", 5}}}), kT0);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(r.status().message(), HasSubstr("gpu=5"));
-  auto four = m_.Acquire(Req("a", {{{"gpu", 1}}, {{"gpu", 1}}, {{"gpu", 1}}, {{"gpu", 1}}}, Constraint::kDifferentNodes),
-                         kT0);
+  auto four =
+      m_.Acquire(Req("a", {{{"gpu", 1}}, {{"gpu", 1}}, {{"gpu", 1}}, {{"gpu", 1}}}, Constraint::kDifferentNodes), kT0);
   EXPECT_EQ(four.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(m_.queue().empty());
 }
