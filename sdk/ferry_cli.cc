@@ -6,6 +6,7 @@
 //   ferry ls [PREFIX]                    list objects
 //   ferry rm KEY                         delete an object everywhere
 //   ferry bcast KEY [--nodes a,b]        copy an object to nodes
+//   ferry resources | acquire | release | leases   placement (sdk/placement_cli.h; --coord)
 //
 // Exit status (kExit* below, docs/operations.md): 0 success; 1 the operation failed (the
 // cluster answered with an error, or writing the output failed); 2 usage or invalid input
@@ -43,6 +44,7 @@
 #include "common/status_macros.h"
 #include "ferry/client.h"
 #include "sdk/cli_util.h"
+#include "sdk/placement_cli.h"
 
 namespace ferry::cli {
 namespace {
@@ -631,6 +633,7 @@ struct Flags {
   LsFlags ls;
   RmFlags rm;
   BcastFlags bcast;
+  PlacementFlags placement;
 };
 
 void AddGlobalOptions(CLI::App& app, GlobalFlags& g) {
@@ -684,6 +687,10 @@ absl::Status Dispatch(const CLI::App& app, const Flags& f) {
   if (app.got_subcommand("ls")) return RunLs(f.global, f.ls);
   if (app.got_subcommand("rm")) return RunRm(f.global, f.rm);
   if (app.got_subcommand("bcast")) return RunBcast(f.global, f.bcast);
+  if (IsPlacementCommand(app)) {
+    return RunPlacementCommand(app, f.placement, f.global.json,
+                               [](absl::Status s) { return WithExit(std::move(s), kExitUnreachable); });
+  }
   return absl::InvalidArgumentError("no command given");
 }
 
@@ -700,6 +707,7 @@ int Main(int argc, char** argv) {
   AddGlobalOptions(app, f.global);
   app.add_subcommand("status", "this node and the cluster: nodes, arenas, links, coordinator");
   AddObjectCommands(app, f);
+  AddPlacementCommands(app, f.placement);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

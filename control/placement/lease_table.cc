@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 LeaseId LeaseTable::NewId() {
   while (leases_.contains(next_id_)) ++next_id_;
@@ -88,4 +88,4 @@ std::vector<LeaseId> LeaseTable::Expired(absl::Time now) const {
   return copy.PopExpired(now);
 }
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

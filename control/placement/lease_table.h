@@ -20,7 +20,7 @@
 #include "control/cluster/deadline_queue.h"
 #include "control/placement/resource_table.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 using LeaseId = uint64_t;  // 0 means "no lease"
 
@@ -74,4 +74,4 @@ class LeaseTable {
   DeadlineQueue<LeaseId> expiry_;
 };
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

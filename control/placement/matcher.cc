@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 // The demand whose resource has the fewest holders: its index yields the fewest candidates.
@@ -361,4 +361,4 @@ bool Matcher::Fits(NodeId node, const ResolvedBundle& bundle, Basis basis) const
 
 std::string Matcher::DemandText(const Demand& d) const { return absl::StrCat(table_.Name(d.resource), "=", d.amount); }
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

@@ -40,7 +40,7 @@
 
 #include "control/placement/resource_table.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 enum class Scoring { kPack, kSpread };
 enum class Constraint { kNone, kSameNode, kDifferentNodes, kSameLabelValue };
@@ -99,4 +99,4 @@ class Matcher {
 // The sum of `bundles` as one bundle (kSameNode).
 ResolvedBundle MergeBundles(const std::vector<ResolvedBundle>& bundles);
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

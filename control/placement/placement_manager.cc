@@ -7,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 std::vector<ResourceId> LeaseResources(const Lease& lease) {
@@ -54,8 +54,10 @@ absl::StatusOr<PlacementEvents> PlacementManager::RemoveNode(NodeId node, absl::
 }
 
 absl::StatusOr<PlacementEvents> PlacementManager::SetResource(absl::string_view name, int64_t capacity,
-                                                              const NodeSelector& selector, absl::Time now) {
-  FERRY_RETURN_IF_ERROR(table_.SetResource(name, capacity, selector).status());
+                                                              const NodeSelector& selector, absl::Time now,
+                                                              std::vector<NodeId>* nodes) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<NodeId> acted, table_.SetResource(name, capacity, selector));
+  if (nodes != nullptr) *nodes = std::move(acted);
   capacity_shrunk_ = true;  // it may have shrunk: check waiters for "never"
   return Reevaluate(now);
 }
@@ -295,4 +297,4 @@ void PlacementManager::NoteInternal(const absl::Status& status) {
   if (!status.ok() && internal_error_.ok()) internal_error_ = status;
 }
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

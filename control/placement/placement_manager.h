@@ -35,7 +35,7 @@
 #include "control/placement/resource_table.h"
 #include "control/placement/wait_queue.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 // A waiting request was granted.
 struct Grant {
@@ -94,9 +94,11 @@ class PlacementManager {
   // A node died or left: its leases are released whole (events.lost), then the node is removed;
   // waiters that can now never be granted fail. NOT_FOUND for an unknown node.
   [[nodiscard]] absl::StatusOr<PlacementEvents> RemoveNode(NodeId node, absl::Time now);
-  // ResourceTable::SetResource, then re-evaluates the queue.
+  // ResourceTable::SetResource, then re-evaluates the queue. `nodes` (optional) gets the nodes
+  // acted on, ascending.
   [[nodiscard]] absl::StatusOr<PlacementEvents> SetResource(absl::string_view name, int64_t capacity,
-                                                            const NodeSelector& selector, absl::Time now);
+                                                            const NodeSelector& selector, absl::Time now,
+                                                            std::vector<NodeId>* nodes = nullptr);
 
   // Grants `request` now (result.lease) or queues it (result.queued). INVALID_ARGUMENT for a bad
   // request (see ValidateRequest), NOT_FOUND for an unknown resource, FAILED_PRECONDITION when
@@ -164,4 +166,4 @@ class PlacementManager {
   absl::Status internal_error_;
 };
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

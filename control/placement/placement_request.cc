@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 absl::Status ValidateAlternative(const PlacementAlternative& alt, size_t index) {
@@ -102,4 +102,4 @@ absl::StatusOr<ResolvedRequest> ResolveRequest(const PlacementRequest& request, 
   return out;
 }
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

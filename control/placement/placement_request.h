@@ -17,7 +17,7 @@
 #include "control/placement/matcher.h"
 #include "control/placement/resource_table.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 // Limits that keep one request's matching cost bounded.
 inline constexpr size_t kMaxAlternatives = 8;
@@ -57,4 +57,4 @@ struct ResolvedRequest {
 [[nodiscard]] absl::StatusOr<ResolvedRequest> ResolveRequest(const PlacementRequest& request, ResourceTable& table,
                                                              bool intern_unknown);
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 bool IsNameChar(char c) {
@@ -358,4 +358,4 @@ void ResourceTable::Reindex(ResourceId resource, NodeId node, int64_t before, in
   index.insert({after, node});
 }
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

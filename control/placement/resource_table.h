@@ -34,7 +34,7 @@
 #include "absl/types/span.h"
 #include "core/ids.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 // A resource name as the table numbers it (interned; stable for the table's life).
 using ResourceId = uint32_t;
@@ -170,4 +170,4 @@ class ResourceTable {
   std::map<std::string, std::map<std::string, std::set<NodeId>>, std::less<>> labels_;  // key -> value -> nodes
 };
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

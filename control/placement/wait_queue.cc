@@ -1,6 +1,6 @@
 #include "control/placement/wait_queue.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 void WaitQueue::Push(Waiter waiter) {
   const RequestId id = waiter.id;
@@ -56,4 +56,4 @@ std::vector<RequestId> WaitQueue::InOrder() const {
   return out;
 }
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

@@ -24,7 +24,7 @@
 #include "control/cluster/deadline_queue.h"
 #include "control/placement/placement_request.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 
 using RequestId = uint64_t;
 
@@ -76,4 +76,4 @@ class WaitQueue {
   absl::flat_hash_map<ResourceId, std::map<int32_t, int>> wanted_;
 };
 
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

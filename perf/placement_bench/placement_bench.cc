@@ -28,7 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "control/placement/placement_manager.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 struct Config {
@@ -170,10 +170,10 @@ int Run(const Config& cfg) {
 }
 
 }  // namespace
-}  // namespace ferry::control
+}  // namespace ferry::control::placement
 
 int main(int argc, char** argv) {
-  ferry::control::Config cfg;
+  ferry::control::placement::Config cfg;
   CLI::App app{"ferry-placement-bench: in-process PlacementManager Acquire/Release latency"};
   app.add_option("--nodes", cfg.nodes, "node counts")->delimiter(',');
   app.add_option("--resources", cfg.resources, "ephemeral resources")->check(CLI::Range(1, 100000));
@@ -184,5 +184,5 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.9));
   app.add_option("--seed", cfg.seed, "random seed");
   CLI11_PARSE(app, argc, argv);
-  return ferry::control::Run(cfg);
+  return ferry::control::placement::Run(cfg);
 }

@@ -6,7 +6,7 @@
 
 #include "control/placement/wait_queue.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 using ::testing::ElementsAre;
@@ -117,4 +117,4 @@ TEST(WaitQueueTest, PopExpiredByDeadline) {
 }
 
 }  // namespace
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 using ::testing::ElementsAre;
@@ -385,4 +385,4 @@ TEST_F(RebuildTest, RequestsForResourcesNobodyReRegisteredFailWhenTheWindowClose
 }
 
 }  // namespace
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

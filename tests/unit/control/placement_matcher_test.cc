@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 using ::testing::ElementsAre;
@@ -177,4 +177,4 @@ TEST(MatcherBacktrackTest, FindsAPackingGreedyMisses) {
 }
 
 }  // namespace
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

@@ -6,7 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 using ::testing::ElementsAre;
@@ -160,4 +160,4 @@ TEST(ParseAmountTest, AcceptsIntegersOnly) {
 }
 
 }  // namespace
-}  // namespace ferry::control
+}  // namespace ferry::control::placement

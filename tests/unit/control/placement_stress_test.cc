@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "control/placement/placement_manager.h"
 
-namespace ferry::control {
+namespace ferry::control::placement {
 namespace {
 
 const std::vector<std::string> kNames = {"gpu", "mem", "e1", "e2"};
@@ -370,4 +370,4 @@ TEST_P(PlacementStressTest, InvariantsHoldAfterEveryStep) {
 INSTANTIATE_TEST_SUITE_P(Seeds, PlacementStressTest, ::testing::Values(1u, 7u, 42u, 2026u));
 
 }  // namespace
-}  // namespace ferry::control
+}  // namespace ferry::control::placement
