@@ -154,27 +154,35 @@ void PlacementService::RemoveNodeLocked(NodeId node, const std::string& why, Ans
 // ---- events -------------------------------------------------------------------------------
 
 void PlacementService::HandleLocked(PlacementEvents events, Answers& answers) {
-  const absl::Time now = absl::Now();
-  for (Grant& g : events.granted) {
-    auto it = waiting_.find(g.request);
-    if (it == waiting_.end()) {  // its caller went away between grant and answer: give it back
-      (void)manager_.Release(g.lease.id, g.lease.holder, now);
-      continue;
+  // A grant nobody waits for any more is given back, which may grant others: loop until quiet.
+  while (!events.empty()) {
+    PlacementEvents more;
+    const absl::Time now = absl::Now();
+    for (Grant& g : events.granted) {
+      auto it = waiting_.find(g.request);
+      if (it == waiting_.end()) {
+        absl::StatusOr<PlacementEvents> released = manager_.Release(g.lease.id, g.lease.holder, now);
+        if (released.ok()) more.Append(*std::move(released));
+        continue;
+      }
+      AcquireCall* call = it->second;
+      waiting_.erase(it);
+      FillLeaseLocked(g.lease, call->reply()->mutable_lease());
+      call->reply()->set_waited_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(now - call->since())));
+      answers.calls.emplace_back(call, absl::OkStatus());
     }
-    AcquireCall* call = it->second;
-    waiting_.erase(it);
-    FillLeaseLocked(g.lease, call->reply()->mutable_lease());
-    call->reply()->set_waited_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(now - call->since())));
-    answers.calls.emplace_back(call, absl::OkStatus());
-  }
-  for (RequestFailure& f : events.failed) {
-    auto it = waiting_.find(f.request);
-    if (it == waiting_.end()) continue;
-    answers.calls.emplace_back(it->second, std::move(f.status));
-    waiting_.erase(it);
-  }
-  for (LostLease& lost : events.lost) {
-    RememberLostLocked(lost.lease, absl::StrCat("lease ", lost.lease, " of '", lost.holder, "' was lost: ", lost.reason));
+    for (RequestFailure& f : events.failed) {
+      auto it = waiting_.find(f.request);
+      if (it == waiting_.end()) continue;
+      answers.calls.emplace_back(it->second, std::move(f.status));
+      waiting_.erase(it);
+    }
+    for (LostLease& lost : events.lost) {
+      RememberLostLocked(lost.lease,
+                         absl::StrCat("lease ", lost.lease, " of '", lost.holder, "' was lost: ", lost.reason));
+    }
+    if (!events.granted.empty()) WakeTimerLocked();  // new leases, new expiries
+    events = std::move(more);
   }
 }
 
@@ -314,6 +322,7 @@ grpc::ServerUnaryReactor* PlacementService::StartAcquire(grpc::CallbackServerCon
     status = result.status();
     if (result.ok() && result->lease.has_value()) {
       FillLeaseLocked(*result->lease, reply->mutable_lease());
+      WakeTimerLocked();  // its expiry may be the earliest deadline now
     } else if (result.ok()) {
       call->set_request(result->queued);
       waiting_[result->queued] = call;

@@ -3,6 +3,9 @@
 // failure of what can never be granted, a waiter granted by a release, deadlines, holders
 // checked, a SIGKILLed node's leases released, and bad inputs refused with clear messages.
 #include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdio>
 
 #include <future>
 #include <map>
@@ -12,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ferry/placement.h"
 #include "gmock/gmock.h"
@@ -233,6 +237,51 @@ TEST_F(PlacementTest, DataLocalityLandsOnTheGivenNodes) {
   absl::StatusOr<PlacementLease> lease = a_->Acquire(*r);
   ASSERT_TRUE(lease.ok()) << lease.status();
   for (const LeasedBundle& b : lease->bundles) EXPECT_EQ(b.node_name, "n2");
+}
+
+struct CliRun {
+  int code = -1;
+  std::string out;
+};
+
+// Runs `ferry ARGS` (stdout and stderr together).
+CliRun Ferry(const std::string& args) {
+  CliRun run;
+  FILE* p = popen((LocalCluster::Bin("ferry") + " " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return run;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) run.out.append(buf, n);
+  const int status = pclose(p);
+  run.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+TEST_F(PlacementTest, CommandLineVerbs) {
+  const std::string coord = " --coord " + cluster_->coord_address();
+  CliRun res = Ferry("resources" + coord);
+  EXPECT_EQ(res.code, 0) << res.out;
+  EXPECT_THAT(res.out, HasSubstr("host_mem"));
+  EXPECT_THAT(res.out, HasSubstr("n2"));
+  CliRun acq = Ferry("acquire host_mem=1024 host_mem=1024 --constraint different-nodes --holder cli --json" + coord);
+  ASSERT_EQ(acq.code, 0) << acq.out;
+  absl::StatusOr<std::vector<PlacementLease>> leases = a_->ListLeases(/*all=*/true);
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ(leases->at(0).holder, "cli");
+  EXPECT_NE(leases->at(0).bundles.at(0).node_id, leases->at(0).bundles.at(1).node_id);
+  const std::string id = absl::StrCat(leases->at(0).id);
+  CliRun list = Ferry("leases" + coord);
+  EXPECT_EQ(list.code, 0) << list.out;
+  EXPECT_THAT(list.out, HasSubstr("cli"));
+  CliRun other = Ferry("release " + id + " --holder mallory" + coord);
+  EXPECT_EQ(other.code, 1) << other.out;
+  EXPECT_THAT(other.out, HasSubstr("ferry: "));
+  CliRun rel = Ferry("release " + id + " --holder cli" + coord);
+  EXPECT_EQ(rel.code, 0) << rel.out;
+  EXPECT_EQ(Ferry("acquire host_mem=x" + coord).code, 2);
+  EXPECT_EQ(Ferry("acquire host_mem=1 --constraint sideways" + coord).code, 2);
+  EXPECT_EQ(Ferry("resources --coord 127.0.0.1:1").code, 3);
 }
 
 }  // namespace
