@@ -67,11 +67,11 @@ bool AddNodes(PlacementService& service, int nodes, int resources) {
   return true;
 }
 
-PlacementRequest Request(int bundles, std::mt19937& rng, int resources) {
+ferry::PlacementRequest Request(int bundles, std::mt19937& rng, int resources) {
   std::uniform_int_distribution<int> pick(0, resources - 1);
   std::vector<ResourceAmounts> b;
   for (int i = 0; i < bundles; ++i) b.push_back({{"gpu", 1}, {absl::StrCat("e", pick(rng)), 1}});
-  PlacementRequest r = Gang(std::move(b));
+  ferry::PlacementRequest r = Gang(std::move(b));
   r.timeout = absl::Seconds(10);
   return r;
 }
@@ -81,7 +81,7 @@ std::vector<double> TimeAcquire(PlacementClient& c, int bundles, const Config& c
   std::mt19937 rng(7);
   std::vector<double> us;
   for (int i = 0; i < cfg.iters; ++i) {
-    PlacementRequest r = Request(bundles, rng, cfg.resources);
+    ferry::PlacementRequest r = Request(bundles, rng, cfg.resources);
     const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<PlacementLease> lease = c.Acquire(r);
     const double t = MicrosSince(t0);
@@ -139,7 +139,7 @@ int RunOne(int nodes, const Config& cfg) {
   int errors = 0;
   for (int part = 0; part < (nodes * 2 + 255) / 256; ++part) {
     const int n = std::min(256, nodes * 2 - part * 256);
-    PlacementRequest r = Gang(Bundles(static_cast<size_t>(n), {{"gpu", 2}}));
+    ferry::PlacementRequest r = Gang(Bundles(static_cast<size_t>(n), {{"gpu", 2}}));
     r.lease_ttl = absl::Hours(1);
     if (!(*c)->Acquire(r).ok()) ++errors;
   }
