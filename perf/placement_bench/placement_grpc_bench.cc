@@ -4,7 +4,10 @@
 // with the SDK's PlacementClient. Nodes are SIMULATED: they are injected through
 // PlacementService::AddNode (the test-only path; thousands of real ferryds do not fit on one
 // machine), each with gpu=8, host_mem, a rack label and R ephemeral resources e0..e{R-1}
-// (capacity 64). Half the GPUs are held by background leases so the free index is not uniform.
+// (capacity 64). Half the GPUs are held by background leases so the free index is not uniform:
+// packed (default: half the nodes full, the worst case for a single-bundle match, which walks
+// the index of its rarest resource past nodes whose other demands do not fit) or, with
+// --background-spread, 4 of 8 GPUs held on every node.
 // For each node count it measures:
 //   single   Acquire of {gpu: 1, e<k>: 1} (+ Release, untimed), one client thread: p50 / p99
 //   gang8    eight such bundles in one request, no constraint: p50 / p99
@@ -42,6 +45,7 @@ struct Config {
   int iters = 2000;
   int threads = 16;
   double seconds = 3;
+  bool background_spread = false;  // background leases spread over every node (else packed)
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -141,6 +145,7 @@ int RunOne(int nodes, const Config& cfg) {
     const int n = std::min(256, nodes * 2 - part * 256);
     ferry::PlacementRequest r = Gang(Bundles(static_cast<size_t>(n), {{"gpu", 2}}));
     r.lease_ttl = absl::Hours(1);
+    if (cfg.background_spread) r.scoring = PlacementScoring::kSpread;
     if (!(*c)->Acquire(r).ok()) ++errors;
   }
   const size_t background = (*c)->ListLeases().value_or(std::vector<PlacementLease>{}).size();
@@ -163,8 +168,8 @@ int RunOne(int nodes, const Config& cfg) {
 int Run(const Config& cfg) {
   std::printf("# ferry-placement-grpc-bench: PlacementService over loopback gRPC, SDK PlacementClient.\n"
               "# Nodes are SIMULATED (injected with PlacementService::AddNode, no ferryd). iters=%d per "
-              "shape, %d client threads for %.1f s for grants/s. Latencies in us.\n",
-              cfg.iters, cfg.threads, cfg.seconds);
+              "shape, %d client threads for %.1f s for grants/s; background leases %s. Latencies in us.\n",
+              cfg.iters, cfg.threads, cfg.seconds, cfg.background_spread ? "spread" : "packed");
   std::printf("# nodes  resources  single50  single99   gang8_50   gang8_99    grants/s  errors\n");
   int errors = 0;
   for (int n : cfg.nodes) errors += RunOne(n, cfg);
@@ -182,6 +187,9 @@ int main(int argc, char** argv) {
   app.add_option("--iters", cfg.iters, "timed Acquire calls per shape")->capture_default_str();
   app.add_option("--threads", cfg.threads, "client threads for grants/s")->capture_default_str();
   app.add_option("--seconds", cfg.seconds, "how long the grants/s load runs")->capture_default_str();
+  app.add_flag("--background-spread", cfg.background_spread,
+               "spread the background leases (4 GPUs held on every node) instead of packing them (half the "
+               "nodes full)");
   CLI11_PARSE(app, argc, argv);
   if (cfg.resources < 1 || cfg.iters < 1 || cfg.threads < 1 || !(cfg.seconds > 0)) {
     std::fprintf(stderr, "--resources, --iters, --threads must be >= 1 and --seconds > 0\n");
