@@ -10,6 +10,7 @@
 #include "core/names.h"
 #include "common/process.h"
 #include "common/signals.h"
+#include "control/placement/placement_service.h"
 #include "control/service/coordinator_service.h"
 #include "spdlog/spdlog.h"
 
@@ -97,8 +98,14 @@ int main(int argc, char** argv) {
   options.limits.fixed_chunk = static_cast<uint32_t>(chunk);
 
   ferry::control::CoordinatorService service(options);
+  // Placement (docs/protocol.md "Placement service") on the same server; its nodes are the
+  // coordinator's members.
+  ferry::control::placement::PlacementService placement;
+  service.coordinator().SetMembershipListener(
+      [&placement](const ferry::proto::NodeInfo& node, bool alive) { placement.OnMembership(node, alive); });
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
+  builder.RegisterService(&placement);
   builder.SetMaxReceiveMessageSize(16 << 20);
   ferry::ApplyServerKeepalive(ferry::kKeepalive, builder);
   absl::StatusOr<ferry::StartedServer> started = ferry::StartServer(builder, listen_at->ToString());
@@ -110,6 +117,7 @@ int main(int argc, char** argv) {
   spdlog::info("ferry-coord listening on {} (port {})", listen_at->ToString(), started->port);
   const int signo = ferry::WaitForTerminationSignal(termination);
   spdlog::info("ferry-coord stopping (signal {})", signo);
+  placement.Shutdown();
   service.Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   spdlog::info("ferry-coord stopped");

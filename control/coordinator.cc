@@ -253,6 +253,13 @@ void Coordinator::TimerLoop() {
 }
 
 void Coordinator::Deliver(After& after) {
+  if (membership_listener_) {
+    for (const auto& [node, why] : after.out.died) {
+      proto::NodeInfo info;
+      info.set_node_id(node);
+      membership_listener_(info, false);
+    }
+  }
   for (const std::shared_ptr<NodeSession>& s : after.out.cancel) s->Cancel();
   for (const std::shared_ptr<NodeSession>& s : after.out.kick) s->Flush();
   for (const std::shared_ptr<Waiter>& w : after.answers) w->Deliver();
@@ -346,6 +353,7 @@ grpc::Status Coordinator::OnHello(const std::shared_ptr<NodeSession>& session, c
     SettleLocked(&after);
   }
   Deliver(after);
+  if (s.ok() && membership_listener_) membership_listener_(hello.node(), true);
   return s;
 }
 

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -99,6 +100,13 @@ class Coordinator final : public SessionHost {
   // The client cancelled the call (ServerUnaryReactor::OnCancel); nothing if it has completed.
   void Cancel(const std::shared_ptr<Waiter>& waiter);
 
+  // Told of membership changes, outside mu_, on the thread that handled them: alive=true with
+  // the Hello's NodeInfo once a node has registered, alive=false (NodeInfo carrying node_id
+  // only) once it is declared dead. A reconnection is a death, then a registration. Set before
+  // the service serves (not synchronised with the calls).
+  using MembershipListener = std::function<void(const proto::NodeInfo&, bool alive)>;
+  void SetMembershipListener(MembershipListener listener) { membership_listener_ = std::move(listener); }
+
  private:
   // What a locked section leaves for after the unlock.
   struct After {
@@ -146,6 +154,7 @@ class Coordinator final : public SessionHost {
   bool delta_flush_armed_ ABSL_GUARDED_BY(mu_) = false;   // the timer knows of waiting deltas
   std::atomic<uint64_t> acquires_{0}, transfers_completed_{0}, sender_failures_{0}, nodes_died_{0};
   std::thread timer_;
+  MembershipListener membership_listener_;
 };
 
 }  // namespace ferry::control

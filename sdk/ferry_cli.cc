@@ -7,6 +7,7 @@
 //   ferry rm KEY                         delete an object everywhere
 //   ferry bcast KEY [--nodes a,b]        copy an object to nodes
 //   ferry bcast KEY KEY... [--nodes a,b] copy a batch of objects as one operation
+//   ferry resources | acquire | release | leases   placement (sdk/placement_cli.h; --coord)
 //
 // Exit status (kExit* below, docs/operations.md): 0 success; 1 the operation failed (the
 // cluster answered with an error, or writing the output failed); 2 usage or invalid input
@@ -44,6 +45,7 @@
 #include "common/status_macros.h"
 #include "ferry/client.h"
 #include "sdk/cli_util.h"
+#include "sdk/placement_cli.h"
 
 namespace ferry::cli {
 namespace {
@@ -682,6 +684,7 @@ struct Flags {
   LsFlags ls;
   RmFlags rm;
   BcastFlags bcast;
+  PlacementFlags placement;
 };
 
 void AddGlobalOptions(CLI::App& app, GlobalFlags& g) {
@@ -736,6 +739,10 @@ absl::Status Dispatch(const CLI::App& app, const Flags& f) {
   if (app.got_subcommand("ls")) return RunLs(f.global, f.ls);
   if (app.got_subcommand("rm")) return RunRm(f.global, f.rm);
   if (app.got_subcommand("bcast")) return RunBcast(f.global, f.bcast);
+  if (IsPlacementCommand(app)) {
+    return RunPlacementCommand(app, f.placement, f.global.json,
+                               [](absl::Status s) { return WithExit(std::move(s), kExitUnreachable); });
+  }
   return absl::InvalidArgumentError("no command given");
 }
 
@@ -747,11 +754,12 @@ int Main(int argc, char** argv) {
       "Durations: 30s, 500ms, 2m (a bare number is seconds). FERRY_SOCKET sets the default "
       "--socket.\nExit status: 0 success; 1 the operation failed (the cluster answered with an "
       "error, or writing FILE failed); 2 usage or invalid input (flags, namespace, key, --nodes, "
-      "FILE); 3 ferryd could not be reached.");
+      "FILE); 3 ferryd (placement verbs: ferry-coord) could not be reached.");
   app.require_subcommand(1);
   AddGlobalOptions(app, f.global);
   app.add_subcommand("status", "this node and the cluster: nodes, arenas, links, coordinator");
   AddObjectCommands(app, f);
+  AddPlacementCommands(app, f.placement);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
