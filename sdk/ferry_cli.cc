@@ -754,7 +754,7 @@ int Main(int argc, char** argv) {
       "Durations: 30s, 500ms, 2m (a bare number is seconds). FERRY_SOCKET sets the default "
       "--socket.\nExit status: 0 success; 1 the operation failed (the cluster answered with an "
       "error, or writing FILE failed); 2 usage or invalid input (flags, namespace, key, --nodes, "
-      "FILE); 3 ferryd (placement verbs: ferry-coord) could not be reached.");
+      "FILE); 3 ferryd could not be reached (for the placement verbs: ferry-coord).");
   app.require_subcommand(1);
   AddGlobalOptions(app, f.global);
   app.add_subcommand("status", "this node and the cluster: nodes, arenas, links, coordinator");
