@@ -391,10 +391,13 @@ bool Coordinator::OnNodeMessage(NodeSession* session, const proto::NodeMessage& 
     } else if (msg.has_batch_report()) {
       if (Collective* op = operations_.Find(msg.batch_report().op_id()); op != nullptr) {
         CollectiveContext ctx = ContextLocked();
+        const OpId id = op->id();
         SendLocked(op->OnBatchReport(ctx, session->node_id, msg.batch_report()), &after);
+        const std::vector<Directory::Key> changed = op->TakeChangedKeys();
+        // Polling may conclude and remove the operation: `op` is not touched after this.
+        PollLocked(operations_.WaiterOf(id), &after);
         // New complete copies: Gets waiting for a free sender of those objects may attach.
-        for (const Directory::Key& key : op->TakeChangedKeys()) KeyChangedLocked(key, &after);
-        PollLocked(operations_.WaiterOf(op->id()), &after);
+        for (const Directory::Key& key : changed) KeyChangedLocked(key, &after);
         SettleLocked(&after);
       }
     } else if (msg.has_heartbeat()) {

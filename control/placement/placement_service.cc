@@ -339,11 +339,21 @@ void PlacementService::CancelCall(RequestId request, AcquireCall* call) {
   {
     absl::MutexLock lock(&mu_);
     auto it = waiting_.find(request);
-    if (it == waiting_.end() || it->second != call) return;  // answered already
-    waiting_.erase(it);
-    answers.calls.emplace_back(call, absl::CancelledError("the Acquire call was cancelled by its client"));
-    absl::StatusOr<PlacementEvents> events = manager_.Cancel(request, call->holder(), absl::Now());
-    if (events.ok()) HandleLocked(*std::move(events), answers);
+    if (it == waiting_.end() || it->second != call) {
+      // Answered already. If the answer was a grant, the client that cancelled never sees it:
+      // release the lease now instead of leaving it held until it expires.
+      const pb::AcquireReply* granted = call->reply();
+      if (!shutdown_ && granted->has_lease() && granted->lease().lease_id() != 0) {
+        absl::StatusOr<PlacementEvents> events =
+            manager_.Release(granted->lease().lease_id(), call->holder(), absl::Now());
+        if (events.ok()) HandleLocked(*std::move(events), answers);
+      }
+    } else {
+      waiting_.erase(it);
+      answers.calls.emplace_back(call, absl::CancelledError("the Acquire call was cancelled by its client"));
+      absl::StatusOr<PlacementEvents> events = manager_.Cancel(request, call->holder(), absl::Now());
+      if (events.ok()) HandleLocked(*std::move(events), answers);
+    }
   }
   Finish(answers);
 }
