@@ -12,8 +12,6 @@
 namespace ferry::control {
 namespace {
 
-std::string Name(const proto::ObjectRef& ref) { return PrintableName(ref.ns(), ref.key()); }
-
 Directory::Key KeyOf(const proto::ObjectRef& ref) { return Directory::Key(ref.ns(), ref.key()); }
 
 }  // namespace
@@ -62,9 +60,9 @@ class Coordinator::AcquireWait final : public CoordWait {
     if (why == WaitEnd::kCancelled) return absl::CancelledError("the caller cancelled AcquireSource");
     if (last_.code() == absl::StatusCode::kNotFound) {
       return absl::DeadlineExceededError(
-          absl::StrCat("object ", Name(req_->ref()), " was not created within ", req_->timeout_ms(), " ms"));
+          absl::StrCat("object ", RefName(req_->ref()), " was not created within ", req_->timeout_ms(), " ms"));
     }
-    return absl::DeadlineExceededError(absl::StrCat("no sender for ", Name(req_->ref()), " became free within ",
+    return absl::DeadlineExceededError(absl::StrCat("no sender for ", RefName(req_->ref()), " became free within ",
                                                     req_->timeout_ms(), " ms: ", last_.message()));
   }
   void Unregister() override {
@@ -109,7 +107,7 @@ class Coordinator::LocateWait final : public CoordWait {
     // At the deadline, at shutdown and on cancellation alike (docs/protocol.md, Locate).
     if (req_->timeout_ms() == 0) return last_;
     return absl::DeadlineExceededError(
-        absl::StrCat("object ", Name(req_->ref()), " was not created within ", req_->timeout_ms(), " ms"));
+        absl::StrCat("object ", RefName(req_->ref()), " was not created within ", req_->timeout_ms(), " ms"));
   }
   void Unregister() override {
     c_->mu_.AssertHeld();
@@ -368,7 +366,7 @@ void Coordinator::ReportedHoldingsLocked(const proto::Hello& hello, After* after
       KeyChangedLocked(KeyOf(held.ref()), after);
       continue;
     }
-    spdlog::warn("node {}: re-reported {} rejected: {}", info.name(), Name(held.ref()), std::string(s.message()));
+    spdlog::warn("node {}: re-reported {} rejected: {}", info.name(), RefName(held.ref()), std::string(s.message()));
     // A copy of a deleted incarnation must not come back: the node drops it.
     if (s.code() == absl::StatusCode::kNotFound) {
       SendLocked({MakeInstruction(info.node_id(), DropMessage(held.ref(), held.meta().incarnation(), 0))}, after);
@@ -445,7 +443,7 @@ absl::Status Coordinator::Unpublish(const proto::UnpublishRequest& req) {
     const proto::NodeInfo* info = cluster_.Info(req.node_id());
     const std::string name = info != nullptr ? info->name() : "?";
     const bool evicted = req.reason() == proto::UnpublishRequest::EVICTED;
-    if (evicted) spdlog::info("node {} ({}) evicted its copy of {}", name, req.node_id(), Name(req.ref()));
+    if (evicted) spdlog::info("node {} ({}) evicted its copy of {}", name, req.node_id(), RefName(req.ref()));
     directory_.Unpublish(req.node_id(), name, req.ref(), evicted);
     // A receiver's slot on that copy is free; a Get may now fail as lost.
     KeyChangedLocked(KeyOf(req.ref()), &after);
@@ -467,7 +465,7 @@ absl::Status Coordinator::ReportTransfer(const proto::ReportTransferRequest& req
       // The object was deleted (or deleted and created again) while this copy travelled: it
       // must not survive on the receiver.
       spdlog::info("node {} completed a copy of deleted {} (incarnation {}): telling it to drop it", req.node_id(),
-                   Name(req.ref()), req.incarnation());
+                   RefName(req.ref()), req.incarnation());
       SendLocked({MakeInstruction(req.node_id(), DropMessage(req.ref(), req.incarnation(), 0))}, &after);
     }
     CollectiveContext ctx = ContextLocked();

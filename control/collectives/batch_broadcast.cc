@@ -15,8 +15,6 @@ constexpr uint32_t kMaxPackBytes = 1 << 20;
 // Entry errors listed in one reply at most (the rest are counted in the targets' errors).
 constexpr size_t kMaxListedErrors = 10000;
 
-std::string Name(const proto::ObjectRef& ref) { return PrintableName(ref.ns(), ref.key()); }
-
 }  // namespace
 
 BatchBroadcastCollective::BatchBroadcastCollective(OpId id, proto::BroadcastBatchRequest req, absl::Time start,
@@ -91,7 +89,7 @@ void BatchBroadcastCollective::FormGroups(CollectiveContext& ctx) {
     }
     if (holders[i].empty()) {
       FailEntry(i, 0, absl::UnavailableError(absl::StrCat("no live node holds a complete copy of ",
-                                                          Name(req_.refs(i)))));
+                                                          RefName(req_.refs(i)))));
       continue;
     }
     grouped[i] = false;
@@ -133,7 +131,7 @@ Instructions BatchBroadcastCollective::Instruct(CollectiveContext& ctx, size_t g
     if (sender.status().code() == absl::StatusCode::kUnavailable) return {};   // waits for a free copy
     for (uint32_t i : t.missing) {
       FailEntry(i, node, absl::UnavailableError(absl::StrCat("no copy of the batch is left to pull ",
-                                                             Name(entries_[i].ref), " from: ",
+                                                             RefName(entries_[i].ref), " from: ",
                                                              sender.status().message())));
     }
     t.missing.clear();
@@ -217,7 +215,7 @@ Instructions BatchBroadcastCollective::OnBatchReport(CollectiveContext& ctx, Nod
     t->missing.erase(index);
     changed_.emplace_back(entries_[index].ref.ns(), entries_[index].ref.key());
     if (!ctx.directory.Completed(node, entries_[index].ref, entries_[index].meta.incarnation())) {
-      FailEntry(index, node, absl::NotFoundError(absl::StrCat("object ", Name(entries_[index].ref),
+      FailEntry(index, node, absl::NotFoundError(absl::StrCat("object ", RefName(entries_[index].ref),
                                                               " was deleted during the batch")));
     }
   }
@@ -264,7 +262,7 @@ Instructions BatchBroadcastCollective::OnBatchReport(CollectiveContext& ctx, Nod
       for (auto& [group, t] : served) {
         for (uint32_t i : t->missing) {
           FailEntry(i, node, absl::InternalError(absl::StrCat("node ", node, " ended its pull without ",
-                                                              Name(entries_[i].ref),
+                                                              RefName(entries_[i].ref),
                                                               report.detail().empty() ? "" : ": ", report.detail())));
         }
         t->missing.clear();

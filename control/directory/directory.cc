@@ -5,11 +5,8 @@
 #include "core/names.h"
 
 namespace ferry::control {
-namespace {
 
-std::string Name(const proto::ObjectRef& ref) { return PrintableName(ref.ns(), ref.key()); }
-
-}  // namespace
+std::string RefName(const proto::ObjectRef& ref) { return PrintableName(ref.ns(), ref.key()); }
 
 std::map<Directory::Key, Directory::Entry>::iterator Directory::Find(const proto::ObjectRef& ref) {
   return entries_.find(Key{ref.ns(), ref.key()});
@@ -24,29 +21,29 @@ absl::Status Directory::Publish(NodeId node, const proto::ObjectRef& ref, const 
                                 bool rereport) {
   if (absl::Status s = ValidateObjectName(ref.ns(), ref.key()); !s.ok()) return s;
   if (WasDeleted(ref, meta.incarnation())) {
-    return absl::NotFoundError(absl::StrCat("object ", Name(ref), " (incarnation ", meta.incarnation(),
+    return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " (incarnation ", meta.incarnation(),
                                             ") was deleted"));
   }
   auto it = Find(ref);
   if (it != entries_.end() && !it->second.lost) {
     const uint64_t live = it->second.meta.incarnation();
     if (rereport && live != 0 && meta.incarnation() != 0 && live != meta.incarnation()) {
-      return absl::NotFoundError(absl::StrCat("object ", Name(ref), " was deleted and created again: this copy is of "
+      return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " was deleted and created again: this copy is of "
                                               "incarnation ", meta.incarnation(), ", the live one is ", live));
     }
     if (it->second.meta.size() != meta.size()) {
-      return absl::AlreadyExistsError(absl::StrCat("object ", Name(ref), " already exists with size ",
+      return absl::AlreadyExistsError(absl::StrCat("object ", RefName(ref), " already exists with size ",
                                                    it->second.meta.size(), "; this copy has size ", meta.size()));
     }
     if (!rereport && !it->second.planner.HasCopy(node)) {
-      return absl::AlreadyExistsError(absl::StrCat("object ", Name(ref), " already exists in the cluster"));
+      return absl::AlreadyExistsError(absl::StrCat("object ", RefName(ref), " already exists in the cluster"));
     }
     it->second.planner.AddComplete(node);
     return absl::OkStatus();
   }
   const bool is_inline = meta.size() <= options_.inline_max_bytes;
   if (is_inline && inline_data.size() != meta.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("object ", Name(ref), " of ", meta.size(),
+    return absl::InvalidArgumentError(absl::StrCat("object ", RefName(ref), " of ", meta.size(),
                                                    " bytes must carry its bytes inline (got ",
                                                    inline_data.size(), ")"));
   }
@@ -88,9 +85,9 @@ bool Directory::WasDeleted(const proto::ObjectRef& ref, uint64_t incarnation) co
 absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::ObjectRef& ref,
                                                  const absl::flat_hash_set<NodeId>& exclude) {
   auto it = Find(ref);
-  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " does not exist"));
   Entry& e = it->second;
-  if (e.lost) return absl::DataLossError(absl::StrCat("object ", Name(ref), " is lost: ", e.lost_detail));
+  if (e.lost) return absl::DataLossError(absl::StrCat("object ", RefName(ref), " is lost: ", e.lost_detail));
   AcquireResult r;
   r.meta = e.meta;
   r.chunk_size = e.plan.chunk_size;
@@ -107,7 +104,7 @@ absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::O
   }
   absl::StatusOr<NodeId> sender = e.planner.Attach(receiver, exclude);
   if (!sender.ok()) {
-    return absl::Status(sender.status().code(), absl::StrCat("object ", Name(ref), ": ", sender.status().message()));
+    return absl::Status(sender.status().code(), absl::StrCat("object ", RefName(ref), ": ", sender.status().message()));
   }
   r.sender = *sender;
   r.sender_complete = e.planner.IsComplete(*sender);
@@ -163,7 +160,7 @@ std::vector<Directory::Key> Directory::RemoveNode(NodeId node, const std::string
 
 absl::StatusOr<Directory::Deleted> Directory::Delete(const proto::ObjectRef& ref) {
   auto it = Find(ref);
-  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " does not exist"));
   Deleted d;
   for (const auto& [id, c] : it->second.planner.copies()) d.holders.push_back(id);
   d.incarnation = it->second.meta.incarnation();
@@ -181,8 +178,8 @@ absl::StatusOr<Directory::Deleted> Directory::Delete(const proto::ObjectRef& ref
 
 absl::StatusOr<proto::LocateReply> Directory::Locate(const proto::ObjectRef& ref) const {
   auto it = Find(ref);
-  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
-  if (it->second.lost) return absl::DataLossError(absl::StrCat("object ", Name(ref), " is lost: ", it->second.lost_detail));
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " does not exist"));
+  if (it->second.lost) return absl::DataLossError(absl::StrCat("object ", RefName(ref), " is lost: ", it->second.lost_detail));
   proto::LocateReply reply;
   *reply.mutable_meta() = it->second.meta;
   reply.set_chunk_size(it->second.plan.chunk_size);
@@ -199,8 +196,8 @@ absl::StatusOr<proto::LocateReply> Directory::Locate(const proto::ObjectRef& ref
 
 absl::StatusOr<Directory::ObjectView> Directory::View(const proto::ObjectRef& ref) const {
   auto it = Find(ref);
-  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", Name(ref), " does not exist"));
-  if (it->second.lost) return absl::DataLossError(absl::StrCat("object ", Name(ref), " is lost: ", it->second.lost_detail));
+  if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " does not exist"));
+  if (it->second.lost) return absl::DataLossError(absl::StrCat("object ", RefName(ref), " is lost: ", it->second.lost_detail));
   ObjectView view;
   view.meta = it->second.meta;
   view.chunk_size = it->second.plan.chunk_size;

@@ -17,6 +17,9 @@
 
 namespace ferry::control {
 
+// "ns/key" of `ref` in printable form, for messages (core/names.h PrintableName).
+std::string RefName(const proto::ObjectRef& ref);
+
 struct DirectoryOptions {
   uint32_t inline_max_bytes = 64 * 1024;
   PlanLimits limits;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "perf/placement_bench/percentile.h"
 #include "absl/strings/str_cat.h"
 #include "control/placement/placement_manager.h"
 
@@ -42,11 +43,6 @@ struct Config {
 
 const absl::Time kNow = absl::FromUnixSeconds(1'000'000);
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 // Builds the cluster; returns false on a setup error (printed).
 bool Build(PlacementManager& m, int nodes, const Config& cfg, std::mt19937& rng) {

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "perf/placement_bench/percentile.h"
 #include "absl/strings/str_cat.h"
 #include "control/placement/placement_service.h"
 #include "ferry/placement.h"
@@ -48,11 +49,6 @@ struct Config {
   bool background_spread = false;  // background leases spread over every node (else packed)
 };
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 double MicrosSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();

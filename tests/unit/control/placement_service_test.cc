@@ -49,6 +49,22 @@ class PlacementServiceTest : public ::testing::Test {
     (*req.add_alternatives()->add_bundles()->mutable_amounts())["tok"] = 1;
     return req;
   }
+  // An Acquire started without waiting for its answer (it lives until its answer came).
+  struct PendingAcquire {
+    grpc::ClientContext ctx;
+    pb::AcquireRequest req;
+    pb::AcquireReply reply;
+    std::promise<grpc::Status> done;
+  };
+  // Starts `holder`'s Acquire of the token (60 s timeout) and gives it time to reach the queue.
+  std::unique_ptr<PendingAcquire> StartWaiting(const std::string& holder, absl::Duration settle) {
+    auto p = std::make_unique<PendingAcquire>();
+    p->req = Tok(holder, 60000);
+    stub_->async()->Acquire(&p->ctx, &p->req, &p->reply,
+                            [done = &p->done](grpc::Status s) { done->set_value(s); });
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(settle));
+    return p;
+  }
   grpc::Status Acquire(const pb::AcquireRequest& req, pb::AcquireReply* reply) {
     grpc::ClientContext ctx;
     return stub_->Acquire(&ctx, req, reply);
@@ -82,15 +98,9 @@ TEST_F(PlacementServiceTest, CancelledWaiterIsWithdrawn) {
   pb::AcquireReply held;
   ASSERT_TRUE(Acquire(Tok("a", 1000), &held).ok());
   // b waits, then its client cancels; the request must leave the queue (not be granted later).
-  grpc::ClientContext ctx;
-  pb::AcquireReply reply;
-  std::promise<grpc::Status> done;
-  const pb::AcquireRequest req = Tok("b", 60000);  // outlives the call (its future is awaited)
-  stub_->async()->Acquire(&ctx, &req, &reply,
-                          [&done](grpc::Status s) { done.set_value(s); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  ctx.TryCancel();
-  EXPECT_EQ(done.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
+  std::unique_ptr<PendingAcquire> b = StartWaiting("b", absl::Milliseconds(200));
+  b->ctx.TryCancel();
+  EXPECT_EQ(b->done.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
   grpc::ClientContext rctx;
   pb::ReleaseRequest rel;
   rel.set_lease_id(held.lease().lease_id());
@@ -122,18 +132,12 @@ TEST_F(PlacementServiceTest, ExpiredLeaseIsExplainedToItsHolder) {
 TEST_F(PlacementServiceTest, DeadNodeLeaseIsExplainedAndAWaiterFails) {
   pb::AcquireReply held;
   ASSERT_TRUE(Acquire(Tok("a", 1000), &held).ok());
-  std::promise<grpc::Status> waiting;
-  grpc::ClientContext ctx;
-  pb::AcquireReply reply;
-  const pb::AcquireRequest req = Tok("b", 60000);  // outlives the call (its future is awaited)
-  stub_->async()->Acquire(&ctx, &req, &reply,
-                          [&waiting](grpc::Status s) { waiting.set_value(s); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::unique_ptr<PendingAcquire> b = StartWaiting("b", absl::Milliseconds(100));
   proto::NodeInfo dead;
   dead.set_node_id(7);
   service_.OnMembership(dead, /*alive=*/false);
   // The only node with "tok" is gone: b can never be granted.
-  EXPECT_EQ(waiting.get_future().get().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(b->done.get_future().get().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   grpc::Status s = Renew(held.lease().lease_id(), "a");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(s.error_message(), HasSubstr("seven (7) died"));
@@ -169,15 +173,9 @@ TEST_F(PlacementServiceTest, InvalidRequestsNameTheField) {
 TEST_F(PlacementServiceTest, ShutdownAnswersWaitersUnavailable) {
   pb::AcquireReply held;
   ASSERT_TRUE(Acquire(Tok("a", 1000), &held).ok());
-  std::promise<grpc::Status> waiting;
-  grpc::ClientContext ctx;
-  pb::AcquireReply reply;
-  const pb::AcquireRequest req = Tok("b", 60000);  // outlives the call (its future is awaited)
-  stub_->async()->Acquire(&ctx, &req, &reply,
-                          [&waiting](grpc::Status s) { waiting.set_value(s); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::unique_ptr<PendingAcquire> b = StartWaiting("b", absl::Milliseconds(100));
   service_.Shutdown();
-  EXPECT_EQ(waiting.get_future().get().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(b->done.get_future().get().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 }  // namespace
