@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "perf/ferry_perf/collective.h"
 #include "perf/ferry_perf/pattern.h"
@@ -274,6 +275,13 @@ class Broadcast final : public ObjectCollective {
     const Clock::time_point t1 = Clock::now();
     if (!result.ok()) return Annotate(result.status(), absl::StrCat(name(), " of ", name_.key));
     result_ = std::move(*result);
+    if (ctx_->verbose) {
+      // The coordinator's own time (plan -> last target complete) apart from the client's: the
+      // difference is the client -> ferryd -> coordinator path and the reply's way back.
+      LogLine(absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ": client ",
+                           absl::StrFormat("%.3f", SecondsBetween(t0, t1) * 1e3), " ms, coordinator ",
+                           absl::StrFormat("%.3f", result_.seconds * 1e3), " ms"));
+    }
     return SecondsBetween(t0, t1);
   }
 

@@ -130,7 +130,7 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_flag("--node-stats", f->node_stats,
                "after each iteration, log every node's bytes sent/received and retries during it "
                "(shows the tree ferry built)");
-  app.add_flag("-v,--verbose", f->verbose, "log each model-* iteration's phases");
+  app.add_flag("-v,--verbose", f->verbose, "log each iteration's phases (model-*) or client and coordinator times (broadcast)");
   // Hidden test hook: the verifier treats node I's first word as wrong.
   app.add_option("--corrupt-node", f->corrupt_node, "")->group("");
 }
