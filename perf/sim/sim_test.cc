@@ -120,7 +120,8 @@ void Large() {
   Report("4096 nodes, 64 MiB", r);
   EXPECT(r.error.empty(), "%s", r.error.c_str());
   EXPECT(r.completed == 4095 && r.incomplete == 0, "completed %u", r.completed);
-  EXPECT(r.wall_s < 10, "wall %.2f s", r.wall_s);
+  // Its wall time is reported above, not asserted: speed belongs to benchmarks (ferry-sim), and
+  // under a loaded ctest -j the same run takes 2-5 s or 15 s.
   EXPECT(r.completion_s >= r.bound_s, "faster than S/B");
   EXPECT(r.completion_s <= 2 * r.model_s, "completion %.4f vs model %.4f", r.completion_s, r.model_s);
 }
