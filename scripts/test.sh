@@ -27,7 +27,7 @@ if [ "${FERRY_SANITIZE:-1}" != "0" ]; then
   # The compilers are passed explicitly too: a build-asan left by an older GCC pass is then
   # reconfigured for clang instead of silently keeping GCC.
   # -O1 and line tables only (not -O2 -g): the sanitizers' usual level, still with file:line in
-  # every report, and a quarter less compile time than RelWithDebInfo's flags.
+  # every report; one heavy file (control/coordinator.cc) compiled in about a fifth less time.
   CC=clang-16 CXX=clang++-16 scripts/build.sh build-asan -DCMAKE_C_COMPILER=clang-16 \
     -DCMAKE_CXX_COMPILER=clang++-16 -DFERRY_SANITIZE=address -DFERRY_BUILD_PERF=OFF \
     -DFERRY_WITH_CUDA=OFF -DFERRY_BUILD_FUZZERS=ON "${CCACHE[@]}" \

@@ -272,17 +272,17 @@ class Broadcast final : public ObjectCollective {
   absl::StatusOr<double> Run(int) override {
     const Clock::time_point t0 = Clock::now();
     absl::StatusOr<BroadcastResult> result = Root().Broadcast(name_, {}, ctx_->timeout);
-    const Clock::time_point t1 = Clock::now();
+    const double seconds = SecondsBetween(t0, Clock::now());
     if (!result.ok()) return Annotate(result.status(), absl::StrCat(name(), " of ", name_.key));
     result_ = std::move(*result);
     if (ctx_->verbose) {
       // The coordinator's own time (plan -> last target complete) apart from the client's: the
       // difference is the client -> ferryd -> coordinator path and the reply's way back.
       LogLine(absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ": client ",
-                           absl::StrFormat("%.3f", SecondsBetween(t0, t1) * 1e3), " ms, coordinator ",
+                           absl::StrFormat("%.3f", seconds * 1e3), " ms, coordinator ",
                            absl::StrFormat("%.3f", result_.seconds * 1e3), " ms"));
     }
-    return SecondsBetween(t0, t1);
+    return seconds;
   }
 
   absl::StatusOr<uint64_t> Verify(int) override {

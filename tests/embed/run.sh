@@ -2,8 +2,8 @@
 # embed.add_subdirectory: builds tests/embed (a project embedding ferry) and runs its program.
 #   run.sh FERRY_SOURCE_DIR WORK_DIR [COMPILER_LAUNCHER]
 set -euo pipefail
-# Build type None (no -O, no -g): this is a build check, and unoptimised code compiles in about
-# half the time.
+# Build type None (no -O, no -g): this is a build check, and unoptimised code compiles faster
+# (control/coordinator.cc: -O0 in 60% of the time of -O2 -g).
 src=$1 work=$2 launcher=${3:-}
 args=(-S "$src/tests/embed" -B "$work" -DFERRY_SOURCE_DIR="$src" -DCMAKE_BUILD_TYPE=None)
 if [ -n "$launcher" ]; then
