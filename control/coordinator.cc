@@ -436,6 +436,41 @@ absl::Status Coordinator::Publish(const proto::PublishRequest& req) {
   return absl::OkStatus();
 }
 
+absl::Status Coordinator::PublishBatch(const proto::PublishBatchRequest& req, proto::PublishBatchReply* reply) {
+  After after;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!cluster_.Alive(req.node_id())) {
+      return absl::FailedPreconditionError(absl::StrCat("node ", req.node_id(), " is not registered"));
+    }
+    const LinkModel link = cluster_.MeasuredLink(options_.default_link);
+    const uint64_t fanout = std::max<uint64_t>(cluster_.AliveCount(), 2) - 1;
+    for (int i = 0; i < req.entries_size(); ++i) {
+      const proto::PublishRequest& e = req.entries(i);
+      absl::Status s = directory_.Publish(req.node_id(), e.ref(), e.meta(), e.inline_data(), link, fanout);
+      if (!s.ok()) {
+        proto::BatchEntryError* err = reply->add_errors();
+        err->set_index(static_cast<uint32_t>(i));
+        err->set_code(static_cast<int32_t>(s.code()));
+        err->set_error(std::string(s.message()));
+        continue;
+      }
+      KeyChangedLocked(KeyOf(e.ref()), &after);
+    }
+    SettleLocked(&after);
+  }
+  Deliver(after);
+  return absl::OkStatus();
+}
+
+proto::ExistsReply Coordinator::Exists(const proto::ExistsRequest& req) {
+  proto::ExistsReply reply;
+  reply.mutable_exists()->Reserve(req.refs_size());
+  absl::MutexLock lock(&mu_);
+  for (const proto::ObjectRef& ref : req.refs()) reply.add_exists(directory_.View(ref).ok());
+  return reply;
+}
+
 absl::Status Coordinator::Unpublish(const proto::UnpublishRequest& req) {
   After after;
   {
@@ -541,6 +576,17 @@ std::shared_ptr<Waiter> Coordinator::Delete(const proto::DeleteRequest* req, pro
       this, absl::Now() + options_.drop_ack_wait, std::move(answer),
       [ref = req->ref()](OpId id) { return std::make_unique<DeleteCollective>(id, ref); },
       [reply](Collective& op) { *reply = std::move(static_cast<DeleteCollective&>(op).reply()); }, /*wait=*/true);
+}
+
+std::shared_ptr<Waiter> Coordinator::DeleteBatch(const proto::DeleteBatchRequest* req, proto::DeleteBatchReply* reply,
+                                                 Waiter::Reply answer) {
+  return std::make_shared<OperationWait>(
+      this, absl::Now() + options_.drop_ack_wait, std::move(answer),
+      [refs = std::vector<proto::ObjectRef>(req->refs().begin(), req->refs().end())](OpId id) {
+        return std::make_unique<DeleteBatchCollective>(id, refs);
+      },
+      [reply](Collective& op) { *reply = std::move(static_cast<DeleteBatchCollective&>(op).reply()); },
+      /*wait=*/true);
 }
 
 void Coordinator::Start(const std::shared_ptr<Waiter>& waiter) {

@@ -79,6 +79,10 @@ class Coordinator final : public SessionHost {
 
   // Unary operations that answer at once. Requests are validated by the service (refs, names).
   [[nodiscard]] absl::Status Publish(const proto::PublishRequest& req);
+  // Publishes every entry for req.node_id under one lock; the entries that fail are listed in
+  // the reply (FAILED_PRECONDITION for all if the node is not registered).
+  [[nodiscard]] absl::Status PublishBatch(const proto::PublishBatchRequest& req, proto::PublishBatchReply* reply);
+  proto::ExistsReply Exists(const proto::ExistsRequest& req);
   [[nodiscard]] absl::Status Unpublish(const proto::UnpublishRequest& req);
   [[nodiscard]] absl::Status ReportTransfer(const proto::ReportTransferRequest& req);
   proto::ListReply List(const proto::ListRequest& req);
@@ -95,6 +99,8 @@ class Coordinator final : public SessionHost {
   std::shared_ptr<Waiter> BroadcastBatch(const proto::BroadcastBatchRequest* req, proto::BroadcastBatchReply* reply,
                                          Waiter::Reply answer);
   std::shared_ptr<Waiter> Delete(const proto::DeleteRequest* req, proto::DeleteReply* reply, Waiter::Reply answer);
+  std::shared_ptr<Waiter> DeleteBatch(const proto::DeleteBatchRequest* req, proto::DeleteBatchReply* reply,
+                                      Waiter::Reply answer);
   // Starts a waiting call returned above: answers it at once if it can, else files it.
   void Start(const std::shared_ptr<Waiter>& waiter);
   // The client cancelled the call (ServerUnaryReactor::OnCancel); nothing if it has completed.

@@ -34,6 +34,18 @@ ObjectName DefaultName(const std::string& ns, std::string_view key) {
   return name;
 }
 
+// The batch's names with the default namespace filled in, checked as one batch (core/batch.h).
+absl::StatusOr<std::vector<ObjectName>> BatchNames(std::span<const ObjectName> names, const std::string& ns) {
+  std::vector<ObjectName> resolved(names.begin(), names.end());
+  for (ObjectName& n : resolved) {
+    if (n.ns.empty()) n.ns = ns;
+  }
+  FERRY_RETURN_IF_ERROR(ValidateBatchNames(resolved.size(), [&resolved](size_t i) {
+    return std::pair<absl::string_view, absl::string_view>(resolved[i].ns, resolved[i].key);
+  }));
+  return resolved;
+}
+
 }  // namespace
 
 // ---- ObjectView -------------------------------------------------------------------------
@@ -375,17 +387,122 @@ absl::StatusOr<BroadcastResult> Client::Broadcast(const ObjectName& name,
 absl::StatusOr<BatchBroadcastResult> Client::BroadcastBatch(std::span<const ObjectName> names,
                                                             const std::vector<std::string>& nodes,
                                                             absl::Duration timeout) {
-  std::vector<ObjectName> resolved(names.begin(), names.end());
-  for (ObjectName& n : resolved) {
-    if (n.ns.empty()) n.ns = default_namespace();
-  }
-  FERRY_RETURN_IF_ERROR(ValidateBatchNames(resolved.size(), [&resolved](size_t i) {
-    return std::pair<absl::string_view, absl::string_view>(resolved[i].ns, resolved[i].key);
-  }));
+  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectName> resolved, BatchNames(names, default_namespace()));
   for (const std::string& node : nodes) {
     if (node.empty()) return absl::InvalidArgumentError("batch broadcast: empty node name");
   }
   return impl_->BroadcastBatch(resolved, nodes, timeout);
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<WritableObject>>> Client::CreateBatch(std::span<const ObjectName> names,
+                                                                                std::span<const ObjectMeta> metas) {
+  if (names.size() != metas.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CreateBatch: ", names.size(), " names but ", metas.size(), " metadata entries"));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectName> resolved, BatchNames(names, default_namespace()));
+  std::vector<ObjectMeta> normalized;
+  normalized.reserve(metas.size());
+  for (size_t i = 0; i < metas.size(); ++i) {
+    absl::StatusOr<ObjectMeta> m = sdk::NormalizeMeta(resolved[i], metas[i]);
+    if (!m.ok()) return Annotate(m.status(), absl::StrCat("entry ", i));
+    normalized.push_back(*m);
+  }
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<ArenaSlot>> slots, impl_->CreateBatch(resolved, normalized));
+  std::vector<absl::StatusOr<WritableObject>> out;
+  out.reserve(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (!slots[i].ok()) {
+      out.push_back(slots[i].status());
+      continue;
+    }
+    WritableObject object;
+    object.impl_ = impl_;
+    object.name_ = resolved[i];
+    object.meta_ = slots[i]->meta;
+    object.data_ = slots[i]->data;
+    out.push_back(std::move(object));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Client::SealBatch(std::span<WritableObject> objects) {
+  std::vector<absl::Status> out(objects.size());
+  std::vector<ObjectName> names;   // of the objects still writable
+  std::vector<size_t> index;       // their positions in `objects`
+  for (size_t i = 0; i < objects.size(); ++i) {
+    if (objects[i].impl_ == nullptr) {
+      out[i] = NotWritable("seal", objects[i].name_);
+      continue;
+    }
+    names.push_back(objects[i].name_);
+    index.push_back(i);
+  }
+  if (names.empty()) return out;
+  FERRY_ASSIGN_OR_RETURN(names, BatchNames(names, default_namespace()));
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::Status> sealed, impl_->SealBatch(names));
+  for (size_t j = 0; j < index.size(); ++j) {
+    WritableObject& object = objects[index[j]];
+    out[index[j]] = sealed[j];
+    if (!sealed[j].ok()) continue;   // stays unsealed: Abort it, or let the destructor do so
+    object.impl_.reset();
+    object.meta_ = ObjectMeta();
+    object.data_ = nullptr;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Client::PutBatch(std::span<const PutEntry> entries) {
+  std::vector<ObjectName> names;
+  std::vector<ObjectMeta> metas;
+  names.reserve(entries.size());
+  metas.reserve(entries.size());
+  for (const PutEntry& e : entries) {
+    names.push_back(e.name);
+    ObjectMeta meta;
+    meta.size = e.bytes.size();
+    meta.dtype = e.dtype;
+    meta.checksum = e.checksum;
+    metas.push_back(meta);
+  }
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<WritableObject>> created, CreateBatch(names, metas));
+  std::vector<absl::Status> out(entries.size());
+  std::vector<WritableObject> writable;   // the created ones, in order; aborted if not sealed
+  std::vector<size_t> index;
+  for (size_t i = 0; i < created.size(); ++i) {
+    if (!created[i].ok()) {
+      out[i] = created[i].status();
+      continue;
+    }
+    if (!entries[i].bytes.empty()) std::memcpy(created[i]->data(), entries[i].bytes.data(), entries[i].bytes.size());
+    writable.push_back(*std::move(created[i]));
+    index.push_back(i);
+  }
+  if (writable.empty()) return out;
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::Status> sealed, SealBatch(writable));
+  for (size_t j = 0; j < index.size(); ++j) out[index[j]] = sealed[j];
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<ObjectView>>> Client::GetBatch(std::span<const ObjectName> names,
+                                                                         absl::Duration timeout) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectName> resolved, BatchNames(names, default_namespace()));
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<ArenaSlot>> slots, impl_->GetBatch(resolved, timeout));
+  std::vector<absl::StatusOr<ObjectView>> out;
+  out.reserve(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].ok()) {
+      out.push_back(ObjectView(impl_, resolved[i], *slots[i]));
+    } else {
+      out.push_back(slots[i].status());
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Client::DeleteBatch(std::span<const ObjectName> names) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<ObjectName> resolved, BatchNames(names, default_namespace()));
+  return impl_->DeleteBatch(resolved);
 }
 
 absl::StatusOr<NodeStatus> Client::Status() { return impl_->Status(); }

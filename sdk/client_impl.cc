@@ -27,6 +27,38 @@ constexpr int kMaxReplyBytes = 256 << 20;
 
 std::string Describe(const ObjectName& name) { return PrintableName(name.ns, name.key); }
 
+absl::Status OutcomeStatus(const proto::BatchOutcome& o) {
+  return absl::Status(static_cast<absl::StatusCode>(o.code()), o.error());
+}
+
+// "batch of N objects in NS", for the RPC errors of a batch call.
+std::string DescribeBatch(const std::vector<ObjectName>& names) {
+  return absl::StrCat("(batch of ", names.size(), " objects in ", names.empty() ? "" : names[0].ns, ")");
+}
+
+// A request naming the batch's objects in `refs`, for `session`.
+template <typename Request>
+Request RefsRequest(uint64_t session, const std::vector<ObjectName>& names) {
+  Request req;
+  req.set_session(session);
+  for (const ObjectName& name : names) sdk::NameToProto(name, req.add_refs());
+  return req;
+}
+
+std::vector<absl::Status> Statuses(const proto::BatchOutcomesReply& reply) {
+  std::vector<absl::Status> out;
+  out.reserve(reply.outcomes_size());
+  for (const proto::BatchOutcome& o : reply.outcomes()) out.push_back(OutcomeStatus(o));
+  return out;
+}
+
+// A reply must hold one outcome per entry.
+absl::Status CheckOutcomes(absl::string_view op, const proto::BatchOutcomesReply& reply, size_t entries) {
+  if (static_cast<size_t>(reply.outcomes_size()) == entries) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(op, ": ferryd answered ", reply.outcomes_size(), " outcomes for ",
+                                          entries, " entries"));
+}
+
 // The request and reply messages of a Sidecar RPC, named by the RPC itself (the message names
 // of sidecar.proto and coordinator.proto share one package, so they may get prefixes).
 template <typename Method>
@@ -329,6 +361,85 @@ absl::StatusOr<NodeStatus> ClientImpl::Status() {
   FERRY_RETURN_IF_ERROR(
       Call(&proto::Sidecar::Stub::Status, req, &reply, absl::ZeroDuration(), "Status", ""));
   return sdk::StatusFromProto(reply, node_id_);
+}
+
+template <typename MetaOf, typename Undo>
+std::vector<absl::StatusOr<ArenaSlot>> ClientImpl::SlotsFrom(absl::string_view op, const std::vector<ObjectName>& names,
+                                                             const proto::BatchOutcomesReply& reply, MetaOf meta_of,
+                                                             Undo undo) const {
+  std::vector<absl::StatusOr<ArenaSlot>> out;
+  out.reserve(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    const proto::BatchOutcome& o = reply.outcomes(static_cast<int>(i));
+    if (o.code() != 0) {
+      out.push_back(OutcomeStatus(o));
+      continue;
+    }
+    absl::StatusOr<ObjectMeta> meta = meta_of(i, o);
+    absl::StatusOr<uint8_t*> data = meta.ok() ? Locate(op, names[i], o.offset(), meta->size)
+                                              : absl::StatusOr<uint8_t*>(meta.status());
+    if (!data.ok()) {
+      undo(names[i]);
+      out.push_back(Annotate(data.status(), absl::StrCat(op, " ", Describe(names[i]))));
+      continue;
+    }
+    ArenaSlot slot;
+    slot.data = *data;
+    slot.meta = *meta;
+    slot.info.pulled = o.pulled();
+    out.push_back(slot);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<ArenaSlot>>> ClientImpl::CreateBatch(
+    const std::vector<ObjectName>& names, const std::vector<ObjectMeta>& metas) {
+  RequestOf<&proto::Sidecar::Stub::CreateBatch> req;
+  req.set_session(session_);
+  for (size_t i = 0; i < names.size(); ++i) {
+    proto::CreateBatchEntry* e = req.add_entries();
+    sdk::NameToProto(names[i], e->mutable_ref());
+    sdk::MetaToProto(metas[i], e->mutable_meta());
+  }
+  ReplyOf<&proto::Sidecar::Stub::CreateBatch> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::CreateBatch, req, &reply, absl::ZeroDuration(), "CreateBatch",
+                             DescribeBatch(names)));
+  FERRY_RETURN_IF_ERROR(CheckOutcomes("CreateBatch", reply, names.size()));
+  return SlotsFrom(
+      "CreateBatch", names, reply, [&](size_t i, const proto::BatchOutcome&) -> absl::StatusOr<ObjectMeta> { return metas[i]; },
+      [this](const ObjectName& name) { (void)Abort(name); });
+}
+
+absl::StatusOr<std::vector<absl::Status>> ClientImpl::SealBatch(const std::vector<ObjectName>& names) {
+  const auto req = RefsRequest<RequestOf<&proto::Sidecar::Stub::SealBatch>>(session_, names);
+  ReplyOf<&proto::Sidecar::Stub::SealBatch> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::SealBatch, req, &reply, absl::ZeroDuration(), "SealBatch",
+                             DescribeBatch(names)));
+  FERRY_RETURN_IF_ERROR(CheckOutcomes("SealBatch", reply, names.size()));
+  return Statuses(reply);
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<ArenaSlot>>> ClientImpl::GetBatch(const std::vector<ObjectName>& names,
+                                                                            absl::Duration timeout) {
+  auto req = RefsRequest<RequestOf<&proto::Sidecar::Stub::GetBatch>>(session_, names);
+  req.set_timeout_ms(sdk::TimeoutToMs(timeout));
+  ReplyOf<&proto::Sidecar::Stub::GetBatch> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::GetBatch, req, &reply, absl::Milliseconds(req.timeout_ms()),
+                             "GetBatch", DescribeBatch(names)));
+  // (On a malformed reply the pins stay until the session ends.)
+  FERRY_RETURN_IF_ERROR(CheckOutcomes("GetBatch", reply, names.size()));
+  return SlotsFrom(
+      "GetBatch", names, reply, [](size_t, const proto::BatchOutcome& o) { return sdk::MetaFromProto(o.meta()); },
+      [this](const ObjectName& name) { (void)Release(name); });
+}
+
+absl::StatusOr<std::vector<absl::Status>> ClientImpl::DeleteBatch(const std::vector<ObjectName>& names) {
+  const auto req = RefsRequest<RequestOf<&proto::Sidecar::Stub::DeleteBatch>>(session_, names);
+  ReplyOf<&proto::Sidecar::Stub::DeleteBatch> reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::DeleteBatch, req, &reply, absl::ZeroDuration(), "DeleteBatch",
+                             DescribeBatch(names)));
+  FERRY_RETURN_IF_ERROR(CheckOutcomes("DeleteBatch", reply, names.size()));
+  return Statuses(reply);
 }
 
 }  // namespace ferry

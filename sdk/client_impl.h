@@ -77,6 +77,16 @@ class ClientImpl {
                                             absl::Duration timeout);
   absl::StatusOr<NodeStatus> Status();
 
+  // Batch RPCs (names already validated as one batch, metas normalized). The outer status is
+  // the batch's; inside, one outcome per entry. A created slot whose offset lies outside the
+  // arena is aborted and its entry fails INTERNAL; a pinned one is released likewise.
+  absl::StatusOr<std::vector<absl::StatusOr<ArenaSlot>>> CreateBatch(const std::vector<ObjectName>& names,
+                                                                     const std::vector<ObjectMeta>& metas);
+  absl::StatusOr<std::vector<absl::Status>> SealBatch(const std::vector<ObjectName>& names);
+  absl::StatusOr<std::vector<absl::StatusOr<ArenaSlot>>> GetBatch(const std::vector<ObjectName>& names,
+                                                                  absl::Duration timeout);
+  absl::StatusOr<std::vector<absl::Status>> DeleteBatch(const std::vector<ObjectName>& names);
+
  private:
   ClientImpl(std::string socket_path, ConnectOptions options, uint64_t session, uint64_t node_id,
              int conn, std::shared_ptr<shm::Arena> arena,
@@ -95,6 +105,13 @@ class ClientImpl {
   // Pointer to [offset, offset+size) of the arena, or INTERNAL if it lies outside.
   absl::StatusOr<uint8_t*> Locate(absl::string_view op, const ObjectName& name, uint64_t offset,
                                   uint64_t size) const;
+  // A batch reply's outcomes as slots: an entry's error, or its bytes located in the arena
+  // (`meta_of(i, outcome)` gives its metadata; `undo(name)` aborts or releases an entry whose
+  // offset lies outside the arena, which then fails INTERNAL).
+  template <typename MetaOf, typename Undo>
+  std::vector<absl::StatusOr<ArenaSlot>> SlotsFrom(absl::string_view op, const std::vector<ObjectName>& names,
+                                                   const proto::BatchOutcomesReply& reply, MetaOf meta_of,
+                                                   Undo undo) const;
   // Get's request, and its reply turned into a pinned slot (dropping the pin on failure).
   proto::GetRequest GetRequestFor(const ObjectName& name, absl::Duration timeout) const;
   absl::StatusOr<ArenaSlot> SlotFromGetReply(const ObjectName& name, const proto::GetReply& reply);

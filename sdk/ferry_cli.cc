@@ -4,7 +4,7 @@
 //   ferry put FILE KEY [--dtype f32]     store a file ('-' = stdin) as an object
 //   ferry get KEY FILE [--timeout 30s]   fetch an object into a file ('-' = stdout)
 //   ferry ls [PREFIX]                    list objects
-//   ferry rm KEY                         delete an object everywhere
+//   ferry rm KEY [KEY...]                delete objects everywhere (several: one batch)
 //   ferry bcast KEY [--nodes a,b]        copy an object to nodes
 //   ferry bcast KEY KEY... [--nodes a,b] copy a batch of objects as one operation
 //   ferry resources | acquire | release | leases   placement (sdk/placement_cli.h; --coord)
@@ -99,6 +99,7 @@ struct LsFlags {
 };
 struct RmFlags {
   std::string key;
+  std::vector<std::string> more_keys;   // further keys: one batch delete
 };
 struct BcastFlags {
   std::string key;
@@ -538,7 +539,42 @@ absl::Status RunLs(const GlobalFlags& g, const LsFlags& l) {
   return absl::OkStatus();
 }
 
+// Several keys: one DeleteBatch; a line per key.
+absl::Status RunRmBatch(const GlobalFlags& g, const RmFlags& r) {
+  std::vector<std::string> keys = {r.key};
+  keys.insert(keys.end(), r.more_keys.begin(), r.more_keys.end());
+  std::vector<ObjectName> names;
+  for (const std::string& k : keys) {
+    FERRY_RETURN_IF_ERROR(ValidateKey(k));
+    names.push_back(NameOf(g, k));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::Status> outcomes, client->DeleteBatch(names));
+  size_t failed = 0;
+  json entries = json::array();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const absl::Status& s = outcomes[i];
+    failed += s.ok() ? 0 : 1;
+    if (g.json) {
+      entries.push_back(json{{"key", EscapeKey(keys[i])},
+                             {"deleted", s.ok()},
+                             {"code", absl::StatusCodeToString(s.code())},
+                             {"error", std::string(s.message())}});
+    } else if (s.ok()) {
+      std::cout << "deleted " << Printable(g, keys[i]) << "\n";
+    } else {
+      std::cout << Printable(g, keys[i]) << ": " << absl::StatusCodeToString(s.code()) << ": " << s.message() << "\n";
+    }
+  }
+  if (g.json) std::cout << DumpJson(json{{"ns", g.ns}, {"objects", entries}}) << "\n";
+  if (failed > 0) {
+    return absl::AbortedError(absl::StrCat(failed, " of ", keys.size(), " objects were not deleted"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunRm(const GlobalFlags& g, const RmFlags& r) {
+  if (!r.more_keys.empty()) return RunRmBatch(g, r);
   FERRY_RETURN_IF_ERROR(ValidateKey(r.key));
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectTo(g));
   FERRY_RETURN_IF_ERROR(client->Delete(NameOf(g, r.key)));
@@ -721,6 +757,7 @@ void AddObjectCommands(CLI::App& app, Flags& f) {
 
   CLI::App* rm = app.add_subcommand("rm", "delete object KEY on every node");
   rm->add_option("KEY", f.rm.key, "object key")->required();
+  rm->add_option("MORE_KEYS", f.rm.more_keys, "further keys: the objects are deleted as one batch");
 
   CLI::App* bcast = app.add_subcommand("bcast", "make nodes hold a complete copy of KEY");
   bcast->add_option("KEY", f.bcast.key, "object key")->required();

@@ -49,4 +49,56 @@ void DeleteCollective::Conclude(CollectiveContext&, Conclusion why) {
   }
 }
 
+DeleteBatchCollective::DeleteBatchCollective(OpId id, std::vector<proto::ObjectRef> refs)
+    : Collective(id), refs_(std::move(refs)) {}
+
+std::vector<Directory::Key> DeleteBatchCollective::keys() const {
+  std::vector<Directory::Key> out;
+  out.reserve(refs_.size());
+  for (const proto::ObjectRef& ref : refs_) out.emplace_back(ref.ns(), ref.key());
+  return out;
+}
+
+absl::StatusOr<Instructions> DeleteBatchCollective::Start(CollectiveContext& ctx) {
+  Instructions out;
+  uint32_t dropped = 0;
+  for (size_t i = 0; i < refs_.size(); ++i) {
+    absl::StatusOr<Directory::Deleted> deleted = ctx.directory.Delete(refs_[i]);
+    if (!deleted.ok()) {
+      proto::BatchEntryError* e = reply_.add_errors();
+      e->set_index(static_cast<uint32_t>(i));
+      e->set_code(static_cast<int32_t>(deleted.status().code()));
+      e->set_error(std::string(deleted.status().message()));
+      continue;
+    }
+    dropped += static_cast<uint32_t>(deleted->holders.size());
+    for (NodeId id : deleted->holders) {
+      if (!ctx.cluster.Alive(id)) continue;
+      out.push_back(MakeInstruction(id, DropMessage(refs_[i], deleted->incarnation, this->id())));
+      ++waiting_[id];
+    }
+  }
+  reply_.set_copies_dropped(dropped);
+  return out;
+}
+
+Instructions DeleteBatchCollective::OnNodeDeath(CollectiveContext&, NodeId node, const std::string&) {
+  waiting_.erase(node);
+  return {};
+}
+
+Instructions DeleteBatchCollective::OnNodeAck(CollectiveContext&, NodeId node) {
+  auto it = waiting_.find(node);
+  if (it != waiting_.end() && --it->second == 0) waiting_.erase(it);
+  return {};
+}
+
+void DeleteBatchCollective::Conclude(CollectiveContext&, Conclusion why) {
+  if (waiting_.empty()) return;
+  uint64_t drops = 0;
+  for (const auto& [node, n] : waiting_) drops += n;
+  spdlog::warn("batch delete of {} object(s): {} holder(s) did not confirm {} drop(s){}", refs_.size(),
+               waiting_.size(), drops, why == Conclusion::kDeadline ? " in time" : " before the call ended");
+}
+
 }  // namespace ferry::control

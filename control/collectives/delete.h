@@ -7,6 +7,7 @@
 // Pure logic over the Directory and a ClusterView; called under the coordinator's lock.
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,6 +40,30 @@ class DeleteCollective final : public Collective {
   const proto::ObjectRef ref_;
   std::set<NodeId> waiting_;   // live holders that have not sent DropDone
   proto::DeleteReply reply_;
+};
+
+// A batch of deletes as one operation (DeleteBatch): each entry is deleted as above; an entry
+// that cannot be (unknown, lost) gets its own error and the others go on. Done once every live
+// holder has confirmed every drop it was sent (one DropDone per DropInstruction), or died.
+class DeleteBatchCollective final : public Collective {
+ public:
+  DeleteBatchCollective(OpId id, std::vector<proto::ObjectRef> refs);
+
+  std::vector<Directory::Key> keys() const override;
+  // Never fails as a whole: the entries' errors are in reply().errors.
+  absl::StatusOr<Instructions> Start(CollectiveContext& ctx) override;
+  Instructions OnReport(CollectiveContext&, const proto::ReportTransferRequest&) override { return {}; }
+  Instructions OnNodeDeath(CollectiveContext& ctx, NodeId node, const std::string& why) override;
+  Instructions OnNodeAck(CollectiveContext& ctx, NodeId node) override;
+  bool Done(const CollectiveContext&) const override { return waiting_.empty(); }
+  void Conclude(CollectiveContext& ctx, Conclusion why) override;
+
+  proto::DeleteBatchReply& reply() { return reply_; }
+
+ private:
+  const std::vector<proto::ObjectRef> refs_;
+  std::map<NodeId, uint32_t> waiting_;   // live holder -> drops it has not confirmed
+  proto::DeleteBatchReply reply_;
 };
 
 }  // namespace ferry::control

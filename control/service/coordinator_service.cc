@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "core/batch.h"
 #include "core/names.h"
@@ -20,6 +21,14 @@ absl::Status CheckDistinctNodes(const google::protobuf::RepeatedField<uint64_t>&
     if (!seen.insert(id).second) return absl::InvalidArgumentError(absl::StrCat("target node ", id, " is named twice"));
   }
   return absl::OkStatus();
+}
+
+// The one batch-name check (core/batch.h) over a list of refs.
+absl::Status CheckBatchRefs(int count, absl::FunctionRef<const proto::ObjectRef&(int)> ref_at) {
+  return ValidateBatchNames(static_cast<size_t>(count), [&](size_t i) {
+    const proto::ObjectRef& ref = ref_at(static_cast<int>(i));
+    return std::pair<absl::string_view, absl::string_view>(ref.ns(), ref.key());
+  });
 }
 
 // Answers a call that does not wait.
@@ -128,15 +137,39 @@ grpc::ServerUnaryReactor* CoordinatorService::Broadcast(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CoordinatorService::BroadcastBatch(grpc::CallbackServerContext* ctx,
                                                              const proto::BroadcastBatchRequest* req,
                                                              proto::BroadcastBatchReply* reply) {
-  absl::Status s = ValidateBatchNames(req->refs_size(), [req](size_t i) {
-    const proto::ObjectRef& ref = req->refs(static_cast<int>(i));
-    return std::pair<absl::string_view, absl::string_view>(ref.ns(), ref.key());
-  });
+  absl::Status s = CheckBatchRefs(req->refs_size(), [req](int i) -> const proto::ObjectRef& { return req->refs(i); });
   if (s.ok()) s = CheckDistinctNodes(req->node_ids());
   if (!s.ok()) return Answer(ctx, s);
   return WaitingCall::Run(&coordinator_, [&](Waiter::Reply answer) {
     return coordinator_.BroadcastBatch(req, reply, std::move(answer));
   });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::PublishBatch(grpc::CallbackServerContext* ctx,
+                                                           const proto::PublishBatchRequest* req,
+                                                           proto::PublishBatchReply* reply) {
+  absl::Status s =
+      CheckBatchRefs(req->entries_size(), [req](int i) -> const proto::ObjectRef& { return req->entries(i).ref(); });
+  if (!s.ok()) return Answer(ctx, s);
+  return Answer(ctx, coordinator_.PublishBatch(*req, reply));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::DeleteBatch(grpc::CallbackServerContext* ctx,
+                                                          const proto::DeleteBatchRequest* req,
+                                                          proto::DeleteBatchReply* reply) {
+  absl::Status s = CheckBatchRefs(req->refs_size(), [req](int i) -> const proto::ObjectRef& { return req->refs(i); });
+  if (!s.ok()) return Answer(ctx, s);
+  return WaitingCall::Run(&coordinator_, [&](Waiter::Reply answer) {
+    return coordinator_.DeleteBatch(req, reply, std::move(answer));
+  });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Exists(grpc::CallbackServerContext* ctx, const proto::ExistsRequest* req,
+                                                     proto::ExistsReply* reply) {
+  absl::Status s = CheckBatchRefs(req->refs_size(), [req](int i) -> const proto::ObjectRef& { return req->refs(i); });
+  if (!s.ok()) return Answer(ctx, s);
+  *reply = coordinator_.Exists(*req);
+  return Answer(ctx, absl::OkStatus());
 }
 
 }  // namespace ferry::control

@@ -45,6 +45,12 @@ class CoordinatorService final : public proto::Coordinator::CallbackService {
                                       proto::BroadcastReply* reply) override;
   grpc::ServerUnaryReactor* BroadcastBatch(grpc::CallbackServerContext* ctx, const proto::BroadcastBatchRequest* req,
                                            proto::BroadcastBatchReply* reply) override;
+  grpc::ServerUnaryReactor* PublishBatch(grpc::CallbackServerContext* ctx, const proto::PublishBatchRequest* req,
+                                         proto::PublishBatchReply* reply) override;
+  grpc::ServerUnaryReactor* DeleteBatch(grpc::CallbackServerContext* ctx, const proto::DeleteBatchRequest* req,
+                                        proto::DeleteBatchReply* reply) override;
+  grpc::ServerUnaryReactor* Exists(grpc::CallbackServerContext* ctx, const proto::ExistsRequest* req,
+                                   proto::ExistsReply* reply) override;
 
   // Ends waiting calls and node sessions (see Coordinator::Shutdown). Idempotent.
   void Shutdown() { coordinator_.Shutdown(); }

@@ -54,6 +54,13 @@ class CoordinatorClient {
                                                    proto::AcquireSourceReply* reply) = 0;
   [[nodiscard]] virtual absl::Status ReportTransfer(const proto::ReportTransferRequest& req) = 0;
   [[nodiscard]] virtual absl::Status Delete(const proto::DeleteRequest& req) = 0;
+  // Batches: the call's status is the batch's (refused as a whole); the reply lists the
+  // entries that failed.
+  [[nodiscard]] virtual absl::Status PublishBatch(const proto::PublishBatchRequest& req,
+                                                  proto::PublishBatchReply* reply) = 0;
+  [[nodiscard]] virtual absl::Status DeleteBatch(const proto::DeleteBatchRequest& req,
+                                                 proto::DeleteBatchReply* reply) = 0;
+  [[nodiscard]] virtual absl::Status Exists(const proto::ExistsRequest& req, proto::ExistsReply* reply) = 0;
   [[nodiscard]] virtual absl::Status List(const proto::ListRequest& req, proto::ListReply* reply) = 0;
   [[nodiscard]] virtual absl::Status ClusterStatus(proto::ClusterStatusReply* reply) = 0;
   // Waits up to req.timeout_ms for the broadcast to finish.

@@ -106,6 +106,22 @@ absl::Status GrpcCoordinatorClient::Delete(const proto::DeleteRequest& req) {
   return FromGrpc(stub_->Delete(ctx.get(), req, &reply));
 }
 
+absl::Status GrpcCoordinatorClient::PublishBatch(const proto::PublishBatchRequest& req,
+                                                 proto::PublishBatchReply* reply) {
+  auto ctx = Context(kRpcTimeout);
+  return FromGrpc(stub_->PublishBatch(ctx.get(), req, reply));
+}
+
+absl::Status GrpcCoordinatorClient::DeleteBatch(const proto::DeleteBatchRequest& req, proto::DeleteBatchReply* reply) {
+  auto ctx = Context(kRpcTimeout);
+  return FromGrpc(stub_->DeleteBatch(ctx.get(), req, reply));
+}
+
+absl::Status GrpcCoordinatorClient::Exists(const proto::ExistsRequest& req, proto::ExistsReply* reply) {
+  auto ctx = Context(kRpcTimeout);
+  return FromGrpc(stub_->Exists(ctx.get(), req, reply));
+}
+
 absl::Status GrpcCoordinatorClient::List(const proto::ListRequest& req, proto::ListReply* reply) {
   auto ctx = Context(kRpcTimeout);
   return FromGrpc(stub_->List(ctx.get(), req, reply));

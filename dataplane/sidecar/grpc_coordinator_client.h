@@ -33,6 +33,9 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Status AcquireSource(const proto::AcquireSourceRequest& req, proto::AcquireSourceReply* reply) override;
   absl::Status ReportTransfer(const proto::ReportTransferRequest& req) override;
   absl::Status Delete(const proto::DeleteRequest& req) override;
+  absl::Status PublishBatch(const proto::PublishBatchRequest& req, proto::PublishBatchReply* reply) override;
+  absl::Status DeleteBatch(const proto::DeleteBatchRequest& req, proto::DeleteBatchReply* reply) override;
+  absl::Status Exists(const proto::ExistsRequest& req, proto::ExistsReply* reply) override;
   absl::Status List(const proto::ListRequest& req, proto::ListReply* reply) override;
   absl::Status ClusterStatus(proto::ClusterStatusReply* reply) override;
   absl::Status Broadcast(const proto::BroadcastRequest& req, proto::BroadcastReply* reply) override;

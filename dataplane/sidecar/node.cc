@@ -11,27 +11,12 @@
 #include "core/names.h"
 #include "common/status_macros.h"
 #include "dataplane/sidecar/grpc_coordinator_client.h"
+#include "dataplane/sidecar/node_proto.h"
 #include "spdlog/spdlog.h"
 #include "xxhash.h"
 
 namespace ferry::dataplane {
 namespace {
-
-proto::ObjectRef Ref(const std::string& ns, const std::string& key) {
-  proto::ObjectRef ref;
-  ref.set_ns(ns);
-  ref.set_key(key);
-  return ref;
-}
-
-void SetMeta(const StoredMeta& m, proto::ObjectMeta* out) {
-  out->set_size(m.size);
-  out->set_dtype(static_cast<proto::DType>(m.dtype));
-  out->set_count(m.count);
-  out->set_incarnation(m.incarnation);
-  out->set_checksummed(m.checksummed);
-  out->set_checksum(m.checksum);
-}
 
 std::string RandomSecret() {
   std::random_device rd;
@@ -219,7 +204,8 @@ absl::StatusOr<uint64_t> Node::CreateObject(const std::string& ns, const std::st
   return store_.Create(ns, key, fresh, session);
 }
 
-absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId session) {
+absl::StatusOr<proto::PublishRequest> Node::SealLocally(const std::string& ns, const std::string& key,
+                                                       SessionId session) {
   uint64_t checksum = 0;
   if (absl::StatusOr<PinnedObject> writing = store_.PinInternal(ns, key); writing.ok()) {
     // Hash while pinned (the client asked to seal: it writes no more), before sealing.
@@ -237,8 +223,10 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
     req.set_inline_data(reinterpret_cast<const char*>(arena_->base() + pin->offset), pin->meta.size);
   }
   store_.Unpin(*pin);
-  reports_.Flush();
-  absl::Status s = coordinator_->Publish(req);
+  return req;
+}
+
+absl::Status Node::PublishOutcome(const std::string& ns, const std::string& key, const absl::Status& s) {
   if (s.ok()) return absl::OkStatus();
   if (absl::Status refused = session_->refusal(); !refused.ok()) {
     // Not a passing outage: the coordinator will not take this node, so nothing it holds is
@@ -256,6 +244,13 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
   }
   store_.Delete(ns, key).IgnoreError();
   return Annotate(s, absl::StrCat("publishing ", PrintableName(ns, key)));
+}
+
+absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId session) {
+  absl::StatusOr<proto::PublishRequest> req = SealLocally(ns, key, session);
+  if (!req.ok()) return req.status();
+  reports_.Flush();
+  return PublishOutcome(ns, key, coordinator_->Publish(*req));
 }
 
 absl::StatusOr<GetResult> Node::Get(const std::string& ns, const std::string& key, SessionId session,

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -93,6 +94,27 @@ class Node {
   absl::StatusOr<proto::BroadcastReply> Broadcast(const proto::BroadcastRequest& req);
   absl::StatusOr<proto::BroadcastBatchReply> BroadcastBatch(const proto::BroadcastBatchRequest& req);
 
+  // Batches (node_batch.cc; contracts in proto/sidecar.proto). The caller has validated the
+  // names (core/batch.h: one namespace, distinct) and metadata. An error status refuses the
+  // whole batch (nothing done); otherwise there is one outcome per entry, in order.
+  struct CreateEntry {
+    std::string key;
+    StoredMeta meta;
+  };
+  absl::StatusOr<std::vector<absl::StatusOr<uint64_t>>> CreateBatch(const std::string& ns,
+                                                                    const std::vector<CreateEntry>& entries,
+                                                                    SessionId session);
+  absl::StatusOr<std::vector<absl::Status>> SealBatch(const std::string& ns, const std::vector<std::string>& keys,
+                                                      SessionId session);
+  // The objects not held here are pulled as one batch broadcast to this node; what that does
+  // not bring (objects not created yet, a failed pull) goes the single Get's way, until
+  // `deadline`. `pulled_bytes` (may be null) gets the bytes moved from other nodes.
+  absl::StatusOr<std::vector<absl::StatusOr<GetResult>>> GetBatch(const std::string& ns,
+                                                                  const std::vector<std::string>& keys,
+                                                                  SessionId session, absl::Time deadline,
+                                                                  uint64_t* pulled_bytes);
+  absl::StatusOr<std::vector<absl::Status>> DeleteBatch(const std::string& ns, const std::vector<std::string>& keys);
+
   ObjectStore& store() { return store_; }
   shm::Arena& arena() { return *arena_; }
   Transport& transport() { return *transport_; }
@@ -112,6 +134,11 @@ class Node {
 
   // Allocates and registers the pack buffers; starts the batch-pull handler.
   [[nodiscard]] absl::Status SetUpPacks();
+  // Seal's two halves: seal in the store (hashing first if checksummed) and build the
+  // PublishRequest; then turn the coordinator's answer into the client's (an outage keeps the
+  // object to re-report; a refusal deletes it).
+  absl::StatusOr<proto::PublishRequest> SealLocally(const std::string& ns, const std::string& key, SessionId session);
+  absl::Status PublishOutcome(const std::string& ns, const std::string& key, const absl::Status& published);
   proto::Hello MakeHello();
   proto::Heartbeat MakeHeartbeat();
   void OnEvicted(const std::string& ns, const std::string& key);

@@ -8,6 +8,7 @@
 #include "core/batch.h"
 #include "core/names.h"
 #include "core/object_meta.h"
+#include "common/status_macros.h"
 #include "ferry/object.h"
 #include "proto/status_bridge.h"
 
@@ -15,6 +16,46 @@ namespace ferry::dataplane {
 namespace {
 
 absl::Status CheckRef(const proto::ObjectRef& ref) { return ValidateObjectName(ref.ns(), ref.key()); }
+
+// The batch-name check (core/batch.h) over `count` refs; their keys into `keys` (if not null).
+template <typename RefAt>
+absl::Status CheckBatch(int count, RefAt ref_at, std::vector<std::string>* keys) {
+  FERRY_RETURN_IF_ERROR(ValidateBatchNames(static_cast<size_t>(count), [&](size_t i) {
+    const proto::ObjectRef& ref = ref_at(static_cast<int>(i));
+    return std::pair<absl::string_view, absl::string_view>(ref.ns(), ref.key());
+  }));
+  if (keys == nullptr) return absl::OkStatus();
+  keys->reserve(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) keys->push_back(ref_at(i).key());
+  return absl::OkStatus();
+}
+
+// A batch request naming its objects in `refs`: its session and names checked; the keys.
+template <typename Request>
+absl::Status CheckRefsBatch(const SidecarService& service, const Request& req, std::vector<std::string>* keys) {
+  FERRY_RETURN_IF_ERROR(service.CheckSession(req.session()));
+  return CheckBatch(req.refs_size(), [&req](int i) -> const proto::ObjectRef& { return req.refs(i); }, keys);
+}
+
+void SetOutcome(const absl::Status& s, proto::BatchOutcome* out) {
+  out->set_code(static_cast<int32_t>(s.code()));
+  if (!s.ok()) out->set_error(std::string(s.message()));
+}
+
+// The reply of a batch whose outcomes are statuses (or the batch's error).
+grpc::Status Statuses(const absl::StatusOr<std::vector<absl::Status>>& r, absl::Time start,
+                      proto::BatchOutcomesReply* reply) {
+  if (!r.ok()) return ToGrpc(r.status());
+  for (const absl::Status& s : *r) SetOutcome(s, reply->add_outcomes());
+  reply->set_seconds(absl::ToDoubleSeconds(absl::Now() - start));
+  return grpc::Status::OK;
+}
+
+void SetPinMeta(const StoredMeta& m, proto::ObjectMeta* out) {
+  out->set_size(m.size);
+  out->set_dtype(static_cast<proto::DType>(m.dtype));
+  out->set_count(m.count);
+}
 
 }  // namespace
 
@@ -72,9 +113,7 @@ grpc::Status SidecarService::Get(grpc::ServerContext* ctx, const proto::GetReque
                         session_ended ? "client session ended during Get" : "the client cancelled the Get");
   }
   reply->set_offset(r->pin.offset);
-  reply->mutable_meta()->set_size(r->pin.meta.size);
-  reply->mutable_meta()->set_dtype(static_cast<proto::DType>(r->pin.meta.dtype));
-  reply->mutable_meta()->set_count(r->pin.meta.count);
+  SetPinMeta(r->pin.meta, reply->mutable_meta());
   reply->set_pulled(r->pulled);
   reply->set_source_node(r->source_node);
   reply->set_pull_seconds(r->seconds);
@@ -198,10 +237,8 @@ grpc::Status SidecarService::Broadcast(grpc::ServerContext*, const proto::Sideca
 
 grpc::Status SidecarService::BroadcastBatch(grpc::ServerContext*, const proto::SidecarBroadcastBatchRequest* req,
                                             proto::SidecarBroadcastBatchReply* reply) {
-  absl::Status valid = ValidateBatchNames(req->refs_size(), [req](size_t i) {
-    const proto::ObjectRef& ref = req->refs(static_cast<int>(i));
-    return std::pair<absl::string_view, absl::string_view>(ref.ns(), ref.key());
-  });
+  absl::Status valid =
+      CheckBatch(req->refs_size(), [req](int i) -> const proto::ObjectRef& { return req->refs(i); }, nullptr);
   if (!valid.ok()) return ToGrpc(valid);
   proto::BroadcastBatchRequest breq;
   *breq.mutable_refs() = req->refs();
@@ -231,6 +268,84 @@ grpc::Status SidecarService::BroadcastBatch(grpc::ServerContext*, const proto::S
   reply->set_seconds(r->seconds());
   reply->set_bytes(r->bytes());
   return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::CreateBatch(grpc::ServerContext*, const proto::CreateBatchRequest* req,
+                                         proto::BatchOutcomesReply* reply) {
+  const absl::Time start = absl::Now();
+  if (absl::Status s = CheckSession(req->session()); !s.ok()) return ToGrpc(s);
+  std::vector<std::string> keys;
+  absl::Status valid = CheckBatch(
+      req->entries_size(), [req](int i) -> const proto::ObjectRef& { return req->entries(i).ref(); }, &keys);
+  if (!valid.ok()) return ToGrpc(valid);
+  std::vector<Node::CreateEntry> entries;
+  entries.reserve(keys.size());
+  for (int i = 0; i < req->entries_size(); ++i) {
+    absl::StatusOr<StoredMeta> meta = StoredMetaFromProto(req->entries(i).meta());
+    if (!meta.ok()) {
+      return ToGrpc(absl::InvalidArgumentError(
+          absl::StrCat("entry ", i, " (", PrintableName(req->entries(i).ref().ns(), keys[i]), "): ", meta.status().message())));
+    }
+    entries.push_back({std::move(keys[i]), *meta});
+  }
+  absl::StatusOr<std::vector<absl::StatusOr<uint64_t>>> r =
+      node_->CreateBatch(req->entries(0).ref().ns(), entries, req->session());
+  if (!r.ok()) return ToGrpc(r.status());
+  for (const absl::StatusOr<uint64_t>& offset : *r) {
+    proto::BatchOutcome* out = reply->add_outcomes();
+    SetOutcome(offset.status(), out);
+    if (offset.ok()) out->set_offset(*offset);
+  }
+  reply->set_seconds(absl::ToDoubleSeconds(absl::Now() - start));
+  return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::SealBatch(grpc::ServerContext*, const proto::SealBatchRequest* req,
+                                       proto::BatchOutcomesReply* reply) {
+  const absl::Time start = absl::Now();
+  std::vector<std::string> keys;
+  if (absl::Status s = CheckRefsBatch(*this, *req, &keys); !s.ok()) return ToGrpc(s);
+  return Statuses(node_->SealBatch(req->refs(0).ns(), keys, req->session()), start, reply);
+}
+
+grpc::Status SidecarService::GetBatch(grpc::ServerContext* ctx, const proto::GetBatchRequest* req,
+                                      proto::BatchOutcomesReply* reply) {
+  const absl::Time start = absl::Now();
+  std::vector<std::string> keys;
+  if (absl::Status s = CheckRefsBatch(*this, *req, &keys); !s.ok()) return ToGrpc(s);
+  const std::string& ns = req->refs(0).ns();
+  uint64_t pulled = 0;
+  absl::StatusOr<std::vector<absl::StatusOr<GetResult>>> r =
+      node_->GetBatch(ns, keys, req->session(), start + absl::Milliseconds(req->timeout_ms()), &pulled);
+  if (!r.ok()) return ToGrpc(r.status());
+  // As Get: nobody receives the pins if the client went away or cancelled meanwhile.
+  const bool session_ended = !sessions_->IsLive(req->session());
+  if (session_ended || (ctx != nullptr && ctx->IsCancelled())) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if ((*r)[i].ok()) node_->store().Release(ns, keys[i], req->session()).IgnoreError();
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, session_ended ? "client session ended during GetBatch"
+                                                                   : "the client cancelled the GetBatch");
+  }
+  for (const absl::StatusOr<GetResult>& got : *r) {
+    proto::BatchOutcome* out = reply->add_outcomes();
+    SetOutcome(got.status(), out);
+    if (!got.ok()) continue;
+    out->set_offset(got->pin.offset);
+    SetPinMeta(got->pin.meta, out->mutable_meta());
+    out->set_pulled(got->pulled);
+  }
+  reply->set_pulled_bytes(pulled);
+  reply->set_seconds(absl::ToDoubleSeconds(absl::Now() - start));
+  return grpc::Status::OK;
+}
+
+grpc::Status SidecarService::DeleteBatch(grpc::ServerContext*, const proto::SidecarDeleteBatchRequest* req,
+                                         proto::BatchOutcomesReply* reply) {
+  const absl::Time start = absl::Now();
+  std::vector<std::string> keys;
+  if (absl::Status s = CheckRefsBatch(*this, *req, &keys); !s.ok()) return ToGrpc(s);
+  return Statuses(node_->DeleteBatch(req->refs(0).ns(), keys), start, reply);
 }
 
 }  // namespace ferry::dataplane

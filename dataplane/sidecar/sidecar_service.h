@@ -31,11 +31,18 @@ class SidecarService final : public proto::Sidecar::Service {
                          proto::SidecarBroadcastReply*) override;
   grpc::Status BroadcastBatch(grpc::ServerContext*, const proto::SidecarBroadcastBatchRequest*,
                               proto::SidecarBroadcastBatchReply*) override;
+  grpc::Status CreateBatch(grpc::ServerContext*, const proto::CreateBatchRequest*, proto::BatchOutcomesReply*) override;
+  grpc::Status SealBatch(grpc::ServerContext*, const proto::SealBatchRequest*, proto::BatchOutcomesReply*) override;
+  grpc::Status GetBatch(grpc::ServerContext*, const proto::GetBatchRequest*, proto::BatchOutcomesReply*) override;
+  grpc::Status DeleteBatch(grpc::ServerContext*, const proto::SidecarDeleteBatchRequest*,
+                           proto::BatchOutcomesReply*) override;
+
+  // FAILED_PRECONDITION unless `session` is a live client session of this ferryd.
+  absl::Status CheckSession(uint64_t session) const;
 
  private:
   [[nodiscard]] absl::Status ResolveNodes(const google::protobuf::RepeatedPtrField<std::string>& wanted,
                                           std::vector<uint64_t>* ids);
-  absl::Status CheckSession(uint64_t session) const;
 
   Node* node_;
   const ArenaServer* sessions_;

@@ -245,6 +245,38 @@ class Client {
                                                       const std::vector<std::string>& nodes,
                                                       absl::Duration timeout);
 
+  // Batches: a model version in one call. A batch names distinct objects of one namespace
+  // (an empty ObjectName::ns means the client's default), at most 100,000. It is refused as a
+  // whole, with nothing done, for a bad or repeated name, mixed namespaces or bad metadata
+  // (INVALID_ARGUMENT naming the entry) or, for CreateBatch / PutBatch, when its objects add
+  // up to more than the arena (RESOURCE_EXHAUSTED). Otherwise every entry has its own
+  // outcome, in order, and one entry's failure (a name taken, an unknown object) does not stop
+  // the others. Each call is one RPC to ferryd and one coordinator call per 8,192 entries, so
+  // an entry costs microseconds, not a round trip.
+  //
+  // CreateBatch: Create of each names[i] with metas[i] (the spans have one length).
+  absl::StatusOr<std::vector<absl::StatusOr<WritableObject>>> CreateBatch(std::span<const ObjectName> names,
+                                                                          std::span<const ObjectMeta> metas);
+  // Seals every object (from Create or CreateBatch of this client, one namespace); a sealed
+  // one becomes empty. An empty WritableObject fails alone (FAILED_PRECONDITION).
+  absl::StatusOr<std::vector<absl::Status>> SealBatch(std::span<WritableObject> objects);
+  // CreateBatch + copy + SealBatch. An entry whose Create failed is not sealed; the others are.
+  struct PutEntry {
+    ObjectName name;
+    std::span<const uint8_t> bytes;
+    DType dtype = DType::kBytes;
+    bool checksum = false;   // as ObjectMeta::checksum
+  };
+  absl::StatusOr<std::vector<absl::Status>> PutBatch(std::span<const PutEntry> entries);
+  // A pinned view of each object. Those not held here are pulled as one batch (small objects
+  // packed, large ones pipelined: what BroadcastBatch does, to this node only); each waits up
+  // to `timeout` to be created, as Get does.
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectView>>> GetBatch(std::span<const ObjectName> names,
+                                                                   absl::Duration timeout);
+  // Deletes every object on every node, as one coordinator operation per 8,192 entries.
+  // NOT_FOUND for an entry that does not exist.
+  absl::StatusOr<std::vector<absl::Status>> DeleteBatch(std::span<const ObjectName> names);
+
   // This node's and the cluster's status.
   absl::StatusOr<NodeStatus> Status();
 

@@ -388,6 +388,95 @@ class PyClient {
     Check(s);
   }
 
+  // ---- batches: one outcome per entry, None (done) or (code name, message) ----------------
+
+  static py::object Outcome(const absl::Status& s) {
+    if (s.ok()) return py::none();
+    return py::make_tuple(std::string(absl::StatusCodeToString(s.code())), std::string(s.message()));
+  }
+
+  static std::vector<ObjectName> Names(const std::string& ns, const std::vector<std::string>& keys) {
+    std::vector<ObjectName> names;
+    names.reserve(keys.size());
+    for (const std::string& key : keys) names.push_back(MakeName(ns, key));
+    return names;
+  }
+
+  py::list PutBatch(const std::string& ns, const std::vector<std::string>& keys, const py::list& buffers,
+                    const std::vector<std::string>& dtype_names, bool checksum) {
+    if (static_cast<size_t>(py::len(buffers)) != keys.size() || dtype_names.size() != keys.size()) {
+      Throw(absl::InvalidArgumentError(absl::StrCat("put_batch: ", keys.size(), " keys, ", py::len(buffers),
+                                                    " buffers and ", dtype_names.size(), " dtypes")));
+    }
+    // Every buffer is acquired (and checked) before anything is stored, and released with the
+    // GIL held on every path.
+    auto release_all = [](std::vector<Py_buffer>* views) {
+      for (Py_buffer& v : *views) PyBuffer_Release(&v);
+    };
+    std::vector<Py_buffer> views;
+    views.reserve(keys.size());
+    std::unique_ptr<std::vector<Py_buffer>, decltype(release_all)> guard(&views, release_all);
+    std::vector<Client::PutEntry> entries(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      Py_buffer view;
+      if (PyObject_GetBuffer(buffers[i].ptr(), &view, PyBUF_RECORDS_RO) != 0) throw py::error_already_set();
+      views.push_back(view);
+      if (PyBuffer_IsContiguous(&view, 'C') == 0) {
+        Throw(absl::InvalidArgumentError(absl::StrCat(
+            "put_batch entry ", i, " (", PrintableName(ns, keys[i]),
+            "): the buffer is not C-contiguous (a strided view such as a[::2]); nothing was stored. "
+            "Pass a contiguous copy, e.g. numpy.ascontiguousarray(a)")));
+      }
+      entries[i].name = MakeName(ns, keys[i]);
+      entries[i].bytes = {static_cast<const uint8_t*>(view.buf), static_cast<size_t>(view.len)};
+      entries[i].dtype = ParseDType(dtype_names[i]);
+      entries[i].checksum = checksum;
+    }
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<std::vector<absl::Status>> r;
+    {
+      py::gil_scoped_release nogil;
+      r = c->PutBatch(entries);
+    }
+    py::list out;
+    for (const absl::Status& s : Unwrap(std::move(r))) out.append(Outcome(s));
+    return out;
+  }
+
+  // Object (done) or (code name, message) per key.
+  py::list GetBatch(const std::string& ns, const std::vector<std::string>& keys, std::optional<double> timeout_s) {
+    const absl::Duration timeout = DurationFrom(timeout_s, "get timeout");
+    const std::vector<ObjectName> names = Names(ns, keys);
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<std::vector<absl::StatusOr<ObjectView>>> r;
+    {
+      py::gil_scoped_release nogil;
+      r = c->GetBatch(names, timeout);
+    }
+    py::list out;
+    for (absl::StatusOr<ObjectView>& view : Unwrap(std::move(r))) {
+      if (view.ok()) {
+        out.append(py::cast(std::make_unique<Object>(*std::move(view))));
+      } else {
+        out.append(Outcome(view.status()));
+      }
+    }
+    return out;
+  }
+
+  py::list DeleteBatch(const std::string& ns, const std::vector<std::string>& keys) {
+    const std::vector<ObjectName> names = Names(ns, keys);
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<std::vector<absl::Status>> r;
+    {
+      py::gil_scoped_release nogil;
+      r = c->DeleteBatch(names);
+    }
+    py::list out;
+    for (const absl::Status& s : Unwrap(std::move(r))) out.append(Outcome(s));
+    return out;
+  }
+
   py::list List(const std::string& ns, const std::string& prefix, uint32_t limit) {
     std::shared_ptr<Client> c = client();
     absl::StatusOr<std::vector<ObjectInfo>> listed;
@@ -443,9 +532,7 @@ class PyClient {
   py::dict BroadcastBatch(const std::string& ns, const std::vector<std::string>& keys,
                           const std::vector<std::string>& nodes, std::optional<double> timeout_s) {
     const absl::Duration timeout = DurationFrom(timeout_s, "broadcast timeout");
-    std::vector<ObjectName> names;
-    names.reserve(keys.size());
-    for (const std::string& key : keys) names.push_back(MakeName(ns, key));
+    const std::vector<ObjectName> names = Names(ns, keys);
     std::shared_ptr<Client> c = client();
     absl::StatusOr<BatchBroadcastResult> result;
     {
@@ -650,6 +737,10 @@ PYBIND11_MODULE(_ferry, m) {
            py::arg("nodes"), py::arg("timeout"))
       .def("broadcast_batch", &PyClient::BroadcastBatch, py::arg("namespace"), py::arg("keys"),
            py::arg("nodes"), py::arg("timeout"))
+      .def("put_batch", &PyClient::PutBatch, py::arg("namespace"), py::arg("keys"), py::arg("buffers"),
+           py::arg("dtypes"), py::arg("checksum"))
+      .def("get_batch", &PyClient::GetBatch, py::arg("namespace"), py::arg("keys"), py::arg("timeout"))
+      .def("delete_batch", &PyClient::DeleteBatch, py::arg("namespace"), py::arg("keys"))
       .def("status", &PyClient::Status)
       .def_property_readonly("namespace", [](const PyClient& c) {
         return c.client()->default_namespace();

@@ -145,6 +145,24 @@ TEST_F(CliTest, FailedOperationsExit1) {
   EXPECT_EQ(bcast.code, 1) << bcast.out;
 }
 
+TEST_F(CliTest, RmOfSeveralKeysDeletesThemAsOneBatchAndNamesTheMissingOne) {
+  const std::string file = Dir() + "/rm-batch.bin";
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << "some bytes";
+  }
+  ASSERT_EQ(Ferry({"put", file, "cli-test/rm-a"}).code, 0);
+  ASSERT_EQ(Ferry({"put", file, "cli-test/rm-b"}).code, 0);
+  CliRun r = Ferry({"rm", "cli-test/rm-a", "cli-test/rm-b", "cli-test/rm-never"});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("deleted default/cli-test/rm-a"));
+  EXPECT_THAT(r.out, HasSubstr("deleted default/cli-test/rm-b"));
+  EXPECT_THAT(r.out, HasSubstr("cli-test/rm-never: NOT_FOUND"));
+  EXPECT_THAT(r.out, HasSubstr("1 of 3 objects were not deleted"));
+  EXPECT_EQ(Ferry({"get", "cli-test/rm-a", "/dev/null", "--timeout", "0"}).code, 1);
+  EXPECT_EQ(Ferry({"rm", "cli-test/dup", "cli-test/dup"}).code, 2);
+}
+
 TEST_F(CliTest, GetOfAMissingKeySaysItDoesNotExist) {
   for (const char* timeout : {"0", "200ms"}) {
     CliRun r = Ferry({"get", "cli-test/missing", "/dev/null", "--timeout", timeout});

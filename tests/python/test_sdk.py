@@ -358,6 +358,61 @@ def test_broadcast_batch_delivers_every_tensor_and_reports_bad_entries(clients, 
         a.broadcast_batch(f"{key}/t0")
 
 
+def test_put_get_delete_batch_round_trip_across_nodes(clients, key):
+    a, b, _ = clients
+    model = {f"{key}/w{i}": np.arange(i * 53 + 1, dtype=np.float32) for i in range(200)}
+    model[f"{key}/emb"] = np.random.default_rng(2).standard_normal(400_000).astype(np.float32)
+    model[f"{key}/empty"] = np.zeros(0, dtype=np.uint8)
+    r = a.put_batch(model)
+    assert isinstance(r, ferry.BatchResult)
+    assert r.ok, r.errors
+    got = b.get_batch(list(model), timeout=WAIT).check()
+    assert set(got.objects) == set(model)
+    for k, v in model.items():
+        obj = got.objects[k]
+        assert obj.pulled
+        assert obj.dtype == ("u8" if v.dtype == np.uint8 else "f32")
+        assert np.array_equal(np.asarray(obj).view(v.dtype), v)
+    again = b.get_batch(list(model), timeout=WAIT).check()
+    assert not any(o.pulled for o in again.objects.values())
+    del got, again
+    assert a.delete_batch(list(model)).ok
+    with pytest.raises(ferry.DeadlineExceededError):
+        b.get(f"{key}/w0", timeout=0.2)
+
+
+def test_batch_entries_fail_alone_and_bad_batches_store_nothing(clients, key):
+    a, b, c = clients
+    b.put(f"{key}/taken", b"first")
+    r = a.put_batch([(f"{key}/ok", b"x" * 10), (f"{key}/taken", b"second")])
+    assert not r.ok
+    assert list(r.errors) == [f"{key}/taken"]
+    assert isinstance(r.errors[f"{key}/taken"], ferry.AlreadyExistsError)
+    with pytest.raises(ferry.AlreadyExistsError, match="taken"):
+        r.check()
+    got = c.get_batch([f"{key}/ok", f"{key}/taken", f"{key}/never"], timeout=0.3)
+    assert bytes(got.objects[f"{key}/taken"]) == b"first"
+    assert bytes(got.objects[f"{key}/ok"]) == b"x" * 10
+    assert isinstance(got.errors[f"{key}/never"], ferry.DeadlineExceededError)
+    del got
+    d = a.delete_batch([f"{key}/ok", f"{key}/taken", f"{key}/never"])
+    assert list(d.errors) == [f"{key}/never"]
+    assert isinstance(d.errors[f"{key}/never"], ferry.NotFoundError)
+
+    strided = np.arange(100, dtype=np.float32)[::2]
+    with pytest.raises(ferry.InvalidArgumentError, match="not C-contiguous"):
+        a.put_batch({f"{key}/s0": b"fine", f"{key}/s1": strided})
+    with pytest.raises(ferry.InvalidArgumentError, match="both name"):
+        a.put_batch([(f"{key}/d", b"1"), (f"{key}/d", b"2")])
+    with pytest.raises(ferry.ResourceExhaustedError, match="arena"):
+        a.put_batch({f"{key}/h{i}": np.zeros(24 << 20, dtype=np.uint8) for i in range(3)})
+    for k in (f"{key}/s0", f"{key}/d", f"{key}/h0"):
+        with pytest.raises(ferry.DeadlineExceededError):
+            c.get(k, timeout=0.1)
+    with pytest.raises(TypeError):
+        a.get_batch(f"{key}/ok")
+
+
 # ---- the example ----------------------------------------------------------------------------
 
 def test_sync_weights_example_runs(cluster):

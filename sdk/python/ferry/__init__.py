@@ -49,6 +49,7 @@ __all__ = [
     "BroadcastTarget",
     "BroadcastResult",
     "BatchBroadcastResult",
+    "BatchResult",
     "BatchEntryError",
     "DTYPES",
 ] + errors.__all__
@@ -200,6 +201,28 @@ class BatchBroadcastResult:
         return not self.errors and all(t.ok for t in self.targets)
 
 
+@dataclasses.dataclass
+class BatchResult:
+    """What a batch call did: `objects` (get_batch: key -> Object) and `errors` (key ->
+    FerryError of each entry that failed)."""
+    objects: Dict[str, "Object"]
+    errors: Dict[str, errors.FerryError]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def check(self) -> "BatchResult":
+        """Raises the first entry's error (its message names the object) if any failed."""
+        for err in self.errors.values():
+            raise err
+        return self
+
+
+def _batch_errors(keys, outcomes) -> Dict[str, "errors.FerryError"]:
+    return {k: errors._from_status(*o) for k, o in zip(keys, outcomes) if isinstance(o, tuple)}
+
+
 class Client:
     """A connection to the ferryd on this node (see :func:`connect`).
 
@@ -306,6 +329,45 @@ class Client:
         return BatchBroadcastResult([BroadcastTarget(**t) for t in r["targets"]],
                                     [BatchEntryError(**e) for e in r["errors"]],
                                     r["seconds"], r["bytes"])
+
+    # ---- batches (a model version in one call) ----------------------------------------------
+
+    def put_batch(self, items, dtype=None, namespace: Optional[str] = None,
+                  checksum: bool = False) -> "BatchResult":
+        """Stores every (key, buffer) of `items` (a mapping or a sequence of pairs) in one call.
+
+        The batch is refused as a whole, storing nothing, for a bad or repeated key, a buffer
+        that is not C-contiguous (InvalidArgumentError) or more bytes than the arena
+        (ResourceExhaustedError). Otherwise each entry succeeds or fails alone (a key already
+        taken): the result's `errors` maps the failed keys to their exceptions.
+        """
+        pairs = list(items.items()) if hasattr(items, "items") else list(items)
+        keys = [k for k, _ in pairs]
+        buffers = [b for _, b in pairs]
+        dtypes = [_dtype_name(b, dtype) for b in buffers]
+        outcomes = self._native.put_batch(self._ns(namespace), keys, buffers, dtypes, checksum)
+        return BatchResult({}, _batch_errors(keys, outcomes))
+
+    def get_batch(self, keys: Sequence[str], timeout: Optional[float] = 30.0,
+                  namespace: Optional[str] = None) -> "BatchResult":
+        """Zero-copy :class:`Object` views of every key, in one call: the objects not on this
+        node are pulled as one batch (small ones packed, large ones pipelined). Each waits up to
+        `timeout` to be created. The result's `objects` holds the views, `errors` the keys that
+        failed (NotFoundError, DeadlineExceededError, ...)."""
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be a sequence of keys, not one key")
+        keys = list(keys)
+        outcomes = self._native.get_batch(self._ns(namespace), keys, timeout)
+        objects = {k: o for k, o in zip(keys, outcomes) if not isinstance(o, tuple)}
+        return BatchResult(objects, _batch_errors(keys, outcomes))
+
+    def delete_batch(self, keys: Sequence[str], namespace: Optional[str] = None) -> "BatchResult":
+        """Deletes every key on every node in one call; `errors` holds the keys that failed
+        (NotFoundError for one that does not exist)."""
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be a sequence of keys, not one key")
+        keys = list(keys)
+        return BatchResult({}, _batch_errors(keys, self._native.delete_batch(self._ns(namespace), keys)))
 
     def status(self) -> NodeStatus:
         """This node's and the cluster's status."""

@@ -203,6 +203,21 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     return absl::OkStatus();
   }
   absl::Status Delete(const proto::DeleteRequest&) override { return absl::OkStatus(); }
+  absl::Status PublishBatch(const proto::PublishBatchRequest& req, proto::PublishBatchReply*) override {
+    absl::MutexLock lock(&coord_->mu_);
+    for (proto::PublishRequest e : req.entries()) {
+      e.set_node_id(req.node_id());
+      coord_->published_.push_back(std::move(e));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status DeleteBatch(const proto::DeleteBatchRequest&, proto::DeleteBatchReply*) override {
+    return absl::OkStatus();
+  }
+  absl::Status Exists(const proto::ExistsRequest& req, proto::ExistsReply* reply) override {
+    for (int i = 0; i < req.refs_size(); ++i) reply->add_exists(false);
+    return absl::OkStatus();
+  }
   absl::Status List(const proto::ListRequest&, proto::ListReply*) override { return absl::OkStatus(); }
   absl::Status ClusterStatus(proto::ClusterStatusReply*) override { return absl::OkStatus(); }
   absl::Status BroadcastBatch(const proto::BroadcastBatchRequest&, proto::BroadcastBatchReply*) override {

@@ -1,0 +1,201 @@
+// Node's batch operations (CreateBatch, SealBatch, GetBatch, DeleteBatch): what the single
+// calls in node.cc do for each entry, with one coordinator call per group of entries instead
+// of one per entry. Groups are bounded (entries and bytes) so that every request stays well
+// under the coordinator's 16 MiB message limit.
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "core/names.h"
+#include "dataplane/sidecar/node.h"
+#include "dataplane/sidecar/node_proto.h"
+#include "spdlog/spdlog.h"
+
+namespace ferry::dataplane {
+namespace {
+
+// Most entries, and most inline bytes, in one coordinator request of a batch.
+constexpr size_t kGroupEntries = 8192;
+constexpr size_t kGroupInlineBytes = 4 << 20;
+
+// Calls `f(begin, end)` for consecutive groups of at most kGroupEntries of `n` entries.
+template <typename F>
+absl::Status ForGroups(size_t n, F f) {
+  for (size_t begin = 0; begin < n; begin += kGroupEntries) {
+    FERRY_RETURN_IF_ERROR(f(begin, std::min(n, begin + kGroupEntries)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EntryError(const proto::BatchEntryError& e) {
+  return absl::Status(static_cast<absl::StatusCode>(e.code()), e.error());
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<absl::StatusOr<uint64_t>>> Node::CreateBatch(const std::string& ns,
+                                                                         const std::vector<CreateEntry>& entries,
+                                                                         SessionId session) {
+  std::vector<absl::StatusOr<uint64_t>> out(entries.size(), absl::UnknownError("not created"));
+  uint64_t total = 0;
+  for (const CreateEntry& e : entries) total += e.meta.size;
+  if (total > store_.Stats().capacity) {
+    return absl::ResourceExhaustedError(absl::StrCat("the batch holds ", total, " bytes in ", entries.size(),
+                                                     " objects, more than this node's arena of ",
+                                                     store_.Stats().capacity, " bytes"));
+  }
+  // Keys are cluster-wide: one check with the coordinator for every name not held here.
+  std::vector<size_t> unchecked;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (store_.Contains(ns, entries[i].key)) {
+      out[i] = absl::AlreadyExistsError(
+          absl::StrCat("object ", PrintableName(ns, entries[i].key), " already exists on this node"));
+    } else {
+      unchecked.push_back(i);
+    }
+  }
+  reports_.Flush();
+  FERRY_RETURN_IF_ERROR(ForGroups(unchecked.size(), [&](size_t begin, size_t end) -> absl::Status {
+    proto::ExistsRequest req;
+    for (size_t j = begin; j < end; ++j) *req.add_refs() = Ref(ns, entries[unchecked[j]].key);
+    proto::ExistsReply reply;
+    if (absl::Status s = coordinator_->Exists(req, &reply); !s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot check the batch's names with the coordinator: ", s.message()));
+    }
+    if (reply.exists_size() != req.refs_size()) {
+      return absl::InternalError(absl::StrCat("the coordinator answered ", reply.exists_size(),
+                                              " name checks for ", req.refs_size(), " names"));
+    }
+    for (size_t j = begin; j < end; ++j) {
+      const size_t i = unchecked[j];
+      if (reply.exists(static_cast<int>(j - begin))) {
+        out[i] = absl::AlreadyExistsError(
+            absl::StrCat("object ", PrintableName(ns, entries[i].key), " already exists in the cluster"));
+        continue;
+      }
+      StoredMeta fresh = entries[i].meta;
+      fresh.incarnation = NewNodeId();
+      fresh.checksummed = fresh.checksummed || options_.checksum_all;
+      fresh.checksum = 0;
+      out[i] = store_.Create(ns, entries[i].key, fresh, session);
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Node::SealBatch(const std::string& ns, const std::vector<std::string>& keys,
+                                                          SessionId session) {
+  std::vector<absl::Status> out(keys.size());
+  // Sealed here, to publish: (entry index, request), in groups bounded by entries and bytes.
+  std::vector<std::pair<size_t, proto::PublishRequest>> sealed;
+  sealed.reserve(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    absl::StatusOr<proto::PublishRequest> req = SealLocally(ns, keys[i], session);
+    if (req.ok()) {
+      sealed.emplace_back(i, *std::move(req));
+    } else {
+      out[i] = req.status();
+    }
+  }
+  reports_.Flush();
+  size_t begin = 0;
+  while (begin < sealed.size()) {
+    proto::PublishBatchRequest req;
+    req.set_node_id(options_.node_id);
+    size_t end = begin;
+    size_t inline_bytes = 0;
+    while (end < sealed.size() && end - begin < kGroupEntries &&
+           (end == begin || inline_bytes + sealed[end].second.inline_data().size() <= kGroupInlineBytes)) {
+      inline_bytes += sealed[end].second.inline_data().size();
+      *req.add_entries() = std::move(sealed[end].second);
+      ++end;
+    }
+    proto::PublishBatchReply reply;
+    const absl::Status s = coordinator_->PublishBatch(req, &reply);
+    for (size_t j = begin; j < end; ++j) {
+      const size_t i = sealed[j].first;
+      out[i] = PublishOutcome(ns, keys[i], s);
+    }
+    if (s.ok()) {
+      for (const proto::BatchEntryError& e : reply.errors()) {
+        if (e.index() >= end - begin) continue;   // not an entry of this group: ignored
+        const size_t i = sealed[begin + e.index()].first;
+        store_.Delete(ns, keys[i]).IgnoreError();
+        out[i] = Annotate(EntryError(e), absl::StrCat("publishing ", PrintableName(ns, keys[i])));
+      }
+    }
+    begin = end;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<GetResult>>> Node::GetBatch(const std::string& ns,
+                                                                      const std::vector<std::string>& keys,
+                                                                      SessionId session, absl::Time deadline,
+                                                                      uint64_t* pulled_bytes) {
+  std::vector<absl::StatusOr<GetResult>> out;
+  out.reserve(keys.size());
+  std::vector<bool> missing(keys.size(), false);
+  proto::BroadcastBatchRequest req;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (store_.Contains(ns, keys[i])) continue;
+    missing[i] = true;
+    *req.add_refs() = Ref(ns, keys[i]);
+  }
+  uint64_t moved = 0;
+  if (req.refs_size() > 0) {
+    // One batch plan for everything not here: packed small objects, large ones pipelined.
+    req.add_node_ids(options_.node_id);
+    req.set_wait(true);
+    const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    req.set_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(left_ms, 1, UINT32_MAX)));
+    proto::BroadcastBatchReply reply;
+    reports_.Flush();
+    if (absl::Status s = coordinator_->BroadcastBatch(req, &reply); !s.ok()) {
+      // Not fatal: every entry still goes the single Get's way below.
+      spdlog::info("batch get of {} object(s) in {}: the batch pull failed ({}); getting them one by one",
+                   req.refs_size(), ns, std::string(s.message()));
+    } else {
+      moved = reply.bytes();
+    }
+  }
+  // Each entry: pinned here (already held, or just brought by the batch), else the single Get
+  // path (waits for objects not created yet, retries failed senders) until the deadline.
+  for (size_t i = 0; i < keys.size(); ++i) {
+    absl::StatusOr<GetResult> r = fetcher_.Get(ns, keys[i], session, deadline);
+    if (r.ok() && missing[i]) r->pulled = true;
+    out.push_back(std::move(r));
+  }
+  if (pulled_bytes != nullptr) *pulled_bytes = moved;
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Node::DeleteBatch(const std::string& ns,
+                                                            const std::vector<std::string>& keys) {
+  std::vector<absl::Status> out(keys.size());
+  reports_.Flush();
+  FERRY_RETURN_IF_ERROR(ForGroups(keys.size(), [&](size_t begin, size_t end) -> absl::Status {
+    proto::DeleteBatchRequest req;
+    for (size_t i = begin; i < end; ++i) *req.add_refs() = Ref(ns, keys[i]);
+    proto::DeleteBatchReply reply;
+    const absl::Status s = coordinator_->DeleteBatch(req, &reply);
+    if (!s.ok() && begin == 0) return s;   // nothing deleted yet: the batch fails as a whole
+    std::vector<absl::Status> remote(end - begin, s);
+    for (const proto::BatchEntryError& e : reply.errors()) {
+      if (e.index() < remote.size()) remote[e.index()] = EntryError(e);
+    }
+    for (size_t i = begin; i < end; ++i) {
+      // As Delete: a name only this node held (never published) is deleted too.
+      const absl::Status local = store_.Delete(ns, keys[i]);
+      const absl::Status& r = remote[i - begin];
+      out[i] = r.ok() || (r.code() == absl::StatusCode::kNotFound && local.ok()) ? absl::OkStatus() : r;
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+}  // namespace ferry::dataplane
