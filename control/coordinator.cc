@@ -267,7 +267,7 @@ void Coordinator::Deliver(After& after) {
 }
 
 CollectiveContext Coordinator::ContextLocked() {
-  return CollectiveContext{cluster_, directory_, absl::Now(), &acquires_};
+  return CollectiveContext{cluster_, directory_, absl::Now(), &acquires_, &batches_};
 }
 
 absl::Time Coordinator::DeadlineFrom(uint32_t timeout_ms) const {

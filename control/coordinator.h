@@ -152,6 +152,7 @@ class Coordinator final : public SessionHost {
   Directory directory_ ABSL_GUARDED_BY(mu_);
   KeyWaiters key_waiters_ ABSL_GUARDED_BY(mu_);
   Operations operations_ ABSL_GUARDED_BY(mu_);
+  InFlightBatches batches_ ABSL_GUARDED_BY(mu_);   // the batch broadcasts' chains, for joiners
   // Filed waiting calls by Waiter::id, and their deadlines.
   absl::flat_hash_map<uint64_t, std::shared_ptr<Waiter>> waiting_ ABSL_GUARDED_BY(mu_);
   DeadlineQueue<uint64_t> call_deadlines_ ABSL_GUARDED_BY(mu_);

@@ -58,17 +58,48 @@ absl::StatusOr<Instructions> BatchBroadcastCollective::Start(CollectiveContext& 
       ++unfinished_;
     }
   }
+  SeedGroups(ctx);
   for (size_t g = 0; g < groups_.size(); ++g) {
     for (auto& [node, t] : groups_[g].targets) {
-      Instructions more = Instruct(ctx, g, node);
+      Instructions more = Instruct(ctx, g, node, /*initial=*/true);
       out.insert(out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
     const Group& group = groups_[g];
-    spdlog::info("batch {}: group {} of {} entries ({} B) from node {} to {} targets: fanout {}, pack {} B, window {}",
-                 id(), g, group.entries.size(), group.bytes, group.source, group.targets.size(), group.plan.fanout,
-                 std::clamp(group.plan.chunk_size, kMinPackBytes, kMaxPackBytes), group.plan.window);
+    spdlog::info("batch {}: group {} of {} entries ({} B) from node {}{} to {} targets: fanout {}, pack {} B, window {}",
+                 id(), g, group.entries.size(), group.bytes, group.source,
+                 group.seed != 0 ? absl::StrCat(" (joining the batch in flight at node ", group.seed, ")") : "",
+                 group.targets.size(), group.plan.fanout, std::clamp(group.plan.chunk_size, kMinPackBytes, kMaxPackBytes),
+                 group.plan.window);
   }
+  RegisterChains(ctx);
   return out;
+}
+
+InFlightBatches::Objects BatchBroadcastCollective::ObjectsOf(const Group& group) const {
+  std::vector<std::string> keys;
+  keys.reserve(group.entries.size());
+  for (uint32_t i : group.entries) keys.push_back(entries_[i].ref.key());
+  return InFlightBatches::MakeObjects(req_.refs(0).ns(), std::move(keys));
+}
+
+void BatchBroadcastCollective::SeedGroups(CollectiveContext& ctx) {
+  if (ctx.batches == nullptr) return;
+  absl::flat_hash_set<NodeId> exclude(targets_.begin(), targets_.end());
+  for (Group& group : groups_) {
+    if (group.targets.empty()) continue;
+    exclude.insert(group.source);
+    group.seed = ctx.batches->Seed(group.source, ObjectsOf(group), exclude,
+                                   [&ctx](NodeId n) { return ctx.cluster.Alive(n); });
+    if (group.seed != 0) group.planner.AddComplete(group.seed);   // it serves each entry as it lands
+  }
+}
+
+void BatchBroadcastCollective::RegisterChains(CollectiveContext& ctx) {
+  if (ctx.batches == nullptr) return;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    // In attach order: a chain's tail last.
+    ctx.batches->Register(id(), g, groups_[g].source, ObjectsOf(groups_[g]), attach_order_[g]);
+  }
 }
 
 void BatchBroadcastCollective::FormGroups(CollectiveContext& ctx) {
@@ -121,12 +152,15 @@ void BatchBroadcastCollective::FormGroups(CollectiveContext& ctx) {
   }
 }
 
-Instructions BatchBroadcastCollective::Instruct(CollectiveContext& ctx, size_t g, NodeId node) {
+Instructions BatchBroadcastCollective::Instruct(CollectiveContext& ctx, size_t g, NodeId node, bool initial) {
   Group& group = groups_[g];
   Target& t = group.targets.at(node);
   if (t.finished || t.sender != 0) return {};
   absl::flat_hash_set<NodeId> exclude;
+  // A seeded group grows the chain in flight; the source stays a fallback (re-attachment).
+  if (initial && group.seed != 0) exclude.insert(group.source);
   absl::StatusOr<NodeId> sender = group.planner.Attach(node, exclude);
+  if (!sender.ok() && initial && group.seed != 0) sender = group.planner.Attach(node);
   if (!sender.ok()) {
     if (sender.status().code() == absl::StatusCode::kUnavailable) return {};   // waits for a free copy
     for (uint32_t i : t.missing) {
@@ -139,6 +173,7 @@ Instructions BatchBroadcastCollective::Instruct(CollectiveContext& ctx, size_t g
     return {};
   }
   t.sender = *sender;
+  if (initial) attach_order_[g].push_back(node);
   if (ctx.attached != nullptr) ++*ctx.attached;
   const proto::NodeInfo* info = ctx.cluster.Info(t.sender);
   Instructions out;
@@ -293,6 +328,7 @@ Instructions BatchBroadcastCollective::OnNodeDeath(CollectiveContext& ctx, NodeI
 bool BatchBroadcastCollective::Done(const CollectiveContext&) const { return unfinished_ == 0; }
 
 void BatchBroadcastCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
+  if (ctx.batches != nullptr) ctx.batches->Unregister(id());
   reply_.set_batch_id(id());
   reply_.set_seconds(absl::ToDoubleSeconds(ctx.now - start_));
   uint64_t bytes = 0;

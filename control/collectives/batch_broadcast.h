@@ -10,6 +10,11 @@
 // copy of each entry (so a Delete reaches it), and each entry it reports complete becomes a
 // complete copy there (later Gets may pull from it).
 //
+// Joining a batch in flight: a group whose objects an older batch is still moving from the same
+// source attaches its first targets to that batch's newest target instead of the source (see
+// batch_chains.h), so a late receiver extends the chain rather than adding a second stream from
+// the source.
+//
 // Reports (BatchReport on the session stream): completed and failed entries; sender_failed ->
 // the target is re-attached to another copy of the group (never below itself) and instructed
 // again with what it still lacks; a report naming a sender other than the planned one (an
@@ -75,13 +80,22 @@ class BatchBroadcastCollective final : public Collective {
     BroadcastPlan plan;
     BroadcastPlanner planner{1};
     std::map<NodeId, Target> targets;
+    // A node of an older batch in flight receiving the same objects from the same source
+    // (batch_chains.h): the first attachments go to it rather than to the source. 0: none.
+    NodeId seed = 0;
   };
 
   // Groups the live entries by a node that holds them complete (the node holding most first).
   void FormGroups(CollectiveContext& ctx);
   // Attaches `node` in group `g` and returns its instructions (none if no copy can serve it
-  // now: it waits; or if no copy is left: its entries fail).
-  Instructions Instruct(CollectiveContext& ctx, size_t g, NodeId node);
+  // now: it waits; or if no copy is left: its entries fail). `initial`: the planning at Start,
+  // which keeps a seeded group's targets off its source.
+  Instructions Instruct(CollectiveContext& ctx, size_t g, NodeId node, bool initial = false);
+  // Seeds each group from a batch in flight (if any), and after planning registers the
+  // group's chain for newer batches to join.
+  void SeedGroups(CollectiveContext& ctx);
+  void RegisterChains(CollectiveContext& ctx);
+  InFlightBatches::Objects ObjectsOf(const Group& group) const;
   // Retries the targets waiting for a free copy.
   Instructions RetryWaiting(CollectiveContext& ctx);
   void FailEntry(uint32_t index, NodeId node, absl::Status why);
@@ -101,6 +115,7 @@ class BatchBroadcastCollective final : public Collective {
   std::map<std::pair<uint32_t, NodeId>, absl::Status> entry_errors_;
   std::vector<Directory::Key> changed_;    // see TakeChangedKeys
   size_t unfinished_ = 0;                  // (group, target) pairs not finished yet
+  std::map<size_t, std::vector<NodeId>> attach_order_;   // per group: targets as planned at Start
   proto::BroadcastBatchReply reply_;
 };
 

@@ -47,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "control/cluster/cluster_view.h"
+#include "control/collectives/batch_chains.h"
 #include "core/ids.h"
 #include "control/cluster/session_queue.h"
 #include "control/directory/directory.h"
@@ -71,6 +72,7 @@ struct CollectiveContext {
   Directory& directory;
   absl::Time now;
   std::atomic<uint64_t>* attached = nullptr;   // counts receivers attached in the directory (metrics)
+  InFlightBatches* batches = nullptr;          // batch chains a new batch may join (batch_chains.h)
 };
 
 enum class Conclusion { kDone, kDeadline, kCancelled, kShutdown };

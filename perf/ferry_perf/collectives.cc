@@ -354,7 +354,7 @@ class BroadcastGet final : public ObjectCollective {
 }  // namespace
 
 std::vector<std::string> KnownCollectives() {
-  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join", "model-batch"};
+  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join", "model-batch", "model-join-batch"};
 }
 
 absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
@@ -366,7 +366,7 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
   if (std::unique_ptr<Collective> model = MakeModelCollective(name, ctx)) return model;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown collective '", std::string(name),
-                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join, model-batch)"));
+                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join, model-batch, model-join-batch)"));
 }
 
 }  // namespace ferry::perf

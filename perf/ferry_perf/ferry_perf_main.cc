@@ -74,10 +74,10 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
   app.add_option("--coll", f->colls,
-                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join,model-batch")
+                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join,model-batch,model-join-batch")
       ->capture_default_str();
   app.add_option("--model", f->model,
-                 "model-bcast/model-join/model-batch: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "
+                 "model-*: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "
                  "tensors, mostly 40 KiB, ~550 MB) or small (1,000 x 4 KiB); one row, sizes ignored")
       ->capture_default_str();
   app.add_option("--model-scale", f->model_scale,
@@ -92,7 +92,7 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "model-*: per-object SDK calls in flight per node (threads; 1-64)")
       ->capture_default_str();
   app.add_option("--join-stagger-ms", f->join_stagger_ms,
-                 "model-join: receiver k starts (k-1) * this after the first (0-10000)")
+                 "model-join, model-join-batch: receiver k starts (k-1) * this after the first (0-10000)")
       ->capture_default_str();
   app.add_option("--stream-inflight", f->stream_inflight, "p2p-stream: Gets in flight (1-16)")
       ->capture_default_str();
@@ -422,7 +422,7 @@ absl::StatusOr<std::vector<std::unique_ptr<Collective>>> MakeCollectives(
 int Main(int argc, char** argv) {
   CLI::App app{
       "ferry-perf: nccl-tests-style sweeps of ferry collectives (p2p, broadcast,\n"
-      "broadcast-get) and weight-sync workloads (model-bcast, model-join: a whole model\n"
+      "broadcast-get) and weight-sync workloads (model-bcast, model-join, model-batch, model-join-batch: a whole model\n"
       "version of --model, one row) over a running cluster, through libferry. Each iteration gets fresh\n"
       "objects, is timed, verified byte for byte on every receiving node, then deleted.\n"
       "Table on stdout; --json appends lines shaped like perf/baselines':\n"

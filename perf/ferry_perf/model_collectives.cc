@@ -3,8 +3,11 @@
 //   model-bcast  time = node 0 Puts every tensor, then Broadcasts every tensor to all nodes
 //   model-join   node 0 Puts (untimed); receivers join one every --join-stagger-ms and each
 //                Gets every tensor; each receiver's own time runs from its join
-//   model-batch  node 0 Puts (untimed), then one BroadcastBatch of the whole model to all
-//                nodes (issue 14's batch path: one plan, small tensors packed); time = the batch
+//   model-batch  node 0 puts the model in one PutBatch (untimed), then one BroadcastBatch of
+//                the whole model to all nodes (issue 14's batch path: one plan, small tensors
+//                packed); time = the batch
+//   model-join-batch  as model-join, each receiver getting the model in one GetBatch: a late
+//                receiver joins the batch in flight (extends its chain; batch_chains.h)
 // Every receiver's copy of every tensor is checked against the hash of what node 0 put
 // (fresh contents per iteration, so a stale copy fails); every tensor is deleted afterwards.
 #include <algorithm>
@@ -79,7 +82,7 @@ class ModelCollective : public Collective {
     if (!put_started_) return;
     put_started_ = false;
     const Clock::time_point t0 = Clock::now();
-    const uint64_t failed = DeleteModel(Root(), names_, ctx_->inflight);
+    const uint64_t failed = DeleteModel(Root(), names_, ctx_->inflight, batched());
     if (failed > 0 || ctx_->verbose) {
       LogLine(absl::StrFormat("%s iter %d: deleted %d tensors in %.3f s (%d Deletes failed)", name(),
                               iter_, names_.size(), SecondsBetween(t0, Clock::now()), failed));
@@ -114,6 +117,8 @@ class ModelCollective : public Collective {
   Client& NodeClient(int i) { return *ctx_->nodes[static_cast<size_t>(i)].client; }
   const std::string& NodeName(int i) const { return ctx_->nodes[static_cast<size_t>(i)].name; }
   virtual void ReleaseViews() {}
+  // Whether puts and deletes of the model go through the batch calls (PutBatch, DeleteBatch).
+  virtual bool batched() const { return false; }
 
   // Distinct per tensor and iteration (warm-ups have negative iterations).
   uint64_t TensorSeed(size_t i) const {
@@ -125,7 +130,7 @@ class ModelCollective : public Collective {
   absl::StatusOr<double> PutOnRoot() {
     put_started_ = true;  // from here on Cleanup deletes, also after a partial Put
     const Clock::time_point t0 = Clock::now();
-    FERRY_RETURN_IF_ERROR(Annotate(PutModel(Root(), tensors_, ctx_->inflight),
+    FERRY_RETURN_IF_ERROR(Annotate(batched() ? PutModelBatch(Root(), tensors_) : PutModel(Root(), tensors_, ctx_->inflight),
                                    absl::StrCat(name(), " on node ", NodeName(0))));
     return SecondsBetween(t0, Clock::now());
   }
@@ -239,8 +244,8 @@ class ModelBatch final : public ModelCollective {
   using ModelCollective::ModelCollective;
   std::string name() const override { return "model-batch"; }
   std::string description() const override {
-    return "node 0 Puts every tensor (untimed); time = one BroadcastBatch of the whole model to all nodes; "
-           "every receiver's tensors checked";
+    return "node 0 puts the model in one PutBatch (untimed); time = one BroadcastBatch of the whole model to all "
+           "nodes; every receiver's tensors checked";
   }
 
   absl::Status Prepare(uint64_t bytes, int iter) override {
@@ -280,19 +285,22 @@ class ModelBatch final : public ModelCollective {
   }
 
  private:
+  bool batched() const override { return true; }
   double put_ = 0;
   BatchBroadcastResult result_;
 };
 
 class ModelJoin final : public ModelCollective {
  public:
-  using ModelCollective::ModelCollective;
-  std::string name() const override { return "model-join"; }
+  // `batch`: each receiver gets the model in one GetBatch (joining the batch in flight) instead
+  // of one Get per tensor.
+  ModelJoin(PerfContext* ctx, bool batch) : ModelCollective(ctx), batch_(batch) {}
+  std::string name() const override { return batch_ ? "model-join-batch" : "model-join"; }
   std::string description() const override {
-    return absl::StrCat("node 0 Puts every tensor (untimed); receivers join one every ",
-                        absl::FormatDuration(ctx_->join_stagger), ", each Gets every tensor (",
-                        ctx_->inflight, " in flight); time = the slowest receiver's own time "
-                        "(join to last tensor); bound S/B per receiver");
+    return absl::StrCat("node 0 puts every tensor (untimed); receivers join one every ",
+                        absl::FormatDuration(ctx_->join_stagger), ", each ",
+                        batch_ ? std::string("GetBatches the whole model") : absl::StrCat("Gets every tensor (", ctx_->inflight, " in flight)"),
+                        "; time = the slowest receiver's own time (join to last tensor); bound S/B per receiver");
   }
 
   absl::Status Prepare(uint64_t bytes, int iter) override {
@@ -316,8 +324,8 @@ class ModelJoin final : public ModelCollective {
         // The schedule itself: receiver k arrives (k-1) staggers after the first.
         std::this_thread::sleep_until(t0 + absl::ToChronoNanoseconds(ctx_->join_stagger * (k - 1)));
         const Clock::time_point start = Clock::now();
-        absl::StatusOr<std::vector<ObjectView>> v =
-            GetModel(NodeClient(k), names_, ctx_->inflight, ctx_->timeout);
+        absl::StatusOr<std::vector<ObjectView>> v = batch_ ? GetModelBatch(NodeClient(k), names_, ctx_->timeout)
+                                                           : GetModel(NodeClient(k), names_, ctx_->inflight, ctx_->timeout);
         done[u] = Clock::now();
         join[u] = SecondsBetween(t0, start);
         own[u] = SecondsBetween(start, done[u]);
@@ -359,6 +367,8 @@ class ModelJoin final : public ModelCollective {
 
  private:
   void ReleaseViews() override { views_.clear(); }
+  bool batched() const override { return batch_; }
+  const bool batch_;
   double put_ = 0;
   std::vector<std::vector<ObjectView>> views_;  // [node][tensor]
 };
@@ -367,7 +377,8 @@ class ModelJoin final : public ModelCollective {
 
 std::unique_ptr<Collective> MakeModelCollective(std::string_view name, PerfContext* ctx) {
   if (name == "model-bcast") return std::make_unique<ModelBcast>(ctx);
-  if (name == "model-join") return std::make_unique<ModelJoin>(ctx);
+  if (name == "model-join") return std::make_unique<ModelJoin>(ctx, /*batch=*/false);
+  if (name == "model-join-batch") return std::make_unique<ModelJoin>(ctx, /*batch=*/true);
   if (name == "model-batch") return std::make_unique<ModelBatch>(ctx);
   return nullptr;
 }

@@ -41,6 +41,31 @@ absl::Status PutModel(Client& client, const std::vector<TensorData>& tensors, in
   });
 }
 
+absl::Status PutModelBatch(Client& client, const std::vector<TensorData>& tensors) {
+  std::vector<Client::PutEntry> entries;
+  entries.reserve(tensors.size());
+  for (const TensorData& t : tensors) {
+    entries.push_back({t.name, t.bytes, t.bytes.size() % 2 == 0 ? DType::kBF16 : DType::kBytes});
+  }
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::Status> outcomes, client.PutBatch(entries));
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    if (!outcomes[i].ok()) return Annotate(outcomes[i], absl::StrCat("PutBatch entry ", i, " ", tensors[i].name.key));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ObjectView>> GetModelBatch(Client& client, const std::vector<ObjectName>& names,
+                                                      absl::Duration timeout) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<ObjectView>> got, client.GetBatch(names, timeout));
+  std::vector<ObjectView> views;
+  views.reserve(got.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!got[i].ok()) return Annotate(got[i].status(), absl::StrCat("GetBatch entry ", i, " ", names[i].key));
+    views.push_back(*std::move(got[i]));
+  }
+  return views;
+}
+
 absl::StatusOr<std::vector<ObjectView>> GetModel(Client& client, const std::vector<ObjectName>& names,
                                                  int inflight, absl::Duration timeout) {
   std::vector<ObjectView> views(names.size());
@@ -66,8 +91,21 @@ absl::StatusOr<std::vector<BroadcastResult>> BroadcastModel(Client& client,
   return results;
 }
 
-uint64_t DeleteModel(Client& client, const std::vector<ObjectName>& names, int inflight) {
+uint64_t DeleteModel(Client& client, const std::vector<ObjectName>& names, int inflight, bool batched) {
   std::atomic<uint64_t> failures{0};
+  if (batched) {
+    absl::StatusOr<std::vector<absl::Status>> r = client.DeleteBatch(names);
+    if (!r.ok()) {
+      LogLine(absl::StrCat("warning: DeleteBatch of ", names.size(), " tensors: ", r.status().ToString(),
+                           "; deleting them one by one"));
+    } else {
+      for (size_t i = 0; i < r->size(); ++i) {
+        if ((*r)[i].ok()) continue;
+        if (failures++ < 5) LogLine(absl::StrCat("warning: DeleteBatch entry ", names[i].key, ": ", (*r)[i].ToString()));
+      }
+      return failures.load();
+    }
+  }
   // Never stops early: every tensor must go, or the arena fills over the iterations.
   (void)ForEachBounded(names.size(), inflight, [&](size_t i) {
     if (absl::Status s = client.Delete(names[i]); !s.ok()) {

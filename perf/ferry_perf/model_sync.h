@@ -33,14 +33,18 @@ struct TensorData {
 };
 
 // Puts every tensor on the client's node (Create + copy + Seal each, as Client::Put).
-// Batch API: PutBatch(tensors).
 [[nodiscard]] absl::Status PutModel(Client& client, const std::vector<TensorData>& tensors,
                                     int inflight);
+// The same in one Client::PutBatch; the first entry that failed is the error.
+[[nodiscard]] absl::Status PutModelBatch(Client& client, const std::vector<TensorData>& tensors);
 
 // Gets every name on the client's node; views[i] is names[i]'s pinned view.
-// Batch API: GetBatch(names, timeout).
 [[nodiscard]] absl::StatusOr<std::vector<ObjectView>> GetModel(
     Client& client, const std::vector<ObjectName>& names, int inflight, absl::Duration timeout);
+// The same in one Client::GetBatch.
+[[nodiscard]] absl::StatusOr<std::vector<ObjectView>> GetModelBatch(Client& client,
+                                                                    const std::vector<ObjectName>& names,
+                                                                    absl::Duration timeout);
 
 // Broadcasts every name from the client's node to every live node; results[i] is names[i]'s.
 // Batch API: BroadcastBatch(names, {}, timeout).
@@ -48,8 +52,8 @@ struct TensorData {
     Client& client, const std::vector<ObjectName>& names, int inflight, absl::Duration timeout);
 
 // Deletes every name (cluster-wide); failures are logged, not returned: returns how many
-// Deletes failed. Batch API: DeleteBatch(names).
-uint64_t DeleteModel(Client& client, const std::vector<ObjectName>& names, int inflight);
+// Deletes failed. `batched`: one Client::DeleteBatch.
+uint64_t DeleteModel(Client& client, const std::vector<ObjectName>& names, int inflight, bool batched = false);
 
 // 64-bit content hash (XXH3-64) the receivers compare against.
 uint64_t ContentHash(std::span<const uint8_t> bytes);

@@ -8,6 +8,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <span>
 #include <string>
 #include <thread>
@@ -310,6 +312,47 @@ TEST_F(BatchOpsTest, CoordinatorBatchRpcsValidateWhatTheyReceive) {
     s = call_status([&](grpc::ClientContext* ctx) { return stub->Exists(ctx, req, &reply); });
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   }
+}
+
+// A GetBatch that arrives while a batch broadcast of the same objects is moving them joins that
+// batch's chain (it pulls from the broadcast's newest target, cut-through, not from the source)
+// and gets every byte. Pulls are capped at 40 MiB/s so the broadcast is still running.
+TEST(BatchJoinTest, AGetBatchDuringABatchBroadcastJoinsItsChain) {
+  ClusterOptions o;
+  o.nodes = 3;
+  o.arena = "128MiB";
+  o.ferryd_flags = {"--max-pull-rate", "40MiB"};
+  LocalCluster cluster(o);
+  ASSERT_TRUE(cluster.Start().ok()) << "cluster did not start; logs in " << cluster.dir();
+  std::vector<ObjectName> names;
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<Client::PutEntry> entries;
+  for (int i = 0; i < 4; ++i) {
+    names.push_back(ObjectName{"default", "join/" + std::to_string(i)});
+    data.push_back(Pattern(8 << 20, 900 + i));
+  }
+  for (int i = 0; i < 4; ++i) entries.push_back({names[i], data[i]});
+  auto root = cluster.Connect(0);
+  absl::StatusOr<std::vector<absl::Status>> put = root->PutBatch(entries);
+  ASSERT_TRUE(put.ok()) << put.status();
+  for (const absl::Status& s : *put) ASSERT_TRUE(s.ok()) << s;
+
+  absl::StatusOr<BatchBroadcastResult> pushed;
+  std::thread push([&] { pushed = root->BroadcastBatch(names, {"n1"}, absl::Seconds(60)); });
+  absl::SleepFor(absl::Milliseconds(200));
+  auto late = cluster.Connect(2);
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectView>>> got = late->GetBatch(names, absl::Seconds(60));
+  push.join();
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+  EXPECT_TRUE(pushed->ok()) << (pushed->targets.empty() ? "" : pushed->targets[0].error);
+  ASSERT_TRUE(got.ok()) << got.status();
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE((*got)[i].ok()) << (*got)[i].status();
+    EXPECT_EQ(Checksum((*got)[i]->data(), (*got)[i]->size()), Checksum(data[i].data(), data[i].size()));
+  }
+  std::ifstream log(cluster.dir() + "/coord.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("joining the batch in flight")) << "log in " << cluster.dir();
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ class BatchBroadcastTest : public ::testing::Test {
   BatchBroadcastTest() {
     for (NodeId id = 1; id <= 5; ++id) cluster_.Add(id);
   }
-  CollectiveContext Ctx() { return CollectiveContext{cluster_, dir_, now_, &attached_}; }
+  CollectiveContext Ctx() { return CollectiveContext{cluster_, dir_, now_, &attached_, &batches_}; }
   void Publish(NodeId node, const std::string& key, uint64_t size) {
     // Small objects are published with their bytes (inline), as ferryd does.
     const std::string bytes = size <= DirectoryOptions{}.inline_max_bytes ? std::string(size, 'x') : "";
@@ -46,14 +46,14 @@ class BatchBroadcastTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s;
   }
   std::unique_ptr<BatchBroadcastCollective> Make(const std::vector<std::string>& keys, std::vector<NodeId> targets,
-                                                 PlanLimits limits = {}) {
+                                                 PlanLimits limits = {}, OpId id = 9) {
     proto::BroadcastBatchRequest req;
     for (const std::string& k : keys) *req.add_refs() = Ref(k);
     for (NodeId t : targets) req.add_node_ids(t);
     req.set_wait(true);
     req.set_timeout_ms(10000);
     // A large total: the cost model chooses a chain (fanout 1).
-    return std::make_unique<BatchBroadcastCollective>(9, req, kT0, kT0 + absl::Seconds(10), LinkModel{}, limits);
+    return std::make_unique<BatchBroadcastCollective>(id, req, kT0, kT0 + absl::Seconds(10), LinkModel{}, limits);
   }
   proto::BatchReport Report(NodeId sender, std::vector<uint32_t> completed, bool final = true) {
     proto::BatchReport r;
@@ -68,6 +68,7 @@ class BatchBroadcastTest : public ::testing::Test {
   Directory dir_{DirectoryOptions{}};
   absl::Time now_ = kT0;
   std::atomic<uint64_t> attached_{0};
+  InFlightBatches batches_;
 };
 
 TEST_F(BatchBroadcastTest, OneInstructionPerTargetAlongAChainInRequestOrder) {
@@ -170,6 +171,64 @@ TEST_F(BatchBroadcastTest, ASenderFailureReattachesTheTargetWithWhatItStillLacks
   EXPECT_THAT(op->reply().results(0).error(), HasSubstr("node died: killed"));
   EXPECT_TRUE(op->reply().results(1).ok()) << op->reply().results(1).error();
   EXPECT_TRUE(op->reply().results(2).ok()) << op->reply().results(2).error();
+}
+
+TEST_F(BatchBroadcastTest, ALaterBatchOfTheSameObjectsJoinsTheChainInFlight) {
+  for (int i = 0; i < 3; ++i) Publish(1, "w" + std::to_string(i), 64 << 20);
+  CollectiveContext ctx = Ctx();
+  auto first = Make({"w0", "w1", "w2"}, {2, 3}, {}, 9);
+  ASSERT_TRUE(first->Start(ctx).ok());   // 1 -> 2 -> 3
+  // A receiver asking later (a GetBatch: the same objects, in another order) extends the chain
+  // at its tail instead of pulling from the source a second time.
+  auto late = Make({"w2", "w0", "w1"}, {4}, {}, 10);
+  absl::StatusOr<Instructions> ins = late->Start(ctx);
+  ASSERT_TRUE(ins.ok()) << ins.status();
+  ASSERT_THAT(*ins, SizeIs(1));
+  EXPECT_EQ(Pull((*ins)[0]).sender(), 3u);
+  // And the next one joins behind it.
+  auto later = Make({"w0", "w1", "w2"}, {5}, {}, 11);
+  ins = later->Start(ctx);
+  ASSERT_TRUE(ins.ok()) << ins.status();
+  EXPECT_EQ(Pull((*ins)[0]).sender(), 4u);
+  // Other objects: no chain to join.
+  auto other = Make({"w0"}, {5}, {}, 12);
+  ins = other->Start(ctx);
+  ASSERT_TRUE(ins.ok()) << ins.status();
+  EXPECT_EQ(Pull((*ins)[0]).sender(), 1u);
+  other->Conclude(ctx, Conclusion::kCancelled);
+
+  // The seed dies: the joiner re-attaches within its own operation, to the source.
+  cluster_.Kill(3);
+  (void)first->OnNodeDeath(ctx, 3, "killed");
+  (void)late->OnNodeDeath(ctx, 3, "killed");
+  proto::BatchReport failed;
+  failed.set_op_id(10);
+  failed.set_sender(3);
+  failed.set_sender_failed(true);
+  failed.set_final(true);
+  Instructions again = late->OnBatchReport(ctx, 4, failed);
+  ASSERT_THAT(again, SizeIs(1));
+  EXPECT_EQ(Pull(again[0]).sender(), 1u);
+  // Once the operations end, nothing is left to join.
+  for (auto* op : {first.get(), late.get(), later.get()}) op->Conclude(ctx, Conclusion::kCancelled);
+  EXPECT_EQ(batches_.size(), 0u);
+}
+
+TEST(InFlightBatchesTest, SeedsAreTheNewestLiveTargetOfTheSameObjectsAndSource) {
+  InFlightBatches b;
+  const auto objects = InFlightBatches::MakeObjects("ns", {"b", "a"});
+  b.Register(1, 0, /*source=*/7, objects, {2, 3});
+  b.Register(2, 0, 7, InFlightBatches::MakeObjects("ns", {"a", "b"}), {4});
+  b.Register(3, 0, 8, objects, {5});   // another source
+  auto alive = [](NodeId n) { return n != 4; };
+  EXPECT_EQ(b.Seed(7, objects, {}, alive), 3u);   // 4 is dead
+  EXPECT_EQ(b.Seed(7, objects, {3}, alive), 2u);
+  EXPECT_EQ(b.Seed(8, objects, {}, alive), 5u);
+  EXPECT_EQ(b.Seed(7, InFlightBatches::MakeObjects("ns", {"a"}), {}, alive), 0u);
+  EXPECT_EQ(b.Seed(7, InFlightBatches::MakeObjects("other", {"a", "b"}), {}, alive), 0u);
+  b.Unregister(1);
+  EXPECT_EQ(b.Seed(7, objects, {}, alive), 0u);
+  EXPECT_EQ(b.Seed(7, objects, {}, [](NodeId) { return true; }), 4u);
 }
 
 TEST_F(BatchBroadcastTest, FailedEntriesAreReportedPerTargetAndEndTheTargetsShare) {
