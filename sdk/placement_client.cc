@@ -69,6 +69,7 @@ PlacementLease LeaseFromProto(const pb::Lease& l) {
   out.alternative = l.alternative();
   out.ttl = absl::Milliseconds(l.ttl_ms());
   out.expiry = absl::FromUnixMillis(l.expiry_unix_ms());
+  out.incarnation = l.incarnation();
   for (const pb::LeasedBundle& b : l.bundles()) {
     out.bundles.push_back(LeasedBundle{b.node_id(), b.node_name(), ResourceAmounts(b.amounts().begin(),
                                                                                    b.amounts().end())});

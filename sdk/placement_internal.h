@@ -48,8 +48,10 @@ struct PlacementClientState {
 
   // Books a granted lease. True if leases of an older incarnation are held (re-report them).
   bool Book(const pb::Lease& lease) ABSL_LOCKS_EXCLUDED(mu);
-  // Notes a lost lease: forgets it, queues it, calls on_loss (after unlocking).
-  void Lose(uint64_t lease_id, std::string reason) ABSL_LOCKS_EXCLUDED(mu);
+  // Notes a lost lease: forgets it, queues it, calls on_loss (after unlocking). A loss found by a
+  // call (`pushed` false) is told only for a lease held here (once); one pushed by the watch
+  // stream (once per loss by the service) also for this holder's leases granted elsewhere.
+  void Lose(uint64_t lease_id, std::string reason, bool pushed = false) ABSL_LOCKS_EXCLUDED(mu);
   // The incarnation to send for `lease_id` (0 if not held here).
   uint64_t IncarnationOf(uint64_t lease_id) const ABSL_LOCKS_EXCLUDED(mu);
 };

@@ -32,11 +32,11 @@ bool PlacementClientState::Book(const pb::Lease& lease) {
                      [&](const auto& kv) { return kv.second.incarnation() != lease.incarnation(); });
 }
 
-void PlacementClientState::Lose(uint64_t lease_id, std::string reason) {
+void PlacementClientState::Lose(uint64_t lease_id, std::string reason, bool pushed) {
   LostPlacementLease lost{lease_id, std::move(reason)};
   {
     absl::MutexLock lock(&mu);
-    if (held.erase(lease_id) == 0) return;  // told already, or not ours
+    if (held.erase(lease_id) == 0 && !pushed) return;  // told already, or not ours
     losses.push_back(lost);
     if (losses.size() > kMaxLosses) losses.pop_front();
   }
@@ -221,7 +221,7 @@ void PlacementClient::WatchLoop() {
         if (before != 0 && before != event.incarnation()) Recover(kRecoverPatience).IgnoreError();
         continue;
       }
-      if (event.lease_id() != 0) state_->Lose(event.lease_id(), event.reason());
+      if (event.lease_id() != 0) state_->Lose(event.lease_id(), event.reason(), /*pushed=*/true);
     }
     reader->Finish().IgnoreError();
     absl::MutexLock lock(&state_->mu);

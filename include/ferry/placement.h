@@ -77,6 +77,7 @@ struct PlacementLease {
   absl::Duration ttl;
   absl::Time expiry;
   absl::Duration waited;             // time spent queued
+  uint64_t incarnation = 0;          // the coordinator incarnation that granted (or restored) it
 };
 
 struct NodeResources {
