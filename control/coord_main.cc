@@ -41,6 +41,16 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-overhead", chunk_overhead,
                  "per-chunk seconds the cost model charges (request turnaround, completions)")
       ->capture_default_str();
+  uint32_t placement_rebuild_ms = 5000;
+  std::string placement_holders;
+  app.add_option("--placement-rebuild-ms", placement_rebuild_ms,
+                 "after a start, placement grants nothing for this long while holders re-report their leases "
+                 "(ReportLeases); 0: no window, leases of a previous coordinator are lost")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600000));
+  app.add_option("--placement-holders", placement_holders,
+                 "file where placement records the holders that have leases, so that a restart can close its "
+                 "rebuild window once they all re-reported (empty: the window runs its full length)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -100,7 +110,10 @@ int main(int argc, char** argv) {
   ferry::control::CoordinatorService service(options);
   // Placement (docs/protocol.md "Placement service") on the same server; its nodes are the
   // coordinator's members.
-  ferry::control::placement::PlacementService placement;
+  ferry::control::placement::PlacementServiceOptions placement_options;
+  placement_options.rebuild = absl::Milliseconds(placement_rebuild_ms);
+  placement_options.holders_file = placement_holders;
+  ferry::control::placement::PlacementService placement(placement_options);
   service.coordinator().SetMembershipListener(
       [&placement](const ferry::proto::NodeInfo& node, bool alive) { placement.OnMembership(node, alive); });
   grpc::ServerBuilder builder;

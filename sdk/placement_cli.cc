@@ -15,7 +15,8 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kVerbs[] = {"resources", "acquire", "release", "leases"};
+constexpr const char* kVerbs[] = {"resources", "acquire", "release", "leases", "lost"};
+constexpr int kMaxBatch = 1024;
 
 std::string Amount(double v) { return absl::StrCat(static_cast<int64_t>(v)); }
 
@@ -47,7 +48,7 @@ json LeaseJson(const PlacementLease& l) {
     bundles.push_back({{"node_id", b.node_id}, {"node", b.node_name}, {"amounts", b.amounts}});
   }
   return {{"lease_id", l.id}, {"holder", l.holder}, {"alternative", l.alternative}, {"bundles", bundles},
-          {"expires_in_s", absl::ToDoubleSeconds(l.expiry - absl::Now())}};
+          {"expires_in_s", absl::ToDoubleSeconds(l.expiry - absl::Now())}, {"incarnation", l.incarnation}};
 }
 
 void PrintLeases(const std::vector<PlacementLease>& leases, bool as_json) {
@@ -119,7 +120,79 @@ absl::StatusOr<PlacementRequest> RequestOf(const PlacementFlags& f) {
   if (!ttl.ok()) return absl::InvalidArgumentError(absl::StrCat("--ttl: ", ttl.status().message()));
   r.timeout = *timeout;
   r.lease_ttl = *ttl;
+  if (f.count < 1 || f.count > kMaxBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("--count must be in [1, ", kMaxBatch, "], got ", f.count));
+  }
   return r;
+}
+
+// acquire --count N: N leases in one AcquireBatch; every outcome printed, the first failure
+// returned.
+absl::Status RunAcquireBatch(PlacementClient& c, const PlacementRequest& r, int count, bool as_json) {
+  absl::StatusOr<std::vector<absl::StatusOr<PlacementLease>>> got =
+      c.AcquireBatch(std::vector<PlacementRequest>(static_cast<size_t>(count), r));
+  if (!got.ok()) return got.status();
+  std::vector<PlacementLease> granted;
+  absl::Status first;
+  for (size_t i = 0; i < got->size(); ++i) {
+    if ((*got)[i].ok()) {
+      granted.push_back(*(*got)[i]);
+    } else {
+      if (first.ok()) first = (*got)[i].status();
+      std::cerr << "ferry: request " << i << ": " << (*got)[i].status().message() << "\n";
+    }
+  }
+  PrintLeases(granted, as_json);
+  return first;
+}
+
+// release LEASE...: one Release, or one ReleaseBatch for several.
+absl::Status RunRelease(PlacementClient& c, const std::vector<uint64_t>& ids, bool as_json) {
+  if (ids.size() > static_cast<size_t>(kMaxBatch)) {
+    return absl::InvalidArgumentError(absl::StrCat("release takes at most ", kMaxBatch, " leases, got ", ids.size()));
+  }
+  std::vector<absl::Status> outcomes;
+  if (ids.size() == 1) {
+    outcomes.push_back(c.Release(ids[0]));
+  } else {
+    absl::StatusOr<std::vector<absl::Status>> batch = c.ReleaseBatch(ids);
+    if (!batch.ok()) return batch.status();
+    outcomes = *std::move(batch);
+  }
+  absl::Status first;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (outcomes[i].ok()) {
+      if (!as_json) std::cout << "released lease " << ids[i] << "\n";
+      continue;
+    }
+    if (first.ok()) first = outcomes[i];
+    if (ids.size() > 1) std::cerr << "ferry: lease " << ids[i] << ": " << outcomes[i].message() << "\n";
+  }
+  return first;
+}
+
+// lost: watches --holder's leases for --for and prints each one lost.
+absl::Status RunLost(const PlacementFlags& f, bool as_json, const std::function<absl::Status(absl::Status)>& unreachable) {
+  absl::StatusOr<absl::Duration> span = ParseDurationArg(f.watch_for);
+  if (!span.ok() || *span <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--for: '", f.watch_for, "' is not a positive duration"));
+  }
+  PlacementClientOptions options;
+  options.watch = true;
+  absl::StatusOr<std::unique_ptr<PlacementClient>> c = PlacementClient::Connect(f.coord, f.holder, options);
+  if (!c.ok()) return absl::IsUnavailable(c.status()) ? unreachable(c.status()) : c.status();
+  const absl::Time end = absl::Now() + *span;
+  for (absl::Time now = absl::Now(); now < end; now = absl::Now()) {
+    absl::StatusOr<LostPlacementLease> lost = (*c)->WaitLoss(end - now);
+    if (!lost.ok()) break;
+    if (as_json) {
+      std::cout << DumpJson(json{{"lease_id", lost->lease_id}, {"reason", lost->reason}}) << "\n";
+    } else {
+      std::cout << "lost lease " << lost->lease_id << ": " << lost->reason << "\n";
+    }
+    std::cout.flush();
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -141,7 +214,7 @@ absl::StatusOr<ResourceAmounts> ParseBundleArg(const std::string& text) {
 }
 
 void AddPlacementCommands(CLI::App& app, PlacementFlags& f) {
-  CLI::App* verbs[4];
+  CLI::App* verbs[5];
   verbs[0] = app.add_subcommand("resources", "every node's placement resources: available / capacity");
   verbs[1] = app.add_subcommand("acquire", "acquire a lease on BUNDLE... (NAME=AMOUNT,...; all or nothing)");
   verbs[1]->add_option("BUNDLE", f.bundles, "one bundle per argument, each on one node")->required();
@@ -152,10 +225,14 @@ void AddPlacementCommands(CLI::App& app, PlacementFlags& f) {
   verbs[1]->add_option("--priority", f.priority, "higher is served first")->capture_default_str();
   verbs[1]->add_option("--timeout", f.timeout, "wait at most this long for a grant")->capture_default_str();
   verbs[1]->add_option("--ttl", f.ttl, "the lease expires after this unless renewed")->capture_default_str();
-  verbs[2] = app.add_subcommand("release", "release lease LEASE (held by --holder)");
-  verbs[2]->add_option("LEASE", f.lease, "lease id")->required();
+  verbs[1]->add_option("--count", f.count, "acquire this many such leases in one AcquireBatch (1..1024)")
+      ->capture_default_str();
+  verbs[2] = app.add_subcommand("release", "release leases LEASE... (held by --holder; several: one ReleaseBatch)");
+  verbs[2]->add_option("LEASE", f.leases, "lease ids")->required();
   verbs[3] = app.add_subcommand("leases", "the leases out");
   verbs[3]->add_flag("--mine", f.mine, "only --holder's");
+  verbs[4] = app.add_subcommand("lost", "print --holder's leases as they are lost (WatchLeases), for --for");
+  verbs[4]->add_option("--for", f.watch_for, "how long to watch")->capture_default_str();
   for (CLI::App* v : verbs) {
     v->add_option("--coord", f.coord, "ferry-coord's address")->envname("FERRY_COORD")->capture_default_str();
     v->add_option("--holder", f.holder, "who leases are granted to")->envname("FERRY_HOLDER")->capture_default_str();
@@ -173,19 +250,17 @@ absl::Status RunPlacementCommand(const CLI::App& app, const PlacementFlags& f, b
                                  const std::function<absl::Status(absl::Status)>& unreachable) {
   absl::StatusOr<PlacementRequest> request;
   if (app.got_subcommand("acquire") && !(request = RequestOf(f)).ok()) return request.status();
+  if (app.got_subcommand("lost")) return RunLost(f, json, unreachable);
   absl::StatusOr<std::unique_ptr<PlacementClient>> c = Connect(f, unreachable);
   if (!c.ok()) return c.status();
   if (app.got_subcommand("resources")) return RunResources(**c, json);
-  if (app.got_subcommand("release")) {
-    absl::Status s = (*c)->Release(f.lease);
-    if (s.ok() && !json) std::cout << "released lease " << f.lease << "\n";
-    return s;
-  }
+  if (app.got_subcommand("release")) return RunRelease(**c, f.leases, json);
   if (app.got_subcommand("leases")) {
     absl::StatusOr<std::vector<PlacementLease>> leases = (*c)->ListLeases(!f.mine);
     if (leases.ok()) PrintLeases(*leases, json);
     return leases.status();
   }
+  if (f.count > 1) return RunAcquireBatch(**c, *request, f.count, json);
   absl::StatusOr<PlacementLease> lease = (*c)->Acquire(*request);
   if (lease.ok()) PrintLeases({*lease}, json);
   return lease.status();

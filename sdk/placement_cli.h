@@ -1,5 +1,5 @@
 // The placement verbs of the `ferry` command line (sdk/ferry_cli.cc): resources, acquire,
-// release, leases. They talk to ferry-coord's Placement service directly (--coord), not to
+// release, leases, lost. They talk to ferry-coord's Placement service directly (--coord), not to
 // ferryd, through include/ferry/placement.h.
 #pragma once
 
@@ -26,13 +26,16 @@ struct PlacementFlags {
   int32_t priority = 0;
   std::string timeout = "30s";
   std::string ttl = "1h";
+  int count = 1;                     // > 1: that many such leases in one AcquireBatch
   // release
-  uint64_t lease = 0;
+  std::vector<uint64_t> leases;      // several: one ReleaseBatch
   // leases
   bool mine = false;
+  // lost
+  std::string watch_for = "10s";
 };
 
-// Adds the four subcommands (each with --coord and --holder where it matters).
+// Adds the five subcommands (each with --coord and --holder where it matters).
 void AddPlacementCommands(CLI::App& app, PlacementFlags& f);
 // True if `app` got one of them.
 bool IsPlacementCommand(const CLI::App& app);

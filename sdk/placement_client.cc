@@ -1,5 +1,6 @@
-// PlacementClient: the SDK's side of proto/placement.proto (a thin synchronous stub over one
-// gRPC channel to ferry-coord) and the conversions between the public types and the messages.
+// PlacementClient: the SDK's side of proto/placement.proto (a synchronous stub over one gRPC
+// channel to ferry-coord), the conversions between the public types and the messages, and the
+// books of held leases that re-reporting needs (sdk/placement_upkeep.cc).
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
@@ -8,19 +9,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "ferry/placement.h"
-#include "proto/placement.grpc.pb.h"
 #include "proto/status_bridge.h"
+#include "sdk/placement_internal.h"
 
 namespace ferry {
-
-namespace pb = ::ferry::proto::placement;
-
-class PlacementStub {
- public:
-  explicit PlacementStub(std::shared_ptr<grpc::Channel> channel) : stub(pb::Placement::NewStub(channel)) {}
-  std::unique_ptr<pb::Placement::Stub> stub;
-};
 
 namespace {
 
@@ -68,19 +60,28 @@ absl::StatusOr<pb::AcquireRequest> ToProto(const PlacementRequest& r, const std:
   return out;
 }
 
-PlacementLease FromProto(const pb::Lease& l) {
+}  // namespace
+
+PlacementLease LeaseFromProto(const pb::Lease& l) {
   PlacementLease out;
   out.id = l.lease_id();
   out.holder = l.holder();
   out.alternative = l.alternative();
   out.ttl = absl::Milliseconds(l.ttl_ms());
   out.expiry = absl::FromUnixMillis(l.expiry_unix_ms());
+  out.incarnation = l.incarnation();
   for (const pb::LeasedBundle& b : l.bundles()) {
     out.bundles.push_back(LeasedBundle{b.node_id(), b.node_name(), ResourceAmounts(b.amounts().begin(),
                                                                                    b.amounts().end())});
   }
   return out;
 }
+
+namespace {
+
+constexpr int kMaxBatch = 1024;
+// How long a re-report after a restart keeps trying while nodes rejoin.
+constexpr absl::Duration kRecoverPatience = absl::Seconds(30);
 
 pb::NodeSelector ToProto(const ResourceSelector& s) {
   pb::NodeSelector out;
@@ -121,22 +122,34 @@ ResourceSelector ResourceSelector::CoverFree(ResourceAmounts cover, int64_t max_
 absl::StatusOr<std::unique_ptr<PlacementClient>> PlacementClient::Connect(const std::string& coord_address,
                                                                           std::string holder,
                                                                           absl::Duration connect_timeout) {
+  PlacementClientOptions options;
+  options.connect_timeout = connect_timeout;
+  return Connect(coord_address, std::move(holder), std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<PlacementClient>> PlacementClient::Connect(const std::string& coord_address,
+                                                                          std::string holder,
+                                                                          PlacementClientOptions options) {
   if (coord_address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
   if (holder.empty() || holder.size() > 256) {
     return absl::InvalidArgumentError(absl::StrCat("holder must be 1..256 characters, got ", holder.size()));
   }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(coord_address, grpc::InsecureChannelCredentials());
-  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + connect_timeout))) {
+  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
     return absl::UnavailableError(absl::StrCat("ferry-coord at '", coord_address, "' did not answer within ",
-                                               absl::FormatDuration(connect_timeout)));
+                                               absl::FormatDuration(options.connect_timeout)));
   }
-  return std::unique_ptr<PlacementClient>(
-      new PlacementClient(std::make_unique<PlacementStub>(std::move(channel)), std::move(holder)));
+  std::unique_ptr<PlacementClient> client(new PlacementClient(std::make_unique<PlacementStub>(std::move(channel)),
+                                                              std::move(holder), std::move(options)));
+  client->StartBackground();
+  return client;
 }
 
-PlacementClient::PlacementClient(std::unique_ptr<PlacementStub> stub, std::string holder)
-    : stub_(std::move(stub)), holder_(std::move(holder)) {}
-PlacementClient::~PlacementClient() = default;
+PlacementClient::PlacementClient(std::unique_ptr<PlacementStub> stub, std::string holder,
+                                 PlacementClientOptions options)
+    : stub_(std::move(stub)),
+      holder_(std::move(holder)),
+      state_(std::make_unique<PlacementClientState>(std::move(options))) {}
 
 absl::StatusOr<std::vector<uint64_t>> PlacementClient::SetResource(const std::string& name, double capacity,
                                                                    const ResourceSelector& selector) {
@@ -148,7 +161,16 @@ absl::StatusOr<std::vector<uint64_t>> PlacementClient::SetResource(const std::st
   grpc::ClientContext ctx;
   SetDeadline(ctx, kUnaryTimeout);
   if (absl::Status s = FromGrpc(stub_->stub->SetResource(&ctx, req, &reply)); !s.ok()) return s;
-  return std::vector<uint64_t>(reply.nodes().begin(), reply.nodes().end());
+  std::vector<uint64_t> nodes(reply.nodes().begin(), reply.nodes().end());
+  absl::MutexLock lock(&state_->mu);
+  for (uint64_t n : nodes) {
+    if (capacity == 0) {
+      state_->resources.erase({name, n});
+    } else {
+      state_->resources[{name, n}] = capacity;
+    }
+  }
+  return nodes;
 }
 
 absl::StatusOr<std::vector<NodeResources>> PlacementClient::ClusterResources() {
@@ -173,29 +195,141 @@ absl::StatusOr<PlacementLease> PlacementClient::Acquire(const PlacementRequest& 
   // No client deadline for "until granted": the service caps the wait and answers then.
   if (request.timeout > absl::ZeroDuration()) SetDeadline(ctx, request.timeout + kAcquireSlack);
   if (absl::Status s = FromGrpc(stub_->stub->Acquire(&ctx, *req, &reply)); !s.ok()) return s;
-  PlacementLease lease = FromProto(reply.lease());
+  PlacementLease lease = LeaseFromProto(reply.lease());
   lease.waited = absl::Milliseconds(reply.waited_ms());
+  // A grant from a new incarnation: leases held from before the restart are re-reported now.
+  if (state_->Book(reply.lease())) Recover(kRecoverPatience).IgnoreError();
   return lease;
 }
 
+absl::StatusOr<std::vector<absl::StatusOr<PlacementLease>>> PlacementClient::AcquireBatch(
+    const std::vector<PlacementRequest>& requests) {
+  if (requests.empty() || requests.size() > kMaxBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AcquireBatch takes 1..", kMaxBatch, " requests, got ", requests.size()));
+  }
+  pb::AcquireBatchRequest req;
+  absl::Duration longest = absl::ZeroDuration();
+  bool unbounded = false;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::StatusOr<pb::AcquireRequest> one = ToProto(requests[i], holder_);
+    if (!one.ok()) return absl::Status(one.status().code(), absl::StrCat("request ", i, ": ", one.status().message()));
+    *req.add_requests() = *std::move(one);
+    longest = std::max(longest, requests[i].timeout);
+    unbounded = unbounded || requests[i].timeout == absl::ZeroDuration();
+  }
+  pb::AcquireBatchReply reply;
+  grpc::ClientContext ctx;
+  if (!unbounded) SetDeadline(ctx, longest + kAcquireSlack);
+  if (absl::Status s = FromGrpc(stub_->stub->AcquireBatch(&ctx, req, &reply)); !s.ok()) return s;
+  if (reply.results_size() != req.requests_size()) {
+    return absl::InternalError(absl::StrCat("AcquireBatch answered ", reply.results_size(), " of ",
+                                            req.requests_size(), " requests"));
+  }
+  std::vector<absl::StatusOr<PlacementLease>> out;
+  out.reserve(requests.size());
+  for (const pb::AcquireOutcome& r : reply.results()) {
+    if (r.code() != 0) {
+      out.push_back(absl::Status(static_cast<absl::StatusCode>(r.code()), r.message()));
+      continue;
+    }
+    PlacementLease lease = LeaseFromProto(r.reply().lease());
+    lease.waited = absl::Milliseconds(r.reply().waited_ms());
+    out.push_back(std::move(lease));
+  }
+  bool stale = false;
+  for (const pb::AcquireOutcome& r : reply.results()) {
+    if (r.code() == 0) stale = state_->Book(r.reply().lease()) || stale;
+  }
+  if (stale) Recover(kRecoverPatience).IgnoreError();
+  return out;
+}
+
 absl::Status PlacementClient::Release(uint64_t lease_id) {
-  pb::ReleaseRequest req;
-  req.set_lease_id(lease_id);
+  absl::Status status = WithRecovery(lease_id, [&](uint64_t incarnation) {
+    pb::ReleaseRequest req;
+    req.set_lease_id(lease_id);
+    req.set_holder(holder_);
+    req.set_incarnation(incarnation);
+    pb::ReleaseReply reply;
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, kUnaryTimeout);
+    return FromGrpc(stub_->stub->Release(&ctx, req, &reply));
+  });
+  if (absl::IsNotFound(status)) {
+    state_->Lose(lease_id, std::string(status.message()));
+  } else if (status.ok() || absl::IsPermissionDenied(status)) {
+    absl::MutexLock lock(&state_->mu);
+    state_->held.erase(lease_id);
+  }
+  return status;
+}
+
+absl::StatusOr<std::vector<absl::Status>> PlacementClient::ReleaseBatch(const std::vector<uint64_t>& lease_ids) {
+  if (lease_ids.empty() || lease_ids.size() > kMaxBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ReleaseBatch takes 1..", kMaxBatch, " lease ids, got ", lease_ids.size()));
+  }
+  // One incarnation per call: leases held under another one (granted before a restart this
+  // client has not re-reported yet) are released one by one, through Release's recovery.
+  pb::ReleaseBatchRequest req;
   req.set_holder(holder_);
-  pb::ReleaseReply reply;
+  req.set_incarnation(state_->IncarnationOf(lease_ids[0]));
+  std::vector<size_t> alone;
+  std::vector<size_t> batched;
+  for (size_t i = 0; i < lease_ids.size(); ++i) {
+    const uint64_t inc = state_->IncarnationOf(lease_ids[i]);
+    if (inc != req.incarnation() && inc != 0) {
+      alone.push_back(i);
+    } else {
+      batched.push_back(i);
+      req.add_lease_ids(lease_ids[i]);
+    }
+  }
+  std::vector<absl::Status> out(lease_ids.size());
+  for (size_t i : alone) out[i] = Release(lease_ids[i]);
+  if (batched.empty()) return out;
+  pb::ReleaseBatchReply reply;
   grpc::ClientContext ctx;
   SetDeadline(ctx, kUnaryTimeout);
-  return FromGrpc(stub_->stub->Release(&ctx, req, &reply));
+  if (absl::Status s = FromGrpc(stub_->stub->ReleaseBatch(&ctx, req, &reply)); !s.ok()) return s;
+  if (reply.results_size() != req.lease_ids_size()) {
+    return absl::InternalError(absl::StrCat("ReleaseBatch answered ", reply.results_size(), " of ",
+                                            req.lease_ids_size(), " leases"));
+  }
+  for (int k = 0; k < reply.results_size(); ++k) {
+    const uint64_t id = lease_ids[batched[k]];
+    absl::Status s(static_cast<absl::StatusCode>(reply.results(k).code()), reply.results(k).message());
+    if (absl::IsAborted(s)) {  // a restart since: re-report, then release this one alone
+      s = Release(id);
+    } else if (absl::IsNotFound(s)) {
+      state_->Lose(id, std::string(s.message()));
+    } else if (s.ok() || absl::IsPermissionDenied(s)) {
+      absl::MutexLock lock(&state_->mu);
+      state_->held.erase(id);
+    }
+    out[batched[k]] = std::move(s);
+  }
+  return out;
 }
 
 absl::StatusOr<absl::Time> PlacementClient::Renew(uint64_t lease_id) {
-  pb::RenewRequest req;
-  req.set_lease_id(lease_id);
-  req.set_holder(holder_);
   pb::RenewReply reply;
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, kUnaryTimeout);
-  if (absl::Status s = FromGrpc(stub_->stub->Renew(&ctx, req, &reply)); !s.ok()) return s;
+  absl::Status status = WithRecovery(lease_id, [&](uint64_t incarnation) {
+    pb::RenewRequest req;
+    req.set_lease_id(lease_id);
+    req.set_holder(holder_);
+    req.set_incarnation(incarnation);
+    reply.Clear();
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, kUnaryTimeout);
+    return FromGrpc(stub_->stub->Renew(&ctx, req, &reply));
+  });
+  if (absl::IsNotFound(status)) state_->Lose(lease_id, std::string(status.message()));
+  if (!status.ok()) return status;
+  absl::MutexLock lock(&state_->mu);
+  auto it = state_->held.find(lease_id);
+  if (it != state_->held.end()) it->second.set_expiry_unix_ms(reply.expiry_unix_ms());
   return absl::FromUnixMillis(reply.expiry_unix_ms());
 }
 
@@ -207,8 +341,20 @@ absl::StatusOr<std::vector<PlacementLease>> PlacementClient::ListLeases(bool all
   SetDeadline(ctx, kUnaryTimeout);
   if (absl::Status s = FromGrpc(stub_->stub->ListLeases(&ctx, req, &reply)); !s.ok()) return s;
   std::vector<PlacementLease> out;
-  for (const pb::Lease& l : reply.leases()) out.push_back(FromProto(l));
+  for (const pb::Lease& l : reply.leases()) out.push_back(LeaseFromProto(l));
   return out;
+}
+
+std::vector<PlacementLease> PlacementClient::HeldLeases() const {
+  absl::MutexLock lock(&state_->mu);
+  std::vector<PlacementLease> out;
+  for (const auto& [id, lease] : state_->held) out.push_back(LeaseFromProto(lease));
+  return out;
+}
+
+uint64_t PlacementClient::incarnation() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->incarnation;
 }
 
 }  // namespace ferry

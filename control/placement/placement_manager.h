@@ -132,6 +132,8 @@ class PlacementManager {
   // Closes the rebuild window and serves the queue (requests that can never be granted fail).
   PlacementEvents EndRebuild(absl::Time now);
   bool rebuilding() const { return rebuilding_; }
+  // While rebuilding: when the window closes at the latest.
+  absl::Time rebuild_until() const { return rebuild_until_; }
 
   std::vector<NodeResourcesView> ClusterResources() const { return table_.Snapshot(); }
   const ResourceTable& table() const { return table_; }

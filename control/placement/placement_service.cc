@@ -1,6 +1,7 @@
 #include "control/placement/placement_service.h"
 
 #include <algorithm>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "control/placement/placement_wire.h"
@@ -10,13 +11,17 @@
 namespace ferry::control::placement {
 namespace {
 
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpc(status));
-  return reactor;
-}
 
 absl::Status Unavailable() { return absl::UnavailableError("placement service shutting down"); }
+
+uint64_t RandomIncarnation() {
+  std::random_device device;
+  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device() ^
+                      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  uint64_t v = 0;
+  while (v == 0) v = rng();
+  return v;
+}
 
 absl::Status CheckLeaseRef(uint64_t lease, const std::string& holder) {
   if (lease == 0) return absl::InvalidArgumentError("lease_id must be non-zero");
@@ -28,31 +33,85 @@ absl::Status CheckLeaseRef(uint64_t lease, const std::string& holder) {
 
 }  // namespace
 
-// A waiting Acquire. It is finished exactly once, by whoever removed it from waiting_ (a grant,
-// a failure, shutdown, or its own cancellation), after mu_ is released.
-class PlacementService::AcquireCall final : public grpc::ServerUnaryReactor {
+// A waiting Acquire or AcquireBatch: a unary reactor whose request slots are answered one by
+// one. It is finished exactly once, by whoever resolves its last open slot (a grant, a failure,
+// shutdown, or its own cancellation), after mu_ is released.
+class PlacementService::PendingCall : public grpc::ServerUnaryReactor {
  public:
-  AcquireCall(PlacementService* service, pb::AcquireReply* reply, std::string holder)
-      : service_(service), reply_(reply), holder_(std::move(holder)), since_(absl::Now()) {}
+  PendingCall(PlacementService* service, size_t slots) : service_(service), since_(absl::Now()), open_(slots) {}
 
-  void set_request(RequestId request) { request_ = request; }
-  pb::AcquireReply* reply() { return reply_; }
   absl::Time since() const { return since_; }
-  const std::string& holder() const { return holder_; }
+  const std::string& holder(size_t slot) const { return holders_[slot]; }
+  // Slot bookkeeping (under the service's mu_).
+  void Open(size_t slot, std::string holder, RequestId request) {
+    if (holders_.size() <= slot) holders_.resize(slot + 1);
+    if (requests_.size() <= slot) requests_.resize(slot + 1, 0);
+    holders_[slot] = std::move(holder);
+    requests_[slot] = request;
+  }
+  RequestId request(size_t slot) const { return slot < requests_.size() ? requests_[slot] : 0; }
+  size_t slots() const { return requests_.size(); }
+  // True when this was the last open slot.
+  bool Close() { return --open_ == 0; }
 
-  void OnCancel() override { service_->CancelCall(request_, this); }
+  virtual pb::AcquireReply* reply(size_t slot) = 0;
+  // Records the outcome of slot `slot` (under mu_).
+  virtual void SetOutcome(size_t slot, const absl::Status& status) = 0;
+  // Finishes the call (after mu_ is released). `status`: the last slot's outcome.
+  virtual void Complete(const absl::Status& status) = 0;
+
+  void OnCancel() override { service_->CancelCall(this); }
   void OnDone() override { delete this; }
 
  private:
   PlacementService* const service_;
-  pb::AcquireReply* const reply_;
-  const std::string holder_;
   const absl::Time since_;
-  RequestId request_ = 0;  // set before the call is filed
+  size_t open_;
+  std::vector<std::string> holders_;
+  std::vector<RequestId> requests_;  // 0: not waiting
+};
+
+class PlacementService::AcquireCall final : public PendingCall {
+ public:
+  AcquireCall(PlacementService* service, pb::AcquireReply* reply) : PendingCall(service, 1), reply_(reply) {}
+  pb::AcquireReply* reply(size_t) override { return reply_; }
+  void SetOutcome(size_t, const absl::Status&) override {}
+  void Complete(const absl::Status& status) override { Finish(ToGrpc(status)); }
+
+ private:
+  pb::AcquireReply* const reply_;
+};
+
+class PlacementService::BatchCall final : public PendingCall {
+ public:
+  BatchCall(PlacementService* service, pb::AcquireBatchReply* reply, size_t n)
+      : PendingCall(service, n), reply_(reply) {
+    for (size_t i = 0; i < n; ++i) reply_->add_results();
+  }
+  pb::AcquireReply* reply(size_t slot) override {
+    return reply_->mutable_results(static_cast<int>(slot))->mutable_reply();
+  }
+  void SetOutcome(size_t slot, const absl::Status& status) override {
+    pb::AcquireOutcome* out = reply_->mutable_results(static_cast<int>(slot));
+    out->set_code(static_cast<int32_t>(status.code()));
+    out->set_message(std::string(status.message()));
+    if (!status.ok()) out->clear_reply();
+  }
+  void Complete(const absl::Status&) override { Finish(grpc::Status::OK); }
+
+ private:
+  pb::AcquireBatchReply* const reply_;
 };
 
 PlacementService::PlacementService(PlacementServiceOptions options)
-    : options_(options), manager_(PlacementManager::Options{.first_lease_id = 1, .max_waiters = options.max_waiters}) {
+    : options_(options),
+      incarnation_(options.incarnation != 0 ? options.incarnation : RandomIncarnation()),
+      manager_(PlacementManager::Options{.first_lease_id = 1, .max_waiters = options.max_waiters}),
+      holders_file_(options.holders_file) {
+  {
+    absl::MutexLock lock(&mu_);
+    StartRebuildLocked(absl::Now());
+  }
   timer_ = std::thread([this] { TimerLoop(); });
 }
 
@@ -60,22 +119,36 @@ PlacementService::~PlacementService() { Shutdown(); }
 
 void PlacementService::Shutdown() {
   Answers answers;
+  std::vector<std::shared_ptr<LeaseWatch>> watches_ended;
   {
     absl::MutexLock lock(&mu_);
     if (!shutdown_) {
       shutdown_ = true;
-      for (auto& [id, call] : waiting_) answers.calls.emplace_back(call, Unavailable());
+      std::vector<Waiting> all;
+      for (auto& [id, w] : waiting_) all.push_back(w);
       waiting_.clear();
+      for (const Waiting& w : all) ResolveLocked(w.call, w.slot, Unavailable(), answers);
+      for (auto& [holder, list] : watches_) {
+        for (std::shared_ptr<LeaseWatch>& w : list) watches_ended.push_back(w);
+      }
       timer_cv_.Signal();
     }
   }
   Finish(answers);
+  EndWatches(watches_ended);
   if (timer_.joinable()) timer_.join();
 }
 
 void PlacementService::Finish(Answers& answers) {
-  for (auto& [call, status] : answers.calls) call->Finish(ToGrpc(status));
+  for (auto& [call, status] : answers.calls) call->Complete(status);
   answers.calls.clear();
+  WriteEvents(answers);
+}
+
+grpc::ServerUnaryReactor* PlacementService::Answer(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return reactor;
 }
 
 // ---- membership ---------------------------------------------------------------------------
@@ -165,25 +238,43 @@ void PlacementService::HandleLocked(PlacementEvents events, Answers& answers) {
         if (released.ok()) more.Append(*std::move(released));
         continue;
       }
-      AcquireCall* call = it->second;
+      const Waiting w = it->second;
       waiting_.erase(it);
-      FillLeaseLocked(g.lease, call->reply()->mutable_lease());
-      call->reply()->set_waited_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(now - call->since())));
-      answers.calls.emplace_back(call, absl::OkStatus());
+      pb::AcquireReply* reply = w.call->reply(w.slot);
+      FillLeaseLocked(g.lease, reply->mutable_lease());
+      reply->set_waited_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(now - w.call->since())));
+      HeldLocked(g.lease.holder);
+      ResolveLocked(w.call, w.slot, absl::OkStatus(), answers);
     }
     for (RequestFailure& f : events.failed) {
       auto it = waiting_.find(f.request);
       if (it == waiting_.end()) continue;
-      answers.calls.emplace_back(it->second, std::move(f.status));
+      const Waiting w = it->second;
       waiting_.erase(it);
+      ResolveLocked(w.call, w.slot, std::move(f.status), answers);
     }
     for (LostLease& lost : events.lost) {
-      RememberLostLocked(lost.lease,
-                         absl::StrCat("lease ", lost.lease, " of '", lost.holder, "' was lost: ", lost.reason));
+      std::string why = absl::StrCat("lease ", lost.lease, " of '", lost.holder, "' was lost: ", lost.reason);
+      PushLossLocked(lost.holder, lost.lease, why, answers);
+      RememberLostLocked(lost.lease, std::move(why));
+      UnheldLocked(lost.holder);
     }
     if (!events.granted.empty()) WakeTimerLocked();  // new leases, new expiries
     events = std::move(more);
   }
+}
+
+void PlacementService::ResolveLocked(PendingCall* call, size_t slot, absl::Status status, Answers& answers) {
+  call->SetOutcome(slot, status);
+  call->Open(slot, call->holder(slot), 0);
+  if (call->Close()) answers.calls.emplace_back(call, std::move(status));
+}
+
+absl::Status PlacementService::CheckIncarnation(LeaseId lease, uint64_t incarnation) const {
+  if (incarnation == 0 || incarnation == incarnation_) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat("lease ", lease, " names coordinator incarnation ", incarnation,
+                                         ", but this is incarnation ", incarnation_,
+                                         ": the coordinator restarted; re-report the lease (ReportLeases)"));
 }
 
 void PlacementService::RememberLostLocked(LeaseId lease, std::string reason) {
@@ -211,6 +302,7 @@ void PlacementService::FillLeaseLocked(const Lease& lease, pb::Lease* out) const
   out->set_alternative(static_cast<uint32_t>(lease.alternative));
   out->set_ttl_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(lease.ttl)));
   out->set_expiry_unix_ms(absl::ToUnixMillis(lease.expiry));
+  out->set_incarnation(incarnation_);
   for (const LeaseBundle& b : lease.bundles) {
     pb::LeasedBundle* pb = out->add_bundles();
     pb->set_node_id(b.node);
@@ -239,7 +331,12 @@ void PlacementService::TimerLoop() {
       continue;
     }
     Answers answers;
-    PlacementEvents events = manager_.Advance(absl::Now());
+    const absl::Time now = absl::Now();
+    if (manager_.rebuilding() && now >= manager_.rebuild_until()) {
+      EndRebuildLocked(now, "its time is up", answers);
+    }
+    MaybeTrimHoldersLocked(now);
+    PlacementEvents events = manager_.Advance(now);
     for (LostLease& lost : events.lost) {
       if (lost.reason.empty()) lost.reason = "it expired (not renewed within its ttl)";
     }
@@ -300,62 +397,110 @@ grpc::ServerUnaryReactor* PlacementService::ClusterResources(grpc::CallbackServe
   return Answer(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* PlacementService::Acquire(grpc::CallbackServerContext* ctx, const pb::AcquireRequest* req,
+grpc::ServerUnaryReactor* PlacementService::Acquire(grpc::CallbackServerContext*, const pb::AcquireRequest* req,
                                                     pb::AcquireReply* reply) {
-  return StartAcquire(ctx, req, reply);
-}
-
-grpc::ServerUnaryReactor* PlacementService::StartAcquire(grpc::CallbackServerContext* ctx,
-                                                         const pb::AcquireRequest* req,
-                                                         pb::AcquireReply* reply) {
+  // Converted and checked before the lock (it needs no shared state).
   const absl::Time now = absl::Now();
-  const WireLimits limits{options_.max_wait, options_.default_ttl, options_.max_ttl};
-  absl::StatusOr<PlacementRequest> request = RequestFromProto(*req, limits, now);
-  if (!request.ok()) return Answer(ctx, request.status());
-  if (absl::Status s = ValidateRequest(*request, now); !s.ok()) return Answer(ctx, s);
-  auto* call = new AcquireCall(this, reply, request->holder);
-  absl::Status status;
-  {
-    absl::MutexLock lock(&mu_);
-    absl::StatusOr<AcquireResult> result =
-        shutdown_ ? absl::StatusOr<AcquireResult>(Unavailable()) : manager_.Acquire(*std::move(request), now);
-    status = result.status();
-    if (result.ok() && result->lease.has_value()) {
-      FillLeaseLocked(*result->lease, reply->mutable_lease());
-      WakeTimerLocked();  // its expiry may be the earliest deadline now
-    } else if (result.ok()) {
-      call->set_request(result->queued);
-      waiting_[result->queued] = call;
-      WakeTimerLocked();
-      return call;  // answered by a later grant, failure, deadline or cancellation
-    }
-  }
-  call->Finish(ToGrpc(status));
-  return call;
-}
-
-void PlacementService::CancelCall(RequestId request, AcquireCall* call) {
+  absl::StatusOr<PlacementRequest> request = PrepareRequest(*req, now);
+  auto* call = new AcquireCall(this, reply);
   Answers answers;
   {
     absl::MutexLock lock(&mu_);
-    auto it = waiting_.find(request);
-    if (it == waiting_.end() || it->second != call) {
-      // Answered already. If the answer was a grant, the client that cancelled never sees it:
-      // release the lease now instead of leaving it held until it expires.
-      const pb::AcquireReply* granted = call->reply();
-      if (!shutdown_ && granted->has_lease() && granted->lease().lease_id() != 0) {
-        absl::StatusOr<PlacementEvents> events =
-            manager_.Release(granted->lease().lease_id(), call->holder(), absl::Now());
-        if (events.ok()) HandleLocked(*std::move(events), answers);
-      }
-    } else {
-      waiting_.erase(it);
-      answers.calls.emplace_back(call, absl::CancelledError("the Acquire call was cancelled by its client"));
-      absl::StatusOr<PlacementEvents> events = manager_.Cancel(request, call->holder(), absl::Now());
-      if (events.ok()) HandleLocked(*std::move(events), answers);
+    StartOneLocked(std::move(request), req->holder(), call, 0, now, answers);
+  }
+  Finish(answers);
+  return call;
+}
+
+grpc::ServerUnaryReactor* PlacementService::AcquireBatch(grpc::CallbackServerContext* ctx,
+                                                         const pb::AcquireBatchRequest* req,
+                                                         pb::AcquireBatchReply* reply) {
+  if (req->requests_size() == 0 || req->requests_size() > kMaxBatch) {
+    return Answer(ctx, absl::InvalidArgumentError(absl::StrCat("AcquireBatch takes 1..", kMaxBatch,
+                                                               " requests, got ", req->requests_size())));
+  }
+  const absl::Time now = absl::Now();
+  std::vector<absl::StatusOr<PlacementRequest>> requests;
+  requests.reserve(req->requests_size());
+  for (const pb::AcquireRequest& r : req->requests()) requests.push_back(PrepareRequest(r, now));
+  auto* call = new BatchCall(this, reply, requests.size());
+  Answers answers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      StartOneLocked(std::move(requests[i]), req->requests(static_cast<int>(i)).holder(), call, i, now, answers);
     }
   }
   Finish(answers);
+  return call;
+}
+
+absl::StatusOr<PlacementRequest> PlacementService::PrepareRequest(const pb::AcquireRequest& req,
+                                                                 absl::Time now) const {
+  const WireLimits limits{options_.max_wait, options_.default_ttl, options_.max_ttl};
+  absl::StatusOr<PlacementRequest> request = RequestFromProto(req, limits, now);
+  if (!request.ok()) return request.status();
+  if (absl::Status s = ValidateRequest(*request, now); !s.ok()) return s;
+  return request;
+}
+
+void PlacementService::StartOneLocked(absl::StatusOr<PlacementRequest> request, const std::string& holder,
+                                      PendingCall* call, size_t slot, absl::Time now, Answers& answers) {
+  call->Open(slot, holder, 0);
+  if (request.ok() && shutdown_) request = Unavailable();
+  if (request.ok() && manager_.rebuilding() && request->deadline <= manager_.rebuild_until()) {
+    request = absl::UnavailableError(absl::StrCat(
+        "placement state is being rebuilt after a coordinator restart until ",
+        absl::FormatTime(manager_.rebuild_until()), ", after this request's deadline; retry later"));
+  }
+  if (!request.ok()) return ResolveLocked(call, slot, request.status(), answers);
+  absl::StatusOr<AcquireResult> result = manager_.Acquire(*std::move(request), now);
+  if (!result.ok()) return ResolveLocked(call, slot, result.status(), answers);
+  WakeTimerLocked();  // a lease's expiry or a request's deadline may be the earliest now
+  if (result->lease.has_value()) {
+    FillLeaseLocked(*result->lease, call->reply(slot)->mutable_lease());
+    HeldLocked(holder);
+    return ResolveLocked(call, slot, absl::OkStatus(), answers);
+  }
+  call->Open(slot, holder, result->queued);
+  waiting_[result->queued] = Waiting{call, slot};
+}
+
+void PlacementService::CancelCall(PendingCall* call) {
+  Answers answers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t slot = 0; slot < call->slots(); ++slot) {
+      const RequestId request = call->request(slot);
+      auto it = request == 0 ? waiting_.end() : waiting_.find(request);
+      if (it != waiting_.end() && it->second.call == call) {
+        waiting_.erase(it);
+        absl::StatusOr<PlacementEvents> events = manager_.Cancel(request, call->holder(slot), absl::Now());
+        if (events.ok()) HandleLocked(*std::move(events), answers);
+        ResolveLocked(call, slot, absl::CancelledError("the Acquire call was cancelled by its client"), answers);
+        continue;
+      }
+      // Answered already. If the answer was a grant, the client that cancelled never sees it:
+      // release the lease now instead of leaving it held until it expires.
+      const pb::AcquireReply* granted = call->reply(slot);
+      if (!shutdown_ && granted->has_lease() && granted->lease().lease_id() != 0) {
+        ReleaseLocked(granted->lease().lease_id(), call->holder(slot), 0, answers).IgnoreError();
+      }
+    }
+  }
+  Finish(answers);
+}
+
+absl::Status PlacementService::ReleaseLocked(LeaseId lease, const std::string& holder, uint64_t incarnation,
+                                             Answers& answers) {
+  if (absl::Status s = CheckIncarnation(lease, incarnation); !s.ok()) return s;
+  const absl::Time now = absl::Now();
+  absl::StatusOr<PlacementEvents> events = manager_.Release(lease, holder, now);
+  if (!events.ok()) return ExplainLocked(lease, events.status());
+  UnheldLocked(holder);
+  HandleLocked(*std::move(events), answers);
+  MaybeTrimHoldersLocked(now);
+  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* PlacementService::Release(grpc::CallbackServerContext* ctx, const pb::ReleaseRequest* req,
@@ -366,12 +511,34 @@ grpc::ServerUnaryReactor* PlacementService::Release(grpc::CallbackServerContext*
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return Answer(ctx, Unavailable());
-    absl::StatusOr<PlacementEvents> events = manager_.Release(req->lease_id(), req->holder(), absl::Now());
-    status = ExplainLocked(req->lease_id(), events.status());
-    if (events.ok()) HandleLocked(*std::move(events), answers);
+    status = ReleaseLocked(req->lease_id(), req->holder(), req->incarnation(), answers);
   }
   Finish(answers);
   return Answer(ctx, status);
+}
+
+grpc::ServerUnaryReactor* PlacementService::ReleaseBatch(grpc::CallbackServerContext* ctx,
+                                                         const pb::ReleaseBatchRequest* req,
+                                                         pb::ReleaseBatchReply* reply) {
+  if (req->lease_ids_size() == 0 || req->lease_ids_size() > kMaxBatch) {
+    return Answer(ctx, absl::InvalidArgumentError(absl::StrCat("ReleaseBatch takes 1..", kMaxBatch,
+                                                               " lease ids, got ", req->lease_ids_size())));
+  }
+  if (absl::Status s = CheckLeaseRef(1, req->holder()); !s.ok()) return Answer(ctx, s);
+  Answers answers;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return Answer(ctx, Unavailable());
+    for (const uint64_t id : req->lease_ids()) {
+      absl::Status s = id == 0 ? absl::InvalidArgumentError("lease_id must be non-zero")
+                               : ReleaseLocked(id, req->holder(), req->incarnation(), answers);
+      pb::ReleaseOutcome* out = reply->add_results();
+      out->set_code(static_cast<int32_t>(s.code()));
+      out->set_message(std::string(s.message()));
+    }
+  }
+  Finish(answers);
+  return Answer(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* PlacementService::Renew(grpc::CallbackServerContext* ctx, const pb::RenewRequest* req,
@@ -379,8 +546,12 @@ grpc::ServerUnaryReactor* PlacementService::Renew(grpc::CallbackServerContext* c
   if (absl::Status s = CheckLeaseRef(req->lease_id(), req->holder()); !s.ok()) return Answer(ctx, s);
   absl::MutexLock lock(&mu_);
   if (shutdown_) return Answer(ctx, Unavailable());
-  absl::StatusOr<absl::Time> expiry = manager_.Renew(req->lease_id(), req->holder(), absl::Now());
+  if (absl::Status s = CheckIncarnation(req->lease_id(), req->incarnation()); !s.ok()) return Answer(ctx, s);
+  const absl::Time now = absl::Now();
+  absl::StatusOr<absl::Time> expiry = manager_.Renew(req->lease_id(), req->holder(), now);
   if (expiry.ok()) reply->set_expiry_unix_ms(absl::ToUnixMillis(*expiry));
+  reply->set_incarnation(incarnation_);
+  MaybeTrimHoldersLocked(now);
   return Answer(ctx, ExplainLocked(req->lease_id(), expiry.status()));
 }
 
@@ -399,6 +570,8 @@ grpc::ServerUnaryReactor* PlacementService::ListLeases(grpc::CallbackServerConte
   }
   std::sort(leases.begin(), leases.end(), [](const Lease* a, const Lease* b) { return a->id < b->id; });
   for (const Lease* l : leases) FillLeaseLocked(*l, reply->add_leases());
+  reply->set_incarnation(incarnation_);
+  reply->set_rebuilding(manager_.rebuilding());
   return Answer(ctx, absl::OkStatus());
 }
 

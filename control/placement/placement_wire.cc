@@ -84,4 +84,41 @@ absl::StatusOr<NodeSelector> SelectorFromProto(const pb::NodeSelector& selector)
   }
 }
 
+absl::StatusOr<LeaseReport> ReportFromProto(const pb::Lease& lease, const std::string& holder,
+                                            const WireLimits& limits) {
+  const std::string what = absl::StrCat("reported lease ", lease.lease_id());
+  if (lease.lease_id() == 0) return absl::InvalidArgumentError("reported lease has lease_id 0");
+  if (!lease.holder().empty() && lease.holder() != holder) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is held by '", lease.holder(), "', not by the reporting holder '", holder, "'"));
+  }
+  if (lease.bundles_size() == 0 || static_cast<size_t>(lease.bundles_size()) > kMaxBundles) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " must have 1..", kMaxBundles, " bundles, has ",
+                                                   lease.bundles_size()));
+  }
+  LeaseReport out;
+  out.id = lease.lease_id();
+  out.holder = holder;
+  out.alternative = lease.alternative();
+  out.ttl = lease.ttl_ms() == 0 ? limits.default_ttl : absl::Milliseconds(lease.ttl_ms());
+  if (out.ttl > limits.max_ttl) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has ttl_ms ", lease.ttl_ms(), ", above the maximum of ",
+                                                   absl::ToInt64Milliseconds(limits.max_ttl), " ms"));
+  }
+  for (int b = 0; b < lease.bundles_size(); ++b) {
+    const pb::LeasedBundle& bundle = lease.bundles(b);
+    if (bundle.node_id() == 0) return absl::InvalidArgumentError(absl::StrCat(what, " bundle ", b, " has node_id 0"));
+    if (bundle.amounts().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " bundle ", b, " holds no amounts"));
+    }
+    FERRY_ASSIGN_OR_RETURN(ResourceMap amounts, AmountsFromProto(bundle.amounts(), absl::StrCat(what, " bundle ", b)));
+    for (const auto& [name, amount] : amounts) {
+      if (absl::Status s = ValidateResourceName(name); !s.ok()) return s;
+      if (amount == 0) return absl::InvalidArgumentError(absl::StrCat(what, " bundle ", b, " holds 0 of '", name, "'"));
+    }
+    out.bundles.emplace_back(bundle.node_id(), std::move(amounts));
+  }
+  return out;
+}
+
 }  // namespace ferry::control::placement

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "control/placement/placement_manager.h"
 #include "control/placement/placement_request.h"
 #include "control/placement/resource_table.h"
 #include "google/protobuf/map.h"
@@ -30,5 +31,10 @@ struct WireLimits {
 [[nodiscard]] absl::StatusOr<PlacementRequest> RequestFromProto(const pb::AcquireRequest& req,
                                                                 const WireLimits& limits, absl::Time now);
 [[nodiscard]] absl::StatusOr<NodeSelector> SelectorFromProto(const pb::NodeSelector& selector);
+// A re-reported lease (ReportLeases) as PlacementManager::Restore takes it: lease_id non-zero,
+// its holder empty or `holder`, 1..kMaxBundles bundles each on a non-zero node with whole
+// amounts, ttl_ms 0 (the default ttl) or at most max_ttl. The manager checks the rest.
+[[nodiscard]] absl::StatusOr<LeaseReport> ReportFromProto(const pb::Lease& lease, const std::string& holder,
+                                                          const WireLimits& limits);
 
 }  // namespace ferry::control::placement

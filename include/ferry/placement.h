@@ -13,13 +13,24 @@
 //
 // Amounts are whole numbers in the resource's own unit (fractional GPUs in milli-units).
 // A lease is lost when a node it has a bundle on dies, or when it is not renewed within its
-// ttl: the holder learns it from Renew or Release, which fail NOT_FOUND naming the reason.
+// ttl: the holder learns it from Renew or Release, which fail NOT_FOUND naming the reason, and,
+// with options.watch, at once (on_loss, WaitLoss).
+//
+// Coordinator restart: the client remembers the leases it was granted. When the coordinator
+// answers ABORTED (a new incarnation) or a watch stream reconnects to a new incarnation, it
+// re-reports them (ReportLeases) until each is restored or refused; refused ones are lost
+// (on_loss / WaitLoss), and the call that met ABORTED is retried once. Ephemeral resources this
+// client created with SetResource on a node id selector are set again first (they live in the
+// coordinator only); resources created on label or cover selectors are set again on the nodes
+// they landed on.
 //
 // Thread-safety: a PlacementClient may be used from several threads at once; Acquire blocks
-// its caller only.
+// its caller only. on_loss runs on the client's background thread or on the thread of the call
+// that found the loss; it must not call back into the client.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,6 +77,7 @@ struct PlacementLease {
   absl::Duration ttl;
   absl::Time expiry;
   absl::Duration waited;             // time spent queued
+  uint64_t incarnation = 0;          // the coordinator incarnation that granted (or restored) it
 };
 
 struct NodeResources {
@@ -94,7 +106,35 @@ struct ResourceSelector {
   static ResourceSelector CoverFree(ResourceAmounts cover, int64_t max_nodes);
 };
 
-class PlacementStub;  // sdk/: the gRPC channel
+// A lease that ended without its holder releasing it.
+struct LostPlacementLease {
+  uint64_t lease_id = 0;
+  std::string reason;  // "lease 7 of 'trainer' was lost: node n1 (42) died", "... not restored: ..."
+};
+
+struct PlacementClientOptions {
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // Renew every held lease in the background at a third of its ttl (re-reporting it after a
+  // coordinator restart). Without it the caller renews.
+  bool auto_renew = false;
+  // Keep a WatchLeases stream open: lost leases arrive at once, and a coordinator restart is
+  // noticed when the stream reconnects (the leases are re-reported then).
+  bool watch = false;
+  // Each lost lease, once (also queued for WaitLoss).
+  std::function<void(const LostPlacementLease&)> on_loss;
+};
+
+// What re-reporting the held leases found (PlacementClient::ReportLeases).
+struct PlacementReport {
+  uint64_t incarnation = 0;
+  std::vector<uint64_t> restored;
+  std::vector<LostPlacementLease> refused;  // lost (also on_loss / WaitLoss)
+  std::vector<uint64_t> not_yet;            // a node or resource not back yet: report again
+  bool rebuilding = false;                  // the coordinator's rebuild window is still open
+};
+
+class PlacementStub;         // sdk/: the gRPC channel
+struct PlacementClientState; // sdk/: held leases, losses, background threads
 
 class PlacementClient {
  public:
@@ -104,6 +144,9 @@ class PlacementClient {
   static absl::StatusOr<std::unique_ptr<PlacementClient>> Connect(const std::string& coord_address,
                                                                   std::string holder,
                                                                   absl::Duration connect_timeout = absl::Seconds(5));
+  static absl::StatusOr<std::unique_ptr<PlacementClient>> Connect(const std::string& coord_address,
+                                                                  std::string holder,
+                                                                  PlacementClientOptions options);
   ~PlacementClient();
   PlacementClient(const PlacementClient&) = delete;
   PlacementClient& operator=(const PlacementClient&) = delete;
@@ -126,10 +169,38 @@ class PlacementClient {
   // This holder's leases (`all` = every holder's), ascending by id.
   [[nodiscard]] absl::StatusOr<std::vector<PlacementLease>> ListLeases(bool all = false);
 
+  // Many independent requests in one call (1..1024), each with its own outcome, in order; the
+  // call returns when every one is granted or failed (each waits up to its own timeout). The
+  // outer status fails only when the call itself does (bad batch size, coordinator unreachable).
+  [[nodiscard]] absl::StatusOr<std::vector<absl::StatusOr<PlacementLease>>> AcquireBatch(
+      const std::vector<PlacementRequest>& requests);
+  // Releases 1..1024 of this holder's leases; one status per lease, in order.
+  [[nodiscard]] absl::StatusOr<std::vector<absl::Status>> ReleaseBatch(const std::vector<uint64_t>& lease_ids);
+
+  // Re-reports every lease this client holds now (after a coordinator restart; the client does
+  // it by itself on ABORTED and on a watch reconnect). One round: NOT_YET leases stay held here
+  // and are reported again by the next round.
+  [[nodiscard]] absl::StatusOr<PlacementReport> ReportLeases();
+  // The next lost lease, waiting up to `timeout`; DEADLINE_EXCEEDED if none came.
+  [[nodiscard]] absl::StatusOr<LostPlacementLease> WaitLoss(absl::Duration timeout);
+  // The leases this client believes it holds (granted, not released or lost), ascending by id.
+  std::vector<PlacementLease> HeldLeases() const;
+  // The coordinator incarnation last seen (0 before any grant or report).
+  uint64_t incarnation() const;
+
  private:
-  PlacementClient(std::unique_ptr<PlacementStub> stub, std::string holder);
+  PlacementClient(std::unique_ptr<PlacementStub> stub, std::string holder, PlacementClientOptions options);
+  // Runs `call` with `lease`'s incarnation; on ABORTED re-reports (Recover) and runs it once more.
+  absl::Status WithRecovery(uint64_t lease_id, const std::function<absl::Status(uint64_t incarnation)>& call);
+  // Re-reports until no lease is NOT_YET (or `patience` passes).
+  [[nodiscard]] absl::Status Recover(absl::Duration patience);
+  void StartBackground();
+  void RenewLoop();
+  void WatchLoop();
+
   std::unique_ptr<PlacementStub> stub_;
   const std::string holder_;
+  std::unique_ptr<PlacementClientState> state_;
 };
 
 // ---- policies (issue 16 item 3): requests built from bundles --------------------------------

@@ -13,12 +13,14 @@
 //   gang8    eight such bundles in one request, no constraint: p50 / p99
 //   grants/s --threads client threads (own channel each) looping Acquire + Release single
 //            bundles for --seconds: grants per second
+//   batch/s  the same threads looping AcquireBatch of --batch single-bundle requests, then one
+//            ReleaseBatch of what was granted: grants per second (0 skips it)
 // Correctness: every Acquire must grant (the cluster has room) and every Release succeed; a
 // failure counts in "errors" and makes the exit code 1. After the run, ListLeases must show only
 // the background leases.
 //
 //   ferry-placement-grpc-bench [--nodes 100,1000,4000] [--resources 1000] [--iters 2000]
-//                              [--threads 16] [--seconds 3]
+//                              [--threads 16] [--seconds 3] [--batch 32]
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -47,6 +49,7 @@ struct Config {
   int threads = 16;
   double seconds = 3;
   bool background_spread = false;  // background leases spread over every node (else packed)
+  int batch = 32;                  // requests per AcquireBatch for batch/s; 0: not measured
 };
 
 
@@ -94,7 +97,48 @@ std::vector<double> TimeAcquire(PlacementClient& c, int bundles, const Config& c
   return us;
 }
 
-double GrantsPerSecond(const std::string& address, const Config& cfg, std::atomic<int>& errors) {
+// One client's loop: unary Acquire + Release (batch 0) or AcquireBatch + ReleaseBatch. Returns
+// the grants it made.
+uint64_t LoadLoop(PlacementClient& c, const Config& cfg, int batch, std::mt19937& rng, const std::atomic<bool>& stop,
+                  std::atomic<int>& errors) {
+  uint64_t grants = 0;
+  while (!stop.load()) {
+    if (batch == 0) {
+      absl::StatusOr<PlacementLease> lease = c.Acquire(Request(1, rng, cfg.resources));
+      if (!lease.ok() || !c.Release(lease->id).ok()) {
+        ++errors;
+        continue;
+      }
+      ++grants;
+      continue;
+    }
+    std::vector<ferry::PlacementRequest> requests;
+    for (int i = 0; i < batch; ++i) requests.push_back(Request(1, rng, cfg.resources));
+    absl::StatusOr<std::vector<absl::StatusOr<PlacementLease>>> got = c.AcquireBatch(requests);
+    if (!got.ok()) {
+      ++errors;
+      continue;
+    }
+    std::vector<uint64_t> ids;
+    for (const absl::StatusOr<PlacementLease>& l : *got) {
+      if (l.ok()) ids.push_back(l->id);
+      else ++errors;
+    }
+    if (ids.empty()) continue;
+    absl::StatusOr<std::vector<absl::Status>> released = c.ReleaseBatch(ids);
+    if (!released.ok()) {
+      ++errors;
+      continue;
+    }
+    for (const absl::Status& s : *released) {
+      if (!s.ok()) ++errors;
+    }
+    grants += ids.size();
+  }
+  return grants;
+}
+
+double GrantsPerSecond(const std::string& address, const Config& cfg, int batch, std::atomic<int>& errors) {
   std::atomic<uint64_t> grants{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
@@ -106,14 +150,7 @@ double GrantsPerSecond(const std::string& address, const Config& cfg, std::atomi
         return;
       }
       std::mt19937 rng(100 + t);
-      while (!stop.load()) {
-        absl::StatusOr<PlacementLease> lease = (*c)->Acquire(Request(1, rng, cfg.resources));
-        if (!lease.ok() || !(*c)->Release(lease->id).ok()) {
-          ++errors;
-          continue;
-        }
-        ++grants;
-      }
+      grants += LoadLoop(**c, cfg, batch, rng, stop, errors);
     });
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -148,13 +185,14 @@ int RunOne(int nodes, const Config& cfg) {
   const std::vector<double> single = TimeAcquire(**c, 1, cfg, errors);
   const std::vector<double> gang = TimeAcquire(**c, 8, cfg, errors);
   std::atomic<int> load_errors{0};
-  const double rate = GrantsPerSecond(address, cfg, load_errors);
+  const double rate = GrantsPerSecond(address, cfg, 0, load_errors);
+  const double batch_rate = cfg.batch > 0 ? GrantsPerSecond(address, cfg, cfg.batch, load_errors) : 0;
   errors += load_errors.load();
   absl::StatusOr<std::vector<PlacementLease>> left = (*c)->ListLeases(/*all=*/true);
   if (!left.ok() || left->size() != background) ++errors;
-  std::printf("%6d  %9d  %9.1f  %9.1f  %9.1f  %9.1f  %10.0f  %6d\n", nodes, cfg.resources,
+  std::printf("%6d  %9d  %9.1f  %9.1f  %9.1f  %9.1f  %10.0f  %10.0f  %6d\n", nodes, cfg.resources,
               Percentile(single, 0.5), Percentile(single, 0.99), Percentile(gang, 0.5), Percentile(gang, 0.99), rate,
-              errors);
+              batch_rate, errors);
   std::fflush(stdout);
   service.Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
@@ -164,9 +202,10 @@ int RunOne(int nodes, const Config& cfg) {
 int Run(const Config& cfg) {
   std::printf("# ferry-placement-grpc-bench: PlacementService over loopback gRPC, SDK PlacementClient.\n"
               "# Nodes are SIMULATED (injected with PlacementService::AddNode, no ferryd). iters=%d per "
-              "shape, %d client threads for %.1f s for grants/s; background leases %s. Latencies in us.\n",
-              cfg.iters, cfg.threads, cfg.seconds, cfg.background_spread ? "spread" : "packed");
-  std::printf("# nodes  resources  single50  single99   gang8_50   gang8_99    grants/s  errors\n");
+              "shape, %d client threads for %.1f s for grants/s (unary) and batch/s (AcquireBatch of %d + "
+              "ReleaseBatch); background leases %s. Latencies in us.\n",
+              cfg.iters, cfg.threads, cfg.seconds, cfg.batch, cfg.background_spread ? "spread" : "packed");
+  std::printf("# nodes  resources  single50  single99   gang8_50   gang8_99    grants/s     batch/s  errors\n");
   int errors = 0;
   for (int n : cfg.nodes) errors += RunOne(n, cfg);
   return errors == 0 ? 0 : 1;
@@ -183,12 +222,14 @@ int main(int argc, char** argv) {
   app.add_option("--iters", cfg.iters, "timed Acquire calls per shape")->capture_default_str();
   app.add_option("--threads", cfg.threads, "client threads for grants/s")->capture_default_str();
   app.add_option("--seconds", cfg.seconds, "how long the grants/s load runs")->capture_default_str();
+  app.add_option("--batch", cfg.batch, "requests per AcquireBatch for batch/s (0: skip)")->capture_default_str();
   app.add_flag("--background-spread", cfg.background_spread,
                "spread the background leases (4 GPUs held on every node) instead of packing them (half the "
                "nodes full)");
   CLI11_PARSE(app, argc, argv);
-  if (cfg.resources < 1 || cfg.iters < 1 || cfg.threads < 1 || !(cfg.seconds > 0)) {
-    std::fprintf(stderr, "--resources, --iters, --threads must be >= 1 and --seconds > 0\n");
+  if (cfg.resources < 1 || cfg.iters < 1 || cfg.threads < 1 || !(cfg.seconds > 0) || cfg.batch < 0 ||
+      cfg.batch > 1024) {
+    std::fprintf(stderr, "--resources, --iters, --threads must be >= 1, --seconds > 0, --batch in [0, 1024]\n");
     return 2;
   }
   return ferry::control::placement::Run(cfg);

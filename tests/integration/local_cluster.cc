@@ -89,7 +89,8 @@ LocalCluster::~LocalCluster() {
 
 pid_t LocalCluster::StartCoordinator() {
   std::vector<std::string> argv = {Bin("ferry-coord"), "--listen", coord_address(), "--liveness-ms",
-                                   std::to_string(options_.liveness_ms), "--heartbeat-ms", "200"};
+                                   std::to_string(options_.liveness_ms), "--heartbeat-ms", "200",
+                                   "--placement-rebuild-ms", std::to_string(options_.placement_rebuild_ms)};
   argv.insert(argv.end(), options_.coord_flags.begin(), options_.coord_flags.end());
   return Spawn(argv, dir_ + "/coord.log");
 }

@@ -20,7 +20,9 @@ struct ClusterOptions {
   std::string arena = "256MiB";
   std::vector<std::string> coord_flags;
   std::vector<std::string> ferryd_flags;
-  int liveness_ms = 4000;   // generous: a loaded 2-core machine must not look like a dead node
+  int liveness_ms = 4000;
+  // ferry-coord's --placement-rebuild-ms: 0 (no window) unless a test exercises the rebuild.
+  int placement_rebuild_ms = 0;   // generous: a loaded 2-core machine must not look like a dead node
 };
 
 class LocalCluster {

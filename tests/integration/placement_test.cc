@@ -284,5 +284,33 @@ TEST_F(PlacementTest, CommandLineVerbs) {
   EXPECT_EQ(Ferry("resources --coord 127.0.0.1:1").code, 3);
 }
 
+TEST_F(PlacementTest, CommandLineBatchAndLostVerbs) {
+  const std::string coord = " --coord " + cluster_->coord_address();
+  CliRun acq = Ferry("acquire host_mem=1 --count 3 --holder cli --json" + coord);
+  ASSERT_EQ(acq.code, 0) << acq.out;
+  absl::StatusOr<std::vector<PlacementLease>> leases = a_->ListLeases(/*all=*/true);
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 3u);
+  EXPECT_NE(leases->at(0).incarnation, 0u);
+  std::string ids;
+  for (const PlacementLease& l : *leases) absl::StrAppend(&ids, " ", l.id);
+  CliRun rel = Ferry("release" + ids + " 999999 --holder cli" + coord);
+  EXPECT_EQ(rel.code, 1) << rel.out;  // 999999 is unknown; the other three are released
+  EXPECT_THAT(rel.out, HasSubstr("lease 999999"));
+  leases = a_->ListLeases(/*all=*/true);
+  ASSERT_TRUE(leases.ok());
+  EXPECT_TRUE(leases->empty());
+  EXPECT_EQ(Ferry("acquire host_mem=1 --count 0" + coord).code, 2);
+  EXPECT_EQ(Ferry("acquire host_mem=1 --count 2000" + coord).code, 2);
+  EXPECT_EQ(Ferry("lost --for 0s" + coord).code, 2);
+  EXPECT_EQ(Ferry("lost --for soon" + coord).code, 2);
+  // A lease with a short ttl, never renewed: `ferry lost` prints it when it expires.
+  ASSERT_EQ(Ferry("acquire host_mem=1 --ttl 1500ms --holder cli2" + coord).code, 0);
+  CliRun lost = Ferry("lost --holder cli2 --for 4s" + coord);
+  EXPECT_EQ(lost.code, 0) << lost.out;
+  EXPECT_THAT(lost.out, HasSubstr("lost lease"));
+  EXPECT_THAT(lost.out, HasSubstr("expired"));
+}
+
 }  // namespace
 }  // namespace ferry::testing
