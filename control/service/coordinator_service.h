@@ -45,6 +45,10 @@ class CoordinatorService final : public proto::Coordinator::CallbackService {
                                       proto::BroadcastReply* reply) override;
   grpc::ServerUnaryReactor* BroadcastBatch(grpc::CallbackServerContext* ctx, const proto::BroadcastBatchRequest* req,
                                            proto::BroadcastBatchReply* reply) override;
+  grpc::ServerUnaryReactor* Reduce(grpc::CallbackServerContext* ctx, const proto::ReduceRequest* req,
+                                   proto::ReduceReply* reply) override;
+  grpc::ServerUnaryReactor* AllReduce(grpc::CallbackServerContext* ctx, const proto::ReduceRequest* req,
+                                      proto::ReduceReply* reply) override;
 
   // Ends waiting calls and node sessions (see Coordinator::Shutdown). Idempotent.
   void Shutdown() { coordinator_.Shutdown(); }
