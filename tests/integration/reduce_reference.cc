@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/dtype.h"
 
 namespace ferry::testing {
@@ -138,8 +139,8 @@ std::string FirstDifference(DType dtype, const std::vector<uint8_t>& want, const
   for (size_t i = 0; i < size / w; ++i) {
     if (std::memcmp(want.data() + i * w, got + i * w, w) == 0) continue;
     if (IsFloat(dtype)) {
-      return absl::StrCat("element ", i, " of ", size / w, ": expected ", GetFloat(dtype, want.data(), i), ", got ",
-                          GetFloat(dtype, got, i));
+      return absl::StrFormat("element %d of %d: expected %.17g, got %.17g", i, size / w, GetFloat(dtype, want.data(), i),
+                             GetFloat(dtype, got, i));
     }
     return absl::StrCat("element ", i, " of ", size / w, ": expected ", Signed(dtype, GetInt(dtype, want.data(), i)),
                         ", got ", Signed(dtype, GetInt(dtype, got, i)));
