@@ -7,6 +7,7 @@
 #include "control/collectives/batch_broadcast.h"
 #include "control/collectives/broadcast.h"
 #include "control/collectives/delete.h"
+#include "control/collectives/reduce.h"
 #include "spdlog/spdlog.h"
 
 namespace ferry::control {
@@ -161,7 +162,7 @@ class Coordinator::OperationWait final : public CoordWait {
     if (!op->Done(ctx)) return std::nullopt;
     op->Conclude(ctx, Conclusion::kDone);
     take_(*op);
-    return absl::OkStatus();
+    return op->status();
   }
   absl::Status GiveUp(WaitEnd why) override {
     c_->mu_.AssertHeld();
@@ -173,7 +174,7 @@ class Coordinator::OperationWait final : public CoordWait {
                       : why == WaitEnd::kCancelled ? Conclusion::kCancelled
                                                    : Conclusion::kShutdown);
     take_(*op);
-    return absl::OkStatus();
+    return op->status();
   }
   void Unregister() override {
     c_->mu_.AssertHeld();
@@ -268,6 +269,11 @@ void Coordinator::Deliver(After& after) {
 
 CollectiveContext Coordinator::ContextLocked() {
   return CollectiveContext{cluster_, directory_, absl::Now(), &acquires_, &batches_};
+}
+
+LinkModel Coordinator::MeasuredLink() {
+  absl::MutexLock lock(&mu_);
+  return cluster_.MeasuredLink(options_.default_link);
 }
 
 absl::Time Coordinator::DeadlineFrom(uint32_t timeout_ms) const {
@@ -396,6 +402,14 @@ bool Coordinator::OnNodeMessage(NodeSession* session, const proto::NodeMessage& 
         PollLocked(operations_.WaiterOf(id), &after);
         // New complete copies: Gets waiting for a free sender of those objects may attach.
         for (const Directory::Key& key : changed) KeyChangedLocked(key, &after);
+        SettleLocked(&after);
+      }
+    } else if (msg.has_reduce_report()) {
+      if (Collective* op = operations_.Find(msg.reduce_report().op_id()); op != nullptr) {
+        CollectiveContext ctx = ContextLocked();
+        const OpId id = op->id();
+        SendLocked(op->OnReduceReport(ctx, session->node_id, msg.reduce_report()), &after);
+        PollLocked(operations_.WaiterOf(id), &after);
         SettleLocked(&after);
       }
     } else if (msg.has_heartbeat()) {
@@ -556,11 +570,7 @@ std::shared_ptr<Waiter> Coordinator::BroadcastBatch(const proto::BroadcastBatchR
                                                     proto::BroadcastBatchReply* reply, Waiter::Reply answer) {
   const absl::Time start = absl::Now();
   const absl::Time deadline = DeadlineFrom(req->timeout_ms());
-  LinkModel link;
-  {
-    absl::MutexLock lock(&mu_);
-    link = cluster_.MeasuredLink(options_.default_link);
-  }
+  const LinkModel link = MeasuredLink();
   return std::make_shared<OperationWait>(
       this, deadline, std::move(answer),
       [req = *req, start, deadline, link, limits = options_.limits](OpId id) {
@@ -587,6 +597,19 @@ std::shared_ptr<Waiter> Coordinator::DeleteBatch(const proto::DeleteBatchRequest
       },
       [reply](Collective& op) { *reply = std::move(static_cast<DeleteBatchCollective&>(op).reply()); },
       /*wait=*/true);
+}
+
+std::shared_ptr<Waiter> Coordinator::Reduce(const proto::ReduceRequest* req, proto::ReduceReply* reply, bool all,
+                                            Waiter::Reply answer) {
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = DeadlineFrom(req->timeout_ms());
+  const LinkModel link = MeasuredLink();
+  return std::make_shared<OperationWait>(
+      this, deadline, std::move(answer),
+      [req = *req, all, start, deadline, link, limits = options_.limits](OpId id) {
+        return std::make_unique<ReduceCollective>(id, req, all, start, deadline, link, limits);
+      },
+      [reply](Collective& op) { *reply = std::move(static_cast<ReduceCollective&>(op).reply()); }, /*wait=*/true);
 }
 
 void Coordinator::Start(const std::shared_ptr<Waiter>& waiter) {

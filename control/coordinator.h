@@ -101,6 +101,9 @@ class Coordinator final : public SessionHost {
   std::shared_ptr<Waiter> Delete(const proto::DeleteRequest* req, proto::DeleteReply* reply, Waiter::Reply answer);
   std::shared_ptr<Waiter> DeleteBatch(const proto::DeleteBatchRequest* req, proto::DeleteBatchReply* reply,
                                       Waiter::Reply answer);
+  // Reduce (all = false) or AllReduce of req->inputs into req->result (collectives/reduce.h).
+  std::shared_ptr<Waiter> Reduce(const proto::ReduceRequest* req, proto::ReduceReply* reply, bool all,
+                                 Waiter::Reply answer);
   // Starts a waiting call returned above: answers it at once if it can, else files it.
   void Start(const std::shared_ptr<Waiter>& waiter);
   // The client cancelled the call (ServerUnaryReactor::OnCancel); nothing if it has completed.
@@ -128,6 +131,8 @@ class Coordinator final : public SessionHost {
   void Deliver(After& after) ABSL_LOCKS_EXCLUDED(mu_);
   CollectiveContext ContextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time DeadlineFrom(uint32_t timeout_ms) const;
+  // The cluster's measured link (for planning), read under mu_.
+  LinkModel MeasuredLink() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `ins` on the nodes' sessions.
   void SendLocked(const Instructions& ins, After* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Settles every death in after->out.died not settled yet: the directory drops the node's

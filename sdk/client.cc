@@ -505,6 +505,32 @@ absl::StatusOr<std::vector<absl::Status>> Client::DeleteBatch(std::span<const Ob
   return impl_->DeleteBatch(resolved);
 }
 
+absl::StatusOr<ReduceResult> Client::Reduce(std::span<const ObjectName> inputs, const ObjectName& result,
+                                            ReduceOp op, DType dtype, uint32_t num_objects, absl::Duration timeout) {
+  return RunReduce(inputs, result, op, dtype, num_objects, timeout, /*all=*/false);
+}
+
+absl::StatusOr<ReduceResult> Client::AllReduce(std::span<const ObjectName> inputs, const ObjectName& result,
+                                               ReduceOp op, DType dtype, uint32_t num_objects,
+                                               absl::Duration timeout) {
+  return RunReduce(inputs, result, op, dtype, num_objects, timeout, /*all=*/true);
+}
+
+absl::StatusOr<ReduceResult> Client::RunReduce(std::span<const ObjectName> inputs, const ObjectName& result,
+                                               ReduceOp op, DType dtype, uint32_t num_objects, absl::Duration timeout,
+                                               bool all) {
+  // Names are checked here; the rest (sizes, duplicates, op and dtype) by the coordinator.
+  std::vector<ObjectName> resolved(inputs.begin(), inputs.end());
+  ObjectName out = result;
+  if (out.ns.empty()) out.ns = default_namespace();
+  FERRY_RETURN_IF_ERROR(sdk::ValidateName(out));
+  for (ObjectName& n : resolved) {
+    if (n.ns.empty()) n.ns = out.ns;
+    FERRY_RETURN_IF_ERROR(sdk::ValidateName(n));
+  }
+  return impl_->Reduce(resolved, out, op, dtype, num_objects, timeout, all);
+}
+
 absl::StatusOr<NodeStatus> Client::Status() { return impl_->Status(); }
 
 }  // namespace ferry

@@ -355,6 +355,24 @@ absl::StatusOr<BatchBroadcastResult> ClientImpl::BroadcastBatch(const std::vecto
   return sdk::BatchBroadcastFromProto(reply);
 }
 
+absl::StatusOr<ReduceResult> ClientImpl::Reduce(const std::vector<ObjectName>& inputs, const ObjectName& result,
+                                                ReduceOp op, DType dtype, uint32_t num_objects,
+                                                absl::Duration timeout, bool all) {
+  proto::SidecarReduceRequest req;
+  for (const ObjectName& in : inputs) sdk::NameToProto(in, req.add_inputs());
+  sdk::NameToProto(result, req.mutable_result());
+  req.set_num_objects(num_objects);
+  req.set_op(static_cast<proto::ReduceOp>(op));
+  req.set_dtype(static_cast<proto::DType>(dtype));
+  const uint32_t timeout_ms = sdk::TimeoutToMs(timeout);
+  req.set_timeout_ms(timeout_ms);
+  proto::SidecarReduceReply reply;
+  const char* what = all ? "AllReduce" : "Reduce";
+  FERRY_RETURN_IF_ERROR(Call(all ? &proto::Sidecar::Stub::AllReduce : &proto::Sidecar::Stub::Reduce, req, &reply,
+                             absl::Milliseconds(timeout_ms), what, Describe(result)));
+  return sdk::ReduceFromProto(reply);
+}
+
 absl::StatusOr<NodeStatus> ClientImpl::Status() {
   RequestOf<&proto::Sidecar::Stub::Status> req;
   ReplyOf<&proto::Sidecar::Stub::Status> reply;

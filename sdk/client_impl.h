@@ -72,6 +72,8 @@ class ClientImpl {
                                                uint32_t limit);
   absl::StatusOr<BatchBroadcastResult> BroadcastBatch(const std::vector<ObjectName>& names,
                                                       const std::vector<std::string>& nodes, absl::Duration timeout);
+  absl::StatusOr<ReduceResult> Reduce(const std::vector<ObjectName>& inputs, const ObjectName& result, ReduceOp op,
+                                      DType dtype, uint32_t num_objects, absl::Duration timeout, bool all);
   absl::StatusOr<BroadcastResult> Broadcast(const ObjectName& name,
                                             const std::vector<std::string>& nodes,
                                             absl::Duration timeout);

@@ -138,6 +138,22 @@ BroadcastResult BroadcastFromProto(const proto::SidecarBroadcastReply& reply) {
   return out;
 }
 
+ReduceResult ReduceFromProto(const proto::SidecarReduceReply& reply) {
+  ReduceResult out;
+  out.result.ns = reply.result().ns();
+  out.result.key = reply.result().key();
+  out.meta.size = reply.meta().size();
+  out.meta.dtype = static_cast<DType>(reply.meta().dtype());
+  out.meta.count = reply.meta().count();
+  out.root_node = reply.root_node();
+  out.used.assign(reply.used().begin(), reply.used().end());
+  for (const proto::SidecarBroadcastResult& r : reply.results()) {
+    out.copies.push_back(BroadcastResult::Target{r.node(), r.ok(), r.error()});
+  }
+  out.seconds = reply.seconds();
+  return out;
+}
+
 BatchBroadcastResult BatchBroadcastFromProto(const proto::SidecarBroadcastBatchReply& reply) {
   BatchBroadcastResult out;
   out.seconds = reply.seconds();

@@ -40,6 +40,7 @@ NodeStatus StatusFromProto(const proto::StatusReply& reply, uint64_t self_id);
 GetInfo GetInfoFromProto(const proto::GetReply& reply);
 BroadcastResult BroadcastFromProto(const proto::SidecarBroadcastReply& reply);
 BatchBroadcastResult BatchBroadcastFromProto(const proto::SidecarBroadcastBatchReply& reply);
+ReduceResult ReduceFromProto(const proto::SidecarReduceReply& reply);
 
 // A timeout as the protocol's uint32 milliseconds: negative -> 0, too long (or infinite) ->
 // UINT32_MAX, otherwise rounded up to a whole millisecond.

@@ -46,6 +46,7 @@
 #include "ferry/client.h"
 #include "sdk/cli_util.h"
 #include "sdk/placement_cli.h"
+#include "sdk/reduce_cli.h"
 
 namespace ferry::cli {
 namespace {
@@ -721,6 +722,7 @@ struct Flags {
   RmFlags rm;
   BcastFlags bcast;
   PlacementFlags placement;
+  ReduceFlags reduce;
 };
 
 void AddGlobalOptions(CLI::App& app, GlobalFlags& g) {
@@ -776,6 +778,9 @@ absl::Status Dispatch(const CLI::App& app, const Flags& f) {
   if (app.got_subcommand("ls")) return RunLs(f.global, f.ls);
   if (app.got_subcommand("rm")) return RunRm(f.global, f.rm);
   if (app.got_subcommand("bcast")) return RunBcast(f.global, f.bcast);
+  if (IsReduceCommand(app)) {
+    return RunReduceCommand(app, f.reduce, f.global.ns, f.global.json, [&f] { return ConnectTo(f.global); });
+  }
   if (IsPlacementCommand(app)) {
     return RunPlacementCommand(app, f.placement, f.global.json,
                                [](absl::Status s) { return WithExit(std::move(s), kExitUnreachable); });
@@ -796,6 +801,7 @@ int Main(int argc, char** argv) {
   AddGlobalOptions(app, f.global);
   app.add_subcommand("status", "this node and the cluster: nodes, arenas, links, coordinator");
   AddObjectCommands(app, f);
+  AddReduceCommands(app, f.reduce);
   AddPlacementCommands(app, f.placement);
   try {
     app.parse(argc, argv);

@@ -16,7 +16,7 @@
 //
 // Implementations: BroadcastCollective (broadcast.h; also the implicit broadcast that
 // AcquireSource attaches receivers to), BatchBroadcastCollective (batch_broadcast.h),
-// DeleteCollective (delete.h). How the next ones map onto
+// DeleteCollective (delete.h), ReduceCollective (reduce.h: Reduce and AllReduce). How they map onto
 // this interface, each as one file here:
 //
 // - Reduce (a tree of nodes whose chunks are combined upward). Start: picks the positions that
@@ -103,6 +103,11 @@ class Collective {
     return {};
   }
 
+  // `node`'s report on a reduce position of this operation (ReducePositionReport{op_id}).
+  virtual Instructions OnReduceReport(CollectiveContext& ctx, NodeId node, const proto::ReducePositionReport& report) {
+    return {};
+  }
+
   // The objects whose directory entries this operation changed since the last call (a batch's
   // targets completing copies): the coordinator wakes the calls waiting on them.
   virtual std::vector<Directory::Key> TakeChangedKeys() { return {}; }
@@ -111,6 +116,9 @@ class Collective {
   virtual bool Done(const CollectiveContext& ctx) const = 0;
   // Records the result (called once): at Done, or when the call ends for another reason.
   virtual void Conclude(CollectiveContext& ctx, Conclusion why) = 0;
+  // The call's status after Conclude (OK: the reply holds the result). A Reduce that lost
+  // inputs answers DATA_LOSS, one that timed out DEADLINE_EXCEEDED, both naming the inputs.
+  virtual absl::Status status() const { return absl::OkStatus(); }
 
  private:
   const OpId id_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/batch.h"
 #include "core/names.h"
+#include "control/collectives/reduce.h"
 #include "proto/status_bridge.h"
 
 namespace ferry::control {
@@ -170,6 +171,22 @@ grpc::ServerUnaryReactor* CoordinatorService::Exists(grpc::CallbackServerContext
   if (!s.ok()) return Answer(ctx, s);
   *reply = coordinator_.Exists(*req);
   return Answer(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Reduce(grpc::CallbackServerContext* ctx, const proto::ReduceRequest* req,
+                                                     proto::ReduceReply* reply) {
+  if (absl::Status s = ValidateReduceRequest(*req); !s.ok()) return Answer(ctx, s);
+  return WaitingCall::Run(&coordinator_, [&](Waiter::Reply answer) {
+    return coordinator_.Reduce(req, reply, /*all=*/false, std::move(answer));
+  });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::AllReduce(grpc::CallbackServerContext* ctx,
+                                                        const proto::ReduceRequest* req, proto::ReduceReply* reply) {
+  if (absl::Status s = ValidateReduceRequest(*req); !s.ok()) return Answer(ctx, s);
+  return WaitingCall::Run(&coordinator_, [&](Waiter::Reply answer) {
+    return coordinator_.Reduce(req, reply, /*all=*/true, std::move(answer));
+  });
 }
 
 }  // namespace ferry::control

@@ -51,6 +51,10 @@ class CoordinatorService final : public proto::Coordinator::CallbackService {
                                         proto::DeleteBatchReply* reply) override;
   grpc::ServerUnaryReactor* Exists(grpc::CallbackServerContext* ctx, const proto::ExistsRequest* req,
                                    proto::ExistsReply* reply) override;
+  grpc::ServerUnaryReactor* Reduce(grpc::CallbackServerContext* ctx, const proto::ReduceRequest* req,
+                                   proto::ReduceReply* reply) override;
+  grpc::ServerUnaryReactor* AllReduce(grpc::CallbackServerContext* ctx, const proto::ReduceRequest* req,
+                                      proto::ReduceReply* reply) override;
 
   // Ends waiting calls and node sessions (see Coordinator::Shutdown). Idempotent.
   void Shutdown() { coordinator_.Shutdown(); }

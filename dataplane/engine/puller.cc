@@ -150,7 +150,7 @@ void PullState::Send(const std::vector<uint32_t>& chunks) {
       OnDone(k, dst.status(), /*fetched=*/false);
       continue;
     }
-    ChunkRequest req{spec.ns, spec.key, k, spec.chunk_size};
+    ChunkRequest req{spec.ns, spec.remote_key.empty() ? spec.key : spec.remote_key, k, spec.chunk_size};
     const FetchId id = transport->Fetch(spec.sender, EncodeChunkRequest(req), *dst, FetchDone(shared_from_this(), k));
     bool cancel = false;
     {

@@ -21,7 +21,7 @@ namespace ferry::dataplane {
 struct PullSpec {
   NodeId sender = 0;
   std::string ns;
-  std::string key;
+  std::string key;            // the local object the chunks land in (and, by default, the remote one)
   uint64_t size = 0;
   uint32_t chunk_size = 1 << 20;
   uint32_t window = 4;
@@ -33,6 +33,9 @@ struct PullSpec {
   const std::atomic<bool>* stop = nullptr;   // set: end the pull (CANCELLED) as at a deadline
   // Where chunks land; null: a CopySink into `dst`. Must outlive the Pull call.
   ChunkSink* sink = nullptr;
+  // The sender's key to fetch, when it differs from `key` (a reduce pulls a child's partial sum
+  // into its own): empty means `key`. The namespace is the same.
+  std::string remote_key;
 };
 
 struct PullStats {

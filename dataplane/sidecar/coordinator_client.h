@@ -68,6 +68,10 @@ class CoordinatorClient {
   // Waits up to req.timeout_ms for the batch to finish.
   [[nodiscard]] virtual absl::Status BroadcastBatch(const proto::BroadcastBatchRequest& req,
                                                     proto::BroadcastBatchReply* reply) = 0;
+  // Reduce (all = false) or AllReduce; waits up to the request's timeout (plus a margin).
+  [[nodiscard]] virtual absl::Status Reduce(const proto::ReduceRequest& req, bool all, proto::ReduceReply* reply) {
+    return absl::UnimplementedError("this coordinator client does not reduce");
+  }
 
   // Cancels the calls in progress that may wait long (AcquireSource, Broadcast, BroadcastBatch); later ones of
   // those fail CANCELLED at once. Idempotent; does not block. Session streams are cancelled

@@ -152,6 +152,9 @@ void CoordinatorSession::Dispatch(const proto::CoordMessage& msg, CoordinatorStr
     case proto::CoordMessage::kBatchPull:
       if (deps_.batch_pull) deps_.batch_pull(msg.batch_pull());
       return;
+    case proto::CoordMessage::kReduce:
+      if (deps_.reduce) deps_.reduce(msg.reduce());
+      return;
     case proto::CoordMessage::kDrop:
       if (std::optional<proto::DropDone> done = deps_.drops->Handle(msg.drop()); done.has_value()) {
         proto::NodeMessage reply;

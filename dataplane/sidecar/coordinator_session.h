@@ -2,7 +2,7 @@
 // stream, sends Hello, waits for Welcome, then sends a Heartbeat every interval and
 // dispatches every CoordMessage by its kind to one handler (Welcome and Membership to the
 // MembershipHandler, PullInstruction to the PullHandler, BatchPullInstruction to the batch-pull
-// handler, DropInstruction to the DropHandler, answering DropDone). Others (batch pulls) send
+// handler, ReducePosition to the reduce handler, DropInstruction to the DropHandler, answering DropDone). Others (batch pulls) send
 // messages on the stream through Send. When the stream ends it reconnects with backoff (100 ms doubling to
 // 2 s), until Stop. A refusal (ALREADY_EXISTS, UNAUTHENTICATED, INVALID_ARGUMENT,
 // PERMISSION_DENIED) is kept for WaitRegistered / refusal().
@@ -40,6 +40,7 @@ struct SessionDeps {
   PullHandler* pulls = nullptr;
   DropHandler* drops = nullptr;
   std::function<void(const proto::BatchPullInstruction&)> batch_pull;   // BatchPullInstruction
+  std::function<void(const proto::ReducePosition&)> reduce;             // ReducePosition
   std::function<proto::Hello()> hello;             // the Hello of a new session
   std::function<proto::Heartbeat()> heartbeat;     // figures for a heartbeat (seq set here)
   std::function<void(const proto::Welcome&)> on_welcome;   // beyond membership (optional)

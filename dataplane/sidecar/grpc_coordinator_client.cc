@@ -146,6 +146,12 @@ absl::Status GrpcCoordinatorClient::BroadcastBatch(const proto::BroadcastBatchRe
   return FromGrpc(stub_->BroadcastBatch(call.ctx(), req, reply));
 }
 
+absl::Status GrpcCoordinatorClient::Reduce(const proto::ReduceRequest& req, bool all, proto::ReduceReply* reply) {
+  WaitingCall call(this, absl::Milliseconds(req.timeout_ms()) + absl::Seconds(10));
+  if (!call.registered()) return absl::CancelledError("ferryd is shutting down");
+  return FromGrpc(all ? stub_->AllReduce(call.ctx(), req, reply) : stub_->Reduce(call.ctx(), req, reply));
+}
+
 void GrpcCoordinatorClient::Shutdown() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;

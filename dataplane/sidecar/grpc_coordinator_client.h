@@ -40,6 +40,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Status ClusterStatus(proto::ClusterStatusReply* reply) override;
   absl::Status Broadcast(const proto::BroadcastRequest& req, proto::BroadcastReply* reply) override;
   absl::Status BroadcastBatch(const proto::BroadcastBatchRequest& req, proto::BroadcastBatchReply* reply) override;
+  absl::Status Reduce(const proto::ReduceRequest& req, bool all, proto::ReduceReply* reply) override;
   void Shutdown() override;
 
  private:

@@ -51,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, std::uni
   }
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(arena), std::move(transport), std::move(coordinator)));
   if (absl::Status s = node->SetUpPacks(); !s.ok()) return s;
+  if (absl::Status s = node->SetUpReduce(); !s.ok()) return s;
   return node;
 }
 
@@ -86,6 +87,32 @@ absl::Status Node::SetUpPacks() {
   return absl::OkStatus();
 }
 
+absl::Status Node::SetUpReduce() {
+  const size_t bytes = size_t{std::max<uint32_t>(options_.reduce_slot_sets, 1)} * ReduceHandler::kSetBytes;
+  // Anonymous memory, populated on first use, as the pack buffers.
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat("mapping ", bytes, " bytes of reduce scratch: ", strerror(errno)));
+  }
+  reduce_scratch_.base = mem;
+  reduce_scratch_.length = bytes;
+  absl::StatusOr<MemoryRegion> scratch = transport_->RegisterMemory(MemoryKind::kHost, mem, bytes);
+  if (!scratch.ok()) return scratch.status();
+  ReduceDeps deps;
+  deps.fetcher = &fetcher_;
+  deps.store = &store_;
+  deps.transport = transport_.get();
+  deps.arena = MemoryRegion{options_.arena_region, MemoryKind::kHost, arena_->base(), arena_->size(), ""};
+  deps.scratch = *scratch;
+  deps.slot_sets = std::max<uint32_t>(options_.reduce_slot_sets, 1);
+  deps.max_pull_rate_Bps = options_.max_pull_rate_Bps;
+  deps.counters = &counters_;
+  deps.send = [this](const proto::NodeMessage& msg) { return session_->Send(msg); };
+  deps.publish = [this](const std::string& ns, const std::string& key) { return Publish(ns, key); };
+  reduces_ = std::make_unique<ReduceHandler>(std::move(deps), /*max_positions=*/256);
+  return absl::OkStatus();
+}
+
 Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_ptr<Transport> transport,
            std::unique_ptr<CoordinatorClient> coordinator)
     : options_(std::move(options)),
@@ -116,6 +143,9 @@ Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_p
   deps.batch_pull = [this](const proto::BatchPullInstruction& ins) {
     if (batch_pulls_) batch_pulls_->Handle(ins);
   };
+  deps.reduce = [this](const proto::ReducePosition& pos) {
+    if (reduces_) reduces_->Handle(pos);
+  };
   deps.hello = [this] { return MakeHello(); };
   deps.heartbeat = [this] { return MakeHeartbeat(); };
   deps.on_welcome = [this](const proto::Welcome& w) { inline_max_.store(w.inline_max_bytes()); };
@@ -138,6 +168,7 @@ void Node::Shutdown() {
   session_->Stop();
   pulls_->Shutdown();
   if (batch_pulls_) batch_pulls_->Shutdown();
+  if (reduces_) reduces_->Shutdown();
   reports_.Stop();
   transport_->Shutdown();
 }
@@ -204,15 +235,7 @@ absl::StatusOr<uint64_t> Node::CreateObject(const std::string& ns, const std::st
   return store_.Create(ns, key, fresh, session);
 }
 
-absl::StatusOr<proto::PublishRequest> Node::SealLocally(const std::string& ns, const std::string& key,
-                                                       SessionId session) {
-  uint64_t checksum = 0;
-  if (absl::StatusOr<PinnedObject> writing = store_.PinInternal(ns, key); writing.ok()) {
-    // Hash while pinned (the client asked to seal: it writes no more), before sealing.
-    if (writing->meta.checksummed) checksum = XXH3_64bits(arena_->base() + writing->offset, writing->meta.size);
-    store_.Unpin(*writing);
-  }
-  if (absl::Status s = store_.Seal(ns, key, session, checksum); !s.ok()) return s;
+absl::StatusOr<proto::PublishRequest> Node::PublishRequestFor(const std::string& ns, const std::string& key) {
   absl::StatusOr<PinnedObject> pin = store_.PinInternal(ns, key);
   if (!pin.ok()) return pin.status();
   proto::PublishRequest req;
@@ -224,6 +247,18 @@ absl::StatusOr<proto::PublishRequest> Node::SealLocally(const std::string& ns, c
   }
   store_.Unpin(*pin);
   return req;
+}
+
+absl::StatusOr<proto::PublishRequest> Node::SealLocally(const std::string& ns, const std::string& key,
+                                                       SessionId session) {
+  uint64_t checksum = 0;
+  if (absl::StatusOr<PinnedObject> writing = store_.PinInternal(ns, key); writing.ok()) {
+    // Hash while pinned (the client asked to seal: it writes no more), before sealing.
+    if (writing->meta.checksummed) checksum = XXH3_64bits(arena_->base() + writing->offset, writing->meta.size);
+    store_.Unpin(*writing);
+  }
+  if (absl::Status s = store_.Seal(ns, key, session, checksum); !s.ok()) return s;
+  return PublishRequestFor(ns, key);
 }
 
 absl::Status Node::PublishOutcome(const std::string& ns, const std::string& key, const absl::Status& s) {
@@ -251,6 +286,13 @@ absl::Status Node::Seal(const std::string& ns, const std::string& key, SessionId
   if (!req.ok()) return req.status();
   reports_.Flush();
   return PublishOutcome(ns, key, coordinator_->Publish(*req));
+}
+
+absl::Status Node::Publish(const std::string& ns, const std::string& key) {
+  absl::StatusOr<proto::PublishRequest> req = PublishRequestFor(ns, key);
+  if (!req.ok()) return req.status();
+  reports_.Flush();
+  return coordinator_->Publish(*req);
 }
 
 absl::StatusOr<GetResult> Node::Get(const std::string& ns, const std::string& key, SessionId session,
@@ -296,6 +338,13 @@ absl::StatusOr<proto::BroadcastBatchReply> Node::BroadcastBatch(const proto::Bro
   proto::BroadcastBatchReply reply;
   reports_.Flush();
   if (absl::Status s = coordinator_->BroadcastBatch(req, &reply); !s.ok()) return s;
+  return reply;
+}
+
+absl::StatusOr<proto::ReduceReply> Node::Reduce(const proto::ReduceRequest& req, bool all) {
+  proto::ReduceReply reply;
+  reports_.Flush();
+  if (absl::Status s = coordinator_->Reduce(req, all, &reply); !s.ok()) return s;
   return reply;
 }
 

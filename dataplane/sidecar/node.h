@@ -31,6 +31,7 @@
 #include "dataplane/engine/pack_buffers.h"
 #include "dataplane/sidecar/handlers/batch_pull_handler.h"
 #include "dataplane/sidecar/handlers/pull_handler.h"
+#include "dataplane/sidecar/handlers/reduce_handler.h"
 #include "dataplane/sidecar/link_estimator.h"
 #include "dataplane/sidecar/object_fetcher.h"
 #include "dataplane/sidecar/transfer_reporter.h"
@@ -56,6 +57,7 @@ struct NodeOptions {
   // serving and as many for receiving, registered with the transport at start-up.
   uint32_t pack_buffers = 16;
   uint32_t pack_buffer_bytes = 1 << 20;
+  uint32_t reduce_slot_sets = 8;       // reduce positions with children building at once (8 MiB of scratch each)
   bool checksum_all = false;           // checksum every object at Seal, whatever the client asked
   RegionId arena_region = kNoRegion;   // the arena's registration with the transport (RegisterMemory)
 };
@@ -93,6 +95,8 @@ class Node {
   absl::StatusOr<proto::ClusterStatusReply> ClusterStatus();
   absl::StatusOr<proto::BroadcastReply> Broadcast(const proto::BroadcastRequest& req);
   absl::StatusOr<proto::BroadcastBatchReply> BroadcastBatch(const proto::BroadcastBatchRequest& req);
+  // Reduce (all = false) or AllReduce through the coordinator.
+  absl::StatusOr<proto::ReduceReply> Reduce(const proto::ReduceRequest& req, bool all);
 
   // Batches (node_batch.cc; contracts in proto/sidecar.proto). The caller has validated the
   // names (core/batch.h: one namespace, distinct) and metadata. An error status refuses the
@@ -139,6 +143,12 @@ class Node {
   // object to re-report; a refusal deletes it).
   absl::StatusOr<proto::PublishRequest> SealLocally(const std::string& ns, const std::string& key, SessionId session);
   absl::Status PublishOutcome(const std::string& ns, const std::string& key, const absl::Status& published);
+  // The PublishRequest announcing a sealed local object (its inline bytes if small).
+  absl::StatusOr<proto::PublishRequest> PublishRequestFor(const std::string& ns, const std::string& key);
+  // Maps and registers the reduce scratch and makes the reduce handler.
+  [[nodiscard]] absl::Status SetUpReduce();
+  // Publishes a sealed local object (a Seal's, or a reduce's result).
+  [[nodiscard]] absl::Status Publish(const std::string& ns, const std::string& key);
   proto::Hello MakeHello();
   proto::Heartbeat MakeHeartbeat();
   void OnEvicted(const std::string& ns, const std::string& key);
@@ -152,7 +162,7 @@ class Node {
     void* base = nullptr;
     size_t length = 0;
     ~Mapping();
-  } pack_memory_;
+  } pack_memory_, reduce_scratch_;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<CoordinatorClient> coordinator_;
   ObjectStore store_;
@@ -167,6 +177,7 @@ class Node {
   std::unique_ptr<PackBuffers> serve_packs_;
   std::unique_ptr<PackBuffers> receive_packs_;
   std::unique_ptr<BatchPullHandler> batch_pulls_;
+  std::unique_ptr<ReduceHandler> reduces_;
   std::unique_ptr<CoordinatorSession> session_;
   std::atomic<uint32_t> inline_max_{64 * 1024};   // Welcome.inline_max_bytes
   std::atomic<bool> stopped_{false};

@@ -206,7 +206,7 @@ absl::StatusOr<bool> ObjectFetcher::PullAttempt(Fetch& f, const proto::AcquireSo
   PullSpec spec{reply.sender(), ns, key, reply.meta().size(), reply.chunk_size(),
                 options_.window_override > 0 ? options_.window_override : std::max<uint32_t>(reply.window(), 2),
                 LocalSlice{deps_.arena_region, f.hold->offset, reply.meta().size()}, f.deadline,
-                options_.max_pull_rate_Bps, &stopping_};
+                options_.max_pull_rate_Bps, &stopping_, /*sink=*/nullptr, /*remote_key=*/{}};
   PullStats stats;
   ++deps_.counters->pulls;
   const absl::Time pull_start = absl::Now();

@@ -348,4 +348,46 @@ grpc::Status SidecarService::DeleteBatch(grpc::ServerContext*, const proto::Side
   return Statuses(node_->DeleteBatch(req->refs(0).ns(), keys), start, reply);
 }
 
+grpc::Status SidecarService::Reduce(grpc::ServerContext*, const proto::SidecarReduceRequest* req,
+                                    proto::SidecarReduceReply* reply) {
+  return RunReduce(req, /*all=*/false, reply);
+}
+
+grpc::Status SidecarService::AllReduce(grpc::ServerContext*, const proto::SidecarReduceRequest* req,
+                                       proto::SidecarReduceReply* reply) {
+  return RunReduce(req, /*all=*/true, reply);
+}
+
+// The coordinator validates the request (control/collectives/reduce.h) and names the problem.
+grpc::Status SidecarService::RunReduce(const proto::SidecarReduceRequest* req, bool all,
+                                       proto::SidecarReduceReply* reply) {
+  proto::ReduceRequest rreq;
+  *rreq.mutable_inputs() = req->inputs();
+  rreq.set_num_objects(req->num_objects());
+  rreq.set_op(req->op());
+  rreq.set_dtype(req->dtype());
+  *rreq.mutable_result() = req->result();
+  rreq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
+  absl::StatusOr<proto::ReduceReply> r = node_->Reduce(rreq, all);
+  if (!r.ok()) return ToGrpc(r.status());
+  *reply->mutable_result() = r->result();
+  *reply->mutable_meta() = r->meta();
+  *reply->mutable_used() = r->used();
+  reply->set_seconds(r->seconds());
+  std::string root = absl::StrCat(r->root_node());
+  if (absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus(); cluster.ok()) {
+    for (const proto::NodeInfo& n : cluster->nodes()) {
+      if (n.node_id() == r->root_node()) root = n.name();
+    }
+  }
+  reply->set_root_node(root);
+  for (const proto::BroadcastResult& res : r->results()) {
+    proto::SidecarBroadcastResult* out = reply->add_results();
+    out->set_node(!res.node_name().empty() ? res.node_name() : absl::StrCat(res.node_id()));
+    out->set_ok(res.ok());
+    out->set_error(res.error());
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace ferry::dataplane

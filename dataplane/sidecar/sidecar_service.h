@@ -39,8 +39,11 @@ class SidecarService final : public proto::Sidecar::Service {
 
   // FAILED_PRECONDITION unless `session` is a live client session of this ferryd.
   absl::Status CheckSession(uint64_t session) const;
+  grpc::Status Reduce(grpc::ServerContext*, const proto::SidecarReduceRequest*, proto::SidecarReduceReply*) override;
+  grpc::Status AllReduce(grpc::ServerContext*, const proto::SidecarReduceRequest*, proto::SidecarReduceReply*) override;
 
  private:
+  grpc::Status RunReduce(const proto::SidecarReduceRequest* req, bool all, proto::SidecarReduceReply* reply);
   [[nodiscard]] absl::Status ResolveNodes(const google::protobuf::RepeatedPtrField<std::string>& wanted,
                                           std::vector<uint64_t>* ids);
 

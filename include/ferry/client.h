@@ -276,6 +276,22 @@ class Client {
   // Deletes every object on every node, as one coordinator operation per 8,192 entries.
   // NOT_FOUND for an entry that does not exist.
   absl::StatusOr<std::vector<absl::Status>> DeleteBatch(std::span<const ObjectName> names);
+  // Combines `num_objects` (0: all) of `inputs` with `op` into a new object `result` on a
+  // dynamic tree: inputs take places in the order they are created (published) anywhere in the
+  // cluster, so they need not exist yet; with num_objects < inputs the first ready are used
+  // (ReduceResult::used says which). Every input must hold `dtype` elements, all of one size,
+  // one input per node, all in result's namespace (empty: the client's default). Blocks until
+  // the result is sealed on its root node, or `timeout`. Errors name the problem:
+  // INVALID_ARGUMENT (empty or duplicate inputs, num_objects out of range, BYTES or an unknown
+  // op, an input whose size or dtype does not match), ALREADY_EXISTS (the result exists),
+  // DATA_LOSS naming the inputs lost with their nodes, DEADLINE_EXCEEDED naming the inputs never
+  // created. A result is never silently wrong.
+  absl::StatusOr<ReduceResult> Reduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
+                                      DType dtype, uint32_t num_objects, absl::Duration timeout);
+  // Reduce, then every node whose input was ready receives a copy of the result (`copies`).
+  // Today the copies start once the result is complete (reduce, then broadcast).
+  absl::StatusOr<ReduceResult> AllReduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
+                                         DType dtype, uint32_t num_objects, absl::Duration timeout);
 
   // This node's and the cluster's status.
   absl::StatusOr<NodeStatus> Status();
@@ -284,6 +300,8 @@ class Client {
 
  private:
   explicit Client(std::shared_ptr<ClientImpl> impl);
+  absl::StatusOr<ReduceResult> RunReduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
+                                         DType dtype, uint32_t num_objects, absl::Duration timeout, bool all);
   std::shared_ptr<ClientImpl> impl_;
 };
 

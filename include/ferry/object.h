@@ -87,6 +87,17 @@ struct BroadcastResult {
   double seconds = 0;
 };
 
+// The outcome of a reduce or all-reduce (Client::Reduce, Client::AllReduce).
+struct ReduceResult {
+  ObjectName result;
+  ObjectMeta meta;                 // of the result
+  std::string root_node;           // the node that built the result
+  std::vector<uint32_t> used;      // indices into the inputs whose data is in the result
+  // AllReduce: one per participant (every node whose input was ready): ok when it holds the result.
+  std::vector<BroadcastResult::Target> copies;
+  double seconds = 0;
+};
+
 // The outcome of a batch broadcast (Client::BroadcastBatch): per target, and per entry that
 // failed somewhere.
 struct BatchBroadcastResult {

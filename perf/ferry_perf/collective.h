@@ -6,8 +6,8 @@
 //   Cleanup(iter)         untimed: drop pins, Delete the iteration's objects
 // Cleanup runs after every Prepare, also when Run or Verify failed. Iterations never overlap
 // and each uses its own object keys, so a late Delete cannot touch the next iteration.
-// reduce / allreduce plug in as further subclasses (reduces() true, BoundFactor 2(N-1)/N
-// for allreduce).
+// reduce / allreduce are further subclasses (reduce_collectives.cc: reduces() true,
+// BoundFactor 2(N-1)/N for allreduce).
 //
 // Thread-safety: a Collective is driven by one thread; Run may use worker threads
 // internally but joins them before it returns.
@@ -43,6 +43,7 @@ struct PerfContext {
   std::string ns = "default";                   // namespace of every object ferry-perf creates
   std::string run_id;                           // random, makes keys unique across runs
   DType dtype = DType::kF32;                    // recorded in the objects' metadata
+  ReduceOp op = ReduceOp::kSum;                 // reduce, allreduce (--op)
   absl::Duration timeout = absl::Seconds(120);  // per Get / Broadcast
   int stream_inflight = 2;  // p2p-stream: Gets in flight
   int corrupt_node = -1;  // test hook: the verifier treats this node's first word as wrong
@@ -98,6 +99,9 @@ class Collective {
 
 // model-bcast / model-join (model_collectives.cc); nullptr for another name.
 std::unique_ptr<Collective> MakeModelCollective(std::string_view name, PerfContext* ctx);
+
+// reduce / allreduce (reduce_collectives.cc); nullptr for another name.
+std::unique_ptr<Collective> MakeReduceCollective(std::string_view name, PerfContext* ctx);
 
 // Names MakeCollective accepts, in the order of the default --coll.
 std::vector<std::string> KnownCollectives();

@@ -354,7 +354,8 @@ class BroadcastGet final : public ObjectCollective {
 }  // namespace
 
 std::vector<std::string> KnownCollectives() {
-  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join", "model-batch", "model-join-batch"};
+  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join",
+          "model-batch", "model-join-batch", "reduce", "allreduce"};
 }
 
 absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
@@ -364,9 +365,11 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
   if (name == "broadcast") return std::make_unique<Broadcast>(ctx);
   if (name == "broadcast-get") return std::make_unique<BroadcastGet>(ctx);
   if (std::unique_ptr<Collective> model = MakeModelCollective(name, ctx)) return model;
+  if (std::unique_ptr<Collective> reduce = MakeReduceCollective(name, ctx)) return reduce;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown collective '", std::string(name),
-                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join, model-batch, model-join-batch)"));
+                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join, model-batch, "
+                   "model-join-batch, reduce, allreduce)"));
 }
 
 }  // namespace ferry::perf

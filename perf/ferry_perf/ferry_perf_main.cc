@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/process.h"
 #include "common/status_macros.h"
+#include "core/dtype.h"
 #include "perf/ferry_perf/collective.h"
 #include "perf/ferry_perf/pattern.h"
 #include "perf/ferry_perf/report.h"
@@ -74,7 +75,8 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
   app.add_option("--coll", f->colls,
-                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join,model-batch,model-join-batch")
+                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join,model-batch,"
+                 "model-join-batch,reduce,allreduce")
       ->capture_default_str();
   app.add_option("--model", f->model,
                  "model-*: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "
@@ -111,7 +113,7 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "and fewer warm-ups: warmup = clamp(B / size, 0, --warmup) (default off)");
   app.add_option("-d,--dtype", f->dtype, "element type (recorded; sets the count column)")
       ->capture_default_str();
-  app.add_option("-o,--op", f->op, "reduction op sum|prod|min|max (recorded; for reduce)")
+  app.add_option("-o,--op", f->op, "reduction op sum|prod|min|max (reduce, allreduce)")
       ->capture_default_str();
   app.add_option("--link-Bps", f->link_bps,
                  "per-node link bandwidth B in bytes/s for the bound (default: $FERRY_LINK_BPS, "
@@ -451,6 +453,7 @@ int Main(int argc, char** argv) {
   ctx.ns = f.ns;
   ctx.run_id = RandomRunId();
   ctx.dtype = *DTypeFromName(f.dtype);
+  ctx.op = *ReduceOpFromName(f.op);
   ctx.timeout = *timeout;
   ctx.corrupt_node = f.corrupt_node;
   ctx.stream_inflight = f.stream_inflight;

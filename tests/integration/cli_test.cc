@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -220,6 +221,45 @@ TEST_F(CliTest, LargeObjectsReportThroughput) {
   ASSERT_EQ(get.code, 0) << get.out;
   EXPECT_THAT(get.out, HasSubstr("from node n0"));
   EXPECT_THAT(get.out, HasSubstr("/s)"));
+}
+
+// ---- reduce / allreduce ---------------------------------------------------------------
+
+// Two i32 inputs put through the CLI on nodes 0 and 1; `ferry reduce` and `ferry allreduce`
+// sum them (JSON names the inputs used), `ferry get` reads the sums; bad flags exit 2 and a
+// result that exists exits 1.
+TEST_F(CliTest, ReduceAndAllReduceSumInputsOfTwoNodes) {
+  std::string a(4 * 3, '\0'), b(4 * 3, '\0');
+  const int32_t va[3] = {1, -2, 300}, vb[3] = {10, 20, -30};
+  std::memcpy(a.data(), va, 12);
+  std::memcpy(b.data(), vb, 12);
+  for (int node : {0, 1}) {
+    const std::string in = Dir() + "/reduce-in" + std::to_string(node);
+    WriteFile(in, node == 0 ? a : b);
+    CliRun put = Ferry({"put", in, "cli-test/r" + std::to_string(node), "--dtype", "i32"}, node);
+    ASSERT_EQ(put.code, 0) << put.out;
+  }
+  CliRun r = Ferry({"--json", "reduce", "cli-test/rsum", "cli-test/r0", "cli-test/r1", "--dtype", "i32"});
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["used"].size(), 2u) << r.out;
+  EXPECT_EQ(j["bytes"], 12) << r.out;
+  const std::string out = Dir() + "/reduce-out";
+  ASSERT_EQ(Ferry({"get", "cli-test/rsum", out}).code, 0);
+  int32_t got[3] = {};
+  const std::string bytes = ReadFile(out);
+  ASSERT_EQ(bytes.size(), 12u);
+  std::memcpy(got, bytes.data(), 12);
+  EXPECT_EQ(got[0], 11);
+  EXPECT_EQ(got[1], 18);
+  EXPECT_EQ(got[2], 270);
+  CliRun all = Ferry({"allreduce", "cli-test/rmax", "cli-test/r0", "cli-test/r1", "--dtype", "i32", "--op", "max"}, 1);
+  ASSERT_EQ(all.code, 0) << all.out;
+  EXPECT_THAT(all.out, HasSubstr("allreduce default/cli-test/rmax (max, i32, 12 bytes)"));
+  EXPECT_EQ(Ferry({"reduce", "cli-test/rx", "cli-test/r0", "--op", "mean"}).code, 2);
+  CliRun exists = Ferry({"reduce", "cli-test/rsum", "cli-test/r0", "cli-test/r1", "--dtype", "i32"});
+  EXPECT_EQ(exists.code, 1) << exists.out;
+  EXPECT_THAT(exists.out, HasSubstr("already exists"));
 }
 
 // ---- get never destroys what it did not create ----------------------------------------

@@ -1,0 +1,409 @@
+#include "control/collectives/reduce.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "control/collectives/delete.h"
+#include "core/dtype.h"
+#include "core/names.h"
+
+namespace ferry::control {
+namespace {
+
+uint64_t NewIncarnation() {
+  std::random_device rd;
+  uint64_t v = 0;
+  while (v == 0) v = ((static_cast<uint64_t>(rd()) << 32) ^ rd()) >> 1;
+  return v;
+}
+
+}  // namespace
+
+absl::Status ValidateReduceRequest(const proto::ReduceRequest& req) {
+  if (req.inputs().empty()) return absl::InvalidArgumentError("reduce: the input list is empty");
+  if (req.inputs_size() > kMaxReduceInputs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reduce: ", req.inputs_size(), " inputs, at most ", kMaxReduceInputs, " are allowed"));
+  }
+  if (absl::Status s = ValidateObjectName(req.result().ns(), req.result().key()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("reduce: result: ", s.message()));
+  }
+  absl::flat_hash_set<std::string> keys;
+  for (int i = 0; i < req.inputs_size(); ++i) {
+    const proto::ObjectRef& in = req.inputs(i);
+    if (absl::Status s = ValidateObjectName(in.ns(), in.key()); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("reduce: input ", i, ": ", s.message()));
+    }
+    if (in.ns() != req.result().ns()) {
+      return absl::InvalidArgumentError(absl::StrCat("reduce: input ", i, " (", RefName(in), ") is not in namespace ",
+                                                     req.result().ns(), " of the result"));
+    }
+    if (in.key() == req.result().key()) {
+      return absl::InvalidArgumentError(absl::StrCat("reduce: input ", i, " is the result ", RefName(in)));
+    }
+    if (!keys.insert(in.key()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("reduce: input ", RefName(in), " is named twice"));
+    }
+  }
+  if (req.num_objects() > static_cast<uint32_t>(req.inputs_size())) {
+    return absl::InvalidArgumentError(absl::StrCat("reduce: num_objects ", req.num_objects(), " is out of range: ",
+                                                   req.inputs_size(), " inputs (0 means all)"));
+  }
+  const auto op = static_cast<ReduceOp>(req.op());
+  const auto dtype = static_cast<DType>(req.dtype());
+  if (!IsValidReduceOp(op)) return absl::InvalidArgumentError(absl::StrCat("reduce: unknown op ", req.op()));
+  if (!IsValidDType(dtype)) return absl::InvalidArgumentError(absl::StrCat("reduce: unknown dtype ", req.dtype()));
+  if (!DTypeSupports(dtype, op)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reduce: op ", ReduceOpName(op), " is not defined on dtype ", DTypeName(dtype)));
+  }
+  return absl::OkStatus();
+}
+
+std::string ReducePartialKey(OpId op, uint32_t position, uint32_t generation) {
+  return absl::StrCat("_ferry/reduce/", op, "/p", position, ".g", generation);
+}
+
+ReduceCollective::ReduceCollective(OpId id, proto::ReduceRequest req, bool all, absl::Time start,
+                                   absl::Time deadline, LinkModel link, PlanLimits limits)
+    : Collective(id),
+      req_(std::move(req)),
+      all_(all),
+      start_(start),
+      deadline_(deadline),
+      link_(link),
+      limits_(limits),
+      inputs_(req_.inputs_size()) {}
+
+std::vector<Directory::Key> ReduceCollective::keys() const {
+  std::vector<Directory::Key> out;
+  for (const proto::ObjectRef& in : req_.inputs()) out.emplace_back(in.ns(), in.key());
+  out.emplace_back(req_.result().ns(), req_.result().key());
+  return out;
+}
+
+absl::StatusOr<Instructions> ReduceCollective::Start(CollectiveContext& ctx) {
+  absl::StatusOr<proto::LocateReply> result = ctx.directory.Locate(req_.result());
+  if (result.ok() || result.status().code() == absl::StatusCode::kDataLoss) {
+    return absl::AlreadyExistsError(absl::StrCat("reduce: the result ", RefName(req_.result()), " already exists"));
+  }
+  for (size_t i = 0; i < inputs_.size() && status_.ok(); ++i) TryReady(ctx, i);
+  if (!status_.ok()) return status_;
+  return Flush(ctx);
+}
+
+bool ReduceCollective::TryReady(CollectiveContext& ctx, size_t i) {
+  const proto::ObjectRef& ref = req_.inputs(static_cast<int>(i));
+  absl::StatusOr<Directory::ObjectView> view = ctx.directory.View(ref);
+  if (!view.ok() || view->complete.empty()) return true;   // not (yet, or any more) published
+  const proto::ObjectMeta& m = view->meta;
+  const std::string name = absl::StrCat("reduce: input ", i, " (", RefName(ref), ")");
+  const auto dtype = static_cast<DType>(req_.dtype());
+  if (m.dtype() != req_.dtype()) {
+    Fail(absl::InvalidArgumentError(absl::StrCat(name, " has dtype ", DTypeName(static_cast<DType>(m.dtype())),
+                                                 ", the reduce is over ", DTypeName(dtype))));
+    return false;
+  }
+  if (m.size() == 0 || m.size() % DTypeSize(dtype) != 0) {
+    Fail(absl::InvalidArgumentError(absl::StrCat(name, " has ", m.size(), " bytes, not a positive multiple of ",
+                                                 DTypeName(dtype), "'s ", DTypeSize(dtype), " bytes")));
+    return false;
+  }
+  if (planner_ != nullptr && m.size() != meta_.size()) {
+    Fail(absl::InvalidArgumentError(absl::StrCat(name, " has ", m.size(), " bytes, the inputs before it ",
+                                                 meta_.size())));
+    return false;
+  }
+  const NodeId node = view->complete.front();
+  for (size_t j = 0; j < inputs_.size(); ++j) {
+    if (j != i && inputs_[j].state == InputState::kReady && inputs_[j].node == node) {
+      Fail(absl::InvalidArgumentError(absl::StrCat(name, " and input ", j, " (",
+                                                   RefName(req_.inputs(static_cast<int>(j))),
+                                                   ") are both on node ", node, ": one input per node")));
+      return false;
+    }
+  }
+  inputs_[i].state = InputState::kReady;
+  inputs_[i].node = node;
+  if (planner_ == nullptr) CreatePlanner(m);
+  if (!status_.ok()) return false;
+  absl::StatusOr<std::vector<ReducePlanner::Step>> steps = planner_->InputReady(i + 1);
+  if (!steps.ok()) {
+    Fail(steps.status());
+    return false;
+  }
+  Absorb(*steps);
+  return true;
+}
+
+void ReduceCollective::CreatePlanner(const proto::ObjectMeta& meta) {
+  meta_.set_size(meta.size());
+  meta_.set_dtype(req_.dtype());
+  meta_.set_count(meta.size() / DTypeSize(static_cast<DType>(req_.dtype())));
+  meta_.set_incarnation(NewIncarnation());
+  const uint32_t n = static_cast<uint32_t>(inputs_.size());
+  const uint32_t k = req_.num_objects() == 0 ? n : req_.num_objects();
+  PlanLimits limits = limits_;
+  limits.max_chunk = std::min(limits.max_chunk, kMaxChunk);
+  limits.min_chunk = std::min(limits.min_chunk, limits.max_chunk);
+  if (limits.fixed_chunk > kMaxChunk) limits.fixed_chunk = kMaxChunk;
+  const ReducePlan plan = PlanReduce(meta.size(), k, link_, limits);
+  const uint32_t width = static_cast<uint32_t>(DTypeSize(static_cast<DType>(req_.dtype())));
+  chunk_ = std::max(width, plan.chunk_size / width * width);
+  window_ = std::clamp<uint32_t>(plan.window, 1, kMaxWindow);
+  std::vector<NodeId> ids(n);
+  for (uint32_t i = 0; i < n; ++i) ids[i] = i + 1;
+  absl::StatusOr<std::unique_ptr<ReducePlanner>> p = ReducePlanner::Create(std::move(ids), k, plan.chain_length);
+  if (!p.ok()) {
+    Fail(p.status());
+    return;
+  }
+  planner_ = *std::move(p);
+}
+
+bool ReduceCollective::IsLeaf(uint32_t position) const {
+  return planner_->shape().positions[position].children.empty();
+}
+
+void ReduceCollective::Absorb(const std::vector<ReducePlanner::Step>& steps) {
+  const ReduceShape& shape = planner_->shape();
+  for (const ReducePlanner::Step& step : steps) {
+    const uint32_t p = step.position;
+    if (IsLeaf(p) && p != shape.root()) {
+      // Its partial sum is its input, complete already.
+      (void)planner_->PositionDone(step.node);
+    } else {
+      positions_[p].pending = true;
+    }
+    MarkAncestors(p);
+  }
+}
+
+void ReduceCollective::MarkAncestors(uint32_t position) {
+  // The parents name this position's object: they are sent again too.
+  const ReduceShape& shape = planner_->shape();
+  for (uint32_t up = shape.positions[position].parent; up != kNoPosition; up = shape.positions[up].parent) {
+    auto it = positions_.find(up);
+    if (it == positions_.end() || it->second.generation == 0) break;
+    it->second.pending = true;
+  }
+}
+
+Instructions ReduceCollective::Flush(CollectiveContext& ctx) {
+  Instructions out;
+  if (planner_ == nullptr || !status_.ok()) return out;
+  // Ascending positions: children (lower numbers, post-order) get their generation first.
+  for (auto& [p, pos] : positions_) {
+    if (!pos.pending) continue;
+    const NodeId id = planner_->NodeAt(p);
+    if (id == 0 || !ctx.cluster.Alive(inputs_[id - 1].node)) continue;
+    const std::vector<uint32_t>& children = planner_->shape().positions[p].children;
+    if (std::any_of(children.begin(), children.end(), [&](uint32_t c) { return planner_->NodeAt(c) == 0; })) {
+      continue;   // sent once the vacant child is filled
+    }
+    ++pos.generation;
+    pos.pending = false;
+    pos.last_error.clear();
+    out.push_back(MakeInstruction(inputs_[id - 1].node, PositionMessage(ctx, p)));
+  }
+  return out;
+}
+
+proto::ObjectRef ReduceCollective::PartialRef(uint32_t position) const {
+  if (position == planner_->shape().root()) return req_.result();
+  if (IsLeaf(position)) return req_.inputs(static_cast<int>(planner_->NodeAt(position) - 1));
+  proto::ObjectRef ref;
+  ref.set_ns(req_.result().ns());
+  auto it = positions_.find(position);
+  ref.set_key(ReducePartialKey(id(), position, it == positions_.end() ? 0 : it->second.generation));
+  return ref;
+}
+
+proto::CoordMessage ReduceCollective::PositionMessage(const CollectiveContext& ctx, uint32_t position) const {
+  const ReduceShape& shape = planner_->shape();
+  const NodeId id = planner_->NodeAt(position);
+  proto::CoordMessage msg;
+  proto::ReducePosition* r = msg.mutable_reduce();
+  r->set_op_id(this->id());
+  r->set_position(position);
+  r->set_generation(positions_.at(position).generation);
+  *r->mutable_input() = req_.inputs(static_cast<int>(id - 1));
+  *r->mutable_partial() = PartialRef(position);
+  r->set_is_root(position == shape.root());
+  const uint32_t up = shape.positions[position].parent;
+  if (up != kNoPosition && planner_->NodeAt(up) != 0) r->set_parent(inputs_[planner_->NodeAt(up) - 1].node);
+  for (uint32_t c : shape.positions[position].children) {
+    proto::ReduceChild* child = r->add_children();
+    const NodeId node = inputs_[planner_->NodeAt(c) - 1].node;
+    child->set_node(node);
+    if (const proto::NodeInfo* info = ctx.cluster.Info(node); info != nullptr) child->set_address(info->dp_address());
+    *child->mutable_partial() = PartialRef(c);
+  }
+  r->set_recompute(positions_.at(position).generation > 1);
+  r->set_deadline_unix_ms(absl::ToUnixMillis(deadline_));
+  r->set_op(req_.op());
+  r->set_dtype(req_.dtype());
+  *r->mutable_meta() = meta_;
+  r->set_chunk_size(chunk_);
+  r->set_window(window_);
+  return msg;
+}
+
+Instructions ReduceCollective::OnObjectChanged(CollectiveContext& ctx, const Directory::Key& key) {
+  std::optional<size_t> i = IndexOf(key);
+  if (!i || inputs_[*i].state != InputState::kWaiting || !status_.ok() || root_done_) return {};
+  TryReady(ctx, *i);
+  return Flush(ctx);
+}
+
+Instructions ReduceCollective::OnNodeDeath(CollectiveContext& ctx, NodeId node, const std::string& why) {
+  Instructions out;
+  if (broadcast_ != nullptr) out = broadcast_->OnNodeDeath(ctx, node, why);
+  if (planner_ == nullptr || root_done_ || !status_.ok()) return out;
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (inputs_[i].state != InputState::kReady || inputs_[i].node != node) continue;
+    inputs_[i].state = InputState::kFailed;
+    inputs_[i].why_failed = absl::StrCat("node ", node, " died: ", why);
+    absl::StatusOr<std::vector<ReducePlanner::Step>> steps = planner_->InputFailed(i + 1);
+    if (steps.ok()) Absorb(*steps);
+  }
+  CheckLoss();
+  Instructions more = Flush(ctx);
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
+}
+
+Instructions ReduceCollective::OnReport(CollectiveContext& ctx, const proto::ReportTransferRequest& report) {
+  if (broadcast_ == nullptr) return {};
+  return broadcast_->OnReport(ctx, report);
+}
+
+Instructions ReduceCollective::OnReduceReport(CollectiveContext& ctx, NodeId node,
+                                              const proto::ReducePositionReport& report) {
+  if (planner_ == nullptr || root_done_ || !status_.ok()) return {};
+  auto it = positions_.find(report.position());
+  if (it == positions_.end() || it->second.generation != report.generation()) return {};   // stale
+  const NodeId id = planner_->NodeAt(report.position());
+  if (id == 0 || inputs_[id - 1].node != node) return {};
+  if (report.ok()) {
+    if (absl::Status s = planner_->PositionDone(id); !s.ok()) return {};
+    if (report.position() != planner_->shape().root()) return {};
+    root_done_ = true;
+    root_node_ = node;
+    return RootDone(ctx);
+  }
+  if (report.failed_child() != 0) {
+    // Most likely the child is dying: its death (liveness) re-plans the position. Kept for the
+    // deadline's message, should it not die.
+    it->second.last_error = absl::StrCat("position ", report.position(), " on node ", node,
+                                         " could not pull from child node ", report.failed_child(), ": ",
+                                         report.error());
+    return {};
+  }
+  Fail(absl::UnavailableError(absl::StrCat("reduce into ", RefName(req_.result()), ": position ", report.position(),
+                                           " on node ", node, " failed: ", report.error())));
+  return {};
+}
+
+Instructions ReduceCollective::RootDone(CollectiveContext& ctx) {
+  Instructions out;
+  for (const auto& [p, pos] : positions_) {
+    if (p == planner_->shape().root() || pos.generation == 0) continue;
+    const NodeId id = planner_->NodeAt(p);
+    if (id == 0 || !ctx.cluster.Alive(inputs_[id - 1].node)) continue;
+    out.push_back(MakeInstruction(inputs_[id - 1].node, DropMessage(PartialRef(p), 0, 0)));
+  }
+  if (!all_) return out;
+  proto::BroadcastRequest breq;
+  *breq.mutable_ref() = req_.result();
+  absl::flat_hash_set<NodeId> seen;
+  for (const Input& in : inputs_) {
+    if (in.state == InputState::kReady && ctx.cluster.Alive(in.node) && seen.insert(in.node).second) {
+      breq.add_node_ids(in.node);
+    }
+  }
+  breq.set_wait(true);
+  broadcast_ = std::make_unique<BroadcastCollective>(id(), std::move(breq), start_, deadline_);
+  absl::StatusOr<Instructions> pulls = broadcast_->Start(ctx);
+  if (!pulls.ok()) {
+    Fail(pulls.status());
+    return out;
+  }
+  out.insert(out.end(), pulls->begin(), pulls->end());
+  return out;
+}
+
+void ReduceCollective::CheckLoss() {
+  if (planner_ == nullptr || planner_->vacant() == 0 || !planner_->spares().empty()) return;
+  if (std::any_of(inputs_.begin(), inputs_.end(), [](const Input& in) { return in.state == InputState::kWaiting; })) {
+    return;   // a later input may fill the vacancy
+  }
+  Fail(absl::DataLossError(absl::StrCat("reduce into ", RefName(req_.result()), " cannot finish: lost input(s) ",
+                                        InputNames(planner_->GiveUp().lost), "; no other input is expected")));
+}
+
+void ReduceCollective::Fail(absl::Status s) {
+  if (status_.ok()) status_ = std::move(s);
+}
+
+bool ReduceCollective::Done(const CollectiveContext& ctx) const {
+  if (!status_.ok()) return true;
+  if (!root_done_) return false;
+  return !all_ || (broadcast_ != nullptr && broadcast_->Done(ctx));
+}
+
+std::string ReduceCollective::InputNames(const std::vector<NodeId>& ids) const {
+  std::vector<std::string> names;
+  for (NodeId id : ids) {
+    const Input& in = inputs_[id - 1];
+    std::string name = RefName(req_.inputs(static_cast<int>(id - 1)));
+    if (!in.why_failed.empty()) absl::StrAppend(&name, " (", in.why_failed, ")");
+    names.push_back(std::move(name));
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+std::optional<size_t> ReduceCollective::IndexOf(const Directory::Key& key) const {
+  if (key.first != req_.result().ns()) return std::nullopt;
+  for (int i = 0; i < req_.inputs_size(); ++i) {
+    if (req_.inputs(i).key() == key.second) return static_cast<size_t>(i);
+  }
+  return std::nullopt;
+}
+
+void ReduceCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
+  *reply_.mutable_result() = req_.result();
+  reply_.set_seconds(absl::ToDoubleSeconds(ctx.now - start_));
+  if (!status_.ok()) return;
+  if (why == Conclusion::kCancelled) return Fail(absl::CancelledError("the caller cancelled the reduce"));
+  if (why == Conclusion::kShutdown) return Fail(absl::UnavailableError("coordinator shutting down"));
+  if (!root_done_) {
+    const std::string head = absl::StrCat("reduce into ", RefName(req_.result()), " did not finish within ",
+                                          req_.timeout_ms(), " ms: ");
+    if (planner_ == nullptr) return Fail(absl::DeadlineExceededError(absl::StrCat(head, "no input became ready")));
+    const ReducePlanner::Outcome out = planner_->GiveUp();
+    if (!out.lost.empty()) return Fail(absl::DataLossError(absl::StrCat(head, "lost input(s) ", InputNames(out.lost))));
+    if (!out.not_ready.empty() && planner_->vacant() > 0) {
+      return Fail(absl::DeadlineExceededError(
+          absl::StrCat(head, planner_->vacant(), " position(s) were still waiting for inputs; never ready: ",
+                       InputNames(out.not_ready))));
+    }
+    std::string last;
+    for (const auto& [p, pos] : positions_) {
+      if (!pos.last_error.empty()) last = absl::StrCat("; ", pos.last_error);
+    }
+    return Fail(absl::DeadlineExceededError(absl::StrCat(head, "the tree was still reducing", last)));
+  }
+  *reply_.mutable_meta() = meta_;
+  reply_.set_root_node(root_node_);
+  for (NodeId id : planner_->Used()) reply_.add_used(static_cast<uint32_t>(id - 1));
+  if (broadcast_ != nullptr) {
+    broadcast_->Conclude(ctx, why);
+    for (proto::BroadcastResult& r : *broadcast_->reply().mutable_results()) *reply_.add_results() = std::move(r);
+  }
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,130 @@
+// Reduce and AllReduce on a dynamic tree (the Reduce / AllReduce RPCs; collective.h says how
+// they map onto the Collective interface, docs/protocol.md "Reduce" what travels).
+//
+// Inputs are named by ref, one per node, and need not exist when the call starts: an input
+// becomes ready when its creator publishes it (Start for those published already,
+// OnObjectChanged for later ones). The first ready input fixes the size, and with it the
+// tree's shape (ReducePlanner over PlanReduce's chain length and chunk); every later one must
+// match it. The planner's "nodes" are input numbers (index + 1), mapped here to the node that
+// holds the input, so a node's death fails every input it held (InputFailed).
+//
+// A position is sent to its node (ReducePosition) once all its children are placed; a leaf
+// needs no instruction (its partial sum is its input, complete already: PositionDone at once)
+// unless it is the root, which always builds the result object. Every (re-)send bumps the
+// position's generation, which names its partial-sum object, and re-sends its parent (its
+// child's object changed). Reports (OnReduceReport) of the current generation finish a
+// position (PositionDone) or fail it: a failed child pull waits for the child's death (which
+// re-plans; should it not die, the deadline's error names the failure), and a node's own
+// failure fails the reduce (UNAVAILABLE naming the position, node and error).
+// Done when the root is done (AllReduce: and every participant, i.e. every node whose input
+// was ready, holds the result, through an embedded BroadcastCollective).
+//
+// A reduce that cannot finish says why: DATA_LOSS naming the lost inputs as soon as no input
+// still expected can fill a vacant position, DEADLINE_EXCEEDED naming the inputs never ready
+// (or the positions still reducing), INVALID_ARGUMENT for an input whose size or dtype does not
+// match. Pure logic over the Directory and a ClusterView; called under the coordinator's lock.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "control/collectives/broadcast.h"
+#include "control/collectives/collective.h"
+#include "control/planner/cost_model.h"
+#include "control/planner/reduce_planner.h"
+
+namespace ferry::control {
+
+// Checks what can be checked before any input is known: 1..kMaxReduceInputs distinct inputs
+// in result's namespace, distinct from the result; num_objects 0 or 1..inputs; a numeric dtype;
+// a known op. INVALID_ARGUMENT naming the problem.
+inline constexpr int kMaxReduceInputs = 4096;
+[[nodiscard]] absl::Status ValidateReduceRequest(const proto::ReduceRequest& req);
+
+// The key of a position's partial sum on its node (never published; dropped when the reduce
+// ends).
+std::string ReducePartialKey(OpId op, uint32_t position, uint32_t generation);
+
+class ReduceCollective final : public Collective {
+ public:
+  // Chunks are at most this big (the nodes' scratch slots are sized for it).
+  static constexpr uint32_t kMaxChunk = 1 << 20;
+  static constexpr uint32_t kMaxWindow = 4;
+
+  // `req` as validated by ValidateReduceRequest; `all`: AllReduce.
+  ReduceCollective(OpId id, proto::ReduceRequest req, bool all, absl::Time start, absl::Time deadline,
+                   LinkModel link, PlanLimits limits);
+
+  std::vector<Directory::Key> keys() const override;
+  // ALREADY_EXISTS if the result exists; INVALID_ARGUMENT for a published input that does not
+  // fit (size, dtype) or two inputs on one node.
+  absl::StatusOr<Instructions> Start(CollectiveContext& ctx) override;
+  Instructions OnReport(CollectiveContext& ctx, const proto::ReportTransferRequest& report) override;
+  Instructions OnNodeDeath(CollectiveContext& ctx, NodeId node, const std::string& why) override;
+  Instructions OnObjectChanged(CollectiveContext& ctx, const Directory::Key& key) override;
+  Instructions OnReduceReport(CollectiveContext& ctx, NodeId node, const proto::ReducePositionReport& report) override;
+  bool Done(const CollectiveContext& ctx) const override;
+  void Conclude(CollectiveContext& ctx, Conclusion why) override;
+  absl::Status status() const override { return status_; }
+
+  proto::ReduceReply& reply() { return reply_; }
+
+ private:
+  enum class InputState { kWaiting, kReady, kFailed };
+  struct Input {
+    InputState state = InputState::kWaiting;
+    NodeId node = 0;          // the node holding it (once ready)
+    std::string why_failed;
+  };
+  struct Position {
+    uint32_t generation = 0;  // 0: never sent
+    std::optional<ReducePlanner::Step> step;   // the planner's latest state of it
+    bool pending = false;     // to be (re-)sent once its children are placed
+    std::string last_error;   // a failed child pull of the current generation
+  };
+
+  // Input `i` is published: checks it, then places it. Returns false after failing the op.
+  bool TryReady(CollectiveContext& ctx, size_t i);
+  void CreatePlanner(const proto::ObjectMeta& meta);
+  // Takes the planner's steps: leaves done at once, others pending (and their parents).
+  void Absorb(const std::vector<ReducePlanner::Step>& steps);
+  // Marks the positions above `position` that were sent already for sending again.
+  void MarkAncestors(uint32_t position);
+  // The pending positions whose children are all placed, as instructions.
+  Instructions Flush(CollectiveContext& ctx);
+  proto::CoordMessage PositionMessage(const CollectiveContext& ctx, uint32_t position) const;
+  proto::ObjectRef PartialRef(uint32_t position) const;
+  bool IsLeaf(uint32_t position) const;
+  // Fails the operation with `s` (the first error wins).
+  void Fail(absl::Status s);
+  // DATA_LOSS once no input still expected can fill a vacant position.
+  void CheckLoss();
+  // The root is done: drops the interior partial sums; AllReduce starts its broadcast.
+  Instructions RootDone(CollectiveContext& ctx);
+  std::string InputNames(const std::vector<NodeId>& ids) const;
+  std::optional<size_t> IndexOf(const Directory::Key& key) const;
+
+  const proto::ReduceRequest req_;
+  const bool all_;
+  const absl::Time start_;
+  const absl::Time deadline_;
+  const LinkModel link_;
+  PlanLimits limits_;
+  std::vector<Input> inputs_;
+  std::vector<size_t> ready_order_;             // input indices, ready order, before the planner exists
+  std::unique_ptr<ReducePlanner> planner_;
+  proto::ObjectMeta meta_;                      // the result's (from the first ready input)
+  uint32_t chunk_ = 0, window_ = 0;
+  std::map<uint32_t, Position> positions_;
+  bool root_done_ = false;
+  std::unique_ptr<BroadcastCollective> broadcast_;   // AllReduce, after the root is done
+  NodeId root_node_ = 0;
+  absl::Status status_;
+  proto::ReduceReply reply_;
+};
+
+}  // namespace ferry::control

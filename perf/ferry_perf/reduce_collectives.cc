@@ -1,0 +1,173 @@
+// reduce and allreduce (issue 15): every node Puts one input (untimed); Client::Reduce /
+// Client::AllReduce of all of them into a new object is timed. Verify checks every element of
+// the result (allreduce: every node's local copy) against a sequential fold of the inputs with
+// core/reduce.h's ReduceInto (itself checked against a scalar reference in its unit test). The
+// inputs are exact in every dtype (small integers for sum, min and max; +-{0.5, 1, 2} for prod;
+// full-range integers for the integer dtypes), so the tree's combining order cannot change a
+// bit and the comparison is exact.
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "core/dtype.h"
+#include "core/reduce.h"
+#include "perf/ferry_perf/collective.h"
+#include "perf/ferry_perf/pattern.h"
+
+namespace ferry::perf {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// `v` (exact in every float dtype: 0, small integers, powers of two) as `dtype`'s bytes at p.
+void EncodeExact(DType dtype, double v, uint8_t* p) {
+  const float f = static_cast<float>(v);
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  switch (dtype) {
+    case DType::kF32: std::memcpy(p, &f, 4); return;
+    case DType::kF64: std::memcpy(p, &v, 8); return;
+    case DType::kBF16: {
+      const uint16_t h = static_cast<uint16_t>(b >> 16);
+      std::memcpy(p, &h, 2);
+      return;
+    }
+    default: {   // f16: sign, rebiased exponent, top 10 mantissa bits (exact for these values)
+      uint16_t h = static_cast<uint16_t>((b >> 16) & 0x8000);
+      if ((b & 0x7fffffff) != 0) {
+        h |= static_cast<uint16_t>(((((b >> 23) & 0xff) - 127 + 15) << 10) | ((b >> 13) & 0x3ff));
+      }
+      std::memcpy(p, &h, 2);
+      return;
+    }
+  }
+}
+
+void FillExact(ReduceOp op, DType dtype, uint64_t seed, uint8_t* data, size_t bytes) {
+  std::mt19937_64 rng(seed);
+  const size_t w = DTypeSize(dtype);
+  const bool is_float = dtype == DType::kF32 || dtype == DType::kF64 || dtype == DType::kF16 || dtype == DType::kBF16;
+  static constexpr double kProd[] = {-2, -1, -0.5, 0.5, 1, 2};
+  for (size_t off = 0; off + w <= bytes; off += w) {
+    if (!is_float) {
+      const uint64_t v = rng();
+      std::memcpy(data + off, &v, w);
+    } else {
+      EncodeExact(dtype, op == ReduceOp::kProd ? kProd[rng() % 6] : static_cast<double>(static_cast<int>(rng() % 17) - 8),
+                  data + off);
+    }
+  }
+}
+
+class ReducePerf final : public Collective {
+ public:
+  ReducePerf(PerfContext* ctx, bool all) : ctx_(ctx), all_(all) {}
+
+  std::string name() const override { return all_ ? "allreduce" : "reduce"; }
+  std::string description() const override {
+    return all_ ? "node i Puts input i (untimed); time = Client::AllReduce of every input until every node holds "
+                  "the result (reduce, then broadcast)"
+                : "node i Puts input i (untimed); time = Client::Reduce of every input until the result is sealed on "
+                  "the tree's root";
+  }
+  bool reduces() const override { return true; }
+  double BoundFactor(int n) const override { return all_ ? 2.0 * (n - 1) / n : 1.0; }
+  double BusBwFactor(int n) const override { return BoundFactor(n); }
+
+  absl::Status Prepare(uint64_t bytes, int iter) override {
+    const size_t w = DTypeSize(ctx_->dtype);
+    if (ctx_->dtype == DType::kBytes || bytes == 0 || bytes % w != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(name(), ": ", bytes, " B is not a positive multiple of --dtype ",
+                                                     DTypeName(ctx_->dtype), " (a numeric dtype is needed)"));
+    }
+    bytes_ = bytes;
+    iter_ = iter;
+    std::vector<uint8_t> input(bytes);
+    expected_.assign(bytes, 0);
+    for (int i = 0; i < ctx_->size(); ++i) {
+      FillExact(ctx_->op, ctx_->dtype, PatternSeed(bytes, iter) + static_cast<uint64_t>(i), input.data(), bytes);
+      if (i == 0) {
+        expected_ = input;
+      } else {
+        FERRY_RETURN_IF_ERROR(ReduceInto(ctx_->op, ctx_->dtype, expected_.data(), input.data(), bytes));
+      }
+      ObjectName name = Name(absl::StrCat("in", i));
+      FERRY_RETURN_IF_ERROR(Annotate(Node(i).Put(name, input, ctx_->dtype), absl::StrCat("Put of ", name.key)));
+      inputs_.push_back(std::move(name));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<double> Run(int) override {
+    const ObjectName result = Name("out");
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<ReduceResult> r = all_ ? Node(0).AllReduce(inputs_, result, ctx_->op, ctx_->dtype, 0, ctx_->timeout)
+                                          : Node(0).Reduce(inputs_, result, ctx_->op, ctx_->dtype, 0, ctx_->timeout);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!r.ok()) return Annotate(r.status(), absl::StrCat(name(), " of ", bytes_, " B"));
+    result_ = std::move(*r);
+    return seconds;
+  }
+
+  absl::StatusOr<uint64_t> Verify(int) override {
+    uint64_t errors = 0;
+    for (const BroadcastResult::Target& t : result_.copies) {
+      if (t.ok) continue;
+      LogLine(absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ": node ", t.node, " lacks the result: ", t.error));
+      ++errors;
+    }
+    for (int i = 0; i < (all_ ? ctx_->size() : 1); ++i) errors += Check(i);
+    return errors;
+  }
+
+  void Cleanup(int) override {
+    result_ = {};
+    inputs_.push_back(Name("out"));
+    for (const ObjectName& n : inputs_) (void)Node(0).Delete(n);
+    inputs_.clear();
+  }
+
+ private:
+  Client& Node(int i) { return *ctx_->nodes[static_cast<size_t>(i)].client; }
+  ObjectName Name(const std::string& part) const {
+    return ObjectName{ctx_->ns, absl::StrCat("perf/", name(), "/", bytes_, "/", iter_, "/", part, ctx_->run_id)};
+  }
+  // Wrong words of the result as node i reads it (allreduce: it must hold a local copy).
+  uint64_t Check(int i) {
+    absl::StatusOr<ObjectView> v = Node(i).Get(Name("out"), ctx_->timeout);
+    if (!v.ok() || v->size() != bytes_ || (all_ && v->info().pulled)) {
+      LogLine(absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ": node ", i, " has no ",
+                           all_ ? "local copy of the result" : "result", v.ok() ? "" : ": " + v.status().ToString()));
+      return WordsIn(bytes_);
+    }
+    const bool corrupt = i == ctx_->corrupt_node;
+    if (corrupt) expected_[0] ^= 0x01;
+    const uint64_t errors = CountMismatchedWords(v->data(), expected_.data(), bytes_);
+    if (corrupt) expected_[0] ^= 0x01;
+    if (errors > 0) {
+      LogLine(absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ": node ", i, ": ", errors, " of ", WordsIn(bytes_),
+                           " 8-byte words differ from the sequential fold"));
+    }
+    return errors;
+  }
+
+  PerfContext* const ctx_;
+  const bool all_;
+  uint64_t bytes_ = 0;
+  int iter_ = 0;
+  std::vector<ObjectName> inputs_;
+  std::vector<uint8_t> expected_;
+  ReduceResult result_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collective> MakeReduceCollective(std::string_view name, PerfContext* ctx) {
+  if (name == "reduce") return std::make_unique<ReducePerf>(ctx, false);
+  if (name == "allreduce") return std::make_unique<ReducePerf>(ctx, true);
+  return nullptr;
+}
+
+}  // namespace ferry::perf

@@ -1,0 +1,216 @@
+// Reduce and AllReduce on a local cluster of real processes (ferry-coord + 8 ferryds, UCX over
+// loopback, 64 KiB chunks): every op x dtype on 2..8 nodes against the scalar reference, element
+// by element; sizes of one element, a chunk less one element (one byte for u8), a chunk plus one
+// element, and several chunks; a subset reduce whose other inputs come late; AllReduce leaving
+// the result on every participant; bad input, each answered with an error naming it.
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/dtype.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/local_cluster.h"
+#include "tests/integration/reduce_reference.h"
+
+namespace ferry::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+
+constexpr int kNodes = 8;
+constexpr size_t kChunk = 64 * 1024;
+
+class ReduceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ClusterOptions o;
+    o.nodes = kNodes;
+    o.arena = "64MiB";
+    o.coord_flags = {"--fixed-chunk", "64KiB"};
+    cluster_ = new LocalCluster(o);
+    ASSERT_TRUE(cluster_->Start().ok()) << "cluster did not start; logs in " << cluster_->dir();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  // Puts input i (of `inputs`) on node i; returns its name.
+  static ObjectName PutInput(const std::string& prefix, int i, const std::vector<uint8_t>& bytes, DType dtype) {
+    ObjectName name{"default", absl::StrCat(prefix, "/in", i)};
+    absl::Status s = cluster_->Connect(i)->Put(name, bytes, dtype);
+    EXPECT_TRUE(s.ok()) << name.key << ": " << s;
+    return name;
+  }
+  // The result read on node `reader`, compared with the reference over `inputs`.
+  static void ExpectResult(int reader, const ObjectName& result, ReduceOp op, DType dtype,
+                           const std::vector<std::vector<uint8_t>>& inputs, const std::string& what) {
+    auto v = cluster_->Connect(reader)->Get(result, absl::Seconds(10));
+    ASSERT_TRUE(v.ok()) << what << ": " << v.status();
+    EXPECT_EQ(v->meta().dtype, dtype) << what;
+    EXPECT_EQ(FirstDifference(dtype, ReduceReference(op, dtype, inputs), v->data(), v->size()), "") << what;
+  }
+
+  static LocalCluster* cluster_;
+};
+LocalCluster* ReduceTest::cluster_ = nullptr;
+
+// Bytes of the size variant `v` for `dtype`: 1 element, a chunk less one element (a chunk less
+// one byte for u8), a chunk plus one element, three chunks and one element.
+size_t SizeVariant(int v, DType dtype) {
+  const size_t w = DTypeSize(dtype);
+  switch (v % 4) {
+    case 0: return w;
+    case 1: return kChunk - w;
+    case 2: return kChunk + w;
+    default: return 3 * kChunk + w;
+  }
+}
+
+// Reduces n inputs (on nodes 0..n-1) with op/dtype/size and checks every element.
+void RunCase(LocalCluster* cluster, ReduceOp op, DType dtype, int n, size_t bytes, const std::string& prefix) {
+  std::vector<std::vector<uint8_t>> inputs;
+  std::vector<ObjectName> names;
+  for (int i = 0; i < n; ++i) {
+    inputs.push_back(ReduceInput(op, dtype, bytes / DTypeSize(dtype), 100 * n + i));
+    ObjectName name{"default", absl::StrCat(prefix, "/in", i)};
+    ASSERT_TRUE(cluster->Connect(i)->Put(name, inputs.back(), dtype).ok()) << prefix;
+    names.push_back(name);
+  }
+  const ObjectName result{"default", prefix + "/out"};
+  auto r = cluster->Connect(n - 1)->Reduce(names, result, op, dtype, 0, absl::Seconds(30));
+  ASSERT_TRUE(r.ok()) << prefix << ": " << r.status();
+  EXPECT_EQ(r->used.size(), static_cast<size_t>(n)) << prefix;
+  EXPECT_EQ(r->meta.size, bytes) << prefix;
+  auto v = cluster->Connect(0)->Get(result, absl::Seconds(10));
+  ASSERT_TRUE(v.ok()) << prefix << ": " << v.status();
+  EXPECT_EQ(FirstDifference(dtype, ReduceReference(op, dtype, inputs), v->data(), v->size()), "") << prefix;
+}
+
+TEST_F(ReduceTest, EveryOpAndDtypeOnTwoToEightNodesMatchesTheScalarReference) {
+  const DType dtypes[] = {DType::kF32, DType::kF64, DType::kF16, DType::kBF16, DType::kI32, DType::kI64, DType::kU8};
+  const ReduceOp ops[] = {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax};
+  int c = 0;
+  for (DType dtype : dtypes) {
+    for (ReduceOp op : ops) {
+      const int n = 2 + c % 7;
+      const size_t bytes = SizeVariant(c, dtype);
+      RunCase(cluster_, op, dtype, n, bytes,
+              absl::StrCat("every/", DTypeName(dtype), "-", ReduceOpName(op), "-n", n, "-b", bytes));
+      ++c;
+    }
+  }
+}
+
+TEST_F(ReduceTest, EverySizeVariantOnEightNodes) {
+  for (int v = 0; v < 4; ++v) {
+    for (DType dtype : {DType::kF32, DType::kU8}) {
+      const size_t bytes = SizeVariant(v, dtype);
+      RunCase(cluster_, ReduceOp::kSum, dtype, kNodes, bytes, absl::StrCat("sizes/", DTypeName(dtype), "-b", bytes));
+    }
+  }
+}
+
+TEST_F(ReduceTest, SubsetReduceTakesTheFirstReadyAndDoesNotWaitForLateInputs) {
+  const DType dtype = DType::kI32;
+  const ReduceOp op = ReduceOp::kSum;
+  const size_t elems = (2 * kChunk + 12) / 4;
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<ObjectName> names;
+  for (int i = 0; i < 6; ++i) {
+    data.push_back(ReduceInput(op, dtype, elems, 7 + i));
+    names.push_back(ObjectName{"default", absl::StrCat("subset/in", i)});
+  }
+  const ObjectName result{"default", "subset/out"};
+  // Started before any input exists: inputs 4, 1, 5 come first, one by one; 0, 2, 3 only later.
+  auto call = std::async(std::launch::async, [&] {
+    return cluster_->Connect(0)->Reduce(names, result, op, dtype, 3, absl::Seconds(30));
+  });
+  for (int i : {4, 1, 5}) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    PutInput("subset", i, data[i], dtype);
+  }
+  ASSERT_EQ(call.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto r = call.get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->used, UnorderedElementsAre(4u, 1u, 5u));
+  ExpectResult(2, result, op, dtype, {data[4], data[1], data[5]}, "subset");
+  for (int i : {0, 2, 3}) PutInput("subset", i, data[i], dtype);   // late: no effect on the result
+  ExpectResult(3, result, op, dtype, {data[4], data[1], data[5]}, "subset after the late inputs");
+}
+
+TEST_F(ReduceTest, AllReduceLeavesTheResultOnEveryParticipant) {
+  const DType dtype = DType::kF32;
+  const ReduceOp op = ReduceOp::kMax;
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<ObjectName> names;
+  for (int i = 0; i < 5; ++i) {
+    data.push_back(ReduceInput(op, dtype, (kChunk * 5 + 8) / 4, 50 + i));
+    names.push_back(PutInput("all", i, data.back(), dtype));
+  }
+  auto r = cluster_->Connect(1)->AllReduce(names, ObjectName{"default", "all/out"}, op, dtype, 0, absl::Seconds(30));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->copies.size(), 5u);
+  for (const BroadcastResult::Target& t : r->copies) EXPECT_TRUE(t.ok) << t.node << ": " << t.error;
+  for (int i = 0; i < 5; ++i) {
+    auto v = cluster_->Connect(i)->Get(ObjectName{"default", "all/out"}, absl::Seconds(5));
+    ASSERT_TRUE(v.ok()) << "node " << i << ": " << v.status();
+    EXPECT_FALSE(v->info().pulled) << "node " << i << " had no copy of the result";
+    EXPECT_EQ(FirstDifference(dtype, ReduceReference(op, dtype, data), v->data(), v->size()), "") << "node " << i;
+  }
+}
+
+TEST_F(ReduceTest, BadInputIsRefusedWithAnErrorNamingIt) {
+  auto c = cluster_->Connect(0);
+  const ObjectName out{"default", "bad/out"};
+  std::vector<uint8_t> f32(4 * 100, 0), f32_other(4 * 101, 0);
+  const ObjectName a = PutInput("bad", 0, f32, DType::kF32);
+  const ObjectName b = PutInput("bad", 1, f32_other, DType::kF32);   // another size
+  const ObjectName i32 = PutInput("bad", 2, f32, DType::kI32);       // another dtype
+  const ObjectName a2{"default", "bad/second-on-node0"};
+  ASSERT_TRUE(c->Put(a2, f32, DType::kF32).ok());
+  auto expect = [&](absl::StatusOr<ReduceResult> r, absl::StatusCode code, const std::string& text) {
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.status().code(), code) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(text));
+  };
+  const auto s = absl::Seconds(5);
+  expect(c->Reduce({}, out, ReduceOp::kSum, DType::kF32, 0, s), absl::StatusCode::kInvalidArgument, "input list is empty");
+  std::vector<ObjectName> ab = {a, b};
+  expect(c->Reduce(ab, out, ReduceOp::kSum, DType::kF32, 3, s), absl::StatusCode::kInvalidArgument,
+         "num_objects 3 is out of range");
+  expect(c->Reduce(ab, out, ReduceOp::kSum, DType::kBytes, 0, s), absl::StatusCode::kInvalidArgument,
+         "is not defined on dtype bytes");
+  expect(c->Reduce(ab, out, static_cast<ReduceOp>(9), DType::kF32, 0, s), absl::StatusCode::kInvalidArgument,
+         "unknown op 9");
+  std::vector<ObjectName> dup = {a, a};
+  expect(c->Reduce(dup, out, ReduceOp::kSum, DType::kF32, 0, s), absl::StatusCode::kInvalidArgument,
+         "bad/in0 is named twice");
+  expect(c->Reduce(ab, out, ReduceOp::kSum, DType::kF32, 0, s), absl::StatusCode::kInvalidArgument,
+         "has 404 bytes, the inputs before it 400");
+  std::vector<ObjectName> mixed = {a, i32};
+  expect(c->Reduce(mixed, out, ReduceOp::kSum, DType::kF32, 0, s), absl::StatusCode::kInvalidArgument,
+         "has dtype i32, the reduce is over f32");
+  std::vector<ObjectName> same_node = {a, a2};
+  expect(c->Reduce(same_node, out, ReduceOp::kSum, DType::kF32, 0, s), absl::StatusCode::kInvalidArgument,
+         "one input per node");
+  std::vector<ObjectName> exists = {a, i32};
+  expect(c->Reduce(exists, a2, ReduceOp::kSum, DType::kF32, 0, s), absl::StatusCode::kAlreadyExists,
+         "already exists");
+  // A size that is not a multiple of the dtype is refused when the input is created.
+  std::vector<uint8_t> six(6, 0);
+  EXPECT_EQ(c->Put(ObjectName{"default", "bad/six"}, six, DType::kF32).code(), absl::StatusCode::kInvalidArgument);
+  // An input that never comes: the deadline names it.
+  std::vector<ObjectName> missing = {a, ObjectName{"default", "bad/never"}};
+  expect(c->Reduce(missing, out, ReduceOp::kSum, DType::kF32, 0, absl::Milliseconds(800)),
+         absl::StatusCode::kDeadlineExceeded, "never ready: default/bad/never");
+  // Nothing was stored under the result's name by the failed calls.
+  EXPECT_EQ(c->Get(out, absl::ZeroDuration()).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace ferry::testing

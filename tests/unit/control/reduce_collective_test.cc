@@ -1,0 +1,196 @@
+// Tests of control/collectives/reduce: request validation, and the operation driven with
+// publications, position reports and node deaths over a real Directory and a fake cluster.
+#include <string>
+#include <vector>
+
+#include "control/collectives/reduce.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/control/fake_cluster_view.h"
+#include "tests/unit/control/proto_builders.h"
+
+namespace ferry::control {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr uint64_t kSize = 4 << 20;   // f32; large: one chain over every input
+const absl::Time kT0 = absl::FromUnixSeconds(1000);
+
+proto::ReduceRequest Request(int inputs, uint32_t k = 0) {
+  proto::ReduceRequest req;
+  for (int i = 0; i < inputs; ++i) *req.add_inputs() = testing::TestRef("in" + std::to_string(i));
+  *req.mutable_result() = testing::TestRef("out");
+  req.set_num_objects(k);
+  req.set_op(proto::SUM);
+  req.set_dtype(proto::F32);
+  req.set_timeout_ms(1000);
+  return req;
+}
+
+proto::ReducePositionReport Report(const proto::ReducePosition& pos, bool ok) {
+  proto::ReducePositionReport r;
+  r.set_op_id(pos.op_id());
+  r.set_position(pos.position());
+  r.set_generation(pos.generation());
+  r.set_ok(ok);
+  return r;
+}
+
+TEST(ValidateReduceRequestTest, NamesEachProblem) {
+  auto error = [](proto::ReduceRequest req) { return std::string(ValidateReduceRequest(req).message()); };
+  EXPECT_TRUE(ValidateReduceRequest(Request(3)).ok());
+  EXPECT_THAT(error(Request(0)), HasSubstr("input list is empty"));
+  EXPECT_THAT(error(Request(2, 3)), HasSubstr("num_objects 3 is out of range"));
+  proto::ReduceRequest dup = Request(2);
+  *dup.mutable_inputs(1) = dup.inputs(0);
+  EXPECT_THAT(error(dup), HasSubstr("ns/in0 is named twice"));
+  proto::ReduceRequest bytes = Request(2);
+  bytes.set_dtype(proto::BYTES);
+  EXPECT_THAT(error(bytes), HasSubstr("not defined on dtype bytes"));
+  proto::ReduceRequest op = Request(2);
+  op.set_op(proto::REDUCE_OP_UNSPECIFIED);
+  EXPECT_THAT(error(op), HasSubstr("unknown op 0"));
+  proto::ReduceRequest ns = Request(2);
+  ns.mutable_inputs(1)->set_ns("other");
+  EXPECT_THAT(error(ns), HasSubstr("is not in namespace ns"));
+  proto::ReduceRequest self = Request(2);
+  self.mutable_inputs(1)->set_key("out");
+  EXPECT_THAT(error(self), HasSubstr("is the result"));
+}
+
+class ReduceCollectiveTest : public ::testing::Test {
+ protected:
+  ReduceCollectiveTest() {
+    for (NodeId id = 1; id <= 6; ++id) cluster_.Add(id);
+  }
+  // Input i published by node i + 1.
+  void Publish(int i, uint64_t size = kSize, proto::DType dtype = proto::F32) {
+    proto::ObjectMeta meta = testing::TestMeta(size, 10 + i);
+    meta.set_dtype(dtype);
+    ASSERT_TRUE(dir_.Publish(i + 1, testing::TestRef("in" + std::to_string(i)), meta, "", LinkModel{}, 4).ok());
+  }
+  Instructions Changed(ReduceCollective& op, int i) { return op.OnObjectChanged(ctx_, {"ns", "in" + std::to_string(i)}); }
+  CollectiveContext& ctx() { return ctx_; }
+  static std::vector<proto::ReducePosition> Positions(const Instructions& ins) {
+    std::vector<proto::ReducePosition> out;
+    for (const Instruction& i : ins) {
+      if (i.msg->has_reduce()) out.push_back(i.msg->reduce());
+    }
+    return out;
+  }
+
+  FakeClusterView cluster_;
+  Directory dir_{DirectoryOptions{}};
+  CollectiveContext ctx_{cluster_, dir_, kT0, nullptr};
+};
+
+TEST_F(ReduceCollectiveTest, AChainReducesInTheOrderInputsArriveAndDropsItsPartialSums) {
+  ReduceCollective op(7, Request(3), /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  Publish(1);   // input 1 first: the chain's tail (a leaf: no instruction)
+  absl::StatusOr<Instructions> start = op.Start(ctx());
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_THAT(*start, IsEmpty());
+  Publish(0);
+  std::vector<proto::ReducePosition> mid = Positions(Changed(op, 0));
+  ASSERT_EQ(mid.size(), 1u);
+  EXPECT_EQ(mid[0].position(), 1u);
+  ASSERT_EQ(mid[0].children_size(), 1);
+  EXPECT_EQ(mid[0].children(0).node(), 2u);
+  EXPECT_EQ(mid[0].children(0).partial().key(), "in1");   // a leaf's partial sum is its input
+  EXPECT_EQ(mid[0].input().key(), "in0");
+  EXPECT_FALSE(mid[0].is_root());
+  Publish(2);
+  std::vector<proto::ReducePosition> root = Positions(Changed(op, 2));
+  ASSERT_EQ(root.size(), 1u);
+  EXPECT_TRUE(root[0].is_root());
+  EXPECT_EQ(root[0].partial().key(), "out");
+  EXPECT_EQ(root[0].children(0).partial().key(), mid[0].partial().key());
+  EXPECT_EQ(root[0].meta().size(), kSize);
+  EXPECT_EQ(root[0].meta().count(), kSize / 4);
+  EXPECT_THAT(op.OnReduceReport(ctx(), 1, Report(mid[0], true)), IsEmpty());
+  EXPECT_FALSE(op.Done(ctx()));
+  Instructions drops = op.OnReduceReport(ctx(), 3, Report(root[0], true));
+  ASSERT_EQ(drops.size(), 1u);   // the interior partial sum on node 1
+  EXPECT_EQ(drops[0].node, 1u);
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  EXPECT_TRUE(op.status().ok()) << op.status();
+  EXPECT_THAT(op.reply().used(), ElementsAre(1u, 0u, 2u));
+  EXPECT_EQ(op.reply().root_node(), 3u);
+}
+
+TEST_F(ReduceCollectiveTest, ASpareReplacesADeadInteriorNodeAndThePathRecomputes) {
+  ReduceCollective op(7, Request(4, 3), false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  for (int i = 0; i < 4; ++i) Publish(i);   // chain 1 -> 2 -> 3 (root); node 4 a spare
+  std::vector<proto::ReducePosition> first = Positions(*op.Start(ctx()));
+  ASSERT_EQ(first.size(), 2u);   // positions 1 and 2 (0 is a leaf)
+  // A stale report (an older generation) changes nothing.
+  proto::ReducePositionReport stale = Report(first[1], true);
+  stale.set_generation(0);
+  EXPECT_THAT(op.OnReduceReport(ctx(), 3, stale), IsEmpty());
+  cluster_.Kill(2);
+  dir_.RemoveNode(2, "n2");
+  std::vector<proto::ReducePosition> next = Positions(op.OnNodeDeath(ctx(), 2, "killed"));
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_EQ(next[0].position(), 1u);
+  EXPECT_EQ(next[0].input().key(), "in3");   // the spare, on node 4
+  EXPECT_TRUE(next[1].is_root());
+  EXPECT_TRUE(next[1].recompute());
+  EXPECT_EQ(next[1].generation(), 2u);
+  EXPECT_EQ(next[1].children(0).node(), 4u);
+  EXPECT_EQ(next[1].children(0).partial().key(), next[0].partial().key());
+  // The old root's report is stale now.
+  EXPECT_THAT(op.OnReduceReport(ctx(), 3, Report(first[1], true)), IsEmpty());
+  EXPECT_FALSE(op.Done(ctx()));
+  (void)op.OnReduceReport(ctx(), 4, Report(next[0], true));
+  (void)op.OnReduceReport(ctx(), 3, Report(next[1], true));
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  EXPECT_THAT(op.reply().used(), ElementsAre(0u, 3u, 2u));
+}
+
+TEST_F(ReduceCollectiveTest, ALostInputWithNoSpareFailsAtOnceNamingIt) {
+  ReduceCollective op(7, Request(3), false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  for (int i = 0; i < 3; ++i) Publish(i);
+  ASSERT_TRUE(op.Start(ctx()).ok());
+  cluster_.Kill(2);
+  dir_.RemoveNode(2, "n2");
+  (void)op.OnNodeDeath(ctx(), 2, "killed");
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  EXPECT_EQ(op.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(op.status().message()), HasSubstr("ns/in1 (node 2 died: killed)"));
+}
+
+TEST_F(ReduceCollectiveTest, MismatchedInputsAndTheDeadlineAreNamed) {
+  ReduceCollective op(7, Request(3), false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  Publish(0);
+  ASSERT_TRUE(op.Start(ctx()).ok());
+  Publish(1, kSize + 4);
+  (void)Changed(op, 1);
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  EXPECT_EQ(op.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(op.status().message()), HasSubstr("has 4194308 bytes, the inputs before it 4194304"));
+
+  proto::ReduceRequest never = Request(3);
+  for (proto::ObjectRef& r : *never.mutable_inputs()) r.set_key("never-" + r.key());
+  ReduceCollective late(8, never, false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  ASSERT_TRUE(late.Start(ctx()).ok());
+  EXPECT_FALSE(late.Done(ctx()));
+  late.Conclude(ctx(), Conclusion::kDeadline);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(late.status().message()), HasSubstr("no input became ready"));
+}
+
+TEST_F(ReduceCollectiveTest, AnExistingResultIsRefused) {
+  ASSERT_TRUE(dir_.Publish(5, testing::TestRef("out"), testing::TestMeta(kSize, 3), "", LinkModel{}, 4).ok());
+  ReduceCollective op(7, Request(2), false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  EXPECT_EQ(op.Start(ctx()).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+}  // namespace
+}  // namespace ferry::control
