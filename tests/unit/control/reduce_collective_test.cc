@@ -158,7 +158,13 @@ TEST_F(ReduceCollectiveTest, ALostInputWithNoSpareFailsAtOnceNamingIt) {
   ASSERT_TRUE(op.Start(ctx()).ok());
   cluster_.Kill(2);
   dir_.RemoveNode(2, "n2");
-  (void)op.OnNodeDeath(ctx(), 2, "killed");
+  // The failed reduce drops what it built: the root's unfinished result (node 2's partial
+  // sum died with it; position 0 is a leaf and built nothing).
+  Instructions drops = op.OnNodeDeath(ctx(), 2, "killed");
+  ASSERT_EQ(drops.size(), 1u);
+  EXPECT_EQ(drops[0].node, 3u);
+  ASSERT_TRUE(drops[0].msg->has_drop());
+  EXPECT_EQ(drops[0].msg->drop().ref().key(), "out");
   ASSERT_TRUE(op.Done(ctx()));
   op.Conclude(ctx(), Conclusion::kDone);
   EXPECT_EQ(op.status().code(), absl::StatusCode::kDataLoss);
