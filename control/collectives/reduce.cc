@@ -54,8 +54,13 @@ absl::Status ValidateReduceRequest(const proto::ReduceRequest& req) {
   }
   const auto op = static_cast<ReduceOp>(req.op());
   const auto dtype = static_cast<DType>(req.dtype());
-  if (!IsValidReduceOp(op)) return absl::InvalidArgumentError(absl::StrCat("reduce: unknown op ", req.op()));
-  if (!IsValidDType(dtype)) return absl::InvalidArgumentError(absl::StrCat("reduce: unknown dtype ", req.dtype()));
+  // The wire values are checked before the casts (a value past the enums' uint8_t would wrap).
+  if (req.op() < 1 || req.op() > kMaxReduceOp || !IsValidReduceOp(op)) {
+    return absl::InvalidArgumentError(absl::StrCat("reduce: unknown op ", req.op()));
+  }
+  if (req.dtype() < 0 || req.dtype() >= static_cast<int>(kNumDTypes) || !IsValidDType(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("reduce: unknown dtype ", req.dtype()));
+  }
   if (!DTypeSupports(dtype, op)) {
     return absl::InvalidArgumentError(
         absl::StrCat("reduce: op ", ReduceOpName(op), " is not defined on dtype ", DTypeName(dtype)));

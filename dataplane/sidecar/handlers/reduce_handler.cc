@@ -45,7 +45,8 @@ absl::Status Check(const proto::ReducePosition& pos) {
   }
   const auto dtype = static_cast<DType>(pos.dtype());
   const auto op = static_cast<ReduceOp>(pos.op());
-  if (!IsValidDType(dtype) || !IsValidReduceOp(op) || !DTypeSupports(dtype, op)) {
+  if (pos.dtype() < 0 || pos.dtype() >= static_cast<int>(kNumDTypes) || pos.op() < 1 || pos.op() > kMaxReduceOp ||
+      !IsValidDType(dtype) || !IsValidReduceOp(op) || !DTypeSupports(dtype, op)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": no arithmetic for op ", pos.op(), " on dtype ", pos.dtype()));
   }
   const uint64_t width = DTypeSize(dtype);

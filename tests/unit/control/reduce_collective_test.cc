@@ -53,6 +53,11 @@ TEST(ValidateReduceRequestTest, NamesEachProblem) {
   proto::ReduceRequest op = Request(2);
   op.set_op(proto::REDUCE_OP_UNSPECIFIED);
   EXPECT_THAT(error(op), HasSubstr("unknown op 0"));
+  op.set_op(static_cast<proto::ReduceOp>(257));   // would wrap to SUM as a uint8_t
+  EXPECT_THAT(error(op), HasSubstr("unknown op 257"));
+  proto::ReduceRequest dtype = Request(2);
+  dtype.set_dtype(static_cast<proto::DType>(264));
+  EXPECT_THAT(error(dtype), HasSubstr("unknown dtype 264"));
   proto::ReduceRequest ns = Request(2);
   ns.mutable_inputs(1)->set_ns("other");
   EXPECT_THAT(error(ns), HasSubstr("is not in namespace ns"));
