@@ -54,8 +54,13 @@ absl::Status ValidateReduceRequest(const proto::ReduceRequest& req) {
   }
   const auto op = static_cast<ReduceOp>(req.op());
   const auto dtype = static_cast<DType>(req.dtype());
-  if (!IsValidReduceOp(op)) return absl::InvalidArgumentError(absl::StrCat("reduce: unknown op ", req.op()));
-  if (!IsValidDType(dtype)) return absl::InvalidArgumentError(absl::StrCat("reduce: unknown dtype ", req.dtype()));
+  // The wire values are checked before the casts (a value past the enums' uint8_t would wrap).
+  if (req.op() < 1 || req.op() > kMaxReduceOp || !IsValidReduceOp(op)) {
+    return absl::InvalidArgumentError(absl::StrCat("reduce: unknown op ", req.op()));
+  }
+  if (req.dtype() < 0 || req.dtype() >= static_cast<int>(kNumDTypes) || !IsValidDType(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("reduce: unknown dtype ", req.dtype()));
+  }
   if (!DTypeSupports(dtype, op)) {
     return absl::InvalidArgumentError(
         absl::StrCat("reduce: op ", ReduceOpName(op), " is not defined on dtype ", DTypeName(dtype)));
@@ -256,7 +261,7 @@ Instructions ReduceCollective::OnObjectChanged(CollectiveContext& ctx, const Dir
   std::optional<size_t> i = IndexOf(key);
   if (!i || inputs_[*i].state != InputState::kWaiting || !status_.ok() || root_done_) return {};
   TryReady(ctx, *i);
-  return Flush(ctx);
+  return DropIfFailed(ctx, Flush(ctx));
 }
 
 Instructions ReduceCollective::OnNodeDeath(CollectiveContext& ctx, NodeId node, const std::string& why) {
@@ -273,7 +278,7 @@ Instructions ReduceCollective::OnNodeDeath(CollectiveContext& ctx, NodeId node, 
   CheckLoss();
   Instructions more = Flush(ctx);
   out.insert(out.end(), more.begin(), more.end());
-  return out;
+  return DropIfFailed(ctx, std::move(out));
 }
 
 Instructions ReduceCollective::OnReport(CollectiveContext& ctx, const proto::ReportTransferRequest& report) {
@@ -305,17 +310,31 @@ Instructions ReduceCollective::OnReduceReport(CollectiveContext& ctx, NodeId nod
   }
   Fail(absl::UnavailableError(absl::StrCat("reduce into ", RefName(req_.result()), ": position ", report.position(),
                                            " on node ", node, " failed: ", report.error())));
-  return {};
+  return DropIfFailed(ctx, {});
 }
 
-Instructions ReduceCollective::RootDone(CollectiveContext& ctx) {
+Instructions ReduceCollective::DropPartials(CollectiveContext& ctx, bool with_root) {
   Instructions out;
+  if (planner_ == nullptr || dropped_) return out;
+  dropped_ = true;
   for (const auto& [p, pos] : positions_) {
-    if (p == planner_->shape().root() || pos.generation == 0) continue;
+    if ((p == planner_->shape().root() && !with_root) || pos.generation == 0) continue;
     const NodeId id = planner_->NodeAt(p);
     if (id == 0 || !ctx.cluster.Alive(inputs_[id - 1].node)) continue;
     out.push_back(MakeInstruction(inputs_[id - 1].node, DropMessage(PartialRef(p), 0, 0)));
   }
+  return out;
+}
+
+Instructions ReduceCollective::DropIfFailed(CollectiveContext& ctx, Instructions out) {
+  if (status_.ok()) return out;
+  Instructions drops = DropPartials(ctx, /*with_root=*/true);
+  out.insert(out.end(), drops.begin(), drops.end());
+  return out;
+}
+
+Instructions ReduceCollective::RootDone(CollectiveContext& ctx) {
+  Instructions out = DropPartials(ctx, /*with_root=*/false);
   if (!all_) return out;
   proto::BroadcastRequest breq;
   *breq.mutable_ref() = req_.result();

@@ -105,6 +105,10 @@ class ReduceCollective final : public Collective {
   void CheckLoss();
   // The root is done: drops the interior partial sums; AllReduce starts its broadcast.
   Instructions RootDone(CollectiveContext& ctx);
+  // Drops for every partial sum sent (and the root's unfinished result with `with_root`), once.
+  Instructions DropPartials(CollectiveContext& ctx, bool with_root);
+  // `out`, plus DropPartials(with_root) once the operation has failed.
+  Instructions DropIfFailed(CollectiveContext& ctx, Instructions out);
   std::string InputNames(const std::vector<NodeId>& ids) const;
   std::optional<size_t> IndexOf(const Directory::Key& key) const;
 
@@ -121,6 +125,7 @@ class ReduceCollective final : public Collective {
   uint32_t chunk_ = 0, window_ = 0;
   std::map<uint32_t, Position> positions_;
   bool root_done_ = false;
+  bool dropped_ = false;   // DropPartials ran
   std::unique_ptr<BroadcastCollective> broadcast_;   // AllReduce, after the root is done
   NodeId root_node_ = 0;
   absl::Status status_;

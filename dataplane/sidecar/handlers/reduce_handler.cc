@@ -45,7 +45,8 @@ absl::Status Check(const proto::ReducePosition& pos) {
   }
   const auto dtype = static_cast<DType>(pos.dtype());
   const auto op = static_cast<ReduceOp>(pos.op());
-  if (!IsValidDType(dtype) || !IsValidReduceOp(op) || !DTypeSupports(dtype, op)) {
+  if (pos.dtype() < 0 || pos.dtype() >= static_cast<int>(kNumDTypes) || pos.op() < 1 || pos.op() > kMaxReduceOp ||
+      !IsValidDType(dtype) || !IsValidReduceOp(op) || !DTypeSupports(dtype, op)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": no arithmetic for op ", pos.op(), " on dtype ", pos.dtype()));
   }
   const uint64_t width = DTypeSize(dtype);
@@ -219,26 +220,7 @@ absl::Status ReduceHandler::PullChildren(Task& task, uint64_t offset, uint64_t* 
   }
   std::vector<absl::Status> results(n);
   auto pull = [&](uint32_t i) {
-    const proto::ReduceChild& c = pos.children(static_cast<int>(i));
-    PullSpec p;
-    p.sender = c.node();
-    p.ns = pos.partial().ns();
-    p.key = pos.partial().key();
-    p.remote_key = c.partial().key();
-    p.size = pos.meta().size();
-    p.chunk_size = pos.chunk_size();
-    p.window = window;
-    p.dst = deps_.arena.Slice(offset, pos.meta().size());
-    p.deadline = absl::FromUnixMillis(pos.deadline_unix_ms());
-    p.stop = &task.cancel;
-    p.max_rate_Bps = deps_.max_pull_rate_Bps;
-    p.sink = (*sinks)[i].get();
-    PullStats stats;
-    results[i] = Puller(deps_.transport, deps_.store).Pull(p, &stats);
-    deps_.counters->bytes_received += stats.bytes;
-    deps_.counters->chunks_received += stats.chunks;
-    // A failed child ends the sibling's pull too (its receiving copy is gone).
-    if (!results[i].ok()) deps_.store->AbortReceiving(p.ns, p.key, results[i]);
+    results[i] = PullChild(task, pos.children(static_cast<int>(i)), (*sinks)[i].get(), offset, window);
   };
   std::vector<std::thread> others;   // the children after the first, joined below
   for (uint32_t i = 1; i < n; ++i) others.emplace_back(pull, i);
@@ -259,6 +241,31 @@ absl::Status ReduceHandler::PullChildren(Task& task, uint64_t offset, uint64_t* 
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ReduceHandler::PullChild(Task& task, const proto::ReduceChild& child, ChunkSink* sink, uint64_t offset,
+                                      uint32_t window) {
+  const proto::ReducePosition& pos = task.pos;
+  PullSpec p;
+  p.sender = child.node();
+  p.ns = pos.partial().ns();
+  p.key = pos.partial().key();
+  p.remote_key = child.partial().key();
+  p.size = pos.meta().size();
+  p.chunk_size = pos.chunk_size();
+  p.window = window;
+  p.dst = deps_.arena.Slice(offset, pos.meta().size());
+  p.deadline = absl::FromUnixMillis(pos.deadline_unix_ms());
+  p.stop = &task.cancel;
+  p.max_rate_Bps = deps_.max_pull_rate_Bps;
+  p.sink = sink;
+  PullStats stats;
+  absl::Status s = Puller(deps_.transport, deps_.store).Pull(p, &stats);
+  deps_.counters->bytes_received += stats.bytes;
+  deps_.counters->chunks_received += stats.chunks;
+  // A failed child ends the sibling's pull too (its receiving copy is gone).
+  if (!s.ok()) deps_.store->AbortReceiving(p.ns, p.key, s);
+  return s;
 }
 
 void ReduceHandler::Report(const proto::ReducePosition& pos, const absl::Status& s, uint64_t failed_child) {

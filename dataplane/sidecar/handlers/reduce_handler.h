@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/executor.h"
+#include "dataplane/engine/chunk_sink.h"
 #include "dataplane/sidecar/object_fetcher.h"
 #include "dataplane/store/object_store.h"
 #include "dataplane/transport/memory_region.h"
@@ -85,6 +86,10 @@ class ReduceHandler {
   absl::Status Build(Task& task, uint64_t* failed_child);
   // Pulls every child's partial sum into the object at `offset` (combined by a sink group).
   absl::Status PullChildren(Task& task, uint64_t offset, uint64_t* failed_child);
+  // One child's pull into `sink` (PullSpec::remote_key = the child's object). On failure it
+  // aborts the receiving object, which ends the sibling's pull too.
+  absl::Status PullChild(Task& task, const proto::ReduceChild& child, ChunkSink* sink, uint64_t offset,
+                         uint32_t window);
   absl::StatusOr<uint32_t> TakeSlotSet(Task& task);
   void GiveSlotSet(uint32_t set);
   void Report(const proto::ReducePosition& pos, const absl::Status& s, uint64_t failed_child);

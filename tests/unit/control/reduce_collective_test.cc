@@ -53,6 +53,11 @@ TEST(ValidateReduceRequestTest, NamesEachProblem) {
   proto::ReduceRequest op = Request(2);
   op.set_op(proto::REDUCE_OP_UNSPECIFIED);
   EXPECT_THAT(error(op), HasSubstr("unknown op 0"));
+  op.set_op(static_cast<proto::ReduceOp>(257));   // would wrap to SUM as a uint8_t
+  EXPECT_THAT(error(op), HasSubstr("unknown op 257"));
+  proto::ReduceRequest dtype = Request(2);
+  dtype.set_dtype(static_cast<proto::DType>(264));
+  EXPECT_THAT(error(dtype), HasSubstr("unknown dtype 264"));
   proto::ReduceRequest ns = Request(2);
   ns.mutable_inputs(1)->set_ns("other");
   EXPECT_THAT(error(ns), HasSubstr("is not in namespace ns"));
@@ -158,7 +163,13 @@ TEST_F(ReduceCollectiveTest, ALostInputWithNoSpareFailsAtOnceNamingIt) {
   ASSERT_TRUE(op.Start(ctx()).ok());
   cluster_.Kill(2);
   dir_.RemoveNode(2, "n2");
-  (void)op.OnNodeDeath(ctx(), 2, "killed");
+  // The failed reduce drops what it built: the root's unfinished result (node 2's partial
+  // sum died with it; position 0 is a leaf and built nothing).
+  Instructions drops = op.OnNodeDeath(ctx(), 2, "killed");
+  ASSERT_EQ(drops.size(), 1u);
+  EXPECT_EQ(drops[0].node, 3u);
+  ASSERT_TRUE(drops[0].msg->has_drop());
+  EXPECT_EQ(drops[0].msg->drop().ref().key(), "out");
   ASSERT_TRUE(op.Done(ctx()));
   op.Conclude(ctx(), Conclusion::kDone);
   EXPECT_EQ(op.status().code(), absl::StatusCode::kDataLoss);
