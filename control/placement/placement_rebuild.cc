@@ -170,7 +170,13 @@ void PlacementService::MaybeTrimHoldersLocked(absl::Time now) {
 void PlacementService::WriteHoldersLocked(std::set<std::string> holders, absl::Time now) {
   if (!holders_file_.enabled()) return;
   if (absl::Status s = holders_file_.Write(holders); !s.ok()) {
-    spdlog::warn("placement: {}", std::string(s.message()));
+    // Retried at the next change; warned about at most every 10 s (a full disk must not flood
+    // the log at the grant rate).
+    if (now - holders_warned_at_ >= absl::Seconds(10)) {
+      spdlog::warn("placement: {} (a restart may close its rebuild window before every holder reported)",
+                   std::string(s.message()));
+      holders_warned_at_ = now;
+    }
     return;
   }
   holders_written_ = std::move(holders);

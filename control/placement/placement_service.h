@@ -198,6 +198,7 @@ class PlacementService final : public pb::Placement::CallbackService {
   HoldersFile holders_file_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> holders_written_ ABSL_GUARDED_BY(mu_);
   absl::Time holders_written_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time holders_warned_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Rebuild: holders of the previous incarnation that have not reported all their leases yet.
   std::set<std::string> rebuild_awaits_ ABSL_GUARDED_BY(mu_);
   bool awaits_known_ ABSL_GUARDED_BY(mu_) = false;  // the holders file was read: the window may end early

@@ -9,6 +9,9 @@
 //    of what the clients believe they hold, and every lease a client lost was reported to it
 //    (on_loss) with a reason;
 //  * only the expected error codes.
+// Losses are printed by reason. After the restart a lease can be refused when an ephemeral
+// resource it holds comes back smaller (each client sets again the capacity it last set, and
+// the first to do so wins): a loss its holder is told of, never an over-allocation.
 #include <signal.h>
 
 #include <atomic>
@@ -41,6 +44,7 @@ struct Tally {
   std::map<std::string, int> outcomes;  // "acquire OK", "release NOT_FOUND", ...
   std::vector<std::string> violations;
   std::map<std::string, int> loss_reasons;
+  std::vector<std::string> unrestored;  // why, for the run's log
   int losses = 0;
 
   void Count(const std::string& what) {
@@ -92,6 +96,7 @@ class Worker {
       std::lock_guard<std::mutex> lock(tally_.mu);
       ++tally_.losses;
       const std::string& r = lost.reason;
+      if (r.find("not restored") != std::string::npos && tally_.unrestored.size() < 5) tally_.unrestored.push_back(r);
       ++tally_.loss_reasons[r.find("died") != std::string::npos          ? "node died"
                             : r.find("not restored") != std::string::npos ? "not restored after restart"
                             : r.find("expired") != std::string::npos      ? "expired"
@@ -292,14 +297,16 @@ TEST(PlacementChaosTest, RandomLoadWithNodeDeathsAndACoordinatorRestart) {
   std::lock_guard<std::mutex> lock(tally.mu);
   for (const auto& [what, n] : tally.outcomes) std::printf("  %-40s %d\n", what.c_str(), n);
   for (const auto& [why, n] : tally.loss_reasons) std::printf("  lost: %-34s %d\n", why.c_str(), n);
+  for (const std::string& r : tally.unrestored) std::printf("  %s\n", r.c_str());
   for (const std::string& v : tally.violations) ADD_FAILURE() << v;
-  // The run must have exercised what it claims to.
-  EXPECT_GT(tally.outcomes["acquire OK"], 100);
-  EXPECT_GT(tally.outcomes["release OK"], 50);
+  // The run must have exercised what it claims to (thresholds far below a run on the 2-core
+  // dev VM, about 250 grants and 400 releases, so that an ASan build on a loaded CI passes).
+  EXPECT_GT(tally.outcomes["acquire OK"] + tally.outcomes["acquire(batch) OK"], 40);
+  EXPECT_GT(tally.outcomes["release OK"], 20);
   EXPECT_GT(tally.outcomes["acquire UNAVAILABLE"] + tally.outcomes["acquire(batch) UNAVAILABLE"], 0)
       << "no request met the restart";
   EXPECT_GT(tally.loss_reasons["node died"] + tally.loss_reasons["not restored after restart"], 0);
-  EXPECT_GT(tally.outcomes["snapshot"], 50);
+  EXPECT_GT(tally.outcomes["snapshot"], 20);
   // The restart must have restored leases (the coordinator logs how many when its window closes).
   std::ifstream log(cluster.dir() + "/coord.log");
   std::string line, closed;
