@@ -20,6 +20,31 @@ void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
+// Ephemeral resources live in the coordinator only: sets again those it lacks on nodes that are
+// back, so that leases holding them can be restored. A refused set is not an error here: the
+// leases holding it come back REFUSED.
+absl::Status SetAgain(PlacementClient& client, PlacementStub& stub,
+                      const std::map<std::pair<std::string, uint64_t>, double>& resources) {
+  if (resources.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<NodeResources>> nodes = client.ClusterResources();
+  if (!nodes.ok()) return nodes.status();
+  std::map<uint64_t, const NodeResources*> by_id;
+  for (const NodeResources& n : *nodes) by_id[n.node_id] = &n;
+  for (const auto& [key, capacity] : resources) {
+    auto it = by_id.find(key.second);
+    if (it == by_id.end() || it->second->resources.contains(key.first)) continue;
+    pb::SetResourceRequest set;
+    set.set_name(key.first);
+    set.set_capacity(capacity);
+    set.mutable_selector()->set_node_id(key.second);
+    pb::SetResourceReply ignored;
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, kReportTimeout);
+    stub.stub->SetResource(&ctx, set, &ignored);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool PlacementClientState::Book(const pb::Lease& lease) {
@@ -112,26 +137,7 @@ absl::StatusOr<PlacementReport> PlacementClient::ReportLeases() {
     for (const auto& [id, lease] : state_->held) *req.add_leases() = lease;
     resources = state_->resources;
   }
-  // Ephemeral resources live in the coordinator only: set again those it lacks on nodes that
-  // are back, so that leases holding them can be restored.
-  if (!resources.empty()) {
-    absl::StatusOr<std::vector<NodeResources>> nodes = ClusterResources();
-    if (!nodes.ok()) return nodes.status();
-    std::map<uint64_t, const NodeResources*> by_id;
-    for (const NodeResources& n : *nodes) by_id[n.node_id] = &n;
-    for (const auto& [key, capacity] : resources) {
-      auto it = by_id.find(key.second);
-      if (it == by_id.end() || it->second->resources.contains(key.first)) continue;
-      pb::SetResourceRequest set;
-      set.set_name(key.first);
-      set.set_capacity(capacity);
-      set.mutable_selector()->set_node_id(key.second);
-      pb::SetResourceReply ignored;
-      grpc::ClientContext ctx;
-      SetDeadline(ctx, kReportTimeout);
-      stub_->stub->SetResource(&ctx, set, &ignored);  // refused: its leases come back REFUSED
-    }
-  }
+  if (absl::Status s = SetAgain(*this, *stub_, resources); !s.ok()) return s;
   pb::ReportLeasesReply reply;
   grpc::ClientContext ctx;
   SetDeadline(ctx, kReportTimeout);

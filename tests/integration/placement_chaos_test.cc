@@ -15,6 +15,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -211,7 +212,9 @@ TEST(PlacementChaosTest, RandomLoadWithNodeDeathsAndACoordinatorRestart) {
   options.arena = "32MiB";
   options.liveness_ms = 2000;
   options.placement_rebuild_ms = 4000;
-  options.coord_flags = {"--placement-holders", absl::StrCat(::testing::TempDir(), "/chaos-", getpid(), ".holders")};
+  const std::string holders = absl::StrCat(::testing::TempDir(), "/chaos-", getpid(), ".holders");
+  std::remove(holders.c_str());
+  options.coord_flags = {"--placement-holders", holders};
   LocalCluster cluster(options);
   ASSERT_TRUE(cluster.Start().ok());
   absl::StatusOr<std::unique_ptr<PlacementClient>> observer =
@@ -316,6 +319,7 @@ TEST(PlacementChaosTest, RandomLoadWithNodeDeathsAndACoordinatorRestart) {
   std::printf("  %s\n", closed.c_str());
   EXPECT_NE(closed.find("lease(s) restored"), std::string::npos) << "the rebuild window never closed";
   EXPECT_EQ(closed.find(": 0 lease(s) restored"), std::string::npos) << "no lease was restored: " << closed;
+  std::remove(holders.c_str());
 }
 
 }  // namespace
