@@ -3,6 +3,8 @@
 // of one per entry. Groups are bounded (entries and bytes) so that every request stays well
 // under the coordinator's 16 MiB message limit.
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,14 @@ namespace {
 // Most entries, and most inline bytes, in one coordinator request of a batch.
 constexpr size_t kGroupEntries = 8192;
 constexpr size_t kGroupInlineBytes = 4 << 20;
+// Entries of a GetBatch fetched at once the single Get's way (those the batch pull did not bring).
+constexpr size_t kGetBatchThreads = 16;
+// Batch pulls a GetBatch makes at most (each after waiting for an object not created yet).
+constexpr int kGetBatchRounds = 8;
+
+uint32_t MillisUntil(absl::Time deadline) {
+  return static_cast<uint32_t>(std::clamp<int64_t>(absl::ToInt64Milliseconds(deadline - absl::Now()), 1, UINT32_MAX));
+}
 
 // Calls `f(begin, end)` for consecutive groups of at most kGroupEntries of `n` entries.
 template <typename F>
@@ -55,6 +65,8 @@ absl::StatusOr<std::vector<absl::StatusOr<uint64_t>>> Node::CreateBatch(const st
       unchecked.push_back(i);
     }
   }
+  // Every name is checked before anything is allocated: a failed check refuses the batch whole.
+  std::vector<bool> taken(unchecked.size(), false);
   reports_.Flush();
   FERRY_RETURN_IF_ERROR(ForGroups(unchecked.size(), [&](size_t begin, size_t end) -> absl::Status {
     proto::ExistsRequest req;
@@ -68,21 +80,22 @@ absl::StatusOr<std::vector<absl::StatusOr<uint64_t>>> Node::CreateBatch(const st
       return absl::InternalError(absl::StrCat("the coordinator answered ", reply.exists_size(),
                                               " name checks for ", req.refs_size(), " names"));
     }
-    for (size_t j = begin; j < end; ++j) {
-      const size_t i = unchecked[j];
-      if (reply.exists(static_cast<int>(j - begin))) {
-        out[i] = absl::AlreadyExistsError(
-            absl::StrCat("object ", PrintableName(ns, entries[i].key), " already exists in the cluster"));
-        continue;
-      }
-      StoredMeta fresh = entries[i].meta;
-      fresh.incarnation = NewNodeId();
-      fresh.checksummed = fresh.checksummed || options_.checksum_all;
-      fresh.checksum = 0;
-      out[i] = store_.Create(ns, entries[i].key, fresh, session);
-    }
+    for (size_t j = begin; j < end; ++j) taken[j] = reply.exists(static_cast<int>(j - begin));
     return absl::OkStatus();
   }));
+  for (size_t j = 0; j < unchecked.size(); ++j) {
+    const size_t i = unchecked[j];
+    if (taken[j]) {
+      out[i] = absl::AlreadyExistsError(
+          absl::StrCat("object ", PrintableName(ns, entries[i].key), " already exists in the cluster"));
+      continue;
+    }
+    StoredMeta fresh = entries[i].meta;
+    fresh.incarnation = NewNodeId();
+    fresh.checksummed = fresh.checksummed || options_.checksum_all;
+    fresh.checksum = 0;
+    out[i] = store_.Create(ns, entries[i].key, fresh, session);
+  }
   return out;
 }
 
@@ -139,35 +152,77 @@ absl::StatusOr<std::vector<absl::StatusOr<GetResult>>> Node::GetBatch(const std:
   std::vector<absl::StatusOr<GetResult>> out;
   out.reserve(keys.size());
   std::vector<bool> missing(keys.size(), false);
-  proto::BroadcastBatchRequest req;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (store_.Contains(ns, keys[i])) continue;
-    missing[i] = true;
-    *req.add_refs() = Ref(ns, keys[i]);
-  }
+  for (size_t i = 0; i < keys.size(); ++i) missing[i] = !store_.Contains(ns, keys[i]);
   uint64_t moved = 0;
-  if (req.refs_size() > 0) {
-    // One batch plan for everything not here: packed small objects, large ones pipelined.
+  // Batch pulls of what is not here: packed small objects, large ones pipelined. Objects not
+  // created yet fail such a pull; then the call waits (Locate) for the first of them to
+  // appear and pulls again, a few rounds at most; what is still missing after that goes the
+  // single Get's way below.
+  for (int round = 0; round < kGetBatchRounds && absl::Now() < deadline; ++round) {
+    proto::BroadcastBatchRequest req;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (!store_.Contains(ns, keys[i])) *req.add_refs() = Ref(ns, keys[i]);
+    }
+    if (req.refs_size() == 0) break;
     req.add_node_ids(options_.node_id);
     req.set_wait(true);
-    const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-    req.set_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(left_ms, 1, UINT32_MAX)));
+    req.set_timeout_ms(MillisUntil(deadline));
     proto::BroadcastBatchReply reply;
     reports_.Flush();
-    if (absl::Status s = coordinator_->BroadcastBatch(req, &reply); !s.ok()) {
+    absl::Status s = coordinator_->BroadcastBatch(req, &reply);
+    if (!s.ok()) {
       // Not fatal: every entry still goes the single Get's way below.
       spdlog::info("batch get of {} object(s) in {}: the batch pull failed ({}); getting them one by one",
                    req.refs_size(), ns, std::string(s.message()));
+      break;
+    }
+    moved += reply.bytes();
+    bool unknown = false;   // an entry that does not exist (yet)
+    for (const proto::BatchEntryError& e : reply.errors()) {
+      if (e.code() == static_cast<int32_t>(absl::StatusCode::kNotFound) && e.index() < static_cast<uint32_t>(req.refs_size())) {
+        unknown = true;
+        proto::LocateRequest locate;
+        *locate.mutable_ref() = req.refs(static_cast<int>(e.index()));
+        // (Within the coordinator client's 10 s RPC deadline; a longer wait goes the single path.)
+        locate.set_timeout_ms(std::min<uint32_t>(MillisUntil(deadline), 5000));
+        proto::LocateReply where;
+        if (!coordinator_->Locate(locate, &where).ok()) round = kGetBatchRounds;   // not before the deadline
+        break;
+      }
+    }
+    if (!unknown) break;   // failures other than "not there yet": the single path retries them
+  }
+  // Each entry: pinned at once if held here now (already, or brought by the batch); the others
+  // go the single Get's way (waiting for objects not created yet, retrying failed senders)
+  // until the deadline, several at once so that one that never appears does not hold up the
+  // rest.
+  std::vector<absl::StatusOr<GetResult>> got(keys.size(), absl::UnknownError("not fetched"));
+  std::vector<size_t> waiting;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (store_.Contains(ns, keys[i])) {
+      got[i] = fetcher_.Get(ns, keys[i], session, deadline);
     } else {
-      moved = reply.bytes();
+      waiting.push_back(i);
     }
   }
-  // Each entry: pinned here (already held, or just brought by the batch), else the single Get
-  // path (waits for objects not created yet, retries failed senders) until the deadline.
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t j = next++; j < waiting.size(); j = next++) {
+      absl::StatusOr<GetResult> r = fetcher_.Get(ns, keys[waiting[j]], session, deadline);
+      if (r.status().code() == absl::StatusCode::kNotFound && absl::Now() >= deadline) {
+        // As a single Get that waited: the object did not appear in time.
+        r = absl::DeadlineExceededError(absl::StrCat(r.status().message(), " (not created before the GetBatch's deadline)"));
+      }
+      got[waiting[j]] = std::move(r);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < std::min(waiting.size(), kGetBatchThreads); ++t) pool.emplace_back(worker);
+  if (!waiting.empty()) worker();
+  for (std::thread& t : pool) t.join();
   for (size_t i = 0; i < keys.size(); ++i) {
-    absl::StatusOr<GetResult> r = fetcher_.Get(ns, keys[i], session, deadline);
-    if (r.ok() && missing[i]) r->pulled = true;
-    out.push_back(std::move(r));
+    if (got[i].ok() && missing[i]) got[i]->pulled = true;
+    out.push_back(std::move(got[i]));
   }
   if (pulled_bytes != nullptr) *pulled_bytes = moved;
   return out;

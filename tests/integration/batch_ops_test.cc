@@ -182,6 +182,13 @@ TEST_F(BatchOpsTest, AnEntryThatFailsFailsAloneAndTheOthersComplete) {
   EXPECT_EQ((*got)[3].status().code(), absl::StatusCode::kDeadlineExceeded) << (*got)[3].status();
   EXPECT_THAT(std::string((*got)[3].status().message()), HasSubstr("mixed/never"));
   got->clear();
+  // An entry that never appears, first in the batch, holds up none of the others.
+  std::vector<ObjectName> reversed(names.rbegin(), names.rend());
+  got = cluster_->Connect(1)->GetBatch(reversed, absl::Milliseconds(500));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ((*got)[0].status().code(), absl::StatusCode::kDeadlineExceeded) << (*got)[0].status();
+  for (int i = 1; i < 4; ++i) EXPECT_TRUE((*got)[i].ok()) << reversed[i].key << ": " << (*got)[i].status();
+  got->clear();
 
   absl::StatusOr<std::vector<absl::Status>> del = a->DeleteBatch(names);
   ASSERT_TRUE(del.ok()) << del.status();
@@ -199,6 +206,21 @@ TEST_F(BatchOpsTest, GetBatchWaitsForObjectsCreatedAfterItStarted) {
       EXPECT_TRUE(w->Put(m.names[i], m.data[i]).ok());
       absl::SleepFor(absl::Milliseconds(50));
     }
+  });
+  ExpectGot(2, m, /*pulled=*/true);
+  writer.join();
+  ExpectAllOk(*cluster_->Connect(1)->DeleteBatch(m.names));
+}
+
+TEST_F(BatchOpsTest, AGetBatchBeforeThePutBatchGetsTheModelInBatchPulls) {
+  std::vector<size_t> sizes(300, 4096);
+  sizes.push_back(1 << 20);
+  const Model m = MakeModel("early", sizes);
+  std::thread writer([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    absl::StatusOr<std::vector<absl::Status>> put = cluster_->Connect(0)->PutBatch(m.Entries());
+    ASSERT_TRUE(put.ok()) << put.status();
+    ExpectAllOk(*put);
   });
   ExpectGot(2, m, /*pulled=*/true);
   writer.join();
