@@ -30,6 +30,7 @@ struct Flags {
   std::string socket = "/run/ferry/ferryd.sock";
   std::string arena = "1GiB";
   std::string max_pull_rate = "0";
+  std::string reduce_scratch = "64MiB";
   uint32_t window = 0;
   bool prefault = true;
   bool shm = false;
@@ -52,8 +53,12 @@ uint64_t PhysicalMemoryBytes() {
   return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
 }
 
+// --reduce-scratch: whole scratch sets (one per reduce position building with children at once),
+// at most this many bytes; the scratch is mapped and registered at start-up.
+constexpr uint64_t kMaxReduceScratch = uint64_t{4} << 30;
+
 // The flags that need more than CLI11's checks. Exit code 2 (and a message) when one is bad.
-int ValidateFlags(const Flags& f, uint64_t* arena_bytes, uint64_t* rate) {
+int ValidateFlags(const Flags& f, uint64_t* arena_bytes, uint64_t* rate, uint32_t* reduce_slot_sets) {
   if (absl::Status s = ferry::ValidateNodeName(f.name); !s.ok()) {
     spdlog::error("--name: {}", std::string(s.message()));
     return 2;
@@ -75,6 +80,17 @@ int ValidateFlags(const Flags& f, uint64_t* arena_bytes, uint64_t* rate) {
     spdlog::error("--max-pull-rate: invalid rate '{}'", f.max_pull_rate);
     return 2;
   }
+  constexpr uint64_t kSet = ferry::dataplane::ReduceHandler::kSetBytes;
+  uint64_t scratch = 0;
+  if (absl::Status s = ferry::ParseSize(f.reduce_scratch, &scratch); !s.ok() || scratch == 0 || scratch % kSet != 0 ||
+                                                                      scratch > kMaxReduceScratch) {
+    spdlog::error("--reduce-scratch: invalid size '{}' (a positive multiple of {} up to {}, e.g. 64MiB: one {} set "
+                  "per reduce position building at once)",
+                  f.reduce_scratch, ferry::HumanBytes(static_cast<double>(kSet)),
+                  ferry::HumanBytes(static_cast<double>(kMaxReduceScratch)), ferry::HumanBytes(static_cast<double>(kSet)));
+    return 2;
+  }
+  *reduce_slot_sets = static_cast<uint32_t>(scratch / kSet);
   return 0;
 }
 
@@ -94,6 +110,10 @@ int main(int argc, char** argv) {
   app.add_option("--arena", f.arena, "host arena size, e.g. 4GiB")->capture_default_str();
   app.add_option("--window", f.window, "force chunks in flight per pull (0: cost model)")->capture_default_str();
   app.add_option("--max-pull-rate", f.max_pull_rate, "cap each pull at this many bytes/s, e.g. 100MiB (0: none)")
+      ->capture_default_str();
+  app.add_option("--reduce-scratch", f.reduce_scratch,
+                 "registered memory for children's chunks in reduces, a multiple of 8MiB (one set per position "
+                 "building at once)")
       ->capture_default_str();
   app.add_option("--prefault", f.prefault, "populate the arena at start-up (no page faults on the transfer path)")
       ->capture_default_str();
@@ -116,7 +136,8 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   uint64_t arena_bytes = 0, rate = 0;
-  if (int rc = ValidateFlags(f, &arena_bytes, &rate); rc != 0) return rc;
+  uint32_t reduce_slot_sets = 0;
+  if (int rc = ValidateFlags(f, &arena_bytes, &rate, &reduce_slot_sets); rc != 0) return rc;
   // The name is validated, so it cannot carry spdlog pattern flags ('%').
   spdlog::set_pattern(fmt::format("[%H:%M:%S.%e] [{}] [%^%l%$] %v", f.name));
   // SIGINT and SIGTERM are blocked here, before any thread starts (every thread inherits the
@@ -130,6 +151,7 @@ int main(int argc, char** argv) {
   options.token = f.token;
   options.window_override = f.window;
   options.checksum_all = f.checksum_all;
+  options.reduce_slot_sets = reduce_slot_sets;
   for (const std::string& l : f.labels) {
     std::pair<std::string, std::string> kv = absl::StrSplit(l, absl::MaxSplits('=', 1));
     if (kv.first.empty()) {
@@ -193,8 +215,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = std::move(started->server);
   // Local clients of the same group may connect (the arena socket has the same mode).
   chmod(f.socket.c_str(), 0660);
-  spdlog::info("ferryd {} (id {}) serving {} with a {} arena, transport {}", f.name, node->node_id(), f.socket,
-               ferry::HumanBytes(static_cast<double>(node->arena().size())), node->transport().Name());
+  spdlog::info("ferryd {} (id {}) serving {} with a {} arena, {} of reduce scratch ({} positions building at once), transport {}", f.name,
+               node->node_id(), f.socket, ferry::HumanBytes(static_cast<double>(node->arena().size())),
+               ferry::HumanBytes(static_cast<double>(uint64_t{reduce_slot_sets} * ferry::dataplane::ReduceHandler::kSetBytes)),
+               reduce_slot_sets, node->transport().Name());
   // A signal that came during start-up is pending: taken at once.
   const int signo = ferry::WaitForTerminationSignal(termination);
   spdlog::info("ferryd stopping (signal {})", signo);

@@ -558,6 +558,37 @@ class PyClient {
     return out;
   }
 
+  // {"key", "namespace", "size", "dtype", "count", "root_node", "used" (indices into keys),
+  // "copies" (as broadcast's targets), "seconds"}.
+  py::dict Reduce(const std::string& ns, const std::vector<std::string>& keys, const std::string& result_key,
+                  const std::string& op_name, const std::string& dtype_name, uint32_t num_objects,
+                  std::optional<double> timeout_s, bool all) {
+    const absl::Duration timeout = DurationFrom(timeout_s, all ? "allreduce timeout" : "reduce timeout");
+    const ReduceOp op = ParseReduceOp(op_name);
+    const DType dtype = ParseDType(dtype_name);
+    const std::vector<ObjectName> inputs = Names(ns, keys);
+    const ObjectName result = MakeName(ns, result_key);
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<ReduceResult> reduced;
+    {
+      py::gil_scoped_release nogil;
+      reduced = all ? c->AllReduce(inputs, result, op, dtype, num_objects, timeout)
+                    : c->Reduce(inputs, result, op, dtype, num_objects, timeout);
+    }
+    const ReduceResult r = Unwrap(std::move(reduced));
+    py::dict out;
+    out["key"] = r.result.key;
+    out["namespace"] = r.result.ns;
+    out["size"] = r.meta.size;
+    out["dtype"] = DTypeName(r.meta.dtype);
+    out["count"] = r.meta.count != 0 ? r.meta.count : r.meta.size / std::max<size_t>(1, DTypeSize(r.meta.dtype));
+    out["root_node"] = r.root_node;
+    out["used"] = r.used;
+    out["copies"] = TargetsToList(r.copies);
+    out["seconds"] = r.seconds;
+    return out;
+  }
+
   py::dict Status() {
     std::shared_ptr<Client> c = client();
     absl::StatusOr<NodeStatus> status;
@@ -741,6 +772,8 @@ PYBIND11_MODULE(_ferry, m) {
            py::arg("dtypes"), py::arg("checksum"))
       .def("get_batch", &PyClient::GetBatch, py::arg("namespace"), py::arg("keys"), py::arg("timeout"))
       .def("delete_batch", &PyClient::DeleteBatch, py::arg("namespace"), py::arg("keys"))
+      .def("reduce", &PyClient::Reduce, py::arg("namespace"), py::arg("inputs"), py::arg("result"),
+           py::arg("op"), py::arg("dtype"), py::arg("num_objects"), py::arg("timeout"), py::arg("all"))
       .def("status", &PyClient::Status)
       .def_property_readonly("namespace", [](const PyClient& c) {
         return c.client()->default_namespace();

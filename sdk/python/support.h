@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "core/dtype.h"
 #include "core/names.h"
 #include "ferry/client.h"
 #include "ferry/object.h"
@@ -83,6 +84,15 @@ inline DType ParseDType(const std::string& name) {
         "'; ferry's dtypes are bytes, f32, f64, f16, bf16, i32, i64, u8")));
   }
   return *dtype;
+}
+
+inline ReduceOp ParseReduceOp(const std::string& name) {
+  std::optional<ReduceOp> op = ReduceOpFromName(name);
+  if (!op.has_value()) {
+    Throw(absl::InvalidArgumentError(
+        absl::StrCat("unknown reduce op '", name, "'; ferry's ops are sum, prod, min, max")));
+  }
+  return *op;
 }
 
 // How an object's bytes look through the buffer protocol and DLPack.

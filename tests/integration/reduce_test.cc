@@ -2,8 +2,11 @@
 // loopback, 64 KiB chunks): every op x dtype on 2..8 nodes against the scalar reference, element
 // by element; sizes of one element, a chunk less one element (one byte for u8), a chunk plus one
 // element, and several chunks; a subset reduce whose other inputs come late; AllReduce leaving
-// the result on every participant; bad input, each answered with an error naming it.
+// the result on every participant; bad input, each answered with an error naming it; ferryd
+// --reduce-scratch at its smallest (one set per node).
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -210,6 +213,28 @@ TEST_F(ReduceTest, BadInputIsRefusedWithAnErrorNamingIt) {
          absl::StatusCode::kDeadlineExceeded, "never ready: default/bad/never");
   // Nothing was stored under the result's name by the failed calls.
   EXPECT_EQ(c->Get(out, absl::ZeroDuration()).status().code(), absl::StatusCode::kNotFound);
+}
+
+// ferryd --reduce-scratch sizes the scratch: with one set (8MiB) per node every reduce still
+// completes, two at once included (a position waits for the node's one set), and ferryd says so.
+TEST(ReduceScratchTest, OneScratchSetPerNodeStillReducesConcurrently) {
+  ClusterOptions o;
+  o.nodes = 5;
+  o.arena = "64MiB";
+  o.coord_flags = {"--fixed-chunk", "64KiB"};
+  o.ferryd_flags = {"--reduce-scratch", "8MiB"};
+  LocalCluster cluster(o);
+  ASSERT_TRUE(cluster.Start().ok()) << "cluster did not start; logs in " << cluster.dir();
+  std::ifstream in(cluster.log(0));
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(log, HasSubstr("8.00 MiB of reduce scratch (1 positions building at once)"));
+  RunCase(&cluster, ReduceOp::kSum, DType::kF32, 5, 3 * kChunk + 4, "scratch1");
+  auto a = std::async(std::launch::async,
+                      [&] { RunCase(&cluster, ReduceOp::kMax, DType::kI32, 5, 5 * kChunk + 4, "scratch2a"); });
+  auto b = std::async(std::launch::async,
+                      [&] { RunCase(&cluster, ReduceOp::kSum, DType::kF64, 5, 5 * kChunk + 8, "scratch2b"); });
+  a.get();
+  b.get();
 }
 
 }  // namespace

@@ -133,6 +133,16 @@ TEST_F(StartupTest, FerrydRefusesArenasOfZeroOrMoreThanTheMachine) {
   ExpectFerrydRefuses({"--arena", "1000TiB", "--prefault", "false"}, {"--arena", "more than this machine"});
 }
 
+TEST_F(StartupTest, FerrydRefusesReduceScratchOfZeroPartialSetsOrTooMuch) {
+  const std::string rule = "a positive multiple of 8.00 MiB up to 4.00 GiB";
+  ExpectFerrydRefuses({"--reduce-scratch", "0"}, {"--reduce-scratch", "invalid size '0'", rule});
+  ExpectFerrydRefuses({"--reduce-scratch", "12MiB"}, {"--reduce-scratch", "invalid size '12MiB'", rule});
+  ExpectFerrydRefuses({"--reduce-scratch", "4MiB"}, {"--reduce-scratch", "invalid size '4MiB'", rule});
+  ExpectFerrydRefuses({"--reduce-scratch", "8GiB"}, {"--reduce-scratch", "invalid size '8GiB'", rule});
+  ExpectFerrydRefuses({"--reduce-scratch", "-8MiB"}, {"--reduce-scratch", "invalid size '-8MiB'"});
+  ExpectFerrydRefuses({"--reduce-scratch", "lots"}, {"--reduce-scratch", "invalid size 'lots'"});
+}
+
 TEST_F(StartupTest, FerrydRefusesUnknownFlagsWithExit2) {
   ExpectFerrydRefuses({"--no-such-flag"}, {"no-such-flag"});
   ExpectFerrydRefuses({"--window", "many"}, {"--window"});

@@ -413,6 +413,83 @@ def test_batch_entries_fail_alone_and_bad_batches_store_nothing(clients, key):
         a.get_batch(f"{key}/ok")
 
 
+# ---- reduce / allreduce ----------------------------------------------------------------------
+
+def _put_inputs(clients, key, n=200_000, seed=3):
+    """One f32 input per node, in [1, 2) so that any summation order agrees to a few ulps."""
+    rng = np.random.default_rng(seed)
+    arrays = [(1 + rng.random(n)).astype(np.float32) for _ in clients]
+    keys = [f"{key}/in{i}" for i in range(len(clients))]
+    for c, k, a in zip(clients, keys, arrays):
+        c.put(k, a)
+    return keys, arrays
+
+
+def test_reduce_sums_f32_inputs_from_every_node(clients, key):
+    keys, arrays = _put_inputs(clients, key)
+    r = clients[0].reduce(keys, f"{key}/sum", timeout=WAIT)   # dtype read from the first input
+    assert isinstance(r, ferry.ReduceResult)
+    assert (r.key, r.namespace, r.dtype) == (f"{key}/sum", "default", "f32")
+    assert r.size == arrays[0].nbytes and r.count == arrays[0].size
+    assert sorted(r.used) == sorted(keys)
+    assert r.root_node in ("n0", "n1", "n2") and r.copies == [] and r.ok and r.seconds > 0
+    got = np.asarray(clients[1].get(r.key, timeout=WAIT))
+    np.testing.assert_allclose(got, arrays[0] + arrays[1] + arrays[2], rtol=1e-6)
+
+    # max is exact; the op name is case-insensitive.
+    m = clients[2].reduce(keys, f"{key}/max", op="MAX", dtype="f32", timeout=WAIT)
+    np.testing.assert_array_equal(np.asarray(clients[2].get(m.key, timeout=WAIT)),
+                                  np.maximum.reduce(arrays))
+
+
+def test_reduce_of_a_subset_uses_the_first_ready(clients, key):
+    keys, arrays = _put_inputs(clients, key, n=50_000, seed=4)
+    r = clients[1].reduce(keys, f"{key}/two", dtype=np.float32, num_objects=2, timeout=WAIT)
+    assert len(r.used) == 2 and len(set(r.used)) == 2 and set(r.used) <= set(keys)
+    want = sum(arrays[keys.index(k)] for k in r.used)
+    np.testing.assert_allclose(np.asarray(clients[0].get(r.key, timeout=WAIT)), want, rtol=1e-6)
+
+
+def test_allreduce_leaves_the_result_on_every_node(clients, key):
+    keys, arrays = _put_inputs(clients, key, n=100_000, seed=5)
+    r = clients[2].allreduce(keys, f"{key}/all", op="sum", timeout=WAIT)
+    assert r.ok, r.copies
+    assert sorted(t.node for t in r.copies) == ["n0", "n1", "n2"]
+    want = arrays[0] + arrays[1] + arrays[2]
+    for c in clients:
+        obj = c.get(r.key, timeout=0)
+        assert not obj.pulled
+        np.testing.assert_allclose(np.asarray(obj), want, rtol=1e-6)
+
+
+def test_reduce_refuses_bad_inputs(clients, key):
+    a, b, c = clients
+    a.put(f"{key}/x0", np.ones(1000, dtype=np.float32))
+    b.put(f"{key}/x1", np.ones(999, dtype=np.float32))
+    with pytest.raises(ferry.InvalidArgumentError, match="999|3996 bytes"):
+        a.reduce([f"{key}/x0", f"{key}/x1"], f"{key}/bad", timeout=WAIT)
+
+    c.put(f"{key}/x2", np.ones(1000, dtype=np.float32))
+    a.put(f"{key}/taken", b"already here")
+    with pytest.raises(ferry.AlreadyExistsError, match="taken"):
+        a.reduce([f"{key}/x0", f"{key}/x2"], f"{key}/taken", timeout=WAIT)
+
+    with pytest.raises(ferry.InvalidArgumentError, match="sum, prod, min, max"):
+        a.reduce([f"{key}/x0", f"{key}/x2"], f"{key}/r", op="avg")
+    with pytest.raises(ferry.InvalidArgumentError, match="sum, prod, min, max"):
+        a._native.reduce("default", [f"{key}/x0"], f"{key}/r", "mean", "f32", 0, 1.0, False)
+    with pytest.raises(TypeError, match="not one key"):
+        a.allreduce(f"{key}/x0", f"{key}/r")
+    with pytest.raises(ferry.InvalidArgumentError, match="does not exist yet"):
+        a.reduce([f"{key}/later", f"{key}/x0"], f"{key}/r")
+    with pytest.raises(ferry.InvalidArgumentError, match="num_objects"):
+        a.reduce([f"{key}/x0", f"{key}/x2"], f"{key}/r", num_objects=-1)
+    with pytest.raises(ferry.InvalidArgumentError, match="num_objects"):
+        a.reduce([f"{key}/x0", f"{key}/x2"], f"{key}/r", dtype="f32", num_objects=3, timeout=WAIT)
+    with pytest.raises(ferry.InvalidArgumentError):
+        a.reduce([f"{key}/x0", f"{key}/x2"], f"{key}/r", dtype="bytes", timeout=WAIT)
+
+
 # ---- the example ----------------------------------------------------------------------------
 
 def test_sync_weights_example_runs(cluster):

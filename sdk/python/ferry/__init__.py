@@ -51,7 +51,9 @@ __all__ = [
     "BatchBroadcastResult",
     "BatchResult",
     "BatchEntryError",
+    "ReduceResult",
     "DTYPES",
+    "REDUCE_OPS",
 ] + errors.__all__
 
 #: A pinned, read-only, zero-copy view of an object (returned by :meth:`Client.get`).
@@ -73,6 +75,8 @@ GetHandle = _ferry.GetHandle
 
 #: ferry's element types.
 DTYPES = ("bytes", "f32", "f64", "f16", "bf16", "i32", "i64", "u8")
+#: The element-wise operations of :meth:`Client.reduce` / :meth:`Client.allreduce`.
+REDUCE_OPS = ("sum", "prod", "min", "max")
 
 # numpy dtype names that map onto ferry's (bfloat16 is ml_dtypes' name for it).
 _NUMPY_TO_FERRY = {
@@ -199,6 +203,28 @@ class BatchBroadcastResult:
     def ok(self) -> bool:
         """True if every target holds every entry."""
         return not self.errors and all(t.ok for t in self.targets)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReduceResult:
+    """What :meth:`Client.reduce` / :meth:`Client.allreduce` built: the result object (its
+    key, namespace, size in bytes, dtype and element count), the node that built it, the
+    input keys whose data is in it (in input order), and for allreduce one copy outcome per
+    participating node (`copies`; empty for reduce)."""
+    key: str
+    namespace: str
+    size: int
+    dtype: str
+    count: int
+    root_node: str
+    used: List[str]
+    copies: List[BroadcastTarget]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True if every participant of an allreduce holds the result (always, for reduce)."""
+        return all(t.ok for t in self.copies)
 
 
 @dataclasses.dataclass
@@ -384,10 +410,70 @@ class Client:
             cluster=[NodeInfo(**n) for n in d["cluster"]],
         )
 
-    # ---- not in ferry yet --------------------------------------------------------------------
-    # Batched puts/gets, reduce and all-reduce do not exist in libferry yet (issue 14). They
-    # will be methods here (put_batch / get_batch, reduce, all_reduce) once include/ferry/
-    # has them; until then there is deliberately nothing to call.
+    # ---- collectives ---------------------------------------------------------------------
+
+    def reduce(self, inputs: Sequence[str], result: str, op: str = "sum", dtype=None,
+               num_objects: int = 0, timeout: Optional[float] = 60.0,
+               namespace: Optional[str] = None) -> ReduceResult:
+        """Combines the objects `inputs` (keys, one per node, all of one size and dtype)
+        element-wise with `op` (sum, prod, min, max) into a new object `result`, built on a
+        dynamic tree across the nodes; blocks until it is sealed (on `root_node`) or `timeout`.
+
+        Inputs need not exist yet: each joins the tree when it is created. `num_objects` > 0
+        reduces only the first that many ready (`used` says which). `dtype` defaults to the
+        first input's (it must then exist already). Raises InvalidArgumentError (sizes or dtypes
+        that differ, bad op or num_objects), AlreadyExistsError (`result` exists),
+        DeadlineExceededError naming the inputs never created, DataLossError naming lost ones.
+        """
+        return self._reduce(inputs, result, op, dtype, num_objects, timeout, namespace, False)
+
+    def allreduce(self, inputs: Sequence[str], result: str, op: str = "sum", dtype=None,
+                  num_objects: int = 0, timeout: Optional[float] = 60.0,
+                  namespace: Optional[str] = None) -> ReduceResult:
+        """:meth:`reduce`, then every node whose input took part receives a copy of `result`
+        (``copies``; ``ok`` is False if one lacks it), so each can get it locally."""
+        return self._reduce(inputs, result, op, dtype, num_objects, timeout, namespace, True)
+
+    def _reduce(self, inputs, result, op, dtype, num_objects, timeout, namespace, all_nodes):
+        what = "allreduce" if all_nodes else "reduce"
+        if isinstance(inputs, (str, bytes)):
+            raise TypeError(f"{what}: inputs must be a sequence of keys, not one key")
+        inputs = list(inputs)
+        if not isinstance(result, str):
+            raise TypeError(f"{what}: result must be a key (str), not {type(result).__name__}")
+        if not isinstance(op, str) or op.lower() not in REDUCE_OPS:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT",
+                f"{what}: unknown op {op!r}; ferry's ops are {', '.join(REDUCE_OPS)}")
+        if isinstance(num_objects, bool) or not isinstance(num_objects, int) or num_objects < 0:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT",
+                f"{what}: num_objects must be an int >= 0 (0: every input), not {num_objects!r}")
+        ns = self._ns(namespace)
+        if dtype is None:
+            name = self._input_dtype(what, inputs, ns)
+        else:
+            name = _dtype_name(None, dtype)
+        r = self._native.reduce(ns, inputs, result, op.lower(), name, num_objects, timeout,
+                                all_nodes)
+        return ReduceResult(
+            key=r["key"], namespace=r["namespace"], size=r["size"], dtype=r["dtype"],
+            count=r["count"], root_node=r["root_node"], used=[inputs[i] for i in r["used"]],
+            copies=[BroadcastTarget(**t) for t in r["copies"]], seconds=r["seconds"])
+
+    def _input_dtype(self, what, inputs, ns) -> str:
+        """The dtype of the first input, read from the cluster directory."""
+        if not inputs:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT", f"{what}: no inputs")
+        first = inputs[0]
+        for info in self._native.list(ns, first, 0):
+            if info["key"] == first:
+                return info["dtype"]
+        raise InvalidArgumentError(  # noqa: F405
+            "INVALID_ARGUMENT",
+            f"{what}: dtype not given and the first input {ns}/{first} does not exist yet to "
+            f"read it from; pass dtype= (one of {', '.join(DTYPES[1:])})")
 
 
 def connect(socket_path: str, namespace: str = "default", rpc_timeout: float = 30.0) -> Client:
