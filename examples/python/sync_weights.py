@@ -4,7 +4,7 @@
     PYTHONPATH=build/python python3 examples/python/sync_weights.py SOCKET_A [SOCKET_B ...]
 
 SOCKET_A is the ferryd socket of the node that has the weights; the others are sockets of
-other nodes, used to check the copies. The script puts every tensor on node A, broadcasts the
+other nodes, used to check the copies. The script puts the model on node A in one call, broadcasts the
 whole model to all live nodes as one batch (one plan; small tensors travel packed), then gets
 each tensor on each other node -- a local read now, zero-copy -- and
 verifies the bytes with numpy. Keys get a unique prefix, deleted at the end (--keep keeps
@@ -47,8 +47,8 @@ def main():
     keys = {name: f"{args.prefix}/{name}" for name in model}
 
     t0 = time.monotonic()
-    for name, tensor in model.items():
-        source.put(keys[name], tensor, checksum=True)    # dtype from the array
+    # The whole model in one call (dtype from each array); a taken key would fail alone.
+    source.put_batch({keys[name]: tensor for name, tensor in model.items()}, checksum=True).check()
     result = source.broadcast_batch(list(keys.values()), timeout=args.timeout)
     if not result.ok:
         print(f"batch broadcast failed: {result.targets} {result.errors}", file=sys.stderr)
@@ -73,8 +73,7 @@ def main():
     print(f"verified {len(model)} tensors on {len(others)} other node(s)")
 
     if not args.keep:
-        for k in keys.values():
-            source.delete(k)
+        source.delete_batch(list(keys.values())).check()
     for c in [source, *others]:
         c.close()
     return 0
