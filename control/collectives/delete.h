@@ -43,8 +43,10 @@ class DeleteCollective final : public Collective {
 };
 
 // A batch of deletes as one operation (DeleteBatch): each entry is deleted as above; an entry
-// that cannot be (unknown, lost) gets its own error and the others go on. Done once every live
-// holder has confirmed every drop it was sent (one DropDone per DropInstruction), or died.
+// that cannot be (unknown, lost) gets its own error and the others go on. Each live holder gets
+// its drops in order and only the last asks for a DropDone (a node handles its session's
+// instructions in order, so that one confirms them all). Done once every holder has confirmed
+// or died.
 class DeleteBatchCollective final : public Collective {
  public:
   DeleteBatchCollective(OpId id, std::vector<proto::ObjectRef> refs);
@@ -62,7 +64,7 @@ class DeleteBatchCollective final : public Collective {
 
  private:
   const std::vector<proto::ObjectRef> refs_;
-  std::map<NodeId, uint32_t> waiting_;   // live holder -> drops it has not confirmed
+  std::set<NodeId> waiting_;   // live holders that have not confirmed their drops
   proto::DeleteBatchReply reply_;
 };
 

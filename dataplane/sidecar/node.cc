@@ -148,7 +148,17 @@ Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_p
   };
   deps.hello = [this] { return MakeHello(); };
   deps.heartbeat = [this] { return MakeHeartbeat(); };
-  deps.on_welcome = [this](const proto::Welcome& w) { inline_max_.store(w.inline_max_bytes()); };
+  deps.on_welcome = [this](const proto::Welcome& w) {
+    inline_max_.store(w.inline_max_bytes());
+    bool deferred = false;
+    {
+      absl::MutexLock lock(&deferred_mu_);
+      deferred = !deferred_.empty();
+    }
+    if (!deferred || stopped_.load()) return;
+    if (republish_thread_.joinable()) republish_thread_.join();
+    republish_thread_ = std::thread([this] { RepublishDeferred(); });
+  };
   session_ = std::make_unique<CoordinatorSession>(std::move(deps));
 }
 
@@ -166,6 +176,8 @@ void Node::Shutdown() {
   fetcher_.Stop();
   coordinator_->Shutdown();
   session_->Stop();
+  // No Welcome can start another one now (the session thread is joined).
+  if (republish_thread_.joinable()) republish_thread_.join();
   pulls_->Shutdown();
   if (batch_pulls_) batch_pulls_->Shutdown();
   if (reduces_) reduces_->Shutdown();
@@ -185,17 +197,30 @@ proto::Hello Node::MakeHello() {
   for (const auto& [k, v] : options_.labels) (*info->mutable_labels())[k] = v;
   hello.set_cluster_token(options_.token);
   hello.set_session_secret(session_secret_);
+  // The Hello must stay well under the coordinator's 16 MiB message limit: small objects carry
+  // their bytes only up to kHelloInlineBytes in all. The others are re-reported without them
+  // (enough when the coordinator still has the entry, the usual case after this node's own
+  // restart) and published again with their bytes right after the Welcome (RepublishDeferred).
+  constexpr size_t kHelloInlineBytes = 8 << 20;
+  size_t inline_bytes = 0;
+  std::vector<std::pair<std::string, std::string>> deferred;
   for (const ListedLocal& o : store_.ListSealed()) {
     proto::HeldObject* held = hello.add_holdings();
     *held->mutable_ref() = Ref(o.ns, o.key);
     SetMeta(o.meta, held->mutable_meta());
-    if (o.meta.size <= inline_max_.load()) {
-      if (absl::StatusOr<PinnedObject> pin = store_.PinInternal(o.ns, o.key); pin.ok()) {
-        held->set_inline_data(reinterpret_cast<const char*>(arena_->base() + pin->offset), o.meta.size);
-        store_.Unpin(*pin);
-      }
+    if (o.meta.size > inline_max_.load()) continue;
+    if (inline_bytes + o.meta.size > kHelloInlineBytes) {
+      deferred.emplace_back(o.ns, o.key);
+      continue;
+    }
+    if (absl::StatusOr<PinnedObject> pin = store_.PinInternal(o.ns, o.key); pin.ok()) {
+      held->set_inline_data(reinterpret_cast<const char*>(arena_->base() + pin->offset), o.meta.size);
+      inline_bytes += o.meta.size;
+      store_.Unpin(*pin);
     }
   }
+  absl::MutexLock lock(&deferred_mu_);
+  deferred_ = std::move(deferred);
   return hello;
 }
 

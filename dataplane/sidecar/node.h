@@ -19,10 +19,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/synchronization/mutex.h"
 #include "dataplane/engine/chunk_server.h"
 #include "dataplane/sidecar/coordinator_client.h"
 #include "dataplane/sidecar/coordinator_session.h"
@@ -143,6 +145,13 @@ class Node {
   // object to re-report; a refusal deletes it).
   absl::StatusOr<proto::PublishRequest> SealLocally(const std::string& ns, const std::string& key, SessionId session);
   absl::Status PublishOutcome(const std::string& ns, const std::string& key, const absl::Status& published);
+  // Publishes `requests` with PublishBatch calls (one namespace, at most 8,192 entries and 4 MiB
+  // of inline bytes each; requests' bytes are moved out): per request, the status and whether
+  // the coordinator refused that entry (true) or the status is the whole call's (false).
+  std::vector<std::pair<absl::Status, bool>> PublishGroups(std::vector<std::pair<size_t, proto::PublishRequest>>& requests);
+  // Publishes, with their bytes, the small objects the last Hello re-reported without them
+  // (its size is bounded; see MakeHello). Runs on republish_thread_ after a Welcome.
+  void RepublishDeferred();
   // The PublishRequest announcing a sealed local object (its inline bytes if small).
   absl::StatusOr<proto::PublishRequest> PublishRequestFor(const std::string& ns, const std::string& key);
   // Maps and registers the reduce scratch and makes the reduce handler.
@@ -180,6 +189,9 @@ class Node {
   std::unique_ptr<ReduceHandler> reduces_;
   std::unique_ptr<CoordinatorSession> session_;
   std::atomic<uint32_t> inline_max_{64 * 1024};   // Welcome.inline_max_bytes
+  absl::Mutex deferred_mu_;
+  std::vector<std::pair<std::string, std::string>> deferred_ ABSL_GUARDED_BY(deferred_mu_);   // (ns, key)
+  std::thread republish_thread_;   // RepublishDeferred; started by a Welcome, joined by Shutdown
   std::atomic<bool> stopped_{false};
   const std::string session_secret_;   // Hello.session_secret: random, per process
 };

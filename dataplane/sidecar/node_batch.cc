@@ -114,35 +114,76 @@ absl::StatusOr<std::vector<absl::Status>> Node::SealBatch(const std::string& ns,
     }
   }
   reports_.Flush();
+  std::vector<std::pair<absl::Status, bool>> published = PublishGroups(sealed);
+  for (size_t j = 0; j < sealed.size(); ++j) {
+    const size_t i = sealed[j].first;
+    const auto& [status, refused] = published[j];
+    if (!refused) {
+      out[i] = PublishOutcome(ns, keys[i], status);   // the call's outcome
+    } else {
+      store_.Delete(ns, keys[i]).IgnoreError();
+      out[i] = Annotate(status, absl::StrCat("publishing ", PrintableName(ns, keys[i])));
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<absl::Status, bool>> Node::PublishGroups(
+    std::vector<std::pair<size_t, proto::PublishRequest>>& requests) {
+  std::vector<std::pair<absl::Status, bool>> out(requests.size());
   size_t begin = 0;
-  while (begin < sealed.size()) {
+  while (begin < requests.size()) {
     proto::PublishBatchRequest req;
     req.set_node_id(options_.node_id);
     size_t end = begin;
     size_t inline_bytes = 0;
-    while (end < sealed.size() && end - begin < kGroupEntries &&
-           (end == begin || inline_bytes + sealed[end].second.inline_data().size() <= kGroupInlineBytes)) {
-      inline_bytes += sealed[end].second.inline_data().size();
-      *req.add_entries() = std::move(sealed[end].second);
+    // One namespace per call (the batch rule), bounded by entries and inline bytes.
+    while (end < requests.size() && end - begin < kGroupEntries &&
+           (end == begin || (inline_bytes + requests[end].second.inline_data().size() <= kGroupInlineBytes &&
+                             requests[end].second.ref().ns() == requests[begin].second.ref().ns()))) {
+      inline_bytes += requests[end].second.inline_data().size();
+      *req.add_entries() = std::move(requests[end].second);
       ++end;
     }
     proto::PublishBatchReply reply;
     const absl::Status s = coordinator_->PublishBatch(req, &reply);
-    for (size_t j = begin; j < end; ++j) {
-      const size_t i = sealed[j].first;
-      out[i] = PublishOutcome(ns, keys[i], s);
-    }
+    for (size_t j = begin; j < end; ++j) out[j] = {s, false};
     if (s.ok()) {
       for (const proto::BatchEntryError& e : reply.errors()) {
-        if (e.index() >= end - begin) continue;   // not an entry of this group: ignored
-        const size_t i = sealed[begin + e.index()].first;
-        store_.Delete(ns, keys[i]).IgnoreError();
-        out[i] = Annotate(EntryError(e), absl::StrCat("publishing ", PrintableName(ns, keys[i])));
+        if (e.index() < end - begin) out[begin + e.index()] = {EntryError(e), true};
       }
     }
     begin = end;
   }
   return out;
+}
+
+void Node::RepublishDeferred() {
+  std::vector<std::pair<std::string, std::string>> deferred;
+  {
+    absl::MutexLock lock(&deferred_mu_);
+    deferred.swap(deferred_);
+  }
+  std::vector<std::pair<size_t, proto::PublishRequest>> requests;
+  for (size_t i = 0; i < deferred.size(); ++i) {
+    absl::StatusOr<proto::PublishRequest> req = PublishRequestFor(deferred[i].first, deferred[i].second);
+    if (req.ok()) requests.emplace_back(i, *std::move(req));
+  }
+  std::sort(requests.begin(), requests.end(), [](const auto& a, const auto& b) {
+    return a.second.ref().ns() < b.second.ref().ns();
+  });
+  std::vector<std::pair<absl::Status, bool>> published = PublishGroups(requests);
+  size_t refused = 0;
+  for (size_t j = 0; j < requests.size(); ++j) {
+    const auto& [ns, key] = deferred[requests[j].first];
+    const auto& [status, entry_refused] = published[j];
+    if (status.ok()) continue;
+    ++refused;
+    // A copy of a deleted incarnation must not come back (as for the Hello's holdings).
+    if (entry_refused && status.code() == absl::StatusCode::kNotFound) store_.Delete(ns, key).IgnoreError();
+  }
+  spdlog::info("re-reported {} small object(s) with their bytes after registering ({} not taken)", requests.size(),
+               refused);
 }
 
 absl::StatusOr<std::vector<absl::StatusOr<GetResult>>> Node::GetBatch(const std::string& ns,

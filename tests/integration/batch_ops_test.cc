@@ -7,6 +7,7 @@
 // the coordinator's batch RPCs refuse bad requests sent to them directly.
 #include <grpcpp/grpcpp.h>
 
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -375,6 +376,48 @@ TEST(BatchJoinTest, AGetBatchDuringABatchBroadcastJoinsItsChain) {
   std::ifstream log(cluster.dir() + "/coord.log");
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_THAT(text, HasSubstr("joining the batch in flight")) << "log in " << cluster.dir();
+}
+
+// A node holding more small objects than one Hello may carry (24 MiB of 40 KiB objects, whose
+// bytes the Hello re-reports, against the coordinator's 16 MiB message limit) registers again
+// after being declared dead, and after a coordinator restart its objects are published again
+// with their bytes, so other nodes still get them.
+TEST(RejoinTest, ANodeHoldingManySmallObjectsRegistersAgain) {
+  ClusterOptions o;
+  o.nodes = 3;
+  o.arena = "128MiB";
+  LocalCluster cluster(o);
+  ASSERT_TRUE(cluster.Start().ok()) << "cluster did not start; logs in " << cluster.dir();
+  std::vector<ObjectName> names;
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<Client::PutEntry> entries;
+  for (int i = 0; i < 600; ++i) {
+    names.push_back(ObjectName{"default", "rejoin/" + std::to_string(i)});
+    data.push_back(Pattern(40 << 10, 5000 + i));
+  }
+  for (int i = 0; i < 600; ++i) entries.push_back({names[i], data[i]});
+  {
+    auto c = cluster.Connect(1);
+    absl::StatusOr<std::vector<absl::Status>> put = c->PutBatch(entries);
+    ASSERT_TRUE(put.ok()) << put.status();
+    for (const absl::Status& s : *put) ASSERT_TRUE(s.ok()) << s;
+  }
+  // Declared dead (silent past the liveness timeout), then back.
+  cluster.Signal(1, SIGSTOP);
+  ASSERT_TRUE(cluster.WaitAlive(0, 2, absl::Seconds(20)).ok()) << "node 1 was not declared dead";
+  cluster.Signal(1, SIGCONT);
+  ASSERT_TRUE(cluster.WaitAlive(0, 3, absl::Seconds(20)).ok()) << "node 1 did not register again; logs in " << cluster.dir();
+  // The coordinator restarts: its directory is rebuilt from the nodes' reports alone.
+  cluster.KillCoordinator(SIGKILL);
+  ASSERT_TRUE(cluster.RestartCoordinator().ok());
+  ASSERT_TRUE(cluster.WaitAlive(0, 3, absl::Seconds(30)).ok()) << "logs in " << cluster.dir();
+  auto other = cluster.Connect(2);
+  absl::StatusOr<std::vector<absl::StatusOr<ObjectView>>> got = other->GetBatch(names, absl::Seconds(30));
+  ASSERT_TRUE(got.ok()) << got.status();
+  for (int i = 0; i < 600; ++i) {
+    ASSERT_TRUE((*got)[i].ok()) << names[i].key << ": " << (*got)[i].status() << "; logs in " << cluster.dir();
+    ASSERT_EQ(Checksum((*got)[i]->data(), (*got)[i]->size()), Checksum(data[i].data(), data[i].size()));
+  }
 }
 
 }  // namespace

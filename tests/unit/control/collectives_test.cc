@@ -221,6 +221,34 @@ TEST_F(CollectivesTest, DeleteWaitsForEveryLiveHolderToAckOrDie) {
   EXPECT_EQ(again.Start(ctx).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(CollectivesTest, DeleteBatchAsksEachHolderForOneConfirmationAfterItsLastDrop) {
+  PublishBig(1, "a");
+  PublishBig(2, "a", /*rereport=*/true);
+  PublishBig(1, "b");
+  DeleteBatchCollective op(11, {Ref("a"), Ref("missing"), Ref("b")});
+  CollectiveContext ctx = Ctx();
+  absl::StatusOr<Instructions> ins = op.Start(ctx);
+  ASSERT_TRUE(ins.ok()) << ins.status();
+  // Node 1 holds a and b: two drops in order, only the last asks for a DropDone; node 2 one.
+  std::vector<std::pair<std::string, uint64_t>> to1, to2;
+  for (const Instruction& i : *ins) {
+    ASSERT_TRUE(i.msg->has_drop());
+    (i.node == 1 ? to1 : to2).emplace_back(i.msg->drop().ref().key(), i.msg->drop().op_id());
+  }
+  EXPECT_THAT(to1, ::testing::ElementsAre(std::make_pair(std::string("a"), 0u), std::make_pair(std::string("b"), 11u)));
+  EXPECT_THAT(to2, ::testing::ElementsAre(std::make_pair(std::string("a"), 11u)));
+  ASSERT_EQ(op.reply().errors_size(), 1);
+  EXPECT_EQ(op.reply().errors(0).index(), 1u);
+  EXPECT_EQ(op.reply().errors(0).code(), static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_EQ(op.reply().copies_dropped(), 3u);
+  EXPECT_EQ(dir_.size(), 0u);
+  EXPECT_FALSE(op.Done(ctx));
+  (void)op.OnNodeAck(ctx, 1);
+  EXPECT_FALSE(op.Done(ctx));
+  (void)op.OnNodeAck(ctx, 2);
+  EXPECT_TRUE(op.Done(ctx));
+}
+
 TEST_F(CollectivesTest, OperationsRouteReportsByOpIdAndFallBackToTheObject) {
   PublishBig(1, "k");
   Operations ops;
