@@ -332,8 +332,7 @@ absl::Status Node::DeleteObject(const std::string& ns, const std::string& key) {
   reports_.Flush();
   absl::Status s = coordinator_->Delete(req);
   absl::Status local = store_.Delete(ns, key);
-  if (s.ok() || (s.code() == absl::StatusCode::kNotFound && local.ok())) return absl::OkStatus();
-  return s;
+  return DeleteOutcome(s, local);
 }
 
 absl::StatusOr<proto::ListReply> Node::List(const std::string& ns, const std::string& prefix, uint32_t limit) {

@@ -293,8 +293,7 @@ absl::StatusOr<std::vector<absl::Status>> Node::DeleteBatch(const std::string& n
     for (size_t i = begin; i < end; ++i) {
       // As Delete: a name only this node held (never published) is deleted too.
       const absl::Status local = store_.Delete(ns, keys[i]);
-      const absl::Status& r = remote[i - begin];
-      out[i] = r.ok() || (r.code() == absl::StatusCode::kNotFound && local.ok()) ? absl::OkStatus() : r;
+      out[i] = DeleteOutcome(remote[i - begin], local);
     }
     return absl::OkStatus();
   }));

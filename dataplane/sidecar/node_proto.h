@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 #include "dataplane/store/object_store.h"
 #include "proto/common.pb.h"
 
@@ -22,6 +24,13 @@ inline void SetMeta(const StoredMeta& m, proto::ObjectMeta* out) {
   out->set_incarnation(m.incarnation);
   out->set_checksummed(m.checksummed);
   out->set_checksum(m.checksum);
+}
+
+// A Delete's answer from the coordinator's (`remote`) and the local store's (`local`): OK if the
+// coordinator deleted it, or if only this node held it (never published).
+inline absl::Status DeleteOutcome(const absl::Status& remote, const absl::Status& local) {
+  if (remote.ok() || (remote.code() == absl::StatusCode::kNotFound && local.ok())) return absl::OkStatus();
+  return remote;
 }
 
 }  // namespace ferry::dataplane
