@@ -4,6 +4,7 @@
 // under the coordinator's 16 MiB message limit.
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <thread>
 #include <utility>
 
@@ -49,17 +50,10 @@ absl::StatusOr<std::vector<absl::StatusOr<uint64_t>>> Node::CreateBatch(const st
                                                                          SessionId session) {
   std::vector<absl::StatusOr<uint64_t>> out(entries.size(), absl::UnknownError("not created"));
   const uint64_t capacity = store_.Stats().capacity;
-  uint64_t total = 0;
-  for (const CreateEntry& e : entries) {
-    total += std::min<uint64_t>(e.meta.size, capacity + 1);   // no wrap-around, however large
-    if (total > capacity) break;
-  }
+  uint64_t total = 0;   // saturating: no wrap-around, however large the sizes
+  for (const CreateEntry& e : entries) total = e.meta.size > UINT64_MAX - total ? UINT64_MAX : total + e.meta.size;
   if (total > capacity) {
-    uint64_t bytes = 0;
-    for (const CreateEntry& e : entries) {
-      bytes = e.meta.size > UINT64_MAX / 2 - bytes ? UINT64_MAX / 2 : bytes + e.meta.size;   // saturating
-    }
-    return absl::ResourceExhaustedError(absl::StrCat("the batch holds ", bytes, " bytes in ", entries.size(),
+    return absl::ResourceExhaustedError(absl::StrCat("the batch holds ", total, " bytes in ", entries.size(),
                                                      " objects, more than this node's arena of ", capacity, " bytes"));
   }
   // Keys are cluster-wide: one check with the coordinator for every name not held here.
