@@ -236,9 +236,31 @@ absl::StatusOr<ArenaSlot> ClientImpl::SlotFromGetReply(const ObjectName& name,
   return slot;
 }
 
+std::optional<std::string> ClientImpl::LocalCall(shm::LocalOp op, const google::protobuf::Message& request) {
+  if (!options_.local_fast_path) return std::nullopt;
+  absl::MutexLock lock(&local_mu_);
+  if (local_broken_) return std::nullopt;
+  shm::LocalReply reply;
+  const int timeout_ms = static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(options_.rpc_timeout), 1, INT32_MAX));
+  if (absl::Status s = shm::LocalCall(conn_, op, local_next_id_++, request.SerializeAsString(), timeout_ms, &reply);
+      !s.ok()) {
+    local_broken_ = true;
+    return std::nullopt;
+  }
+  if (reply.kind != shm::LocalReplyKind::kOk) return std::nullopt;
+  return std::move(reply.body);
+}
+
 absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration timeout) {
   const RequestOf<&proto::Sidecar::Stub::Get> req = GetRequestFor(name, timeout);
   ReplyOf<&proto::Sidecar::Stub::Get> reply;
+  // An object already sealed on this node: no RPC. The pin is taken either way.
+  if (std::optional<std::string> body = LocalCall(shm::LocalOp::kGet, req); body.has_value()) {
+    if (reply.ParseFromString(*body)) return SlotFromGetReply(name, reply);
+    // ferryd pinned it but its answer does not parse: drop that pin, then ask by RPC.
+    (void)Release(name);
+    reply.Clear();
+  }
   FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Get, req, &reply,
                              absl::Milliseconds(req.timeout_ms()), "Get", Describe(name)));
   return SlotFromGetReply(name, reply);
@@ -247,6 +269,15 @@ absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration
 std::shared_ptr<PendingGet> ClientImpl::StartGet(const ObjectName& name, absl::Duration timeout) {
   auto get = std::make_shared<PendingGet>(name);
   get->request() = GetRequestFor(name, timeout);
+  // Sealed on this node already: finished now, pinned, without an RPC.
+  if (std::optional<std::string> body = LocalCall(shm::LocalOp::kGet, get->request()); body.has_value()) {
+    if (get->reply().ParseFromString(*body)) {
+      get->Complete(grpc::Status::OK);
+      return get;
+    }
+    (void)Release(name);
+    get->reply().Clear();
+  }
   get->ctx().set_deadline(absl::ToChronoTime(
       absl::Now() + absl::Milliseconds(get->request().timeout_ms()) + options_.rpc_timeout));
   const std::optional<uint64_t> id = gets_->Register(get);
@@ -294,6 +325,8 @@ absl::Status ClientImpl::Release(const ObjectName& name) {
   RequestOf<&proto::Sidecar::Stub::Release> req;
   req.set_session(session_);
   sdk::NameToProto(name, req.mutable_ref());
+  // A failed local Release changed nothing: the RPC then does it, or reports why not.
+  if (LocalCall(shm::LocalOp::kRelease, req).has_value()) return absl::OkStatus();
   ReplyOf<&proto::Sidecar::Stub::Release> reply;
   return Call(&proto::Sidecar::Stub::Release, req, &reply, absl::ZeroDuration(), "Release",
               Describe(name));

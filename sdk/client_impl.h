@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/synchronization/mutex.h"
 #include "shm/arena.h"
+#include "shm/local_channel.h"
 #include "ferry/client.h"
 #include "ferry/object.h"
 #include "proto/sidecar.grpc.pb.h"
@@ -118,6 +121,10 @@ class ClientImpl {
   proto::GetRequest GetRequestFor(const ObjectName& name, absl::Duration timeout) const;
   absl::StatusOr<ArenaSlot> SlotFromGetReply(const ObjectName& name, const proto::GetReply& reply);
 
+  // The local fast path (shm/local_channel.h) for a Get or Release: the reply's body, or
+  // nullopt when the RPC must be made instead (fallback, the path is off or broken).
+  std::optional<std::string> LocalCall(shm::LocalOp op, const google::protobuf::Message& request);
+
   const std::string socket_path_;
   const ConnectOptions options_;
   const uint64_t session_;
@@ -128,6 +135,12 @@ class ClientImpl {
   const std::unique_ptr<proto::Sidecar::Stub> stub_;
   // Shared with every GetAsync callback (see sdk/async_get.h for why).
   const std::shared_ptr<GetRegistry> gets_ = std::make_shared<GetRegistry>();
+  // One local request in flight on conn_ at a time. A call that fails part-way (a reply not
+  // read in time, a malformed one) leaves the stream out of step: the path is then off for
+  // good and every call takes the RPC (the session, which is the connection, goes on).
+  absl::Mutex local_mu_;
+  bool local_broken_ ABSL_GUARDED_BY(local_mu_) = false;
+  uint32_t local_next_id_ ABSL_GUARDED_BY(local_mu_) = 1;
 };
 
 }  // namespace ferry

@@ -61,14 +61,28 @@ void NodeSession::OnReadDone(bool ok) {
       End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message of a session must be Hello"), "");
       return;
     }
+    // The pin holds Finish off until acceptance is settled, so an end that races with it
+    // (a cancel from the client, a failed write) is still reported before the status goes.
+    if (!Pin()) return;
     grpc::Status s = host_->OnHello(self_, in_.hello());
     if (!s.ok()) {
       spdlog::warn("rejected registration of node '{}' ({}) from {}: {}", in_.hello().node().name(),
                    in_.hello().node().node_id(), peer_, s.error_message());
       End(s, "");
+      Unpin();
       return;
     }
     accepted_.store(true);
+    // An End meanwhile found accepted_ false and reported nothing: report it now, so the node
+    // just registered is not left alive behind a finished stream.
+    bool ended;
+    {
+      absl::MutexLock lock(&mu_);
+      ended = ending_;
+    }
+    if (ended) ReportEnd("its session closed");
+    Unpin();
+    if (ended) return;
   } else if (!host_->OnNodeMessage(this, in_)) {
     End(grpc::Status::OK, "");
     return;
@@ -114,7 +128,12 @@ void NodeSession::End(grpc::Status status, const std::string& why) {
       queue_.Clear();
     }
   }
-  if (accepted_.load() && !why.empty() && !end_reported_.exchange(true)) host_->OnSessionEnd(this, why);
+  // Every end of an accepted session is reported before Finish can send its status, so a
+  // node is never seen alive after its session's client has seen the stream end. The host
+  // ignores the report where the session is no longer its node's current one (the ends
+  // with no reason of their own: the coordinator cancelling a node it declared dead, a
+  // stale session's heartbeat).
+  if (accepted_.load()) ReportEnd(why.empty() ? "its session ended" : why);
   MaybeFinish();
 }
 
@@ -129,8 +148,12 @@ void NodeSession::MaybeFinish() {
   Finish(status);
 }
 
+void NodeSession::ReportEnd(const std::string& why) {
+  if (!end_reported_.exchange(true)) host_->OnSessionEnd(this, why);
+}
+
 void NodeSession::OnDone() {
-  if (accepted_.load() && !end_reported_.exchange(true)) host_->OnSessionEnd(this, "its session closed");
+  if (accepted_.load()) ReportEnd("its session closed");
   std::shared_ptr<NodeSession> self;
   {
     absl::MutexLock lock(&mu_);

@@ -71,6 +71,8 @@ class NodeSession final : public grpc::ServerBidiReactor<proto::NodeMessage, pro
   // Ends the session with `status` once no write is in flight; tells the host (once) why.
   void End(grpc::Status status, const std::string& why);
   void MaybeFinish();
+  // Tells the host, once, that the session ended and why.
+  void ReportEnd(const std::string& why);
   // Holds off Finish while a call into gRPC that must precede it runs; false if already finished.
   bool Pin();
   void Unpin();

@@ -19,6 +19,11 @@ namespace ferry::control {
 // A DropInstruction for `ref`'s `incarnation` (0: any); `op_id` 0 asks for no DropDone.
 proto::CoordMessage DropMessage(const proto::ObjectRef& ref, uint64_t incarnation, OpId op_id);
 
+// Bounds of one BatchDropInstruction a batch delete sends a holder (well under gRPC's 4 MiB
+// message limit even with the longest names).
+inline constexpr size_t kMaxDropsPerMessage = 4096;
+inline constexpr size_t kMaxDropMessageBytes = 1 << 20;
+
 class DeleteCollective final : public Collective {
  public:
   DeleteCollective(OpId id, proto::ObjectRef ref);

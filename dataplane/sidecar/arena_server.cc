@@ -38,13 +38,14 @@ absl::StatusOr<int> LockSocketPath(const std::string& socket_path) {
 
 absl::StatusOr<std::unique_ptr<ArenaServer>> ArenaServer::Start(const std::string& socket_path, int arena_fd,
                                                                 uint64_t arena_size, uint64_t node_id,
-                                                                SessionEnded on_end) {
+                                                                SessionEnded on_end, LocalHandler local) {
   std::unique_ptr<ArenaServer> server(new ArenaServer());
   server->path_ = shm::ArenaSocketPath(socket_path);
   server->arena_fd_ = arena_fd;
   server->arena_size_ = arena_size;
   server->node_id_ = node_id;
   server->on_end_ = std::move(on_end);
+  server->local_ = std::move(local);
   struct sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
   if (server->path_.size() >= sizeof(addr.sun_path)) {
@@ -86,11 +87,54 @@ size_t ArenaServer::live_sessions() const {
   return live_.size();
 }
 
+bool ArenaServer::Serve(int fd, Conn& conn) {
+  char buf[16 * 1024];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0) return false;   // the client closed its end
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return false;
+    }
+    conn.in.append(buf, static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < sizeof(buf)) break;
+  }
+  while (true) {
+    shm::ParsedRequest parsed = shm::TakeLocalRequest(&conn.in);
+    if (!parsed.error.ok()) {
+      spdlog::warn("arena session {}: {}; closing its connection (the session ends)", conn.session,
+                   std::string(parsed.error.message()));
+      return false;
+    }
+    if (!parsed.request.has_value()) return true;
+    shm::LocalReply reply;
+    if (local_) {
+      reply = local_(conn.session, *parsed.request);
+    } else {
+      reply.body = "this ferryd serves no local requests";
+    }
+    const std::string frame = shm::EncodeLocalReply(reply.kind, parsed.request->id, reply.body);
+    // The client waits for each reply before it sends the next request, so a reply that does
+    // not fit in the socket at once means a client that does not read: it is cut off rather
+    // than allowed to stall this thread, which serves every client.
+    ssize_t sent;
+    do {
+      sent = send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent != static_cast<ssize_t>(frame.size())) {
+      spdlog::warn("arena session {}: its local reply could not be written ({}); closing its connection",
+                   conn.session, sent < 0 ? strerror(errno) : "partial write");
+      return false;
+    }
+  }
+}
+
 void ArenaServer::Loop() {
-  std::map<int, uint64_t> conns;   // fd -> session
+  std::map<int, Conn> conns;   // fd -> its session and unparsed bytes
   while (!stop_.load()) {
     std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    for (const auto& [fd, s] : conns) fds.push_back({fd, POLLIN | POLLRDHUP, 0});
+    for (const auto& [fd, c] : conns) fds.push_back({fd, POLLIN | POLLRDHUP, 0});
     if (poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) break;
     if (fds[0].revents & POLLIN) {
       int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -106,7 +150,7 @@ void ArenaServer::Loop() {
         hello.arena_size = arena_size_;
         hello.node_id = node_id_;
         if (absl::Status s = shm::SendArenaHello(c, hello, arena_fd_); s.ok()) {
-          conns[c] = session;
+          conns[c].session = session;
         } else {
           close(c);
           absl::MutexLock lock(&mu_);
@@ -116,12 +160,11 @@ void ArenaServer::Loop() {
     }
     for (size_t i = 2; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
-      char buf[64];
-      ssize_t n = recv(fds[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
-      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) continue;   // ignore chatter
-      const uint64_t session = conns[fds[i].fd];
+      auto it = conns.find(fds[i].fd);
+      if (Serve(fds[i].fd, it->second)) continue;
+      const uint64_t session = it->second.session;
       close(fds[i].fd);
-      conns.erase(fds[i].fd);
+      conns.erase(it);
       {
         absl::MutexLock lock(&mu_);
         live_.erase(session);
@@ -129,9 +172,9 @@ void ArenaServer::Loop() {
       on_end_(session);
     }
   }
-  for (const auto& [fd, session] : conns) {
+  for (const auto& [fd, c] : conns) {
     close(fd);
-    on_end_(session);
+    on_end_(c.session);
   }
 }
 

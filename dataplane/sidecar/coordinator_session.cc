@@ -162,6 +162,13 @@ void CoordinatorSession::Dispatch(const proto::CoordMessage& msg, CoordinatorStr
         Write(stream, reply);
       }
       return;
+    case proto::CoordMessage::kBatchDrop:
+      if (std::optional<proto::DropDone> done = deps_.drops->Handle(msg.batch_drop()); done.has_value()) {
+        proto::NodeMessage reply;
+        *reply.mutable_drop_done() = *done;
+        Write(stream, reply);
+      }
+      return;
     case proto::CoordMessage::MSG_NOT_SET:
       return;   // a kind this node does not know (a newer coordinator): ignored
   }

@@ -1,4 +1,5 @@
 // ferryd: the per-node sidecar daemon. See docs/operations.md.
+#include <atomic>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -199,19 +200,31 @@ int main(int argc, char** argv) {
     spdlog::warn("{}", std::string(reg.message()));
   }
 
+  // The arena server starts first (the service checks sessions against it); until the
+  // service exists, local requests fall back to the RPCs, which are not served yet either.
+  std::atomic<ferry::dataplane::SidecarService*> local_service{nullptr};
   absl::StatusOr<std::unique_ptr<ferry::dataplane::ArenaServer>> arena_server = ferry::dataplane::ArenaServer::Start(
       f.socket, node->arena().fd(), node->arena().size(), node->node_id(),
-      [&node](uint64_t session) { node->store().EndSession(session); });
+      [&node](uint64_t session) { node->store().EndSession(session); },
+      [&local_service](uint64_t session, const ferry::shm::LocalRequest& request) {
+        ferry::dataplane::SidecarService* service = local_service.load();
+        if (service == nullptr) return ferry::shm::LocalReply{ferry::shm::LocalReplyKind::kFallback, "starting"};
+        return service->ServeLocal(session, request);
+      });
   if (!arena_server.ok()) return Fail("arena socket", arena_server.status());
 
   ferry::dataplane::SidecarService service(node.get(), arena_server->get());
+  local_service.store(&service);
   unlink(f.socket.c_str());
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(16 << 20);
   ferry::ApplyServerKeepalive(ferry::kKeepalive, builder);
   absl::StatusOr<ferry::StartedServer> started = ferry::StartServer(builder, "unix:" + f.socket);
-  if (!started.ok()) return Fail("serving gRPC", started.status());
+  if (!started.ok()) {
+    (*arena_server)->Stop();   // its thread calls into `service`, which goes first
+    return Fail("serving gRPC", started.status());
+  }
   std::unique_ptr<grpc::Server> server = std::move(started->server);
   // Local clients of the same group may connect (the arena socket has the same mode).
   chmod(f.socket.c_str(), 0660);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <string>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -118,6 +120,53 @@ grpc::Status SidecarService::Get(grpc::ServerContext* ctx, const proto::GetReque
   reply->set_source_node(r->source_node);
   reply->set_pull_seconds(r->seconds);
   return grpc::Status::OK;
+}
+
+namespace {
+
+// Parses a local request's body and checks that it is for `session` and names a valid object;
+// the reason it cannot be answered here otherwise (the RPC then reports it properly).
+template <typename Request>
+std::optional<std::string> ParseLocal(const shm::LocalRequest& request, uint64_t session, Request* req) {
+  if (!req->ParseFromString(request.body)) return absl::StrCat(req->GetTypeName(), " does not parse");
+  if (req->session() != session) return std::string("the request names another session");
+  if (absl::Status s = CheckRef(req->ref()); !s.ok()) return std::string(s.message());
+  return std::nullopt;
+}
+
+}  // namespace
+
+shm::LocalReply SidecarService::ServeLocal(uint64_t session, const shm::LocalRequest& request) {
+  shm::LocalReply reply;   // kFallback until answered
+  if (request.op == shm::LocalOp::kGet) {
+    proto::GetRequest req;
+    if (std::optional<std::string> why = ParseLocal(request, session, &req)) {
+      reply.body = std::move(*why);
+      return reply;
+    }
+    absl::StatusOr<PinnedObject> pin = node_->store().PinSealed(req.ref().ns(), req.ref().key(), session);
+    if (!pin.ok()) {
+      reply.body = std::string(pin.status().message());
+      return reply;
+    }
+    proto::GetReply out;
+    out.set_offset(pin->offset);
+    SetPinMeta(pin->meta, out.mutable_meta());
+    reply.kind = shm::LocalReplyKind::kOk;
+    reply.body = out.SerializeAsString();
+  } else if (request.op == shm::LocalOp::kRelease) {
+    proto::ReleaseRequest req;
+    if (std::optional<std::string> why = ParseLocal(request, session, &req)) {
+      reply.body = std::move(*why);
+      return reply;
+    }
+    if (absl::Status s = node_->store().Release(req.ref().ns(), req.ref().key(), session); !s.ok()) {
+      reply.body = std::string(s.message());
+      return reply;
+    }
+    reply.kind = shm::LocalReplyKind::kOk;
+  }
+  return reply;
 }
 
 grpc::Status SidecarService::Release(grpc::ServerContext*, const proto::ReleaseRequest* req, proto::ReleaseReply*) {

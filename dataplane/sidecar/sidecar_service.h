@@ -39,6 +39,11 @@ class SidecarService final : public proto::Sidecar::Service {
 
   // FAILED_PRECONDITION unless `session` is a live client session of this ferryd.
   absl::Status CheckSession(uint64_t session) const;
+  // A local request on `session`'s arena connection (shm/local_channel.h), run on the arena
+  // server's thread: a Get of an object sealed here, or a Release. It never waits: anything
+  // it cannot answer at once (not sealed here, an invalid request) is kFallback, and the
+  // client makes the RPC, which reports the error.
+  shm::LocalReply ServeLocal(uint64_t session, const shm::LocalRequest& request);
   grpc::Status Reduce(grpc::ServerContext*, const proto::SidecarReduceRequest*, proto::SidecarReduceReply*) override;
   grpc::Status AllReduce(grpc::ServerContext*, const proto::SidecarReduceRequest*, proto::SidecarReduceReply*) override;
 

@@ -180,6 +180,10 @@ struct ConnectOptions {
   std::string ns = "default";
   // Deadline for each control RPC to ferryd (not for Get's own wait).
   absl::Duration rpc_timeout = absl::Seconds(30);
+  // Get and Release of an object already sealed on this node skip gRPC: one small request
+  // and reply on the arena connection the client holds anyway (docs/protocol.md "Local
+  // requests"). Anything else, and every error, takes the RPC as before. false: always RPC.
+  bool local_fast_path = true;
 };
 
 class Client {

@@ -351,11 +351,71 @@ class BroadcastGet final : public ObjectCollective {
   std::vector<absl::StatusOr<ObjectView>> views_;
 };
 
+// A Get on node 0 of an object sealed on node 0, through a client of its own: with the
+// SDK's local fast path (local-get; docs/protocol.md "Local requests") or with the RPC only
+// (local-get-rpc), so one run shows both. Node 0 Puts (untimed); time = the Get, until the
+// view is in hand (each Release untimed).
+class LocalGet final : public ObjectCollective {
+ public:
+  LocalGet(PerfContext* ctx, bool fast) : ObjectCollective(ctx), fast_(fast) {}
+  std::string name() const override { return fast_ ? "local-get" : "local-get-rpc"; }
+  std::string description() const override {
+    return fast_ ? "node 0 Puts (untimed); time = median of 100 Gets on node 0 by another client (local fast path)"
+                 : "node 0 Puts (untimed); time = median of 100 Gets on node 0 by another client (RPC only)";
+  }
+  int min_nodes() const override { return 1; }
+
+  absl::Status Prepare(uint64_t bytes, int iter) override {
+    if (client_ == nullptr) {
+      ConnectOptions o;
+      o.rpc_timeout = ctx_->timeout;
+      o.local_fast_path = fast_;
+      absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(ctx_->nodes[0].socket, o);
+      if (!c.ok()) return Annotate(c.status(), absl::StrCat("connect to node 0 at ", ctx_->nodes[0].socket));
+      client_ = std::move(*c);
+    }
+    return ObjectCollective::Prepare(bytes, iter);
+  }
+
+  // One sample = the median of kGets Gets in a row (each view released, untimed, before the
+  // next), so a sample is not one scheduler hiccup and a profile of the run is the Get path.
+  absl::StatusOr<double> Run(int) override {
+    std::vector<double> times;
+    times.reserve(kGets);
+    for (int i = 0; i < kGets; ++i) {
+      const Clock::time_point t0 = Clock::now();
+      absl::StatusOr<ObjectView> view = client_->Get(name_, ctx_->timeout);
+      const Clock::time_point t1 = Clock::now();
+      if (!view.ok()) return Annotate(view.status(), Where(0));
+      times.push_back(SecondsBetween(t0, t1));
+      view_ = std::move(*view);   // the previous view is released here
+    }
+    std::nth_element(times.begin(), times.begin() + kGets / 2, times.end());
+    return times[kGets / 2];
+  }
+
+  absl::StatusOr<uint64_t> Verify(int) override {
+    if (!view_.valid()) return WordsIn(bytes_);
+    if (view_.info().pulled) {
+      LogLine(absl::StrCat(Where(0), ": the Get pulled the object: it was not local"));
+      return WordsIn(bytes_);
+    }
+    return CheckView(0, view_);
+  }
+
+ private:
+  static constexpr int kGets = 100;
+  void ReleaseViews() override { (void)view_.Release(); }
+  const bool fast_;
+  std::unique_ptr<Client> client_;
+  ObjectView view_;
+};
+
 }  // namespace
 
 std::vector<std::string> KnownCollectives() {
-  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "model-bcast", "model-join",
-          "model-batch", "model-join-batch", "reduce", "allreduce"};
+  return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "local-get", "local-get-rpc", "model-bcast",
+          "model-join", "model-batch", "model-join-batch", "reduce", "allreduce"};
 }
 
 absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
@@ -364,11 +424,14 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
   if (name == "p2p-stream") return std::make_unique<P2pStream>(ctx);
   if (name == "broadcast") return std::make_unique<Broadcast>(ctx);
   if (name == "broadcast-get") return std::make_unique<BroadcastGet>(ctx);
+  if (name == "local-get") return std::make_unique<LocalGet>(ctx, /*fast=*/true);
+  if (name == "local-get-rpc") return std::make_unique<LocalGet>(ctx, /*fast=*/false);
   if (std::unique_ptr<Collective> model = MakeModelCollective(name, ctx)) return model;
   if (std::unique_ptr<Collective> reduce = MakeReduceCollective(name, ctx)) return reduce;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown collective '", std::string(name),
-                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, model-bcast, model-join, model-batch, "
+                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, local-get, local-get-rpc, model-bcast, "
+                   "model-join, model-batch, "
                    "model-join-batch, reduce, allreduce)"));
 }
 

@@ -75,7 +75,7 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
   app.add_option("--coll", f->colls,
-                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,model-bcast,model-join,model-batch,"
+                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,local-get,local-get-rpc,model-bcast,model-join,model-batch,"
                  "model-join-batch,reduce,allreduce")
       ->capture_default_str();
   app.add_option("--model", f->model,

@@ -221,7 +221,7 @@ TEST_F(CollectivesTest, DeleteWaitsForEveryLiveHolderToAckOrDie) {
   EXPECT_EQ(again.Start(ctx).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(CollectivesTest, DeleteBatchAsksEachHolderForOneConfirmationAfterItsLastDrop) {
+TEST_F(CollectivesTest, DeleteBatchSendsEachHolderItsDropsPackedWithOneConfirmation) {
   PublishBig(1, "a");
   PublishBig(2, "a", /*rereport=*/true);
   PublishBig(1, "b");
@@ -229,14 +229,20 @@ TEST_F(CollectivesTest, DeleteBatchAsksEachHolderForOneConfirmationAfterItsLastD
   CollectiveContext ctx = Ctx();
   absl::StatusOr<Instructions> ins = op.Start(ctx);
   ASSERT_TRUE(ins.ok()) << ins.status();
-  // Node 1 holds a and b: two drops in order, only the last asks for a DropDone; node 2 one.
-  std::vector<std::pair<std::string, uint64_t>> to1, to2;
+  // Node 1 holds a and b: one message with both drops in order, asking for a DropDone; node 2
+  // one with a.
+  std::vector<std::string> to1, to2;
   for (const Instruction& i : *ins) {
-    ASSERT_TRUE(i.msg->has_drop());
-    (i.node == 1 ? to1 : to2).emplace_back(i.msg->drop().ref().key(), i.msg->drop().op_id());
+    ASSERT_TRUE(i.msg->has_batch_drop());
+    EXPECT_EQ(i.msg->batch_drop().op_id(), 11u);
+    for (const proto::DropEntry& e : i.msg->batch_drop().entries()) {
+      (i.node == 1 ? to1 : to2).push_back(e.ref().key());
+      EXPECT_EQ(e.incarnation(), 77u);
+    }
   }
-  EXPECT_THAT(to1, ::testing::ElementsAre(std::make_pair(std::string("a"), 0u), std::make_pair(std::string("b"), 11u)));
-  EXPECT_THAT(to2, ::testing::ElementsAre(std::make_pair(std::string("a"), 11u)));
+  EXPECT_EQ(NodesOf(*ins).size(), 2u);
+  EXPECT_THAT(to1, ::testing::ElementsAre("a", "b"));
+  EXPECT_THAT(to2, ::testing::ElementsAre("a"));
   ASSERT_EQ(op.reply().errors_size(), 1);
   EXPECT_EQ(op.reply().errors(0).index(), 1u);
   EXPECT_EQ(op.reply().errors(0).code(), static_cast<int>(absl::StatusCode::kNotFound));
@@ -247,6 +253,27 @@ TEST_F(CollectivesTest, DeleteBatchAsksEachHolderForOneConfirmationAfterItsLastD
   EXPECT_FALSE(op.Done(ctx));
   (void)op.OnNodeAck(ctx, 2);
   EXPECT_TRUE(op.Done(ctx));
+}
+
+TEST_F(CollectivesTest, DeleteBatchSplitsLongDropListsAndOnlyTheLastMessageAsksForADropDone) {
+  const size_t n = kMaxDropsPerMessage + 10;
+  std::vector<proto::ObjectRef> refs;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    PublishBig(1, key);
+    refs.push_back(Ref(key));
+  }
+  DeleteBatchCollective op(12, refs);
+  CollectiveContext ctx = Ctx();
+  absl::StatusOr<Instructions> ins = op.Start(ctx);
+  ASSERT_TRUE(ins.ok()) << ins.status();
+  ASSERT_EQ(ins->size(), 2u);
+  EXPECT_EQ((*ins)[0].msg->batch_drop().entries_size(), static_cast<int>(kMaxDropsPerMessage));
+  EXPECT_EQ((*ins)[0].msg->batch_drop().op_id(), 0u);
+  EXPECT_EQ((*ins)[1].msg->batch_drop().entries_size(), 10);
+  EXPECT_EQ((*ins)[1].msg->batch_drop().op_id(), 12u);
+  EXPECT_EQ((*ins)[1].msg->batch_drop().entries(9).ref().key(), "k" + std::to_string(n - 1));
+  EXPECT_EQ(op.reply().copies_dropped(), n);
 }
 
 TEST_F(CollectivesTest, OperationsRouteReportsByOpIdAndFallBackToTheObject) {
