@@ -381,6 +381,18 @@ void Coordinator::ReportedHoldingsLocked(const proto::Hello& hello, After* after
 }
 
 bool Coordinator::OnNodeMessage(NodeSession* session, const proto::NodeMessage& msg) {
+  if (msg.has_transfer_report()) {
+    // As the unary ReportTransfer, from the session's own node whatever node_id says.
+    proto::ReportTransferRequest req = msg.transfer_report();
+    {
+      absl::MutexLock lock(&mu_);
+      req.set_node_id(session->node_id);
+    }
+    if (absl::Status s = ReportTransfer(req); !s.ok()) {
+      spdlog::warn("node {}: transfer report on its session refused: {}", req.node_id(), std::string(s.message()));
+    }
+    return true;
+  }
   After after;
   bool keep = true;
   {

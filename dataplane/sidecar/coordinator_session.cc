@@ -147,7 +147,13 @@ void CoordinatorSession::Dispatch(const proto::CoordMessage& msg, CoordinatorStr
       }
       return;
     case proto::CoordMessage::kPull:
-      deps_.pulls->Handle(msg.pull());
+      if (std::optional<proto::ReportTransferRequest> report = deps_.pulls->Handle(msg.pull()); report.has_value()) {
+        proto::NodeMessage out;
+        *out.mutable_transfer_report() = *report;
+        // The stream is going: the RPC still tells the coordinator (or the next session's
+        // Hello, which lists the copy).
+        if (!Write(stream, out)) deps_.pulls->ReportByRpc(std::move(*out.mutable_transfer_report()));
+      }
       return;
     case proto::CoordMessage::kBatchPull:
       if (deps_.batch_pull) deps_.batch_pull(msg.batch_pull());

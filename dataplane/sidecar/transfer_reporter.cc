@@ -19,7 +19,11 @@ TransferReporter::TransferReporter(uint64_t node_id, CoordinatorClient* client)
         }
       }) {}
 
-void TransferReporter::Report(const TransferReport& r) {
+void TransferReporter::Report(const TransferReport& r) { Queue(Build(r)); }
+
+void TransferReporter::Queue(proto::ReportTransferRequest req) { queue_.Push(std::move(req)); }
+
+proto::ReportTransferRequest TransferReporter::Build(const TransferReport& r) const {
   proto::ReportTransferRequest req;
   req.set_node_id(node_id_);
   req.mutable_ref()->set_ns(r.ns);
@@ -31,7 +35,7 @@ void TransferReporter::Report(const TransferReport& r) {
   req.set_seconds(r.seconds);
   req.set_incarnation(r.incarnation);
   req.set_op_id(r.op_id);
-  queue_.Push(std::move(req));
+  return req;
 }
 
 void TransferReporter::Flush() {

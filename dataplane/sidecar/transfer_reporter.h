@@ -32,6 +32,10 @@ class TransferReporter {
   TransferReporter(uint64_t node_id, CoordinatorClient* client);
 
   void Report(const TransferReport& r);
+  // The request Report would queue, for a caller that sends it another way (on the session).
+  proto::ReportTransferRequest Build(const TransferReport& r) const;
+  // Queues an already built request (one that could not go the other way).
+  void Queue(proto::ReportTransferRequest req);
   // Waits (up to 10 s) until every report queued before this call has been sent.
   void Flush();
   // Sends what is queued for a little longer, then stops (ReportQueue::Stop).

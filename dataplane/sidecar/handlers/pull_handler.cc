@@ -15,9 +15,9 @@ PullHandler::~PullHandler() { Shutdown(); }
 
 void PullHandler::Shutdown() { pulls_.Shutdown(); }
 
-void PullHandler::Report(const proto::PullInstruction& pull, uint64_t sender,
-                         proto::ReportTransferRequest::Outcome outcome, const std::string& detail,
-                         uint64_t incarnation) {
+TransferReport PullHandler::ReportOf(const proto::PullInstruction& pull, uint64_t sender,
+                                     proto::ReportTransferRequest::Outcome outcome, const std::string& detail,
+                                     uint64_t incarnation) {
   TransferReport r;
   r.ns = pull.ref().ns();
   r.key = pull.ref().key();
@@ -26,14 +26,19 @@ void PullHandler::Report(const proto::PullInstruction& pull, uint64_t sender,
   r.detail = detail;
   r.incarnation = incarnation;
   r.op_id = pull.broadcast_id();
-  reports_->Report(r);
+  return r;
 }
 
-void PullHandler::Handle(const proto::PullInstruction& pull) {
-  if (pull.is_inline()) {
-    HandleInline(pull);
-    return;
-  }
+void PullHandler::Report(const proto::PullInstruction& pull, uint64_t sender,
+                         proto::ReportTransferRequest::Outcome outcome, const std::string& detail,
+                         uint64_t incarnation) {
+  reports_->Report(ReportOf(pull, sender, outcome, detail, incarnation));
+}
+
+void PullHandler::ReportByRpc(proto::ReportTransferRequest report) { reports_->Queue(std::move(report)); }
+
+std::optional<proto::ReportTransferRequest> PullHandler::Handle(const proto::PullInstruction& pull) {
+  if (pull.is_inline()) return HandleInline(pull);
   absl::Status submitted = pulls_.Submit([this, pull] { RunPull(pull); });
   if (!submitted.ok()) {
     spdlog::warn("dropping pull instruction for {}: {}", PrintableName(pull.ref().ns(), pull.ref().key()),
@@ -43,19 +48,22 @@ void PullHandler::Handle(const proto::PullInstruction& pull) {
     Report(pull, 0, proto::ReportTransferRequest::ABORTED,
            absl::StrCat("this node refused the pull: ", submitted.message()), 0);
   }
+  return std::nullopt;
 }
 
 // A small object arrives with the instruction: store it right here, no pull.
-void PullHandler::HandleInline(const proto::PullInstruction& pull) {
+proto::ReportTransferRequest PullHandler::HandleInline(const proto::PullInstruction& pull) {
   const std::string& ns = pull.ref().ns();
   const std::string& key = pull.ref().key();
   absl::Status s = ValidateObjectName(ns, key);
   if (s.ok() && !store_->Contains(ns, key)) s = fetcher_->StoreInline(ns, key, pull.meta(), pull.inline_data());
+  // Reports queued before this one reach the coordinator first (usually there are none, and
+  // this returns at once).
+  reports_->Flush();
   if (s.ok() || store_->Contains(ns, key)) {
-    Report(pull, 0, proto::ReportTransferRequest::COMPLETED, "", pull.meta().incarnation());
-  } else {
-    Report(pull, 0, proto::ReportTransferRequest::ABORTED, std::string(s.message()), 0);
+    return reports_->Build(ReportOf(pull, 0, proto::ReportTransferRequest::COMPLETED, "", pull.meta().incarnation()));
   }
+  return reports_->Build(ReportOf(pull, 0, proto::ReportTransferRequest::ABORTED, std::string(s.message()), 0));
 }
 
 void PullHandler::RunPull(const proto::PullInstruction& pull) {

@@ -8,6 +8,8 @@
 // threads.
 #pragma once
 
+#include <optional>
+
 #include <cstddef>
 
 #include "common/executor.h"
@@ -24,17 +26,26 @@ class PullHandler {
   PullHandler(ObjectFetcher* fetcher, ObjectStore* store, TransferReporter* reports, size_t max_pulls);
   ~PullHandler();   // Shutdown()
 
-  void Handle(const proto::PullInstruction& pull);
+  // Carries out `pull`. An inline one is stored right here and its report returned, for the
+  // caller to send on the session stream at once (the reports queued before it are sent
+  // first, so the coordinator still sees this node's reports in order); a pull of a larger
+  // object runs on a pull thread and reports through the queue (nullopt).
+  [[nodiscard]] std::optional<proto::ReportTransferRequest> Handle(const proto::PullInstruction& pull);
+  // Queues a report Handle returned that could not be sent on the stream.
+  void ReportByRpc(proto::ReportTransferRequest report);
   // Refuses new pulls and joins the running ones. Blocks until they end.
   void Shutdown();
 
   size_t running() const { return pulls_.running(); }
 
  private:
-  void HandleInline(const proto::PullInstruction& pull);
+  proto::ReportTransferRequest HandleInline(const proto::PullInstruction& pull);
   void RunPull(const proto::PullInstruction& pull);
   void Report(const proto::PullInstruction& pull, uint64_t sender, proto::ReportTransferRequest::Outcome outcome,
               const std::string& detail, uint64_t incarnation);
+  static TransferReport ReportOf(const proto::PullInstruction& pull, uint64_t sender,
+                                 proto::ReportTransferRequest::Outcome outcome, const std::string& detail,
+                                 uint64_t incarnation);
 
   ObjectFetcher* const fetcher_;
   ObjectStore* const store_;

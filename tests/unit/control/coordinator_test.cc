@@ -203,6 +203,55 @@ TEST_F(CoordinatorTest, BroadcastIsDoneWhenItsTargetsReportWithItsOpId) {
   EXPECT_EQ(reply.results(1).error(), "disk on fire");
 }
 
+// Reports may ride the node's session (ferryd sends inline pulls' outcomes that way); they
+// count for the session's node, whatever node_id they carry.
+TEST_F(CoordinatorTest, TransferReportsOnTheSessionCountForTheSessionsNode) {
+  StartCoordinator();
+  AddNode(1);
+  FakeNode& n2 = AddNode(2);
+  FakeNode& n3 = AddNode(3);
+  ASSERT_TRUE(PublishBig(1, "k").ok());
+  proto::BroadcastRequest req;
+  *req.mutable_ref() = Ref("k");
+  req.add_node_ids(2);
+  req.add_node_ids(3);
+  req.set_wait(true);
+  req.set_timeout_ms(600000);
+  proto::BroadcastReply reply;
+  grpc::ClientContext ctx;
+  std::future<grpc::Status> call = std::async(std::launch::async, [&] { return stub_->Broadcast(&ctx, req, &reply); });
+  proto::CoordMessage m2, m3;
+  ASSERT_TRUE(n2.NextInstruction(&m2));
+  ASSERT_TRUE(n3.NextInstruction(&m3));
+  const uint64_t op = m2.pull().broadcast_id();
+  auto report = [&](FakeNode& n, uint64_t claimed, proto::ReportTransferRequest::Outcome outcome, const char* detail) {
+    proto::NodeMessage m;
+    proto::ReportTransferRequest* r = m.mutable_transfer_report();
+    r->set_node_id(claimed);
+    *r->mutable_ref() = Ref("k");
+    r->set_outcome(outcome);
+    r->set_op_id(op);
+    r->set_incarnation(5);
+    r->set_detail(detail);
+    n.Send(m);
+  };
+  // n3 claims to be n2: its report is n3's, so n2 is still pending until it reports itself.
+  report(n3, 2, proto::ReportTransferRequest::ABORTED, "n3 gave up");
+  EXPECT_EQ(call.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  report(n2, 0, proto::ReportTransferRequest::COMPLETED, "");
+  ASSERT_TRUE(call.get().ok());
+  ASSERT_EQ(reply.results_size(), 2);
+  for (const proto::BroadcastResult& r : reply.results()) {
+    if (r.node_id() == 2) {
+      EXPECT_TRUE(r.ok());
+    } else {
+      EXPECT_EQ(r.node_id(), 3u);
+      EXPECT_FALSE(r.ok());
+      EXPECT_EQ(r.error(), "n3 gave up");
+    }
+  }
+}
+
 TEST_F(CoordinatorTest, DeleteAnswersOnceEveryHolderConfirmedTheDrop) {
   StartCoordinator();
   FakeNode& n1 = AddNode(1);

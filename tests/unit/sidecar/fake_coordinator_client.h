@@ -92,7 +92,8 @@ class FakeCoordinator {
   }
 
   // --- reports and unary calls ----------------------------------------------------------
-  // Waits for a transfer report matching `match`; returns it (nullopt-like: ok=false).
+  // Waits for a transfer report matching `match`, sent by the ReportTransfer RPC or on a
+  // session (NodeMessage.transfer_report); returns it (nullopt-like: ok=false).
   bool WaitReport(const std::function<bool(const proto::ReportTransferRequest&)>& match,
                   proto::ReportTransferRequest* out, absl::Duration timeout = absl::Seconds(20)) {
     absl::MutexLock lock(&mu_);
@@ -105,11 +106,26 @@ class FakeCoordinator {
           return true;
         }
       }
+      for (const proto::NodeMessage& m : sent_) {
+        if (m.has_transfer_report() && match(m.transfer_report())) {
+          found = &m.transfer_report();
+          return true;
+        }
+      }
       return false;
     };
     if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) return false;
     if (out != nullptr) *out = *found;
     return true;
+  }
+  // The transfer reports sent on sessions.
+  std::vector<proto::ReportTransferRequest> session_reports() {
+    absl::MutexLock lock(&mu_);
+    std::vector<proto::ReportTransferRequest> out;
+    for (const proto::NodeMessage& m : sent_) {
+      if (m.has_transfer_report()) out.push_back(m.transfer_report());
+    }
+    return out;
   }
   std::vector<proto::ReportTransferRequest> reports() {
     absl::MutexLock lock(&mu_);

@@ -237,6 +237,10 @@ TEST(NodeTest, InlinePullInstructionStoresTheBytesAndReports) {
   EXPECT_EQ(report.outcome(), proto::ReportTransferRequest::COMPLETED) << report.detail();
   EXPECT_EQ(report.op_id(), 5u);
   EXPECT_EQ(report.incarnation(), 9u);
+  // It came on the session stream, not by the RPC.
+  ASSERT_EQ(a->coord->session_reports().size(), 1u);
+  EXPECT_EQ(a->coord->session_reports()[0].ref().key(), "small");
+  EXPECT_TRUE(a->coord->reports().empty());
   EXPECT_EQ(a->Read("small"), "abc");
   a->node->Shutdown();
 }
