@@ -7,7 +7,9 @@
 //   the client's ReceiveArenaHello parses it. It accepts only a hello it can map (one fd
 //   holding at least arena_size bytes), and no fd leaks either way.
 // - byte 0 % 8 == 1, what a client sends: a client connects to a real ArenaServer, receives its
-//   hello, sends the message (ferryd ignores it) and closes; the server ends exactly that
+//   hello, sends the message (as local requests: answered, or the connection closed on a
+//   malformed frame; this server has no handler, so each answer is a fallback) and closes;
+//   the server ends exactly that
 //   session, and no fd leaks.
 #include <dirent.h>
 #include <sys/mman.h>

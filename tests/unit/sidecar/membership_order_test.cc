@@ -21,7 +21,7 @@ namespace {
 constexpr uint64_t kSelf = 101, kPeer = 202;
 
 // Session: membership epoch 2 {self, peer}, then Welcome, then membership epoch 1 {self},
-// then an inline PullInstruction; the node's ReportTransfer for that pull proves it has
+// then an inline PullInstruction; the node's report of that pull proves it has
 // handled everything before it.
 class ScriptedCoordinator final : public proto::Coordinator::Service {
  public:
@@ -50,20 +50,25 @@ class ScriptedCoordinator final : public proto::Coordinator::Service {
     for (const proto::CoordMessage* m : {&m2, &welcome, &m1, &pull}) {
       if (!stream->Write(*m)) return grpc::Status::CANCELLED;
     }
-    proto::NodeMessage ignored;
-    while (!ctx->IsCancelled() && stream->Read(&ignored)) {
+    proto::NodeMessage in;
+    while (!ctx->IsCancelled() && stream->Read(&in)) {
+      if (in.has_transfer_report()) Reported(in.transfer_report());
     }
     return grpc::Status::OK;
   }
 
+  // An inline pull's report comes on the session; the RPC is served too.
   grpc::Status ReportTransfer(grpc::ServerContext*, const proto::ReportTransferRequest* req,
                               proto::ReportTransferReply*) override {
-    if (req->ref().key() == "marker") {
-      std::lock_guard<std::mutex> lock(mu_);
-      reported_ = true;
-      cv_.notify_all();
-    }
+    Reported(*req);
     return grpc::Status::OK;
+  }
+
+  void Reported(const proto::ReportTransferRequest& req) {
+    if (req.ref().key() != "marker") return;
+    std::lock_guard<std::mutex> lock(mu_);
+    reported_ = true;
+    cv_.notify_all();
   }
 
   bool WaitReported() {
