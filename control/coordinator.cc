@@ -381,23 +381,18 @@ void Coordinator::ReportedHoldingsLocked(const proto::Hello& hello, After* after
 }
 
 bool Coordinator::OnNodeMessage(NodeSession* session, const proto::NodeMessage& msg) {
-  if (msg.has_transfer_report()) {
-    // As the unary ReportTransfer, from the session's own node whatever node_id says.
-    proto::ReportTransferRequest req = msg.transfer_report();
-    {
-      absl::MutexLock lock(&mu_);
-      req.set_node_id(session->node_id);
-    }
-    if (absl::Status s = ReportTransfer(req); !s.ok()) {
-      spdlog::warn("node {}: transfer report on its session refused: {}", req.node_id(), std::string(s.message()));
-    }
-    return true;
-  }
   After after;
   bool keep = true;
   {
     absl::MutexLock lock(&mu_);
-    if (msg.has_drop_done()) {
+    if (msg.has_transfer_report()) {
+      // As the unary ReportTransfer, from the session's own node whatever node_id says.
+      proto::ReportTransferRequest req = msg.transfer_report();
+      req.set_node_id(session->node_id);
+      if (absl::Status s = ReportTransferLocked(req, &after); !s.ok()) {
+        spdlog::warn("node {}: transfer report on its session refused: {}", req.node_id(), std::string(s.message()));
+      }
+    } else if (msg.has_drop_done()) {
       if (Collective* op = operations_.Find(msg.drop_done().op_id()); op != nullptr) {
         CollectiveContext ctx = ContextLocked();
         SendLocked(op->OnNodeAck(ctx, session->node_id), &after);
@@ -516,26 +511,32 @@ absl::Status Coordinator::Unpublish(const proto::UnpublishRequest& req) {
 
 absl::Status Coordinator::ReportTransfer(const proto::ReportTransferRequest& req) {
   After after;
+  absl::Status s;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<bool> live = ApplyReport(directory_, req);
-    if (!live.ok()) return live.status();
-    if (req.outcome() == proto::ReportTransferRequest::COMPLETED) ++transfers_completed_;
-    if (req.outcome() == proto::ReportTransferRequest::SENDER_FAILED) ++sender_failures_;
-    if (!*live) {
-      // The object was deleted (or deleted and created again) while this copy travelled: it
-      // must not survive on the receiver.
-      spdlog::info("node {} completed a copy of deleted {} (incarnation {}): telling it to drop it", req.node_id(),
-                   RefName(req.ref()), req.incarnation());
-      SendLocked({MakeInstruction(req.node_id(), DropMessage(req.ref(), req.incarnation(), 0))}, &after);
-    }
-    CollectiveContext ctx = ContextLocked();
-    for (Collective* op : operations_.ForReport(req)) SendLocked(op->OnReport(ctx, req), &after);
-    // A completed or abandoned pull frees its sender's slot and may end a broadcast.
-    KeyChangedLocked(KeyOf(req.ref()), &after);
-    SettleLocked(&after);
+    s = ReportTransferLocked(req, &after);
   }
   Deliver(after);
+  return s;
+}
+
+absl::Status Coordinator::ReportTransferLocked(const proto::ReportTransferRequest& req, After* after) {
+  absl::StatusOr<bool> live = ApplyReport(directory_, req);
+  if (!live.ok()) return live.status();
+  if (req.outcome() == proto::ReportTransferRequest::COMPLETED) ++transfers_completed_;
+  if (req.outcome() == proto::ReportTransferRequest::SENDER_FAILED) ++sender_failures_;
+  if (!*live) {
+    // The object was deleted (or deleted and created again) while this copy travelled: it
+    // must not survive on the receiver.
+    spdlog::info("node {} completed a copy of deleted {} (incarnation {}): telling it to drop it", req.node_id(),
+                 RefName(req.ref()), req.incarnation());
+    SendLocked({MakeInstruction(req.node_id(), DropMessage(req.ref(), req.incarnation(), 0))}, after);
+  }
+  CollectiveContext ctx = ContextLocked();
+  for (Collective* op : operations_.ForReport(req)) SendLocked(op->OnReport(ctx, req), after);
+  // A completed or abandoned pull frees its sender's slot and may end a broadcast.
+  KeyChangedLocked(KeyOf(req.ref()), after);
+  SettleLocked(after);
   return absl::OkStatus();
 }
 

@@ -147,6 +147,9 @@ class Coordinator final : public SessionHost {
   void CompletedLocked(std::shared_ptr<Waiter> waiter, After* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes what a registering node re-reported; a copy of a deleted incarnation is dropped.
   void ReportedHoldingsLocked(const proto::Hello& hello, After* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ReportTransfer's work, for the RPC and for a report on a node's session.
+  absl::Status ReportTransferLocked(const proto::ReportTransferRequest& req, After* after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TimerLoop();
 
   const CoordinatorOptions options_;

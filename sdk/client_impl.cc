@@ -251,16 +251,21 @@ std::optional<std::string> ClientImpl::LocalCall(shm::LocalOp op, const google::
   return std::move(reply.body);
 }
 
+bool ClientImpl::LocalGet(const ObjectName& name, const proto::GetRequest& req, proto::GetReply* reply) {
+  std::optional<std::string> body = LocalCall(shm::LocalOp::kGet, req);
+  if (!body.has_value()) return false;
+  if (reply->ParseFromString(*body)) return true;
+  // ferryd pinned it but its answer does not parse: drop that pin; the caller asks by RPC.
+  (void)Release(name);
+  reply->Clear();
+  return false;
+}
+
 absl::StatusOr<ArenaSlot> ClientImpl::Get(const ObjectName& name, absl::Duration timeout) {
   const RequestOf<&proto::Sidecar::Stub::Get> req = GetRequestFor(name, timeout);
   ReplyOf<&proto::Sidecar::Stub::Get> reply;
   // An object already sealed on this node: no RPC. The pin is taken either way.
-  if (std::optional<std::string> body = LocalCall(shm::LocalOp::kGet, req); body.has_value()) {
-    if (reply.ParseFromString(*body)) return SlotFromGetReply(name, reply);
-    // ferryd pinned it but its answer does not parse: drop that pin, then ask by RPC.
-    (void)Release(name);
-    reply.Clear();
-  }
+  if (LocalGet(name, req, &reply)) return SlotFromGetReply(name, reply);
   FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Get, req, &reply,
                              absl::Milliseconds(req.timeout_ms()), "Get", Describe(name)));
   return SlotFromGetReply(name, reply);
@@ -270,13 +275,9 @@ std::shared_ptr<PendingGet> ClientImpl::StartGet(const ObjectName& name, absl::D
   auto get = std::make_shared<PendingGet>(name);
   get->request() = GetRequestFor(name, timeout);
   // Sealed on this node already: finished now, pinned, without an RPC.
-  if (std::optional<std::string> body = LocalCall(shm::LocalOp::kGet, get->request()); body.has_value()) {
-    if (get->reply().ParseFromString(*body)) {
-      get->Complete(grpc::Status::OK);
-      return get;
-    }
-    (void)Release(name);
-    get->reply().Clear();
+  if (LocalGet(name, get->request(), &get->reply())) {
+    get->Complete(grpc::Status::OK);
+    return get;
   }
   get->ctx().set_deadline(absl::ToChronoTime(
       absl::Now() + absl::Milliseconds(get->request().timeout_ms()) + options_.rpc_timeout));

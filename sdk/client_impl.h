@@ -124,6 +124,9 @@ class ClientImpl {
   // The local fast path (shm/local_channel.h) for a Get or Release: the reply's body, or
   // nullopt when the RPC must be made instead (fallback, the path is off or broken).
   std::optional<std::string> LocalCall(shm::LocalOp op, const google::protobuf::Message& request);
+  // `req` by the local fast path: true with `reply` filled (the object is pinned), or false
+  // (reply left empty) when the RPC must be made.
+  bool LocalGet(const ObjectName& name, const proto::GetRequest& req, proto::GetReply* reply);
 
   const std::string socket_path_;
   const ConnectOptions options_;

@@ -8,9 +8,8 @@
 // threads.
 #pragma once
 
-#include <optional>
-
 #include <cstddef>
+#include <optional>
 
 #include "common/executor.h"
 #include "dataplane/sidecar/object_fetcher.h"

@@ -126,8 +126,9 @@ class CoordinatorTest : public ::testing::Test {
     grpc::ClientContext ctx;
     return stub_->Publish(&ctx, req, &reply);
   }
-  grpc::Status Report(uint64_t node, const std::string& key, proto::ReportTransferRequest::Outcome outcome,
-                      uint64_t op_id, const std::string& detail = "") {
+  static proto::ReportTransferRequest ReportOf(uint64_t node, const std::string& key,
+                                               proto::ReportTransferRequest::Outcome outcome, uint64_t op_id,
+                                               const std::string& detail) {
     proto::ReportTransferRequest req;
     req.set_node_id(node);
     *req.mutable_ref() = Ref(key);
@@ -135,9 +136,23 @@ class CoordinatorTest : public ::testing::Test {
     req.set_op_id(op_id);
     req.set_detail(detail);
     req.set_incarnation(5);
+    return req;
+  }
+  grpc::Status Report(uint64_t node, const std::string& key, proto::ReportTransferRequest::Outcome outcome,
+                      uint64_t op_id, const std::string& detail = "") {
     proto::ReportTransferReply reply;
     grpc::ClientContext ctx;
-    return stub_->ReportTransfer(&ctx, req, &reply);
+    return stub_->ReportTransfer(&ctx, ReportOf(node, key, outcome, op_id, detail), &reply);
+  }
+  // Starts a waiting Broadcast of `key` to `targets`; `ctx` and `reply` must outlive the call.
+  std::future<grpc::Status> StartBroadcast(const std::string& key, const std::vector<uint64_t>& targets,
+                                           grpc::ClientContext* ctx, proto::BroadcastReply* reply) {
+    auto req = std::make_shared<proto::BroadcastRequest>();
+    *req->mutable_ref() = Ref(key);
+    for (uint64_t t : targets) req->add_node_ids(t);
+    req->set_wait(true);
+    req->set_timeout_ms(600000);
+    return std::async(std::launch::async, [this, req, ctx, reply] { return stub_->Broadcast(ctx, *req, reply); });
   }
 
   std::unique_ptr<CoordinatorService> service_;
@@ -174,15 +189,9 @@ TEST_F(CoordinatorTest, BroadcastIsDoneWhenItsTargetsReportWithItsOpId) {
   FakeNode& n2 = AddNode(2);
   FakeNode& n3 = AddNode(3);
   ASSERT_TRUE(PublishBig(1, "k").ok());
-  proto::BroadcastRequest req;
-  *req.mutable_ref() = Ref("k");
-  req.add_node_ids(2);
-  req.add_node_ids(3);
-  req.set_wait(true);
-  req.set_timeout_ms(600000);
   proto::BroadcastReply reply;
   grpc::ClientContext ctx;
-  std::future<grpc::Status> call = std::async(std::launch::async, [&] { return stub_->Broadcast(&ctx, req, &reply); });
+  std::future<grpc::Status> call = StartBroadcast("k", {2, 3}, &ctx, &reply);
   proto::CoordMessage m2, m3;
   ASSERT_TRUE(n2.NextInstruction(&m2));
   ASSERT_TRUE(n3.NextInstruction(&m3));
@@ -211,28 +220,16 @@ TEST_F(CoordinatorTest, TransferReportsOnTheSessionCountForTheSessionsNode) {
   FakeNode& n2 = AddNode(2);
   FakeNode& n3 = AddNode(3);
   ASSERT_TRUE(PublishBig(1, "k").ok());
-  proto::BroadcastRequest req;
-  *req.mutable_ref() = Ref("k");
-  req.add_node_ids(2);
-  req.add_node_ids(3);
-  req.set_wait(true);
-  req.set_timeout_ms(600000);
   proto::BroadcastReply reply;
   grpc::ClientContext ctx;
-  std::future<grpc::Status> call = std::async(std::launch::async, [&] { return stub_->Broadcast(&ctx, req, &reply); });
+  std::future<grpc::Status> call = StartBroadcast("k", {2, 3}, &ctx, &reply);
   proto::CoordMessage m2, m3;
   ASSERT_TRUE(n2.NextInstruction(&m2));
   ASSERT_TRUE(n3.NextInstruction(&m3));
   const uint64_t op = m2.pull().broadcast_id();
   auto report = [&](FakeNode& n, uint64_t claimed, proto::ReportTransferRequest::Outcome outcome, const char* detail) {
     proto::NodeMessage m;
-    proto::ReportTransferRequest* r = m.mutable_transfer_report();
-    r->set_node_id(claimed);
-    *r->mutable_ref() = Ref("k");
-    r->set_outcome(outcome);
-    r->set_op_id(op);
-    r->set_incarnation(5);
-    r->set_detail(detail);
+    *m.mutable_transfer_report() = ReportOf(claimed, "k", outcome, op, detail);
     n.Send(m);
   };
   // n3 claims to be n2: its report is n3's, so n2 is still pending until it reports itself.
