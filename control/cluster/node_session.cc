@@ -36,8 +36,13 @@ void NodeSession::OnWriteDone(bool ok) {
   OutQueue::Message next;
   {
     absl::MutexLock lock(&mu_);
-    next = queue_.WriteDone();
-    if (!ok || ending_) next = nullptr;
+    // A failed write ends the session: the next message must not become in flight without
+    // being written, or MaybeFinish would wait for its WriteDone forever.
+    if (!ok || ending_) {
+      queue_.Retire();
+    } else {
+      next = queue_.WriteDone();
+    }
   }
   if (!ok) {
     End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to the node failed"), "a write to it failed");

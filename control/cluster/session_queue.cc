@@ -51,12 +51,15 @@ OutQueue::Message OutQueue::StartNext() {
 }
 
 OutQueue::Message OutQueue::WriteDone() {
-  if (in_flight_ != nullptr) {
-    bytes_ -= in_flight_bytes_;
-    in_flight_ = nullptr;
-    in_flight_bytes_ = 0;
-  }
+  Retire();
   return StartNext();
+}
+
+void OutQueue::Retire() {
+  if (in_flight_ == nullptr) return;
+  bytes_ -= in_flight_bytes_;
+  in_flight_ = nullptr;
+  in_flight_bytes_ = 0;
 }
 
 void OutQueue::Clear() {

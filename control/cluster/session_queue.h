@@ -36,6 +36,9 @@ class OutQueue {
   Message StartNext();
   // The write in flight has finished; same as StartNext afterwards.
   Message WriteDone();
+  // The write in flight has finished and the stream is going (the write failed, or the
+  // session is ending): nothing new becomes in flight, so in_flight() is false afterwards.
+  void Retire();
   // Drops everything queued (not the write in flight, which the stream still owns).
   void Clear();
 

@@ -29,6 +29,24 @@ TEST(SessionQueueTest, OneWriteInFlightInOrder) {
   EXPECT_EQ(q.bytes(), 0u);
 }
 
+// A failed write ends the stream: retiring it leaves nothing in flight even with messages
+// queued behind it (the session waits for no write before it finishes).
+TEST(SessionQueueTest, RetireLeavesNothingInFlight) {
+  OutQueue q(QueueLimits{});
+  std::string why;
+  ASSERT_TRUE(q.Push(Msg(1), 10, &why));
+  ASSERT_TRUE(q.Push(Msg(2), 10, &why));
+  ASSERT_NE(q.StartNext(), nullptr);
+  q.Retire();
+  EXPECT_FALSE(q.in_flight());
+  EXPECT_EQ(q.messages(), 1u);
+  EXPECT_EQ(q.bytes(), 10u);
+  q.Clear();
+  EXPECT_EQ(q.bytes(), 0u);
+  q.Retire();   // nothing in flight: a no-op
+  EXPECT_FALSE(q.in_flight());
+}
+
 TEST(SessionQueueTest, ACountLimitRefusesAndSaysWhy) {
   OutQueue q(QueueLimits{.max_messages = 3, .max_bytes = 1 << 20});
   std::string why;
