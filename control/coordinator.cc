@@ -7,6 +7,7 @@
 #include "control/collectives/batch_broadcast.h"
 #include "control/collectives/broadcast.h"
 #include "control/collectives/delete.h"
+#include "control/collectives/group_collective.h"
 #include "control/collectives/reduce.h"
 #include "spdlog/spdlog.h"
 
@@ -295,6 +296,9 @@ void Coordinator::SettleLocked(After* after) {
     const proto::NodeInfo* info = cluster_.Info(node);
     const std::string name = info != nullptr ? info->name() : "?";
     std::vector<Directory::Key> lost = directory_.RemoveNode(node, name);
+    for (const std::string& group : groups_.OnNodeDeath(node, why)) {
+      spdlog::warn("group '{}' revoked: its member {} ({}) died", group, name, node);
+    }
     spdlog::warn("node {} ({}) is dead: {}; {} object(s) lost with it", name, node, why, lost.size());
     CollectiveContext ctx = ContextLocked();
     for (Collective* op : operations_.All()) SendLocked(op->OnNodeDeath(ctx, node, why), after);
@@ -310,6 +314,23 @@ void Coordinator::SettleLocked(After* after) {
     delta_flush_armed_ = true;
     timer_cv_.Signal();
   }
+}
+
+void Coordinator::RecordGroupResultsLocked(GroupCollective& op, After* after) {
+  const LinkModel link = cluster_.MeasuredLink(options_.default_link);
+  const uint64_t fanout = std::max<uint64_t>(cluster_.AliveCount(), 2) - 1;
+  absl::Status s;
+  std::vector<Directory::Key> keys;
+  for (auto& [node, r] : op.TakeResults()) {
+    // Every member made its own copy: each is recorded as a re-report would be (the first
+    // creates the entry, the others join it as complete copies of the same incarnation).
+    s = directory_.Publish(node, r.ref(), r.meta(), std::move(*r.mutable_inline_data()), link, fanout,
+                           /*rereport=*/true);
+    if (!s.ok()) break;
+    keys.emplace_back(r.ref().ns(), r.ref().key());
+  }
+  SendLocked(op.Recorded(s), after);
+  for (const Directory::Key& key : keys) KeyChangedLocked(key, after);
 }
 
 void Coordinator::KeyChangedLocked(const Directory::Key& key, After* after) {
@@ -416,6 +437,17 @@ bool Coordinator::OnNodeMessage(NodeSession* session, const proto::NodeMessage& 
         CollectiveContext ctx = ContextLocked();
         const OpId id = op->id();
         SendLocked(op->OnReduceReport(ctx, session->node_id, msg.reduce_report()), &after);
+        PollLocked(operations_.WaiterOf(id), &after);
+        SettleLocked(&after);
+      }
+    } else if (msg.has_program_report()) {
+      if (Collective* op = operations_.Find(msg.program_report().op_id()); op != nullptr) {
+        CollectiveContext ctx = ContextLocked();
+        const OpId id = op->id();
+        SendLocked(op->OnProgramReport(ctx, session->node_id, msg.program_report()), &after);
+        if (auto* group = dynamic_cast<GroupCollective*>(op); group != nullptr && group->ResultsPending()) {
+          RecordGroupResultsLocked(*group, &after);
+        }
         PollLocked(operations_.WaiterOf(id), &after);
         SettleLocked(&after);
       }
@@ -623,6 +655,55 @@ std::shared_ptr<Waiter> Coordinator::Reduce(const proto::ReduceRequest* req, pro
         return std::make_unique<ReduceCollective>(id, req, all, start, deadline, link, limits);
       },
       [reply](Collective& op) { *reply = std::move(static_cast<ReduceCollective&>(op).reply()); }, /*wait=*/true);
+}
+
+absl::Status Coordinator::GroupAdmin(const proto::GroupRequest& req, proto::GroupReply* reply) {
+  absl::MutexLock lock(&mu_);
+  switch (req.verb_case()) {
+    case proto::GroupRequest::kCreate: {
+      absl::StatusOr<proto::GroupInfo> g = groups_.Create(req.create(), cluster_);
+      if (!g.ok()) return g.status();
+      spdlog::info("group '{}' created with {} members", g->name(), g->members_size());
+      *reply->mutable_create() = std::move(*g);
+      return absl::OkStatus();
+    }
+    case proto::GroupRequest::kRemove: {
+      absl::StatusOr<proto::GroupInfo> g = groups_.Remove(req.remove().name());
+      if (!g.ok()) return g.status();
+      *reply->mutable_remove() = std::move(*g);
+      return absl::OkStatus();
+    }
+    case proto::GroupRequest::kList:
+      *reply->mutable_list() = groups_.List();
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("group request without a verb (create, remove, list or collective)");
+  }
+}
+
+std::shared_ptr<Waiter> Coordinator::RunGroupCollective(const proto::GroupCollectiveRequest* req,
+                                                        proto::GroupCollectiveReply* reply, Waiter::Reply answer) {
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = DeadlineFrom(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
+  return std::make_shared<OperationWait>(
+      this, deadline, std::move(answer),
+      [this, req = *req, start, deadline](OpId id) {
+        mu_.AssertHeld();   // OperationWait::Begin runs under it
+        absl::StatusOr<proto::GroupInfo> group;
+        if (absl::StatusOr<const proto::GroupInfo*> g = groups_.Usable(req.group()); g.ok()) {
+          group = **g;
+        } else {
+          group = g.status();
+        }
+        return std::make_unique<GroupCollective>(id, req, std::move(group), start, deadline);
+      },
+      [this, reply](Collective& op) {
+        mu_.AssertHeld();   // OperationWait::Attempt and GiveUp run under it
+        auto& g = static_cast<GroupCollective&>(op);
+        if (g.status().ok()) groups_.CountCollective(g.group());
+        *reply = std::move(g.reply());
+      },
+      /*wait=*/true);
 }
 
 void Coordinator::Start(const std::shared_ptr<Waiter>& waiter) {

@@ -41,8 +41,10 @@
 #include "control/collectives/operations.h"
 #include "control/directory/directory.h"
 #include "control/directory/key_waiters.h"
+#include "control/groups/group_table.h"
 #include "control/waiter.h"
 #include "proto/coordinator.pb.h"
+#include "proto/group.pb.h"
 
 namespace ferry::control {
 
@@ -59,6 +61,8 @@ struct CoordinatorOptions {
   // Membership deltas are merged over this interval during bursts (ClusterOptions::delta_coalesce).
   absl::Duration membership_coalesce = absl::Milliseconds(20);
 };
+
+class GroupCollective;
 
 class Coordinator final : public SessionHost {
  public:
@@ -87,6 +91,9 @@ class Coordinator final : public SessionHost {
   [[nodiscard]] absl::Status ReportTransfer(const proto::ReportTransferRequest& req);
   proto::ListReply List(const proto::ListRequest& req);
   proto::ClusterStatusReply ClusterStatus();
+  // The Group RPC's create, remove and list verbs (groups/group_table.h); INVALID_ARGUMENT
+  // for a request without one of them.
+  [[nodiscard]] absl::Status GroupAdmin(const proto::GroupRequest& req, proto::GroupReply* reply);
 
   // Waiting operations. Each creates a Waiter for the call (not yet started): the caller keeps
   // it (to Cancel), then calls Start. `reply` must stay valid until `answer` has run; `answer`
@@ -104,6 +111,10 @@ class Coordinator final : public SessionHost {
   // Reduce (all = false) or AllReduce of req->inputs into req->result (collectives/reduce.h).
   std::shared_ptr<Waiter> Reduce(const proto::ReduceRequest* req, proto::ReduceReply* reply, bool all,
                                  Waiter::Reply answer);
+  // A static group's collective (collectives/group_collective.h), the Group RPC's
+  // `collective` verb.
+  std::shared_ptr<Waiter> RunGroupCollective(const proto::GroupCollectiveRequest* req,
+                                             proto::GroupCollectiveReply* reply, Waiter::Reply answer);
   // Starts a waiting call returned above: answers it at once if it can, else files it.
   void Start(const std::shared_ptr<Waiter>& waiter);
   // The client cancelled the call (ServerUnaryReactor::OnCancel); nothing if it has completed.
@@ -135,6 +146,9 @@ class Coordinator final : public SessionHost {
   LinkModel MeasuredLink() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `ins` on the nodes' sessions.
   void SendLocked(const Instructions& ins, After* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A group collective whose members all reported: records each member's result as a
+  // complete copy in the directory, then ends its programs.
+  void RecordGroupResultsLocked(GroupCollective& op, After* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Settles every death in after->out.died not settled yet: the directory drops the node's
   // copies, every operation hears of it, every waiting call is polled. More deaths (queues
   // overflowing meanwhile) are settled in the same loop.
@@ -160,6 +174,7 @@ class Coordinator final : public SessionHost {
   Directory directory_ ABSL_GUARDED_BY(mu_);
   KeyWaiters key_waiters_ ABSL_GUARDED_BY(mu_);
   Operations operations_ ABSL_GUARDED_BY(mu_);
+  GroupTable groups_ ABSL_GUARDED_BY(mu_);
   InFlightBatches batches_ ABSL_GUARDED_BY(mu_);   // the batch broadcasts' chains, for joiners
   // Filed waiting calls by Waiter::id, and their deadlines.
   absl::flat_hash_map<uint64_t, std::shared_ptr<Waiter>> waiting_ ABSL_GUARDED_BY(mu_);

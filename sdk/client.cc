@@ -2,10 +2,13 @@
 // of ClientImpl's RPCs.
 #include "ferry/client.h"
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/batch.h"
 #include "core/names.h"
@@ -16,6 +19,18 @@
 
 namespace ferry {
 namespace {
+
+// A collective's names: the result's empty namespace is the client's default, each input's
+// the result's; every name checked.
+absl::Status ResolveCollectiveNames(const std::string& default_ns, ObjectName& result, std::vector<ObjectName>& inputs) {
+  if (result.ns.empty()) result.ns = default_ns;
+  FERRY_RETURN_IF_ERROR(sdk::ValidateName(result));
+  for (ObjectName& n : inputs) {
+    if (n.ns.empty()) n.ns = result.ns;
+    FERRY_RETURN_IF_ERROR(sdk::ValidateName(n));
+  }
+  return absl::OkStatus();
+}
 
 // FAILED_PRECONDITION for `op` on a WritableObject that is sealed, aborted or moved from.
 absl::Status NotWritable(absl::string_view op, const ObjectName& name) {
@@ -522,13 +537,122 @@ absl::StatusOr<ReduceResult> Client::RunReduce(std::span<const ObjectName> input
   // Names are checked here; the rest (sizes, duplicates, op and dtype) by the coordinator.
   std::vector<ObjectName> resolved(inputs.begin(), inputs.end());
   ObjectName out = result;
-  if (out.ns.empty()) out.ns = default_namespace();
-  FERRY_RETURN_IF_ERROR(sdk::ValidateName(out));
-  for (ObjectName& n : resolved) {
-    if (n.ns.empty()) n.ns = out.ns;
-    FERRY_RETURN_IF_ERROR(sdk::ValidateName(n));
-  }
+  FERRY_RETURN_IF_ERROR(ResolveCollectiveNames(default_namespace(), out, resolved));
   return impl_->Reduce(resolved, out, op, dtype, num_objects, timeout, all);
+}
+
+const char* GroupOpName(GroupOp op) {
+  switch (op) {
+    case GroupOp::kAllReduce: return "allreduce";
+    case GroupOp::kReduceScatter: return "reduce-scatter";
+    case GroupOp::kAllGather: return "allgather";
+    case GroupOp::kBroadcast: return "broadcast";
+    case GroupOp::kReduce: return "reduce";
+  }
+  return "?";
+}
+
+std::optional<GroupOp> GroupOpFromName(std::string_view name) {
+  for (GroupOp op : {GroupOp::kAllReduce, GroupOp::kReduceScatter, GroupOp::kAllGather, GroupOp::kBroadcast,
+                     GroupOp::kReduce}) {
+    if (absl::EqualsIgnoreCase(absl::string_view(name.data(), name.size()), GroupOpName(op))) return op;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<GroupInfo> Client::CreateGroup(const std::string& name, std::span<const std::string> nodes) {
+  proto::GroupRequest req;
+  req.mutable_create()->set_name(name);
+  for (const std::string& n : nodes) req.mutable_create()->add_node_names(n);
+  FERRY_ASSIGN_OR_RETURN(proto::GroupReply reply, impl_->Group(req, absl::ZeroDuration(), "CreateGroup", name));
+  return sdk::GroupFromProto(reply.create());
+}
+
+absl::StatusOr<GroupInfo> Client::DeleteGroup(const std::string& name) {
+  proto::GroupRequest req;
+  req.mutable_remove()->set_name(name);
+  FERRY_ASSIGN_OR_RETURN(proto::GroupReply reply, impl_->Group(req, absl::ZeroDuration(), "DeleteGroup", name));
+  return sdk::GroupFromProto(reply.remove());
+}
+
+absl::StatusOr<std::vector<GroupInfo>> Client::ListGroups() {
+  proto::GroupRequest req;
+  req.mutable_list();
+  FERRY_ASSIGN_OR_RETURN(proto::GroupReply reply, impl_->Group(req, absl::ZeroDuration(), "ListGroups", ""));
+  std::vector<GroupInfo> out;
+  for (const proto::GroupInfo& g : reply.list().groups()) out.push_back(sdk::GroupFromProto(g));
+  return out;
+}
+
+absl::StatusOr<GroupResult> Client::GroupCollective(const std::string& group, GroupOp op,
+                                                    std::span<const ObjectName> inputs, const ObjectName& result,
+                                                    const GroupCollectiveOptions& options) {
+  // Names are checked here; the rest (counts, sizes, op and dtype) by the coordinator.
+  std::vector<ObjectName> resolved(inputs.begin(), inputs.end());
+  ObjectName out = result;
+  FERRY_RETURN_IF_ERROR(ResolveCollectiveNames(default_namespace(), out, resolved));
+  proto::GroupRequest req;
+  proto::GroupCollectiveRequest* c = req.mutable_collective();
+  c->set_group(group);
+  c->set_kind(static_cast<proto::GroupCollectiveKind>(op));
+  for (const ObjectName& n : resolved) sdk::NameToProto(n, c->add_inputs());
+  sdk::NameToProto(out, c->mutable_result());
+  c->set_op(static_cast<proto::ReduceOp>(options.op));
+  c->set_dtype(static_cast<proto::DType>(options.dtype));
+  c->set_root(options.root);
+  const uint32_t timeout_ms = sdk::TimeoutToMs(options.timeout);
+  c->set_timeout_ms(timeout_ms);
+  absl::StatusOr<proto::GroupReply> reply = impl_->Group(req, absl::Milliseconds(timeout_ms),
+                                                         absl::StrCat("group ", GroupOpName(op)),
+                                                         absl::StrCat(group, " -> ", out.key));
+  if (reply.ok()) return sdk::GroupResultFromProto(reply->collective());
+  // A member died (UNAVAILABLE naming it; or ABORTED: a member's pull from it failed first)
+  // or had died (the group is revoked): the caller may take the surviving inputs to a dynamic
+  // tree once the coordinator has revoked the group (so the dead member is known dead).
+  const absl::StatusCode code = reply.status().code();
+  const bool member_lost = code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kAborted ||
+                           (code == absl::StatusCode::kFailedPrecondition &&
+                            absl::StrContains(reply.status().message(), "revoked"));
+  if (!options.dynamic_fallback || op != GroupOp::kAllReduce || !member_lost) return reply.status();
+  std::optional<GroupInfo> g;
+  const absl::Time give_up = absl::Now() + std::min(options.timeout, absl::Seconds(15));
+  for (int tries = 0; tries < 1000 && absl::Now() < give_up; ++tries) {
+    FERRY_ASSIGN_OR_RETURN(std::vector<GroupInfo> groups, ListGroups());
+    for (GroupInfo& each : groups) {
+      if (each.name == group && each.revoked) g = std::move(each);
+    }
+    if (g.has_value()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (!g.has_value()) return reply.status();   // no member died: nothing to fall back from
+  FERRY_ASSIGN_OR_RETURN(NodeStatus status, Status());
+  std::vector<ObjectName> alive_inputs;
+  std::vector<uint32_t> used;
+  for (size_t r = 0; r < g->members.size() && r < resolved.size(); ++r) {
+    for (const NodeInfo& n : status.cluster) {
+      if (n.id == g->members[r].node_id && n.alive) {
+        alive_inputs.push_back(resolved[r]);
+        used.push_back(static_cast<uint32_t>(r));
+      }
+    }
+  }
+  if (alive_inputs.empty()) {
+    return Annotate(reply.status(), "no input of the group's members is left for a dynamic allreduce");
+  }
+  absl::StatusOr<ReduceResult> dyn = AllReduce(alive_inputs, out, options.op, options.dtype, 0, options.timeout);
+  if (!dyn.ok()) {
+    return Annotate(dyn.status(), absl::StrCat("the dynamic allreduce after the group failed (", reply.status().message(), ")"));
+  }
+  GroupResult fell;
+  fell.result = dyn->result;
+  fell.meta = dyn->meta;
+  for (const BroadcastResult::Target& t : dyn->copies) {
+    if (t.ok) fell.nodes.push_back(t.node);
+  }
+  fell.seconds = dyn->seconds;
+  fell.dynamic = true;
+  for (uint32_t i : dyn->used) fell.used.push_back(used[i]);
+  return fell;
 }
 
 absl::StatusOr<NodeStatus> Client::Status() { return impl_->Status(); }

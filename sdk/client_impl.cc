@@ -407,6 +407,13 @@ absl::StatusOr<ReduceResult> ClientImpl::Reduce(const std::vector<ObjectName>& i
   return sdk::ReduceFromProto(reply);
 }
 
+absl::StatusOr<proto::GroupReply> ClientImpl::Group(const proto::GroupRequest& req, absl::Duration timeout,
+                                                    absl::string_view op, absl::string_view what) {
+  proto::GroupReply reply;
+  FERRY_RETURN_IF_ERROR(Call(&proto::Sidecar::Stub::Group, req, &reply, timeout, op, what));
+  return reply;
+}
+
 absl::StatusOr<NodeStatus> ClientImpl::Status() {
   RequestOf<&proto::Sidecar::Stub::Status> req;
   ReplyOf<&proto::Sidecar::Stub::Status> reply;

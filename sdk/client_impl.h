@@ -81,6 +81,9 @@ class ClientImpl {
                                             const std::vector<std::string>& nodes,
                                             absl::Duration timeout);
   absl::StatusOr<NodeStatus> Status();
+  // The Group RPC through ferryd; `timeout` bounds a collective (admin verbs: the RPC timeout).
+  absl::StatusOr<proto::GroupReply> Group(const proto::GroupRequest& req, absl::Duration timeout, absl::string_view op,
+                                          absl::string_view what);
 
   // Batch RPCs (names already validated as one batch, metas normalized). The outer status is
   // the batch's; inside, one outcome per entry. A created slot whose offset lies outside the

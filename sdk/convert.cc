@@ -154,6 +154,29 @@ ReduceResult ReduceFromProto(const proto::SidecarReduceReply& reply) {
   return out;
 }
 
+GroupInfo GroupFromProto(const proto::GroupInfo& g) {
+  GroupInfo out;
+  out.name = g.name();
+  out.id = g.group_id();
+  for (const proto::GroupMember& m : g.members()) out.members.push_back(GroupMember{m.rank(), m.node_id(), m.name(), m.host()});
+  out.revoked = g.revoked();
+  out.revoked_why = g.revoked_why();
+  out.collectives = g.collectives();
+  return out;
+}
+
+GroupResult GroupResultFromProto(const proto::GroupCollectiveReply& reply) {
+  GroupResult out;
+  out.result.ns = reply.result().ns();
+  out.result.key = reply.result().key();
+  out.meta.size = reply.meta().size();
+  out.meta.dtype = static_cast<DType>(reply.meta().dtype());
+  out.meta.count = reply.meta().count();
+  out.nodes.assign(reply.holder_names().begin(), reply.holder_names().end());
+  out.seconds = reply.seconds();
+  return out;
+}
+
 BatchBroadcastResult BatchBroadcastFromProto(const proto::SidecarBroadcastBatchReply& reply) {
   BatchBroadcastResult out;
   out.seconds = reply.seconds();

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "ferry/object.h"
 #include "proto/common.pb.h"
+#include "proto/group.pb.h"
 #include "proto/sidecar.pb.h"
 
 namespace ferry::sdk {
@@ -41,6 +42,8 @@ GetInfo GetInfoFromProto(const proto::GetReply& reply);
 BroadcastResult BroadcastFromProto(const proto::SidecarBroadcastReply& reply);
 BatchBroadcastResult BatchBroadcastFromProto(const proto::SidecarBroadcastBatchReply& reply);
 ReduceResult ReduceFromProto(const proto::SidecarReduceReply& reply);
+GroupInfo GroupFromProto(const proto::GroupInfo& g);
+GroupResult GroupResultFromProto(const proto::GroupCollectiveReply& reply);
 
 // A timeout as the protocol's uint32 milliseconds: negative -> 0, too long (or infinite) ->
 // UINT32_MAX, otherwise rounded up to a whole millisecond.

@@ -65,6 +65,9 @@ struct Instruction {
 using Instructions = std::vector<Instruction>;
 // Wraps `msg` as an Instruction for `node`.
 Instruction MakeInstruction(NodeId node, proto::CoordMessage msg);
+// A fresh random incarnation for an object the coordinator creates (a reduce's or a group
+// collective's result): non-zero, below 2^63 (so incarnation + 1 names its scratch).
+uint64_t NewIncarnation();
 
 // What an operation sees while it runs; valid for one call only.
 struct CollectiveContext {
@@ -105,6 +108,10 @@ class Collective {
 
   // `node`'s report on a reduce position of this operation (ReducePositionReport{op_id}).
   virtual Instructions OnReduceReport(CollectiveContext& ctx, NodeId node, const proto::ReducePositionReport& report) {
+    return {};
+  }
+  // `node`'s report on its CollectiveProgram of this operation (a static group's collective).
+  virtual Instructions OnProgramReport(CollectiveContext& ctx, NodeId node, const proto::ProgramReport& report) {
     return {};
   }
 

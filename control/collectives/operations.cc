@@ -1,6 +1,15 @@
 #include "control/collectives/operations.h"
 
+#include <random>
+
 namespace ferry::control {
+
+uint64_t NewIncarnation() {
+  std::random_device rd;
+  uint64_t v = 0;
+  while (v == 0) v = ((static_cast<uint64_t>(rd()) << 32) ^ rd()) >> 1;
+  return v;
+}
 
 Instruction MakeInstruction(NodeId node, proto::CoordMessage msg) {
   auto shared = std::make_shared<const proto::CoordMessage>(std::move(msg));

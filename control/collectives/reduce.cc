@@ -11,17 +11,6 @@
 #include "core/names.h"
 
 namespace ferry::control {
-namespace {
-
-uint64_t NewIncarnation() {
-  std::random_device rd;
-  uint64_t v = 0;
-  while (v == 0) v = ((static_cast<uint64_t>(rd()) << 32) ^ rd()) >> 1;
-  return v;
-}
-
-}  // namespace
-
 absl::Status ValidateReduceRequest(const proto::ReduceRequest& req) {
   if (req.inputs().empty()) return absl::InvalidArgumentError("reduce: the input list is empty");
   if (req.inputs_size() > kMaxReduceInputs) {

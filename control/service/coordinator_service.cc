@@ -189,4 +189,12 @@ grpc::ServerUnaryReactor* CoordinatorService::AllReduce(grpc::CallbackServerCont
   });
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::Group(grpc::CallbackServerContext* ctx, const proto::GroupRequest* req,
+                                                    proto::GroupReply* reply) {
+  if (!req->has_collective()) return Answer(ctx, coordinator_.GroupAdmin(*req, reply));
+  return WaitingCall::Run(&coordinator_, [&](Waiter::Reply answer) {
+    return coordinator_.RunGroupCollective(&req->collective(), reply->mutable_collective(), std::move(answer));
+  });
+}
+
 }  // namespace ferry::control

@@ -55,6 +55,8 @@ class CoordinatorService final : public proto::Coordinator::CallbackService {
                                    proto::ReduceReply* reply) override;
   grpc::ServerUnaryReactor* AllReduce(grpc::CallbackServerContext* ctx, const proto::ReduceRequest* req,
                                       proto::ReduceReply* reply) override;
+  grpc::ServerUnaryReactor* Group(grpc::CallbackServerContext* ctx, const proto::GroupRequest* req,
+                                  proto::GroupReply* reply) override;
 
   // Ends waiting calls and node sessions (see Coordinator::Shutdown). Idempotent.
   void Shutdown() { coordinator_.Shutdown(); }

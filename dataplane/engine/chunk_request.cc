@@ -54,9 +54,8 @@ absl::StatusOr<ChunkRequest> DecodeChunkRequest(std::string_view header) {
   }
   req.ns.assign(header.substr(kFixed, ns_len));
   req.key.assign(header.substr(kFixed + ns_len));
-  if (req.chunk_size < kMinChunkSize) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk request has chunk size ", req.chunk_size,
-                                                   "; the minimum is ", kMinChunkSize));
+  if (req.chunk_size == 0) {
+    return absl::InvalidArgumentError("chunk request has chunk size 0");
   }
   if (absl::Status s = ValidateObjectName(req.ns, req.key); !s.ok()) return s;
   return req;

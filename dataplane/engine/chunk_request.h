@@ -17,8 +17,12 @@
 
 namespace ferry::dataplane {
 
-// Smallest chunk size a peer may ask for (bounds per-request work and chunk counts).
+// Smallest chunk size a peer may ask for of an object of more than kMaxSmallChunks chunks
+// (bounds the number of requests an object takes); the store checks it when it serves, where
+// the object's size is known (ObjectStore::ServeChunk). Smaller chunks serve small objects and
+// a static group's rings over small blocks (one chunk per rank's block).
 inline constexpr uint32_t kMinChunkSize = 4096;
+inline constexpr uint32_t kMaxSmallChunks = 4096;
 
 // A fetch for an object the server has deleted fails with NOT_FOUND and a message that
 // contains this phrase ("object ns/key was deleted on node 3"): across the wire only code and

@@ -190,6 +190,9 @@ void Drain(PullState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
 absl::Status Puller::Pull(const PullSpec& spec, PullStats* stats) {
   absl::StatusOr<std::vector<uint32_t>> missing = store_->MissingChunks(spec.ns, spec.key);
   if (!missing.ok()) return missing.status();
+  if (spec.first_chunk > 0 || spec.end_chunk != UINT32_MAX) {
+    std::erase_if(*missing, [&](uint32_t k) { return k < spec.first_chunk || k >= spec.end_chunk; });
+  }
   CopySink copy(store_, spec.ns, spec.key, spec.dst);
   auto state = std::make_shared<PullState>(transport_, spec, spec.sink != nullptr ? spec.sink : &copy);
   {

@@ -36,6 +36,10 @@ struct PullSpec {
   // The sender's key to fetch, when it differs from `key` (a reduce pulls a child's partial sum
   // into its own): empty means `key`. The namespace is the same.
   std::string remote_key;
+  // Only chunks [first_chunk, end_chunk) of the object are pulled (a group collective's
+  // segment); the defaults mean every chunk. Pull returns OK once those have landed.
+  uint32_t first_chunk = 0;
+  uint32_t end_chunk = UINT32_MAX;
 };
 
 struct PullStats {

@@ -72,6 +72,10 @@ class CoordinatorClient {
   [[nodiscard]] virtual absl::Status Reduce(const proto::ReduceRequest& req, bool all, proto::ReduceReply* reply) {
     return absl::UnimplementedError("this coordinator client does not reduce");
   }
+  // The Group RPC (static groups); a collective waits up to its timeout (plus a margin).
+  [[nodiscard]] virtual absl::Status Group(const proto::GroupRequest& req, proto::GroupReply* reply) {
+    return absl::UnimplementedError("this coordinator client has no groups");
+  }
 
   // Cancels the calls in progress that may wait long (AcquireSource, Broadcast, BroadcastBatch); later ones of
   // those fail CANCELLED at once. Idempotent; does not block. Session streams are cancelled

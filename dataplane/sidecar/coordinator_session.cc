@@ -161,6 +161,12 @@ void CoordinatorSession::Dispatch(const proto::CoordMessage& msg, CoordinatorStr
     case proto::CoordMessage::kReduce:
       if (deps_.reduce) deps_.reduce(msg.reduce());
       return;
+    case proto::CoordMessage::kProgram:
+      if (deps_.program) deps_.program(msg.program());
+      return;
+    case proto::CoordMessage::kProgramEnd:
+      if (deps_.program_end) deps_.program_end(msg.program_end());
+      return;
     case proto::CoordMessage::kDrop:
       if (std::optional<proto::DropDone> done = deps_.drops->Handle(msg.drop()); done.has_value()) {
         proto::NodeMessage reply;

@@ -41,6 +41,8 @@ struct SessionDeps {
   DropHandler* drops = nullptr;
   std::function<void(const proto::BatchPullInstruction&)> batch_pull;   // BatchPullInstruction
   std::function<void(const proto::ReducePosition&)> reduce;             // ReducePosition
+  std::function<void(const proto::CollectiveProgram&)> program;         // CollectiveProgram
+  std::function<void(const proto::ProgramEnd&)> program_end;            // ProgramEnd
   std::function<proto::Hello()> hello;             // the Hello of a new session
   std::function<proto::Heartbeat()> heartbeat;     // figures for a heartbeat (seq set here)
   std::function<void(const proto::Welcome&)> on_welcome;   // beyond membership (optional)

@@ -152,6 +152,13 @@ absl::Status GrpcCoordinatorClient::Reduce(const proto::ReduceRequest& req, bool
   return FromGrpc(all ? stub_->AllReduce(call.ctx(), req, reply) : stub_->Reduce(call.ctx(), req, reply));
 }
 
+absl::Status GrpcCoordinatorClient::Group(const proto::GroupRequest& req, proto::GroupReply* reply) {
+  const uint32_t timeout_ms = !req.has_collective() ? 0 : req.collective().timeout_ms() == 0 ? 60000 : req.collective().timeout_ms();
+  WaitingCall call(this, absl::Milliseconds(timeout_ms) + absl::Seconds(10));
+  if (!call.registered()) return absl::CancelledError("ferryd is shutting down");
+  return FromGrpc(stub_->Group(call.ctx(), req, reply));
+}
+
 void GrpcCoordinatorClient::Shutdown() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;

@@ -41,6 +41,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Status Broadcast(const proto::BroadcastRequest& req, proto::BroadcastReply* reply) override;
   absl::Status BroadcastBatch(const proto::BroadcastBatchRequest& req, proto::BroadcastBatchReply* reply) override;
   absl::Status Reduce(const proto::ReduceRequest& req, bool all, proto::ReduceReply* reply) override;
+  absl::Status Group(const proto::GroupRequest& req, proto::GroupReply* reply) override;
   void Shutdown() override;
 
  private:

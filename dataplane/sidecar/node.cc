@@ -87,16 +87,21 @@ absl::Status Node::SetUpPacks() {
   return absl::OkStatus();
 }
 
-absl::Status Node::SetUpReduce() {
-  const size_t bytes = size_t{std::max<uint32_t>(options_.reduce_slot_sets, 1)} * ReduceHandler::kSetBytes;
+absl::StatusOr<MemoryRegion> Node::MapScratch(uint32_t sets, uint64_t set_bytes, const char* what, Mapping& mapping) {
+  const size_t bytes = size_t{sets} * set_bytes;
   // Anonymous memory, populated on first use, as the pack buffers.
   void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
-    return absl::ResourceExhaustedError(absl::StrCat("mapping ", bytes, " bytes of reduce scratch: ", strerror(errno)));
+    return absl::ResourceExhaustedError(absl::StrCat("mapping ", bytes, " bytes of ", what, ": ", strerror(errno)));
   }
-  reduce_scratch_.base = mem;
-  reduce_scratch_.length = bytes;
-  absl::StatusOr<MemoryRegion> scratch = transport_->RegisterMemory(MemoryKind::kHost, mem, bytes);
+  mapping.base = mem;
+  mapping.length = bytes;
+  return transport_->RegisterMemory(MemoryKind::kHost, mem, bytes);
+}
+
+absl::Status Node::SetUpReduce() {
+  const uint32_t reduce_sets = std::max<uint32_t>(options_.reduce_slot_sets, 1);
+  absl::StatusOr<MemoryRegion> scratch = MapScratch(reduce_sets, ReduceHandler::kSetBytes, "reduce scratch", reduce_scratch_);
   if (!scratch.ok()) return scratch.status();
   ReduceDeps deps;
   deps.fetcher = &fetcher_;
@@ -104,12 +109,21 @@ absl::Status Node::SetUpReduce() {
   deps.transport = transport_.get();
   deps.arena = MemoryRegion{options_.arena_region, MemoryKind::kHost, arena_->base(), arena_->size(), ""};
   deps.scratch = *scratch;
-  deps.slot_sets = std::max<uint32_t>(options_.reduce_slot_sets, 1);
+  deps.slot_sets = reduce_sets;
   deps.max_pull_rate_Bps = options_.max_pull_rate_Bps;
   deps.counters = &counters_;
   deps.send = [this](const proto::NodeMessage& msg) { return session_->Send(msg); };
   deps.publish = [this](const std::string& ns, const std::string& key) { return Publish(ns, key); };
+  ReduceDeps program_deps = deps;
   reduces_ = std::make_unique<ReduceHandler>(std::move(deps), /*max_positions=*/256);
+
+  const uint32_t program_sets = std::max<uint32_t>(options_.program_slot_sets, 1);
+  scratch = MapScratch(program_sets, ProgramHandler::kSetBytes, "group-collective scratch", program_scratch_);
+  if (!scratch.ok()) return scratch.status();
+  program_deps.scratch = *scratch;
+  program_deps.slot_sets = program_sets;
+  program_deps.publish = nullptr;   // results are recorded by the coordinator from the report
+  programs_ = std::make_unique<ProgramHandler>(std::move(program_deps), [this] { return uint64_t{inline_max_.load()}; });
   return absl::OkStatus();
 }
 
@@ -146,6 +160,12 @@ Node::Node(NodeOptions options, std::unique_ptr<shm::Arena> arena, std::unique_p
   deps.reduce = [this](const proto::ReducePosition& pos) {
     if (reduces_) reduces_->Handle(pos);
   };
+  deps.program = [this](const proto::CollectiveProgram& program) {
+    if (programs_) programs_->Handle(program);
+  };
+  deps.program_end = [this](const proto::ProgramEnd& end) {
+    if (programs_) programs_->End(end);
+  };
   deps.hello = [this] { return MakeHello(); };
   deps.heartbeat = [this] { return MakeHeartbeat(); };
   deps.on_welcome = [this](const proto::Welcome& w) {
@@ -181,6 +201,7 @@ void Node::Shutdown() {
   pulls_->Shutdown();
   if (batch_pulls_) batch_pulls_->Shutdown();
   if (reduces_) reduces_->Shutdown();
+  if (programs_) programs_->Shutdown();
   reports_.Stop();
   transport_->Shutdown();
 }
@@ -369,6 +390,13 @@ absl::StatusOr<proto::ReduceReply> Node::Reduce(const proto::ReduceRequest& req,
   proto::ReduceReply reply;
   reports_.Flush();
   if (absl::Status s = coordinator_->Reduce(req, all, &reply); !s.ok()) return s;
+  return reply;
+}
+
+absl::StatusOr<proto::GroupReply> Node::Group(const proto::GroupRequest& req) {
+  proto::GroupReply reply;
+  reports_.Flush();
+  if (absl::Status s = coordinator_->Group(req, &reply); !s.ok()) return s;
   return reply;
 }
 

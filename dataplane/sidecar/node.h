@@ -33,6 +33,7 @@
 #include "dataplane/engine/pack_buffers.h"
 #include "dataplane/sidecar/handlers/batch_pull_handler.h"
 #include "dataplane/sidecar/handlers/pull_handler.h"
+#include "dataplane/sidecar/handlers/program_handler.h"
 #include "dataplane/sidecar/handlers/reduce_handler.h"
 #include "dataplane/sidecar/link_estimator.h"
 #include "dataplane/sidecar/object_fetcher.h"
@@ -60,6 +61,7 @@ struct NodeOptions {
   uint32_t pack_buffers = 16;
   uint32_t pack_buffer_bytes = 1 << 20;
   uint32_t reduce_slot_sets = 8;       // reduce positions with children building at once (8 MiB of scratch each)
+  uint32_t program_slot_sets = 4;      // group collectives running at once here (8 MiB of scratch each)
   bool checksum_all = false;           // checksum every object at Seal, whatever the client asked
   RegionId arena_region = kNoRegion;   // the arena's registration with the transport (RegisterMemory)
 };
@@ -99,6 +101,8 @@ class Node {
   absl::StatusOr<proto::BroadcastBatchReply> BroadcastBatch(const proto::BroadcastBatchRequest& req);
   // Reduce (all = false) or AllReduce through the coordinator.
   absl::StatusOr<proto::ReduceReply> Reduce(const proto::ReduceRequest& req, bool all);
+  // The coordinator's Group RPC (static groups and their collectives).
+  absl::StatusOr<proto::GroupReply> Group(const proto::GroupRequest& req);
 
   // Batches (node_batch.cc; contracts in proto/sidecar.proto). The caller has validated the
   // names (core/batch.h: one namespace, distinct) and metadata. An error status refuses the
@@ -154,7 +158,7 @@ class Node {
   void RepublishDeferred();
   // The PublishRequest announcing a sealed local object (its inline bytes if small).
   absl::StatusOr<proto::PublishRequest> PublishRequestFor(const std::string& ns, const std::string& key);
-  // Maps and registers the reduce scratch and makes the reduce handler.
+  // Maps and registers the reduce and group-program scratch and makes their handlers.
   [[nodiscard]] absl::Status SetUpReduce();
   // Publishes a sealed local object (a Seal's, or a reduce's result).
   [[nodiscard]] absl::Status Publish(const std::string& ns, const std::string& key);
@@ -171,7 +175,9 @@ class Node {
     void* base = nullptr;
     size_t length = 0;
     ~Mapping();
-  } pack_memory_, reduce_scratch_;
+  } pack_memory_, reduce_scratch_, program_scratch_;
+  // Maps `sets` x `set_bytes` of anonymous memory into `mapping` and registers it.
+  absl::StatusOr<MemoryRegion> MapScratch(uint32_t sets, uint64_t set_bytes, const char* what, Mapping& mapping);
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<CoordinatorClient> coordinator_;
   ObjectStore store_;
@@ -187,6 +193,7 @@ class Node {
   std::unique_ptr<PackBuffers> receive_packs_;
   std::unique_ptr<BatchPullHandler> batch_pulls_;
   std::unique_ptr<ReduceHandler> reduces_;
+  std::unique_ptr<ProgramHandler> programs_;
   std::unique_ptr<CoordinatorSession> session_;
   std::atomic<uint32_t> inline_max_{64 * 1024};   // Welcome.inline_max_bytes
   absl::Mutex deferred_mu_;

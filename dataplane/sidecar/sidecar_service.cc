@@ -407,6 +407,16 @@ grpc::Status SidecarService::AllReduce(grpc::ServerContext*, const proto::Sideca
   return RunReduce(req, /*all=*/true, reply);
 }
 
+// Passed through; the coordinator validates it and names the problem.
+grpc::Status SidecarService::Group(grpc::ServerContext*, const proto::GroupRequest* req, proto::GroupReply* reply) {
+  proto::GroupRequest r = *req;
+  if (r.has_collective() && r.collective().timeout_ms() == 0) r.mutable_collective()->set_timeout_ms(60000);
+  absl::StatusOr<proto::GroupReply> out = node_->Group(r);
+  if (!out.ok()) return ToGrpc(out.status());
+  *reply = std::move(*out);
+  return grpc::Status::OK;
+}
+
 // The coordinator validates the request (control/collectives/reduce.h) and names the problem.
 grpc::Status SidecarService::RunReduce(const proto::SidecarReduceRequest* req, bool all,
                                        proto::SidecarReduceReply* reply) {

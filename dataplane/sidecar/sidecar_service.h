@@ -46,6 +46,7 @@ class SidecarService final : public proto::Sidecar::Service {
   shm::LocalReply ServeLocal(uint64_t session, const shm::LocalRequest& request);
   grpc::Status Reduce(grpc::ServerContext*, const proto::SidecarReduceRequest*, proto::SidecarReduceReply*) override;
   grpc::Status AllReduce(grpc::ServerContext*, const proto::SidecarReduceRequest*, proto::SidecarReduceReply*) override;
+  grpc::Status Group(grpc::ServerContext*, const proto::GroupRequest*, proto::GroupReply*) override;
 
  private:
   grpc::Status RunReduce(const proto::SidecarReduceRequest* req, bool all, proto::SidecarReduceReply* reply);

@@ -549,6 +549,10 @@ bool ObjectStore::ServeLocked(const std::shared_ptr<StoreObject>& ptr, uint32_t 
   const uint64_t len = std::min<uint64_t>(cs, obj.meta.size - std::min<uint64_t>(obj.meta.size, first));
   if (obj.state == ObjectState::kWriting) {
     *result = absl::FailedPreconditionError(absl::StrCat("object ", Name(ns, key), " is not sealed"));
+  } else if (chunk_size < kServeMinChunk && num_chunks > kServeMaxSmallChunks) {
+    *result = absl::InvalidArgumentError(absl::StrCat("chunk size ", chunk_size, " for ", Name(ns, key), " of ",
+                                                      obj.meta.size, " bytes: the minimum is ", kServeMinChunk,
+                                                      " for objects of more than ", kServeMaxSmallChunks, " chunks"));
   } else if (k >= num_chunks) {
     *result = absl::OutOfRangeError(absl::StrCat("chunk ", k, " of ", Name(ns, key), " is past its end (",
                                                  num_chunks, " chunks of ", chunk_size, " bytes)"));

@@ -80,6 +80,10 @@ absl::Status MarkObjectDeleted(absl::Status status);
 
 // ServeChunk's chunk size for "the whole object, once complete".
 inline constexpr uint32_t kWholeObject = 0;
+// Chunks below kServeMinChunk bytes are served only for objects of at most kServeMaxSmallChunks
+// chunks (the engine's kMinChunkSize / kMaxSmallChunks, chunk_request.h).
+inline constexpr uint32_t kServeMinChunk = 4096;
+inline constexpr uint64_t kServeMaxSmallChunks = 4096;
 
 struct StoreStats {
   uint64_t capacity = 0;

@@ -297,6 +297,43 @@ class Client {
   absl::StatusOr<ReduceResult> AllReduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
                                          DType dtype, uint32_t num_objects, absl::Duration timeout);
 
+  // ---- Static groups (docs/protocol.md "Groups") ----
+  // Fixes `nodes` (names of live nodes, 2..1024, distinct) as group `name` (1-64 characters
+  // of [A-Za-z0-9_.-], not in use) with ranks: members on one host adjacent, hosts in order of
+  // their first member given. INVALID_ARGUMENT (bad name, duplicates, too few), NOT_FOUND (an
+  // unknown node), FAILED_PRECONDITION (a dead one), ALREADY_EXISTS (the name is in use).
+  absl::StatusOr<GroupInfo> CreateGroup(const std::string& name, std::span<const std::string> nodes);
+  // Forgets the group (revoked or not); NOT_FOUND if there is none. Returns it as it was.
+  absl::StatusOr<GroupInfo> DeleteGroup(const std::string& name);
+  absl::StatusOr<std::vector<GroupInfo>> ListGroups();
+  struct GroupCollectiveOptions {
+    ReduceOp op = ReduceOp::kSum;     // reducing kinds
+    DType dtype = DType::kF32;        // reducing kinds: the inputs' dtype
+    uint32_t root = 0;                // broadcast, reduce: the root's rank
+    absl::Duration timeout = absl::Seconds(60);
+    // AllReduce only: if the group is revoked, or a member dies during the call, retry once as
+    // a dynamic AllReduce of the inputs whose members are alive (GroupResult::dynamic, used),
+    // after waiting (up to 15 s) for the coordinator to revoke the group.
+    bool dynamic_fallback = false;
+  };
+  // Runs collective `op` on group `group`: inputs[r] (one per rank, in rank order; broadcast
+  // needs only the root's and takes a list of one) must be sealed on member r when the call
+  // starts, all of one size and dtype, in result's namespace (empty: the client's default);
+  // the result is created under `result` on the ranks that get one (GroupOp) as an ordinary
+  // object. Blocks until every member is done. Errors name the problem: INVALID_ARGUMENT
+  // (input count, sizes or dtypes that differ, an unknown op, BYTES for a reducing kind, a
+  // reduce-scatter size that is not a multiple of ranks x element size, root out of range),
+  // NOT_FOUND (no such group), FAILED_PRECONDITION (the group is revoked; an input not sealed
+  // on its member), ALREADY_EXISTS (the result exists), UNAVAILABLE (a member died: the
+  // message names it, and the group is revoked), ABORTED (a member failed), DEADLINE_EXCEEDED.
+  // A failed collective leaves no result on any node.
+  absl::StatusOr<GroupResult> GroupCollective(const std::string& group, GroupOp op, std::span<const ObjectName> inputs,
+                                              const ObjectName& result, const GroupCollectiveOptions& options);
+  absl::StatusOr<GroupResult> GroupCollective(const std::string& group, GroupOp op, std::span<const ObjectName> inputs,
+                                              const ObjectName& result) {
+    return GroupCollective(group, op, inputs, result, GroupCollectiveOptions{});
+  }
+
   // This node's and the cluster's status.
   absl::StatusOr<NodeStatus> Status();
 

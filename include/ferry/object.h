@@ -98,6 +98,45 @@ struct ReduceResult {
   double seconds = 0;
 };
 
+// A static group (Client::CreateGroup): members with fixed ranks; members on one host are
+// adjacent. A member's death revokes it for good (delete it and create another).
+struct GroupMember {
+  uint32_t rank = 0;
+  uint64_t node_id = 0;
+  std::string node;        // the node's name
+  std::string host;        // its "host" label, else its name
+};
+struct GroupInfo {
+  std::string name;
+  uint64_t id = 0;
+  std::vector<GroupMember> members;   // in rank order
+  bool revoked = false;
+  std::string revoked_why;            // which member died, and how
+  uint64_t collectives = 0;           // collectives completed on it
+};
+// The collectives of a static group (Client::GroupCollective), run as pipelined rings.
+enum class GroupOp : uint8_t {
+  kAllReduce = 1,       // every rank: op over all inputs
+  kReduceScatter,       // rank r: the r-th of N equal segments of the reduced object
+  kAllGather,           // every rank: the inputs concatenated in rank order
+  kBroadcast,           // every rank: a copy of the root's input
+  kReduce,              // the root: op over all inputs
+};
+// "allreduce", "reduce-scatter", "allgather", "broadcast", "reduce" ("?" otherwise).
+const char* GroupOpName(GroupOp op);
+std::optional<GroupOp> GroupOpFromName(std::string_view name);
+struct GroupResult {
+  ObjectName result;
+  ObjectMeta meta;                    // of the result (reduce-scatter: rank 0's segment)
+  std::vector<std::string> nodes;     // the nodes that hold the result, in rank order
+  double seconds = 0;
+  // The group could not run it and the caller allowed a retry on a dynamic tree
+  // (GroupCollectiveOptions::dynamic_fallback): `used` lists the ranks whose inputs are in
+  // the result (those whose member was alive), and `nodes` the copies made.
+  bool dynamic = false;
+  std::vector<uint32_t> used;
+};
+
 // The outcome of a batch broadcast (Client::BroadcastBatch): per target, and per entry that
 // failed somewhere.
 struct BatchBroadcastResult {

@@ -97,9 +97,8 @@ TEST(ChunkRequestTest, FieldValidation) {
   absl::StatusOr<ChunkRequest> zero = DecodeChunkRequest(EncodeChunkRequest({"ns", "k", 0, 0}));
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(zero.status().message(), HasSubstr("chunk size 0"));
-  absl::StatusOr<ChunkRequest> tiny = DecodeChunkRequest(EncodeChunkRequest({"ns", "k", 0, kMinChunkSize - 1}));
-  EXPECT_EQ(tiny.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(tiny.status().message(), HasSubstr("minimum"));
+  // Small chunks decode; the store refuses them for objects of many chunks (it knows the size).
+  EXPECT_TRUE(DecodeChunkRequest(EncodeChunkRequest({"ns", "k", 0, kMinChunkSize - 1})).ok());
 
   absl::StatusOr<ChunkRequest> empty_key = DecodeChunkRequest(EncodeChunkRequest({"ns", "", 0, kMinChunkSize}));
   EXPECT_EQ(empty_key.status().code(), absl::StatusCode::kInvalidArgument);
@@ -146,7 +145,7 @@ TEST(ChunkRequestFuzzTest, RandomBuffersNeverCrash) {
     }
     ++valid;
     // Whatever decodes is a well-formed request that re-encodes to the same bytes.
-    ASSERT_GE(r->chunk_size, kMinChunkSize);
+    ASSERT_GT(r->chunk_size, 0u);
     ASSERT_FALSE(r->ns.empty());
     ASSERT_LE(r->ns.size(), 64u);
     ASSERT_FALSE(r->key.empty());

@@ -457,6 +457,25 @@ TEST_F(ObjectStoreTest, AbortReceivingDropsTheCopyAndFailsWaiters) {
 
 // ---- serve path ------------------------------------------------------------------------------------
 
+TEST_F(ObjectStoreTest, SmallChunksOnlyForObjectsOfFewChunks) {
+  ObjectStore store(64 * kKiB);
+  MakeSealed(store, "few", 4096);         // 4096 chunks of one byte: allowed
+  MakeSealed(store, "many", 4097 * 2);    // 4097 chunks of two bytes: too many
+  ServeResult few, many, whole;
+  store.ServeChunk("ns", "few", 1, 4095, few.Callback());
+  store.ServeChunk("ns", "many", 2, 0, many.Callback());
+  store.ServeChunk("ns", "many", kServeMinChunk, 0, whole.Callback());
+  ASSERT_TRUE(few.called && many.called && whole.called);
+  ASSERT_TRUE(few.slice.ok()) << few.slice.status();
+  EXPECT_EQ(few.slice->len, 1u);
+  EXPECT_EQ(many.slice.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(many.slice.status().message(), HasSubstr("minimum"));
+  EXPECT_TRUE(whole.slice.ok()) << whole.slice.status();
+  for (ServeResult* r : {&few, &whole}) {
+    if (r->slice.ok()) store.UnpinServe(*r->slice);
+  }
+}
+
 TEST_F(ObjectStoreTest, ServeSealedChunks) {
   ObjectStore store(64 * kKiB);
   uint64_t off = MakeSealed(store, "s", 2500);
