@@ -46,6 +46,7 @@
 #include "ferry/client.h"
 #include "sdk/cli_util.h"
 #include "sdk/placement_cli.h"
+#include "sdk/group_cli.h"
 #include "sdk/reduce_cli.h"
 
 namespace ferry::cli {
@@ -723,6 +724,7 @@ struct Flags {
   BcastFlags bcast;
   PlacementFlags placement;
   ReduceFlags reduce;
+  GroupFlags group;
 };
 
 void AddGlobalOptions(CLI::App& app, GlobalFlags& g) {
@@ -781,6 +783,9 @@ absl::Status Dispatch(const CLI::App& app, const Flags& f) {
   if (IsReduceCommand(app)) {
     return RunReduceCommand(app, f.reduce, f.global.ns, f.global.json, [&f] { return ConnectTo(f.global); });
   }
+  if (IsGroupCommand(app)) {
+    return RunGroupCommand(app, f.group, f.global.ns, f.global.json, [&f] { return ConnectTo(f.global); });
+  }
   if (IsPlacementCommand(app)) {
     return RunPlacementCommand(app, f.placement, f.global.json,
                                [](absl::Status s) { return WithExit(std::move(s), kExitUnreachable); });
@@ -802,6 +807,7 @@ int Main(int argc, char** argv) {
   app.add_subcommand("status", "this node and the cluster: nodes, arenas, links, coordinator");
   AddObjectCommands(app, f);
   AddReduceCommands(app, f.reduce);
+  AddGroupCommands(app, f.group);
   AddPlacementCommands(app, f.placement);
   try {
     app.parse(argc, argv);

@@ -52,6 +52,10 @@ struct PullState : std::enable_shared_from_this<PullState> {
       outstanding.emplace(k, 0);
       out.push_back(k);
     }
+    if (next == missing.size() && !told_all_issued && spec.on_all_issued) {
+      told_all_issued = true;
+      spec.on_all_issued();
+    }
     return out;
   }
 
@@ -116,6 +120,7 @@ struct PullState : std::enable_shared_from_this<PullState> {
   uint64_t issued_bytes ABSL_GUARDED_BY(mu) = 0;
   absl::Status error ABSL_GUARDED_BY(mu);
   bool stop ABSL_GUARDED_BY(mu) = false;
+  bool told_all_issued ABSL_GUARDED_BY(mu) = false;
   absl::Time start ABSL_GUARDED_BY(mu);
   absl::Time first_landed ABSL_GUARDED_BY(mu);
 };

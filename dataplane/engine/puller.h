@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <string>
 
@@ -40,6 +41,11 @@ struct PullSpec {
   // segment); the defaults mean every chunk. Pull returns OK once those have landed.
   uint32_t first_chunk = 0;
   uint32_t end_chunk = UINT32_MAX;
+  // Called once every chunk to pull has been requested (the rest of the pull is landing):
+  // a caller may then start its next pull without leaving the link idle. At most once, maybe
+  // never (a pull that fails or has nothing to fetch); from any thread, under the pull's lock:
+  // it must not block or call into the pull.
+  std::function<void()> on_all_issued = nullptr;
 };
 
 struct PullStats {

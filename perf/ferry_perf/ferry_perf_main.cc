@@ -76,7 +76,7 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
   app.add_option("--coll", f->colls,
                  "collectives: p2p,p2p-stream,broadcast,broadcast-get,local-get,local-get-rpc,model-bcast,model-join,model-batch,"
-                 "model-join-batch,reduce,allreduce")
+                 "model-join-batch,reduce,allreduce,group-allreduce")
       ->capture_default_str();
   app.add_option("--model", f->model,
                  "model-*: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "
@@ -113,7 +113,7 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "and fewer warm-ups: warmup = clamp(B / size, 0, --warmup) (default off)");
   app.add_option("-d,--dtype", f->dtype, "element type (recorded; sets the count column)")
       ->capture_default_str();
-  app.add_option("-o,--op", f->op, "reduction op sum|prod|min|max (reduce, allreduce)")
+  app.add_option("-o,--op", f->op, "reduction op sum|prod|min|max (reduce, allreduce, group-allreduce)")
       ->capture_default_str();
   app.add_option("--link-Bps", f->link_bps,
                  "per-node link bandwidth B in bytes/s for the bound (default: $FERRY_LINK_BPS, "

@@ -1,5 +1,7 @@
-// reduce and allreduce (issue 15): every node Puts one input (untimed); Client::Reduce /
-// Client::AllReduce of all of them into a new object is timed. Verify checks every element of
+// reduce, allreduce and group-allreduce (issue 15): every node Puts one input (untimed);
+// Client::Reduce / Client::AllReduce (dynamic trees) or Client::GroupCollective(kAllReduce) on
+// a static group of every node (created once per run, ranks in node order: a pipelined ring)
+// of all of them into a new object is timed. Verify checks every element of
 // the result (allreduce: every node's local copy) against a sequential fold of the inputs with
 // core/reduce.h's ReduceInto (itself checked against a scalar reference in its unit test). The
 // inputs are exact in every dtype (small integers for sum, min and max; +-{0.5, 1, 2} for prod;
@@ -63,10 +65,14 @@ void FillExact(ReduceOp op, DType dtype, uint64_t seed, uint8_t* data, size_t by
 
 class ReducePerf final : public Collective {
  public:
-  ReducePerf(PerfContext* ctx, bool all) : ctx_(ctx), all_(all) {}
+  ReducePerf(PerfContext* ctx, bool all, bool group) : ctx_(ctx), all_(all || group), group_(group) {}
 
-  std::string name() const override { return all_ ? "allreduce" : "reduce"; }
+  std::string name() const override { return group_ ? "group-allreduce" : all_ ? "allreduce" : "reduce"; }
   std::string description() const override {
+    if (group_) {
+      return "node i Puts input i (untimed); time = Client::GroupCollective(kAllReduce) on a static group of every "
+             "node (ring reduce-scatter + allgather, pipelined) until every member holds the result";
+    }
     return all_ ? "node i Puts input i (untimed); time = Client::AllReduce of every input until every node holds "
                   "the result (reduce, then broadcast)"
                 : "node i Puts input i (untimed); time = Client::Reduce of every input until the result is sealed on "
@@ -84,6 +90,14 @@ class ReducePerf final : public Collective {
     }
     bytes_ = bytes;
     iter_ = iter;
+    if (group_ && group_name_.empty()) {
+      std::vector<std::string> members;
+      for (const PerfNode& n : ctx_->nodes) members.push_back(n.name);
+      const std::string g = absl::StrCat("perf-", ctx_->run_id.empty() ? "run" : ctx_->run_id);
+      absl::StatusOr<GroupInfo> made = Node(0).CreateGroup(g, members);
+      if (!made.ok()) return Annotate(made.status(), "creating the static group");
+      group_name_ = g;
+    }
     std::vector<uint8_t> input(bytes);
     expected_.assign(bytes, 0);
     for (int i = 0; i < ctx_->size(); ++i) {
@@ -103,6 +117,21 @@ class ReducePerf final : public Collective {
   absl::StatusOr<double> Run(int) override {
     const ObjectName result = Name("out");
     const Clock::time_point t0 = Clock::now();
+    if (group_) {
+      Client::GroupCollectiveOptions o;
+      o.op = ctx_->op;
+      o.dtype = ctx_->dtype;
+      o.timeout = ctx_->timeout;
+      absl::StatusOr<GroupResult> g = Node(0).GroupCollective(group_name_, GroupOp::kAllReduce, inputs_, result, o);
+      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (!g.ok()) return Annotate(g.status(), absl::StrCat(name(), " of ", bytes_, " B"));
+      result_ = {};
+      if (g->nodes.size() != static_cast<size_t>(ctx_->size())) {
+        result_.copies.push_back(BroadcastResult::Target{"?", false, absl::StrCat("the result is on ", g->nodes.size(),
+                                                                                   " of ", ctx_->size(), " members")});
+      }
+      return seconds;
+    }
     absl::StatusOr<ReduceResult> r = all_ ? Node(0).AllReduce(inputs_, result, ctx_->op, ctx_->dtype, 0, ctx_->timeout)
                                           : Node(0).Reduce(inputs_, result, ctx_->op, ctx_->dtype, 0, ctx_->timeout);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -155,6 +184,8 @@ class ReducePerf final : public Collective {
 
   PerfContext* const ctx_;
   const bool all_;
+  const bool group_;
+  std::string group_name_;   // the static group, once created
   uint64_t bytes_ = 0;
   int iter_ = 0;
   std::vector<ObjectName> inputs_;
@@ -165,8 +196,9 @@ class ReducePerf final : public Collective {
 }  // namespace
 
 std::unique_ptr<Collective> MakeReduceCollective(std::string_view name, PerfContext* ctx) {
-  if (name == "reduce") return std::make_unique<ReducePerf>(ctx, false);
-  if (name == "allreduce") return std::make_unique<ReducePerf>(ctx, true);
+  if (name == "reduce") return std::make_unique<ReducePerf>(ctx, false, false);
+  if (name == "allreduce") return std::make_unique<ReducePerf>(ctx, true, false);
+  if (name == "group-allreduce") return std::make_unique<ReducePerf>(ctx, true, true);
   return nullptr;
 }
 

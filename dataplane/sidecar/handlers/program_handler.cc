@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
@@ -17,7 +19,8 @@ namespace ferry::dataplane {
 struct ProgramHandler::Task {
   explicit Task(proto::CollectiveProgram p) : program(std::move(p)) {}
   const proto::CollectiveProgram program;
-  std::atomic<bool> cancel{false};     // ProgramEnd{abort} or shutdown: end the pulls
+  std::atomic<bool> cancel{false};     // ProgramEnd{abort} or shutdown: no report
+  std::atomic<bool> halt{false};       // cancel, or a step failed: end the pulls
   absl::Notification finished;
   // Written by the run only (before `finished`), read after it.
   std::vector<proto::ObjectRef> created;   // objects this program created, in order
@@ -138,7 +141,10 @@ void ProgramHandler::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    for (auto& [id, task] : tasks_) task->cancel.store(true);
+    for (auto& [id, task] : tasks_) {
+      task->cancel.store(true);
+      task->halt.store(true);
+    }
   }
   runs_.Shutdown();
 }
@@ -198,7 +204,10 @@ void ProgramHandler::End(const proto::ProgramEnd& end) {
     task = it->second;
     task->ended = true;
     task->aborted = end.abort();
-    if (end.abort()) task->cancel.store(true);
+    if (end.abort()) {
+      task->cancel.store(true);
+      task->halt.store(true);
+    }
     if (!task->finished.HasBeenNotified()) return;   // the run drops what it must when it ends
     tasks_.erase(it);
   }
@@ -276,13 +285,71 @@ absl::Status ProgramHandler::Execute(Task& task, uint32_t set, uint64_t* failed_
     }
     for (uint32_t k = o.ready_first(); k < o.ready_end(); ++k) store.MarkChunk(ns, key, k);
   }
-  for (const proto::ProgramStep& step : p.steps()) {
-    if (task.cancel.load()) return absl::CancelledError("group collective aborted");
-    if (absl::Status s = RunStep(task, step, set); !s.ok()) {
-      if (step.kind() != proto::ProgramStep::COPY) *failed_peer = step.peer();
-      return s;
+  // Consecutive pulls overlap: a pull step starts once the one before it has requested all of
+  // its chunks (PullSpec::on_all_issued), so the link does not idle for a request's round trip
+  // at every step boundary (on a loaded link that trip queues behind this node's own outgoing
+  // data) while the steps never compete for it. Two run at once, each with half of the set's
+  // staging slots. Their chunks are disjoint (the compiler's programs write each chunk once)
+  // and each waits only on the predecessor's earlier steps, so overlapping cannot deadlock. A
+  // copy waits for every pull before it.
+  const bool overlap = p.window() <= kMaxWindow / 2;
+  struct Background {
+    std::thread thread;
+    absl::Status status;
+    uint64_t peer = 0;
+    absl::Notification issued;
+    std::atomic<bool> told{false};
+    void Tell() {
+      if (!told.exchange(true)) issued.Notify();
     }
+  };
+  std::deque<std::unique_ptr<Background>> running;   // oldest first, at most two
+  absl::Status first_error;
+  auto join_oldest = [&] {
+    Background& b = *running.front();
+    b.thread.join();
+    if (!b.status.ok() && first_error.ok()) {
+      first_error = b.status;
+      *failed_peer = b.peer;
+    }
+    running.pop_front();
+  };
+  auto join_all = [&] {
+    while (!running.empty()) join_oldest();
+  };
+  int half = 0;
+  for (const proto::ProgramStep& step : p.steps()) {
+    if (task.halt.load()) {
+      join_all();   // a step's own error, if that is why
+      if (first_error.ok()) first_error = absl::CancelledError("group collective aborted");
+    }
+    if (!first_error.ok()) break;
+    const uint64_t slots = uint64_t{set} * kSetBytes + (overlap ? uint64_t(half) * (kSetBytes / 2) : 0);
+    if (step.kind() == proto::ProgramStep::COPY || !overlap) {
+      join_all();
+      if (!first_error.ok()) break;
+      if (absl::Status s = RunStep(task, step, slots, nullptr); !s.ok()) {
+        if (step.kind() != proto::ProgramStep::COPY) *failed_peer = step.peer();
+        first_error = s;
+      }
+      continue;
+    }
+    if (!running.empty()) running.back()->issued.WaitForNotification();
+    if (running.size() == 2) join_oldest();   // frees the slots this step takes
+    if (!first_error.ok()) break;
+    auto next = std::make_unique<Background>();
+    next->peer = step.peer();
+    Background* b = next.get();
+    next->thread = std::thread([this, &task, &step, slots, b] {
+      b->status = RunStep(task, step, slots, [b] { b->Tell(); });
+      b->Tell();
+      if (!b->status.ok()) task.halt.store(true);
+    });
+    running.push_back(std::move(next));
+    half ^= 1;
   }
+  join_all();
+  if (!first_error.ok()) return first_error;
   const uint64_t inline_max = inline_max_();
   for (const proto::ObjectRef& ref : p.publish()) {
     if (absl::Status s = store.FinishReceiving(ref.ns(), ref.key()); !s.ok()) {
@@ -302,7 +369,8 @@ absl::Status ProgramHandler::Execute(Task& task, uint32_t set, uint64_t* failed_
   return absl::OkStatus();
 }
 
-absl::Status ProgramHandler::RunStep(Task& task, const proto::ProgramStep& step, uint32_t set) {
+absl::Status ProgramHandler::RunStep(Task& task, const proto::ProgramStep& step, uint64_t slots,
+                                     std::function<void()> on_all_issued) {
   const proto::CollectiveProgram& p = task.program;
   ObjectStore& store = *deps_.store;
   const proto::ProgramObject& dst = *FindObject(p, step.dst());
@@ -349,14 +417,15 @@ absl::Status ProgramHandler::RunStep(Task& task, const proto::ProgramStep& step,
   spec.window = p.window();
   spec.dst = deps_.arena.Slice(hold->offset, dst.meta().size());
   spec.deadline = absl::FromUnixMillis(p.deadline_unix_ms());
-  spec.stop = &task.cancel;
+  spec.stop = &task.halt;
   spec.max_rate_Bps = deps_.max_pull_rate_Bps;
   spec.first_chunk = step.first_chunk();
   spec.end_chunk = step.end_chunk();
+  spec.on_all_issued = std::move(on_all_issued);
   std::unique_ptr<ReduceSink> sink;
   if (step.kind() == proto::ProgramStep::PULL_REDUCE) {
     ReduceSinkSpec rs{ns, dst.ref().key(), static_cast<ReduceOp>(p.op()), static_cast<DType>(p.dtype()), deps_.arena,
-                      hold->offset, dst.meta().size(), deps_.scratch, uint64_t{set} * kSetBytes, dst.chunk_size(),
+                      hold->offset, dst.meta().size(), deps_.scratch, slots, dst.chunk_size(),
                       p.window()};
     absl::StatusOr<std::unique_ptr<ReduceSink>> made = ReduceSink::Create(&store, rs);
     if (!made.ok()) {

@@ -5,7 +5,9 @@
 // Running a program, on the program executor:
 //   1. creates its objects as receiving copies (in order), each optionally initialised from a
 //      sealed local object (one memcpy) with a range of its chunks complete from the start;
-//   2. runs its steps in order, each to completion: PULL and PULL_REDUCE fetch a chunk range of
+//   2. runs its steps in order (a pull starting as the one before it has requested its last
+//      chunk, see Execute): PULL and
+//      PULL_REDUCE fetch a chunk range of
 //      a peer's object (the same key, size and chunking there) through the UCX fetch path, the
 //      latter into a ReduceSink that combines each chunk with the local bytes as it lands;
 //      COPY copies a chunk range between two local objects. Every chunk is marked in the store
@@ -77,7 +79,9 @@ class ProgramHandler {
 
   void Run(const std::shared_ptr<Task>& task, uint32_t set);
   absl::Status Execute(Task& task, uint32_t set, uint64_t* failed_peer);
-  absl::Status RunStep(Task& task, const proto::ProgramStep& step, uint32_t set);
+  // `slots`: the byte offset of the staging slots (in deps.scratch) a reducing step uses.
+  // `on_all_issued`: PullSpec's, for a pull step (null otherwise).
+  absl::Status RunStep(Task& task, const proto::ProgramStep& step, uint64_t slots, std::function<void()> on_all_issued);
   // Drops what `task` created: everything (`all`) or its scratch only.
   void DropCreated(Task& task, bool all);
   void Report(const proto::CollectiveProgram& program, const absl::Status& s, uint64_t failed_peer,
