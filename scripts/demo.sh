@@ -86,5 +86,27 @@ echo "hello from ferry" | ferry --socket "$RUN/n2.sock" put - demo/greeting
 ferry --socket "$RUN/n3.sock" get demo/greeting - 2>/dev/null
 ferry --socket "$RUN/n0.sock" ls demo/
 echo
+echo "== 4. allreduce (i32 sum, 4 MiB) on a static group of every node: a pipelined ring =="
+members=$(for i in $(seq 0 $((NODES - 1))); do printf 'n%d ' "$i"; done)
+ferry --socket "$RUN/n0.sock" group create demo-ring $members
+inputs=""
+for i in $(seq 0 $((NODES - 1))); do
+  python3 -c "import struct,sys; sys.stdout.buffer.write(struct.pack('<1048576i', *[$i * 1000 + j % 1000 for j in range(1048576)]))" > "$RUN/grad$i.bin"
+  ferry --socket "$RUN/n$i.sock" put "$RUN/grad$i.bin" demo/grad$i --dtype i32 > /dev/null
+  inputs="$inputs demo/grad$i"
+done
+ferry --socket "$RUN/n0.sock" group run allreduce demo-ring demo/grad-sum $inputs --dtype i32
+for i in $(seq 0 $((NODES - 1))); do
+  ferry --socket "$RUN/n$i.sock" get demo/grad-sum "$RUN/sum$i.bin" 2>/dev/null
+  python3 -c "
+import struct, sys
+got = struct.unpack('<1048576i', open('$RUN/sum$i.bin', 'rb').read())
+n = $NODES
+ok = all(v == 1000 * n * (n - 1) // 2 + n * (j % 1000) for j, v in enumerate(got))
+print('n$i: allreduce result', 'OK (every element)' if ok else 'WRONG')
+sys.exit(0 if ok else 1)" || fail=1
+done
+
+echo
 ferry --socket "$RUN/n0.sock" status
 [ $fail = 0 ] && echo "demo: all copies verified" || { echo "demo: VERIFICATION FAILED"; exit 1; }

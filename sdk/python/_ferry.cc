@@ -589,6 +589,95 @@ class PyClient {
     return out;
   }
 
+  static py::dict GroupToDict(const GroupInfo& g) {
+    py::list members;
+    for (const GroupMember& m : g.members) {
+      py::dict d;
+      d["rank"] = m.rank;
+      d["node"] = m.node;
+      d["node_id"] = m.node_id;
+      d["host"] = m.host;
+      members.append(std::move(d));
+    }
+    py::dict out;
+    out["name"] = g.name;
+    out["id"] = g.id;
+    out["members"] = members;
+    out["revoked"] = g.revoked;
+    out["revoked_why"] = g.revoked_why;
+    out["collectives"] = g.collectives;
+    return out;
+  }
+
+  py::dict CreateGroup(const std::string& name, const std::vector<std::string>& nodes) {
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<GroupInfo> g;
+    {
+      py::gil_scoped_release nogil;
+      g = c->CreateGroup(name, nodes);
+    }
+    return GroupToDict(Unwrap(std::move(g)));
+  }
+
+  py::dict DeleteGroup(const std::string& name) {
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<GroupInfo> g;
+    {
+      py::gil_scoped_release nogil;
+      g = c->DeleteGroup(name);
+    }
+    return GroupToDict(Unwrap(std::move(g)));
+  }
+
+  py::list ListGroups() {
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<std::vector<GroupInfo>> gs;
+    {
+      py::gil_scoped_release nogil;
+      gs = c->ListGroups();
+    }
+    py::list out;
+    for (const GroupInfo& g : Unwrap(std::move(gs))) out.append(GroupToDict(g));
+    return out;
+  }
+
+  // {"key", "namespace", "size", "dtype", "nodes", "seconds", "dynamic", "used" (ranks)}.
+  py::dict GroupCollective(const std::string& ns, const std::string& group, const std::string& kind,
+                           const std::vector<std::string>& keys, const std::string& result_key,
+                           const std::string& op_name, const std::string& dtype_name, uint32_t root,
+                           std::optional<double> timeout_s, bool fallback) {
+    std::optional<GroupOp> op = GroupOpFromName(kind);
+    if (!op.has_value()) {
+      Throw(absl::InvalidArgumentError(absl::StrCat(
+          "unknown group collective '", kind, "'; ferry's are allreduce, reduce-scatter, allgather, broadcast, reduce")));
+    }
+    Client::GroupCollectiveOptions o;
+    o.op = ParseReduceOp(op_name);
+    o.dtype = ParseDType(dtype_name);
+    o.root = root;
+    o.timeout = DurationFrom(timeout_s, "group collective timeout");
+    o.dynamic_fallback = fallback;
+    const std::vector<ObjectName> inputs = Names(ns, keys);
+    const ObjectName result = MakeName(ns, result_key);
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<GroupResult> done;
+    {
+      py::gil_scoped_release nogil;
+      done = c->GroupCollective(group, *op, inputs, result, o);
+    }
+    const GroupResult r = Unwrap(std::move(done));
+    py::dict out;
+    out["key"] = r.result.key;
+    out["namespace"] = r.result.ns;
+    out["size"] = r.meta.size;
+    out["dtype"] = DTypeName(r.meta.dtype);
+    out["nodes"] = r.nodes;
+    out["seconds"] = r.seconds;
+    out["dynamic"] = r.dynamic;
+    out["used"] = r.used;
+    return out;
+  }
+
   py::dict Status() {
     std::shared_ptr<Client> c = client();
     absl::StatusOr<NodeStatus> status;
@@ -774,6 +863,12 @@ PYBIND11_MODULE(_ferry, m) {
       .def("delete_batch", &PyClient::DeleteBatch, py::arg("namespace"), py::arg("keys"))
       .def("reduce", &PyClient::Reduce, py::arg("namespace"), py::arg("inputs"), py::arg("result"),
            py::arg("op"), py::arg("dtype"), py::arg("num_objects"), py::arg("timeout"), py::arg("all"))
+      .def("create_group", &PyClient::CreateGroup, py::arg("name"), py::arg("nodes"))
+      .def("delete_group", &PyClient::DeleteGroup, py::arg("name"))
+      .def("list_groups", &PyClient::ListGroups)
+      .def("group_collective", &PyClient::GroupCollective, py::arg("namespace"), py::arg("group"), py::arg("kind"),
+           py::arg("inputs"), py::arg("result"), py::arg("op"), py::arg("dtype"), py::arg("root"), py::arg("timeout"),
+           py::arg("fallback"))
       .def("status", &PyClient::Status)
       .def_property_readonly("namespace", [](const PyClient& c) {
         return c.client()->default_namespace();

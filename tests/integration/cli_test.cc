@@ -262,6 +262,53 @@ TEST_F(CliTest, ReduceAndAllReduceSumInputsOfTwoNodes) {
   EXPECT_THAT(exists.out, HasSubstr("already exists"));
 }
 
+// `ferry group`: create a group of nodes 0 and 1, list it, run an allreduce of two i32
+// inputs put through the CLI (every member holds the sum), refuse bad verbs and a duplicate
+// member, delete it.
+TEST_F(CliTest, GroupCreateListRunDelete) {
+  std::string a(8, '\0'), b(8, '\0');
+  const int32_t va[2] = {5, -7}, vb[2] = {100, 3};
+  std::memcpy(a.data(), va, 8);
+  std::memcpy(b.data(), vb, 8);
+  for (int node : {0, 1}) {
+    const std::string in = Dir() + "/group-in" + std::to_string(node);
+    WriteFile(in, node == 0 ? a : b);
+    ASSERT_EQ(Ferry({"put", in, "cli-test/g" + std::to_string(node), "--dtype", "i32"}, node).code, 0);
+  }
+  CliRun dup = Ferry({"group", "create", "cli-pair", "n0", "n0"});
+  EXPECT_EQ(dup.code, 2) << dup.out;
+  EXPECT_THAT(dup.out, HasSubstr("twice"));
+  CliRun made = Ferry({"--json", "group", "create", "cli-pair", "n0", "n1"});
+  ASSERT_EQ(made.code, 0) << made.out;
+  EXPECT_EQ(nlohmann::json::parse(made.out)["members"].size(), 2u) << made.out;
+  CliRun list = Ferry({"group", "list"});
+  ASSERT_EQ(list.code, 0) << list.out;
+  EXPECT_THAT(list.out, HasSubstr("group cli-pair (2 members"));
+  CliRun run = Ferry({"group", "run", "allreduce", "cli-pair", "cli-test/gsum", "cli-test/g0", "cli-test/g1",
+                      "--dtype", "i32"}, 1);
+  ASSERT_EQ(run.code, 0) << run.out;
+  EXPECT_THAT(run.out, HasSubstr("allreduce on group cli-pair"));
+  for (int node : {0, 1}) {
+    const std::string out = Dir() + "/group-out" + std::to_string(node);
+    ASSERT_EQ(Ferry({"get", "cli-test/gsum", out}, node).code, 0);
+    const std::string bytes = ReadFile(out);
+    ASSERT_EQ(bytes.size(), 8u);
+    int32_t got[2];
+    std::memcpy(got, bytes.data(), 8);
+    EXPECT_EQ(got[0], 105);
+    EXPECT_EQ(got[1], -4);
+  }
+  EXPECT_EQ(Ferry({"group", "run", "allsum", "cli-pair", "cli-test/x", "cli-test/g0", "cli-test/g1"}).code, 2);
+  CliRun absent = Ferry({"group", "run", "allreduce", "nobody", "cli-test/x", "cli-test/g0", "cli-test/g1",
+                         "--dtype", "i32"});
+  EXPECT_EQ(absent.code, 1) << absent.out;
+  EXPECT_THAT(absent.out, HasSubstr("no group named 'nobody'"));
+  CliRun del = Ferry({"group", "delete", "cli-pair"});
+  ASSERT_EQ(del.code, 0) << del.out;
+  EXPECT_THAT(del.out, HasSubstr("1 collective done"));
+  EXPECT_EQ(Ferry({"group", "delete", "cli-pair"}).code, 1);
+}
+
 // ---- get never destroys what it did not create ----------------------------------------
 
 // A regular target is replaced only on success: a write that fails (here the file size

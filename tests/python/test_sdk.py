@@ -499,3 +499,38 @@ def test_sync_weights_example_runs(cluster):
                          text=True, timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "verified" in out.stdout
+
+
+def test_group_allreduce_and_allgather_on_a_static_group(clients, key):
+    a, b, c = clients
+    name = f"pyg-{key[-8:]}"
+    g = a.create_group(name, ["n0", "n1", "n2"])
+    assert isinstance(g, ferry.Group) and [m.node for m in g.members] == ["n0", "n1", "n2"]
+    assert [m.rank for m in g.members] == [0, 1, 2] and not g.revoked
+    keys, arrays = _put_inputs(clients, key, n=60_000, seed=9)
+    r = b.group_collective(name, "allreduce", keys, f"{key}/gsum", timeout=WAIT)
+    assert isinstance(r, ferry.GroupResult) and r.nodes == ["n0", "n1", "n2"] and not r.dynamic
+    want = arrays[0] + arrays[1] + arrays[2]
+    for cl in clients:
+        obj = cl.get(r.key, timeout=0)
+        assert not obj.pulled   # each member holds its own copy
+        np.testing.assert_allclose(np.asarray(obj), want, rtol=1e-6)
+    ag = c.group_collective(name, "allgather", keys, f"{key}/gall", timeout=WAIT)
+    assert ag.size == 3 * arrays[0].nbytes
+    np.testing.assert_array_equal(np.asarray(a.get(ag.key, timeout=WAIT)), np.concatenate(arrays))
+    assert any(x.name == name and x.collectives == 2 for x in a.groups())
+
+    with pytest.raises(ferry.InvalidArgumentError, match="twice"):
+        a.create_group(f"{name}-dup", ["n0", "n0"])
+    with pytest.raises(ferry.AlreadyExistsError):
+        a.create_group(name, ["n0", "n1"])
+    with pytest.raises(ferry.InvalidArgumentError, match="2 inputs for 3"):
+        a.group_collective(name, "allreduce", keys[:2], f"{key}/short", timeout=WAIT)
+    with pytest.raises(ferry.InvalidArgumentError, match="unknown kind"):
+        a.group_collective(name, "allsum", keys, f"{key}/x", timeout=WAIT)
+    with pytest.raises(ferry.NotFoundError, match="no group named"):
+        a.group_collective("absent-group", "allreduce", keys, f"{key}/x", timeout=WAIT)
+    gone = a.delete_group(name)
+    assert gone.collectives == 2
+    with pytest.raises(ferry.NotFoundError):
+        a.delete_group(name)

@@ -52,6 +52,10 @@ __all__ = [
     "BatchResult",
     "BatchEntryError",
     "ReduceResult",
+    "Group",
+    "GroupMember",
+    "GroupResult",
+    "GROUP_COLLECTIVES",
     "DTYPES",
     "REDUCE_OPS",
 ] + errors.__all__
@@ -225,6 +229,51 @@ class ReduceResult:
     def ok(self) -> bool:
         """True if every participant of an allreduce holds the result (always, for reduce)."""
         return all(t.ok for t in self.copies)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupMember:
+    """A member of a static group: its rank, node name and id, and host."""
+    rank: int
+    node: str
+    node_id: int
+    host: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """A static group (:meth:`Client.create_group`): members in rank order; `revoked` (with
+    `revoked_why`) once a member died, for good."""
+    name: str
+    id: int
+    members: List[GroupMember]
+    revoked: bool
+    revoked_why: str
+    collectives: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupResult:
+    """What :meth:`Client.group_collective` built: the result object, the nodes that hold it
+    (rank order), and, if it fell back to a dynamic tree (`dynamic`), the ranks whose inputs are
+    in it (`used`)."""
+    key: str
+    namespace: str
+    size: int
+    dtype: str
+    nodes: List[str]
+    seconds: float
+    dynamic: bool
+    used: List[int]
+
+
+#: The collectives of :meth:`Client.group_collective`.
+GROUP_COLLECTIVES = ("allreduce", "reduce-scatter", "allgather", "broadcast", "reduce")
+
+
+def _group(d) -> Group:
+    return Group(name=d["name"], id=d["id"], members=[GroupMember(**m) for m in d["members"]],
+                 revoked=d["revoked"], revoked_why=d["revoked_why"], collectives=d["collectives"])
 
 
 @dataclasses.dataclass
@@ -460,6 +509,61 @@ class Client:
             key=r["key"], namespace=r["namespace"], size=r["size"], dtype=r["dtype"],
             count=r["count"], root_node=r["root_node"], used=[inputs[i] for i in r["used"]],
             copies=[BroadcastTarget(**t) for t in r["copies"]], seconds=r["seconds"])
+
+    # ---- static groups -------------------------------------------------------------------
+
+    def create_group(self, name: str, nodes: Sequence[str]) -> Group:
+        """Fixes `nodes` (names of live nodes, at least two, distinct) as static group `name`,
+        with ranks (members on one host adjacent). Raises InvalidArgumentError (bad name,
+        duplicates), NotFoundError (unknown node), FailedPreconditionError (a dead one),
+        AlreadyExistsError (the name is in use)."""
+        if isinstance(nodes, str):
+            raise TypeError("create_group: nodes must be a sequence of node names, not one name")
+        return _group(self._native.create_group(name, list(nodes)))
+
+    def delete_group(self, name: str) -> Group:
+        """Forgets group `name` (revoked or not) and returns it as it was."""
+        return _group(self._native.delete_group(name))
+
+    def groups(self) -> List[Group]:
+        """Every static group the coordinator holds."""
+        return [_group(d) for d in self._native.list_groups()]
+
+    def group_collective(self, group: str, kind: str, inputs: Sequence[str], result: str,
+                         op: str = "sum", dtype=None, root: int = 0,
+                         timeout: Optional[float] = 60.0, fallback: bool = False,
+                         namespace: Optional[str] = None) -> GroupResult:
+        """Runs `kind` (allreduce, reduce-scatter, allgather, broadcast, reduce) on static group
+        `group` as a pipelined ring: `inputs[r]` (keys in rank order, each already put on
+        member r; broadcast: the root's alone) into a new object `result` on the ranks that get
+        one. `dtype` defaults to the first input's. With `fallback`, an allreduce on a group
+        that lost a member runs on a dynamic tree over the survivors' inputs
+        (``GroupResult.dynamic``, ``used``). Raises as the C++ SDK's GroupCollective:
+        UnavailableError naming a member that died (the group is then revoked),
+        FailedPreconditionError for a revoked group, InvalidArgumentError for mismatched
+        inputs."""
+        if isinstance(inputs, (str, bytes)):
+            raise TypeError("group_collective: inputs must be a sequence of keys, not one key")
+        inputs = list(inputs)
+        if not isinstance(kind, str) or kind.lower() not in GROUP_COLLECTIVES:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT",
+                f"group_collective: unknown kind {kind!r}; ferry's are {', '.join(GROUP_COLLECTIVES)}")
+        if not isinstance(op, str) or op.lower() not in REDUCE_OPS:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT",
+                f"group_collective: unknown op {op!r}; ferry's ops are {', '.join(REDUCE_OPS)}")
+        if isinstance(root, bool) or not isinstance(root, int) or root < 0:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT", f"group_collective: root must be a rank (int >= 0), not {root!r}")
+        ns = self._ns(namespace)
+        name = (self._input_dtype("group_collective", inputs, ns) if dtype is None
+                else _dtype_name(None, dtype))
+        r = self._native.group_collective(ns, group, kind.lower(), inputs, result, op.lower(), name,
+                                          root, timeout, bool(fallback))
+        return GroupResult(key=r["key"], namespace=r["namespace"], size=r["size"],
+                           dtype=r["dtype"], nodes=list(r["nodes"]), seconds=r["seconds"],
+                           dynamic=r["dynamic"], used=list(r["used"]))
 
     def _input_dtype(self, what, inputs, ns) -> str:
         """The dtype of the first input, read from the cluster directory."""
