@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 
 namespace ferry {
 namespace {
@@ -69,6 +70,21 @@ const ReduceOpEntry* Find(ReduceOp op) {
 
 bool IsValidDType(DType dtype) { return Find(dtype) != nullptr; }
 bool IsValidReduceOp(ReduceOp op) { return Find(op) != nullptr; }
+
+absl::Status CheckReduceArithmetic(int64_t op, int64_t dtype) {
+  if (op < 1 || op > kMaxReduceOp || !IsValidReduceOp(static_cast<ReduceOp>(op))) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown op ", op));
+  }
+  if (dtype < 0 || dtype >= static_cast<int64_t>(kNumDTypes) || !IsValidDType(static_cast<DType>(dtype))) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown dtype ", dtype));
+  }
+  const auto o = static_cast<ReduceOp>(op);
+  const auto d = static_cast<DType>(dtype);
+  if (!DTypeSupports(d, o)) {
+    return absl::InvalidArgumentError(absl::StrCat("op ", ReduceOpName(o), " is not defined on dtype ", DTypeName(d)));
+  }
+  return absl::OkStatus();
+}
 
 bool DTypeSupports(DType dtype, ReduceOp op) {
   const DTypeEntry* e = Find(dtype);

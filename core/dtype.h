@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "ferry/object.h"
 
 namespace ferry {
@@ -21,6 +23,11 @@ bool IsValidReduceOp(ReduceOp op);
 // Whether `op` is defined on `dtype`: every op on every numeric type; none on kBytes (raw
 // bytes have no arithmetic).
 bool DTypeSupports(DType dtype, ReduceOp op);
+
+// Whether `op` and `dtype` as read from the wire (any integer; the proto enums) name an op and
+// a dtype it is defined on, checked before any cast to the uint8_t enums. INVALID_ARGUMENT
+// "unknown op N", "unknown dtype N" or "op sum is not defined on dtype bytes"; else OK.
+[[nodiscard]] absl::Status CheckReduceArithmetic(int64_t op, int64_t dtype);
 
 // "sum", "prod", "min", "max" ("?" outside the enum).
 const char* ReduceOpName(ReduceOp op);

@@ -58,13 +58,7 @@ absl::Status ValidateGroupCollective(const proto::GroupCollectiveRequest& req, i
     if (!keys.insert(in.key()).second) return bad("input ", RefName(in), " is named twice");
   }
   if (Reducing(req.kind())) {
-    const auto op = static_cast<ReduceOp>(req.op());
-    const auto dtype = static_cast<DType>(req.dtype());
-    if (req.op() < 1 || req.op() > kMaxReduceOp || !IsValidReduceOp(op)) return bad("unknown op ", req.op());
-    if (req.dtype() < 0 || req.dtype() >= static_cast<int>(kNumDTypes) || !IsValidDType(dtype)) {
-      return bad("unknown dtype ", req.dtype());
-    }
-    if (!DTypeSupports(dtype, op)) return bad("op ", req.op(), " has no arithmetic on dtype ", DTypeName(dtype));
+    if (absl::Status s = CheckReduceArithmetic(req.op(), req.dtype()); !s.ok()) return bad(s.message());
   }
   return absl::OkStatus();
 }
@@ -257,9 +251,8 @@ void GroupCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
       for (int r = 0; r < group_.members_size(); ++r) {
         if (!reported_[r]) absl::StrAppend(&waiting, waiting.empty() ? "" : ", ", MemberName(r));
       }
-      status_ = absl::DeadlineExceededError(absl::StrCat("group ", KindName(req_.kind()), " on '", group_.name(),
-                                                         "' did not finish within its deadline; still running on ",
-                                                         waiting));
+      status_ = absl::DeadlineExceededError(
+          absl::StrCat(What(), " did not finish within its deadline; still running on ", waiting));
     }
     return;
   }

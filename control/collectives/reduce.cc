@@ -41,18 +41,8 @@ absl::Status ValidateReduceRequest(const proto::ReduceRequest& req) {
     return absl::InvalidArgumentError(absl::StrCat("reduce: num_objects ", req.num_objects(), " is out of range: ",
                                                    req.inputs_size(), " inputs (0 means all)"));
   }
-  const auto op = static_cast<ReduceOp>(req.op());
-  const auto dtype = static_cast<DType>(req.dtype());
-  // The wire values are checked before the casts (a value past the enums' uint8_t would wrap).
-  if (req.op() < 1 || req.op() > kMaxReduceOp || !IsValidReduceOp(op)) {
-    return absl::InvalidArgumentError(absl::StrCat("reduce: unknown op ", req.op()));
-  }
-  if (req.dtype() < 0 || req.dtype() >= static_cast<int>(kNumDTypes) || !IsValidDType(dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat("reduce: unknown dtype ", req.dtype()));
-  }
-  if (!DTypeSupports(dtype, op)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("reduce: op ", ReduceOpName(op), " is not defined on dtype ", DTypeName(dtype)));
+  if (absl::Status s = CheckReduceArithmetic(req.op(), req.dtype()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("reduce: ", s.message()));
   }
   return absl::OkStatus();
 }

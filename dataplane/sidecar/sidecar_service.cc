@@ -407,11 +407,9 @@ grpc::Status SidecarService::AllReduce(grpc::ServerContext*, const proto::Sideca
   return RunReduce(req, /*all=*/true, reply);
 }
 
-// Passed through; the coordinator validates it and names the problem.
+// Passed through; the coordinator validates it, names the problem and defaults the timeout.
 grpc::Status SidecarService::Group(grpc::ServerContext*, const proto::GroupRequest* req, proto::GroupReply* reply) {
-  proto::GroupRequest r = *req;
-  if (r.has_collective() && r.collective().timeout_ms() == 0) r.mutable_collective()->set_timeout_ms(60000);
-  absl::StatusOr<proto::GroupReply> out = node_->Group(r);
+  absl::StatusOr<proto::GroupReply> out = node_->Group(*req);
   if (!out.ok()) return ToGrpc(out.status());
   *reply = std::move(*out);
   return grpc::Status::OK;

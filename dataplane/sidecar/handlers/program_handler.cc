@@ -79,7 +79,6 @@ absl::Status ProgramHandler::Check(const proto::CollectiveProgram& p) {
     }
   }
   const auto dtype = static_cast<DType>(p.dtype());
-  const auto op = static_cast<ReduceOp>(p.op());
   for (const proto::ProgramStep& s : p.steps()) {
     const proto::ProgramObject* dst = FindObject(p, s.dst());
     if (dst == nullptr) return bad("a step writes ", Name(s.dst()), ", not an object of the program");
@@ -96,8 +95,7 @@ absl::Status ProgramHandler::Check(const proto::CollectiveProgram& p) {
         if (!peers.contains(s.peer())) return bad("a step pulls from node ", s.peer(), ", not a peer of the program");
         if (s.src().ns() != s.dst().ns()) return bad("a pull across namespaces");
         if (s.kind() == proto::ProgramStep::PULL_REDUCE) {
-          if (p.dtype() < 0 || p.dtype() >= static_cast<int>(kNumDTypes) || p.op() < 1 || p.op() > kMaxReduceOp ||
-              !IsValidDType(dtype) || !IsValidReduceOp(op) || !DTypeSupports(dtype, op)) {
+          if (!CheckReduceArithmetic(p.op(), p.dtype()).ok()) {
             return bad("no arithmetic for op ", p.op(), " on dtype ", p.dtype());
           }
           const uint64_t width = DTypeSize(dtype);

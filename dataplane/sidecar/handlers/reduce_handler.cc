@@ -43,12 +43,10 @@ absl::Status Check(const proto::ReducePosition& pos) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", pos.children_size(), " children, at most ",
                                                    ReduceHandler::kMaxChildren));
   }
-  const auto dtype = static_cast<DType>(pos.dtype());
-  const auto op = static_cast<ReduceOp>(pos.op());
-  if (pos.dtype() < 0 || pos.dtype() >= static_cast<int>(kNumDTypes) || pos.op() < 1 || pos.op() > kMaxReduceOp ||
-      !IsValidDType(dtype) || !IsValidReduceOp(op) || !DTypeSupports(dtype, op)) {
+  if (!CheckReduceArithmetic(pos.op(), pos.dtype()).ok()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": no arithmetic for op ", pos.op(), " on dtype ", pos.dtype()));
   }
+  const auto dtype = static_cast<DType>(pos.dtype());
   const uint64_t width = DTypeSize(dtype);
   if (pos.meta().size() == 0 || pos.meta().size() % width != 0 || pos.chunk_size() == 0 ||
       pos.chunk_size() % width != 0 || uint64_t{pos.chunk_size()} * ReduceHandler::kMaxChildren > ReduceHandler::kSetBytes) {
