@@ -2,12 +2,13 @@
 // failed, 2 usage or invalid input, 3 ferryd unreachable), its messages, per-verb defaults,
 // and that `get` never destroys what it did not create when writing fails.
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -357,17 +358,27 @@ TEST_F(CliTest, FailedWriteToAFifoLeavesTheFifo) {
   PutBytes("cli-test/fifo", std::string(3 << 20, 'F'));
   const std::string fifo = Dir() + "/out.fifo";
   ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
-  std::thread reader([&fifo] {
-    const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
-    if (fd < 0) return;
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 60000) > 0) {
+  // The reader opens blocking, so it holds the fifo until ferry has opened it and written
+  // (a reader that gave up first would leave ferry's open(O_WRONLY) waiting forever: poll on
+  // a fifo nobody has opened for writing may report POLLHUP at once on some kernels).
+  std::atomic<bool> reader_done{false};
+  std::thread reader([&fifo, &reader_done] {
+    const int fd = open(fifo.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
       char c;
-      (void)!read(fd, &c, 1);
+      (void)!read(fd, &c, 1);  // the first byte, or end of file if the writer never wrote
+      close(fd);               // the writer now gets EPIPE
     }
-    close(fd);  // the writer now gets EPIPE
+    reader_done = true;
   });
   CliRun r = Ferry({"get", "cli-test/fifo", fifo}, 1, "trap '' PIPE;");
+  // If ferry ended without opening the fifo, the reader still waits in open: release it
+  // (bounded: 10 s).
+  for (int i = 0; i < 200 && !reader_done; ++i) {
+    const int release = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (release >= 0) close(release);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   reader.join();
   EXPECT_EQ(r.code, 1) << r.out;
   struct stat st = {};
