@@ -116,6 +116,12 @@ int main(int argc, char** argv) {
   ferry::control::placement::PlacementService placement(placement_options);
   service.coordinator().SetMembershipListener(
       [&placement](const ferry::proto::NodeInfo& node, bool alive) { placement.OnMembership(node, alive); });
+  // Static groups made from a gang grant; revoked when their lease ends.
+  service.coordinator().SetLeaseNodes(
+      [&placement](uint64_t lease, const std::string& holder) { return placement.LeaseNodes(lease, holder); });
+  placement.SetLeaseEndListener([&service](uint64_t lease, const std::string& why) {
+    service.coordinator().OnLeaseEnded(lease, why);
+  });
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
   builder.RegisterService(&placement);

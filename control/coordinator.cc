@@ -657,16 +657,65 @@ std::shared_ptr<Waiter> Coordinator::Reduce(const proto::ReduceRequest* req, pro
       [reply](Collective& op) { *reply = std::move(static_cast<ReduceCollective&>(op).reply()); }, /*wait=*/true);
 }
 
+absl::StatusOr<proto::CreateGroupRequest> Coordinator::ResolveGroupLease(const proto::CreateGroupRequest& req) const {
+  if (req.lease_id() == 0) {
+    if (!req.lease_holder().empty()) return absl::InvalidArgumentError("a lease holder without a lease id");
+    return req;
+  }
+  if (req.node_ids_size() > 0 || req.node_names_size() > 0) {
+    return absl::InvalidArgumentError("name the group's members or the lease they come from, not both");
+  }
+  if (req.lease_holder().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("lease ", req.lease_id(), ": the holder is missing"));
+  }
+  if (!lease_nodes_) {
+    return absl::FailedPreconditionError("this coordinator has no placement service to resolve leases");
+  }
+  absl::StatusOr<std::vector<NodeId>> nodes = lease_nodes_(req.lease_id(), req.lease_holder());
+  if (!nodes.ok()) return nodes.status();
+  if (nodes->size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("lease ", req.lease_id(), " has its bundles on ", nodes->size(),
+                                                   " node; a group needs at least 2 (acquire with different_nodes)"));
+  }
+  proto::CreateGroupRequest out = req;
+  for (NodeId n : *nodes) out.add_node_ids(n);
+  return out;
+}
+
+void Coordinator::OnLeaseEnded(uint64_t lease, const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& group : groups_.OnLeaseEnded(lease, why)) {
+    spdlog::warn("group '{}' revoked: {}", group, why);
+  }
+}
+
 absl::Status Coordinator::GroupAdmin(const proto::GroupRequest& req, proto::GroupReply* reply) {
+  if (req.verb_case() == proto::GroupRequest::kCreate) {
+    absl::StatusOr<proto::CreateGroupRequest> create = ResolveGroupLease(req.create());
+    if (!create.ok()) return create.status();
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<proto::GroupInfo> g = groups_.Create(*create, cluster_);
+      if (!g.ok()) return g.status();
+      spdlog::info("group '{}' created with {} members{}", g->name(), g->members_size(),
+                   g->lease_id() != 0 ? absl::StrCat(" from lease ", g->lease_id()) : "");
+      *reply->mutable_create() = std::move(*g);
+    }
+    // A lease that ended between the lookup and the insert was not seen by OnLeaseEnded: look
+    // again, now that the group is filed.
+    if (create->lease_id() != 0) {
+      if (absl::StatusOr<std::vector<NodeId>> again = lease_nodes_(create->lease_id(), create->lease_holder());
+          !again.ok()) {
+        OnLeaseEnded(create->lease_id(), std::string(again.status().message()));
+        reply->mutable_create()->set_revoked(true);
+        reply->mutable_create()->set_revoked_why(
+            absl::StrCat("the lease it was made from ended: ", again.status().message()));
+      }
+    }
+    return absl::OkStatus();
+  }
   absl::MutexLock lock(&mu_);
   switch (req.verb_case()) {
-    case proto::GroupRequest::kCreate: {
-      absl::StatusOr<proto::GroupInfo> g = groups_.Create(req.create(), cluster_);
-      if (!g.ok()) return g.status();
-      spdlog::info("group '{}' created with {} members", g->name(), g->members_size());
-      *reply->mutable_create() = std::move(*g);
-      return absl::OkStatus();
-    }
     case proto::GroupRequest::kRemove: {
       absl::StatusOr<proto::GroupInfo> g = groups_.Remove(req.remove().name());
       if (!g.ok()) return g.status();

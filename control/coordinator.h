@@ -127,7 +127,17 @@ class Coordinator final : public SessionHost {
   using MembershipListener = std::function<void(const proto::NodeInfo&, bool alive)>;
   void SetMembershipListener(MembershipListener listener) { membership_listener_ = std::move(listener); }
 
+  // Groups made from a gang grant (CreateGroupRequest.lease_id): `LeaseNodes` gives the distinct
+  // nodes of a lease's bundles in bundle order (PlacementService::LeaseNodes), called outside
+  // mu_. Set before the service serves. Without it such a create is FAILED_PRECONDITION.
+  using LeaseNodes = std::function<absl::StatusOr<std::vector<NodeId>>(uint64_t lease, const std::string& holder)>;
+  void SetLeaseNodes(LeaseNodes fn) { lease_nodes_ = std::move(fn); }
+  // A placement lease ended (released, expired, lost): the groups made from it are revoked.
+  void OnLeaseEnded(uint64_t lease, const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
+  // CreateGroupRequest.lease_id resolved to node ids (outside mu_).
+  [[nodiscard]] absl::StatusOr<proto::CreateGroupRequest> ResolveGroupLease(const proto::CreateGroupRequest& req) const;
   // What a locked section leaves for after the unlock.
   struct After {
     Outbox out;
@@ -185,6 +195,7 @@ class Coordinator final : public SessionHost {
   std::atomic<uint64_t> acquires_{0}, transfers_completed_{0}, sender_failures_{0}, nodes_died_{0};
   std::thread timer_;
   MembershipListener membership_listener_;
+  LeaseNodes lease_nodes_;
 };
 
 }  // namespace ferry::control

@@ -522,23 +522,33 @@ absl::StatusOr<std::vector<absl::Status>> Client::DeleteBatch(std::span<const Ob
 
 absl::StatusOr<ReduceResult> Client::Reduce(std::span<const ObjectName> inputs, const ObjectName& result,
                                             ReduceOp op, DType dtype, uint32_t num_objects, absl::Duration timeout) {
-  return RunReduce(inputs, result, op, dtype, num_objects, timeout, /*all=*/false);
+  return RunReduce(inputs, result, op, dtype, ReduceOptions{num_objects, timeout, ""}, /*all=*/false);
 }
 
 absl::StatusOr<ReduceResult> Client::AllReduce(std::span<const ObjectName> inputs, const ObjectName& result,
                                                ReduceOp op, DType dtype, uint32_t num_objects,
                                                absl::Duration timeout) {
-  return RunReduce(inputs, result, op, dtype, num_objects, timeout, /*all=*/true);
+  return RunReduce(inputs, result, op, dtype, ReduceOptions{num_objects, timeout, ""}, /*all=*/true);
+}
+
+absl::StatusOr<ReduceResult> Client::Reduce(std::span<const ObjectName> inputs, const ObjectName& result,
+                                            ReduceOp op, DType dtype, const ReduceOptions& options) {
+  return RunReduce(inputs, result, op, dtype, options, /*all=*/false);
+}
+
+absl::StatusOr<ReduceResult> Client::AllReduce(std::span<const ObjectName> inputs, const ObjectName& result,
+                                               ReduceOp op, DType dtype, const ReduceOptions& options) {
+  return RunReduce(inputs, result, op, dtype, options, /*all=*/true);
 }
 
 absl::StatusOr<ReduceResult> Client::RunReduce(std::span<const ObjectName> inputs, const ObjectName& result,
-                                               ReduceOp op, DType dtype, uint32_t num_objects, absl::Duration timeout,
-                                               bool all) {
-  // Names are checked here; the rest (sizes, duplicates, op and dtype) by the coordinator.
+                                               ReduceOp op, DType dtype, const ReduceOptions& options, bool all) {
+  // Names are checked here; the rest (sizes, duplicates, op and dtype, the root) by ferryd and
+  // the coordinator.
   std::vector<ObjectName> resolved(inputs.begin(), inputs.end());
   ObjectName out = result;
   FERRY_RETURN_IF_ERROR(ResolveCollectiveNames(default_namespace(), out, resolved));
-  return impl_->Reduce(resolved, out, op, dtype, num_objects, timeout, all);
+  return impl_->Reduce(resolved, out, op, dtype, options.num_objects, options.timeout, all, options.root);
 }
 
 const char* GroupOpName(GroupOp op) {
@@ -565,6 +575,18 @@ absl::StatusOr<GroupInfo> Client::CreateGroup(const std::string& name, std::span
   req.mutable_create()->set_name(name);
   for (const std::string& n : nodes) req.mutable_create()->add_node_names(n);
   FERRY_ASSIGN_OR_RETURN(proto::GroupReply reply, impl_->Group(req, absl::ZeroDuration(), "CreateGroup", name));
+  return sdk::GroupFromProto(reply.create());
+}
+
+absl::StatusOr<GroupInfo> Client::CreateGroupFromLease(const std::string& name, uint64_t lease_id,
+                                                       const std::string& holder) {
+  if (lease_id == 0) return absl::InvalidArgumentError("CreateGroupFromLease: lease id 0 (no lease)");
+  proto::GroupRequest req;
+  req.mutable_create()->set_name(name);
+  req.mutable_create()->set_lease_id(lease_id);
+  req.mutable_create()->set_lease_holder(holder);
+  FERRY_ASSIGN_OR_RETURN(proto::GroupReply reply,
+                         impl_->Group(req, absl::ZeroDuration(), "CreateGroup", absl::StrCat(name, " from lease ", lease_id)));
   return sdk::GroupFromProto(reply.create());
 }
 

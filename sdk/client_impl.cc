@@ -391,8 +391,9 @@ absl::StatusOr<BatchBroadcastResult> ClientImpl::BroadcastBatch(const std::vecto
 
 absl::StatusOr<ReduceResult> ClientImpl::Reduce(const std::vector<ObjectName>& inputs, const ObjectName& result,
                                                 ReduceOp op, DType dtype, uint32_t num_objects,
-                                                absl::Duration timeout, bool all) {
+                                                absl::Duration timeout, bool all, const std::string& root) {
   proto::SidecarReduceRequest req;
+  req.set_root(root);
   for (const ObjectName& in : inputs) sdk::NameToProto(in, req.add_inputs());
   sdk::NameToProto(result, req.mutable_result());
   req.set_num_objects(num_objects);

@@ -76,7 +76,7 @@ class ClientImpl {
   absl::StatusOr<BatchBroadcastResult> BroadcastBatch(const std::vector<ObjectName>& names,
                                                       const std::vector<std::string>& nodes, absl::Duration timeout);
   absl::StatusOr<ReduceResult> Reduce(const std::vector<ObjectName>& inputs, const ObjectName& result, ReduceOp op,
-                                      DType dtype, uint32_t num_objects, absl::Duration timeout, bool all);
+                                      DType dtype, uint32_t num_objects, absl::Duration timeout, bool all, const std::string& root);
   absl::StatusOr<BroadcastResult> Broadcast(const ObjectName& name,
                                             const std::vector<std::string>& nodes,
                                             absl::Duration timeout);

@@ -162,6 +162,7 @@ GroupInfo GroupFromProto(const proto::GroupInfo& g) {
   out.revoked = g.revoked();
   out.revoked_why = g.revoked_why();
   out.collectives = g.collectives();
+  out.lease_id = g.lease_id();
   return out;
 }
 

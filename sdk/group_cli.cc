@@ -20,14 +20,16 @@ json GroupJson(const GroupInfo& g) {
     members.push_back(json{{"rank", m.rank}, {"node", m.node}, {"node_id", m.node_id}, {"host", m.host}});
   }
   return json{{"name", g.name},       {"id", g.id},         {"members", members},
-              {"revoked", g.revoked}, {"why", g.revoked_why}, {"collectives", g.collectives}};
+              {"revoked", g.revoked}, {"why", g.revoked_why}, {"collectives", g.collectives},
+              {"lease", g.lease_id}};
 }
 
 void PrintGroup(const GroupInfo& g) {
   std::vector<std::vector<std::string>> rows;
   for (const GroupMember& m : g.members) rows.push_back({absl::StrCat(m.rank), m.node, m.host});
   std::cout << "group " << g.name << " (" << Plural(g.members.size(), "member") << ", "
-            << Plural(g.collectives, "collective") << " done)"
+            << Plural(g.collectives, "collective") << " done"
+            << (g.lease_id != 0 ? absl::StrCat(", from lease ", g.lease_id) : "") << ")"
             << (g.revoked ? absl::StrCat(": REVOKED, ", g.revoked_why) : "") << "\n"
             << FormatTable({"RANK", "NODE", "HOST"}, rows);
 }
@@ -37,9 +39,12 @@ void PrintGroup(const GroupInfo& g) {
 void AddGroupCommands(CLI::App& app, GroupFlags& f) {
   CLI::App* group = app.add_subcommand("group", "static groups: fixed members and ranks, ring collectives");
   group->require_subcommand(1);
-  CLI::App* create = group->add_subcommand("create", "make group NAME of NODES (ranks: members of a host adjacent)");
+  CLI::App* create = group->add_subcommand(
+      "create", "make group NAME of NODES, or of the nodes of a placement lease (ranks: members of a host adjacent)");
   create->add_option("NAME", f.name, "group name")->required();
-  create->add_option("NODES", f.nodes, "member node names, at least two")->required();
+  create->add_option("NODES", f.nodes, "member node names, at least two");
+  create->add_option("--lease", f.lease, "instead of NODES: the nodes of this lease (revoked when it ends)");
+  create->add_option("--holder", f.holder, "the lease's holder")->envname("FERRY_HOLDER");
   CLI::App* del = group->add_subcommand("delete", "forget group NAME (revoked or not)");
   del->add_option("NAME", f.name, "group name")->required();
   group->add_subcommand("list", "every group, with its members and whether it is revoked");
@@ -64,8 +69,16 @@ absl::Status RunGroupCommand(const CLI::App& app, const GroupFlags& f, const std
   const CLI::App* group = app.get_subcommand("group");
   if (group->got_subcommand("create") || group->got_subcommand("delete")) {
     const bool create = group->got_subcommand("create");
+    if (create && f.nodes.empty() == (f.lease == 0)) {
+      return absl::InvalidArgumentError("group create: give member NODES or --lease, one of the two");
+    }
+    if (create && f.lease != 0 && f.holder.empty()) {
+      return absl::InvalidArgumentError("group create --lease: --holder (or FERRY_HOLDER) is needed");
+    }
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, connect());
-    FERRY_ASSIGN_OR_RETURN(GroupInfo g, create ? client->CreateGroup(f.name, f.nodes) : client->DeleteGroup(f.name));
+    FERRY_ASSIGN_OR_RETURN(GroupInfo g, !create         ? client->DeleteGroup(f.name)
+                                        : f.lease != 0 ? client->CreateGroupFromLease(f.name, f.lease, f.holder)
+                                                       : client->CreateGroup(f.name, f.nodes));
     if (json_out) {
       std::cout << DumpJson(GroupJson(g)) << "\n";
     } else {

@@ -18,6 +18,8 @@ namespace ferry::cli {
 struct GroupFlags {
   std::string name;
   std::vector<std::string> nodes;    // create: member node names
+  uint64_t lease = 0;                // create: ... or the nodes of this placement lease
+  std::string holder;                // of the lease
   std::string kind;                  // run: allreduce, reduce-scatter, allgather, broadcast, reduce
   std::string result;
   std::vector<std::string> inputs;   // run: keys in rank order, in the namespace of --ns

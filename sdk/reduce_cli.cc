@@ -22,6 +22,7 @@ void AddVerb(CLI::App& app, const char* name, const char* what, ReduceFlags& f) 
   cmd->add_option("--dtype", f.dtype, "element type: f32, f64, f16, bf16, i32, i64, u8")->capture_default_str();
   cmd->add_option("--num-objects,-k", f.num_objects, "reduce the first K inputs ready (0: all)")->capture_default_str();
   cmd->add_option("--timeout", f.timeout, "give up after this long (30s, 500ms, 2m)")->capture_default_str();
+  cmd->add_option("--root", f.root, "build the result on this node (name or id; it must hold an input)");
 }
 
 }  // namespace
@@ -45,8 +46,9 @@ absl::Status RunReduceCommand(const CLI::App& app, const ReduceFlags& f, const s
   for (const std::string& key : f.inputs) inputs.push_back(ObjectName{ns, key});
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, connect());
   const ObjectName result{ns, f.result};
-  absl::StatusOr<ReduceResult> r = all ? client->AllReduce(inputs, result, *op, *dtype, f.num_objects, timeout)
-                                       : client->Reduce(inputs, result, *op, *dtype, f.num_objects, timeout);
+  const Client::ReduceOptions options{f.num_objects, timeout, f.root};
+  absl::StatusOr<ReduceResult> r = all ? client->AllReduce(inputs, result, *op, *dtype, options)
+                                       : client->Reduce(inputs, result, *op, *dtype, options);
   if (!r.ok()) return r.status();
   std::vector<std::string> used;
   for (uint32_t i : r->used) used.push_back(f.inputs[i]);

@@ -21,6 +21,7 @@ struct ReduceFlags {
   std::string dtype = "f32";
   uint32_t num_objects = 0;          // 0: every input
   std::string timeout = "60s";
+  std::string root;                  // the node that builds the result; empty: the planner's choice
 };
 
 void AddReduceCommands(CLI::App& app, ReduceFlags& f);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "control/cluster/locality.h"
 #include "control/collectives/broadcast.h"
 #include "core/names.h"
 #include "spdlog/spdlog.h"
@@ -60,7 +61,11 @@ absl::StatusOr<Instructions> BatchBroadcastCollective::Start(CollectiveContext& 
   }
   SeedGroups(ctx);
   for (size_t g = 0; g < groups_.size(); ++g) {
-    for (auto& [node, t] : groups_[g].targets) {
+    // Rack by rack from the group's source (control/cluster/locality.h).
+    std::vector<NodeId> order;
+    for (const auto& [node, t] : groups_[g].targets) order.push_back(node);
+    order = OrderByLocality(order, groups_[g].source, [&ctx](NodeId n) { return ctx.cluster.Info(n); });
+    for (NodeId node : order) {
       Instructions more = Instruct(ctx, g, node, /*initial=*/true);
       out.insert(out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
@@ -159,8 +164,9 @@ Instructions BatchBroadcastCollective::Instruct(CollectiveContext& ctx, size_t g
   absl::flat_hash_set<NodeId> exclude;
   // A seeded group grows the chain in flight; the source stays a fallback (re-attachment).
   if (initial && group.seed != 0) exclude.insert(group.source);
-  absl::StatusOr<NodeId> sender = group.planner.Attach(node, exclude);
-  if (!sender.ok() && initial && group.seed != 0) sender = group.planner.Attach(node);
+  const SenderDistance distance = DistanceFrom(ctx.cluster, node);
+  absl::StatusOr<NodeId> sender = group.planner.Attach(node, exclude, distance);
+  if (!sender.ok() && initial && group.seed != 0) sender = group.planner.Attach(node, {}, distance);
   if (!sender.ok()) {
     if (sender.status().code() == absl::StatusCode::kUnavailable) return {};   // waits for a free copy
     for (uint32_t i : t.missing) {

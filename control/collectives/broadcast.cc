@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "control/cluster/locality.h"
 
 namespace ferry::control {
 
@@ -26,12 +27,16 @@ void FillSourceReply(const ClusterView& cluster, AcquireResult r, proto::Acquire
   }
 }
 
+SenderDistance DistanceFrom(const ClusterView& cluster, NodeId receiver) {
+  return [&cluster, to = cluster.Info(receiver)](NodeId sender) { return LocalityDistance(to, cluster.Info(sender)); };
+}
+
 absl::Status AttachReceiver(CollectiveContext& ctx, NodeId receiver, const proto::ObjectRef& ref,
                             const absl::flat_hash_set<NodeId>& exclude, proto::AcquireSourceReply* reply) {
   if (!ctx.cluster.Alive(receiver)) {
     return absl::FailedPreconditionError(absl::StrCat("receiver node ", receiver, " is not registered"));
   }
-  absl::StatusOr<AcquireResult> r = ctx.directory.Acquire(receiver, ref, exclude);
+  absl::StatusOr<AcquireResult> r = ctx.directory.Acquire(receiver, ref, exclude, DistanceFrom(ctx.cluster, receiver));
   if (!r.ok()) return r.status();
   FillSourceReply(ctx.cluster, *std::move(r), reply);
   return absl::OkStatus();
@@ -75,7 +80,15 @@ absl::StatusOr<Instructions> BroadcastCollective::Start(CollectiveContext& ctx) 
   if (!located.ok()) return located.status();
   absl::StatusOr<std::vector<NodeId>> targets = BroadcastTargets(ctx.cluster, req_.node_ids());
   if (!targets.ok()) return targets.status();
-  targets_ = *std::move(targets);
+  // Rack by rack from the first holder's, so that each rack is entered over the spine once.
+  NodeId source = 0;
+  for (const proto::CopyInfo& c : located->copies()) {
+    if (c.complete()) {
+      source = c.node_id();
+      break;
+    }
+  }
+  targets_ = OrderByLocality(*targets, source, [&ctx](NodeId n) { return ctx.cluster.Info(n); });
   proto::CoordMessage msg;
   proto::PullInstruction* pull = msg.mutable_pull();
   *pull->mutable_ref() = req_.ref();
@@ -113,7 +126,7 @@ void BroadcastCollective::PlanPull(CollectiveContext& ctx, NodeId target, proto:
     return;
   }
   if (ctx.directory.HasCopy(target, req_.ref())) return;
-  absl::StatusOr<AcquireResult> r = ctx.directory.Acquire(target, req_.ref(), {});
+  absl::StatusOr<AcquireResult> r = ctx.directory.Acquire(target, req_.ref(), {}, DistanceFrom(ctx.cluster, target));
   if (!r.ok() || r->is_inline) return;
   FillSourceReply(ctx.cluster, *std::move(r), pull->mutable_source());
   if (ctx.attached != nullptr) ++*ctx.attached;

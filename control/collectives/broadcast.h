@@ -22,6 +22,10 @@ namespace ferry::control {
 // The AcquireSourceReply for a directory attachment (the sender and its address, or the bytes).
 void FillSourceReply(const ClusterView& cluster, AcquireResult r, proto::AcquireSourceReply* reply);
 
+// How far each candidate sender is from `receiver` (control/cluster/locality.h), for
+// Directory::Acquire. Reads `cluster` when called: use it under the same lock.
+SenderDistance DistanceFrom(const ClusterView& cluster, NodeId receiver);
+
 // Implicit broadcast: attaches `receiver` to a sender of `ref` (Directory::Acquire) and fills
 // `reply`. FAILED_PRECONDITION if the receiver is not alive; NOT_FOUND (unknown key) and
 // UNAVAILABLE (every copy busy) mean "wait and try again"; other errors are final.

@@ -74,9 +74,34 @@ absl::StatusOr<Instructions> ReduceCollective::Start(CollectiveContext& ctx) {
   if (result.ok() || result.status().code() == absl::StatusCode::kDataLoss) {
     return absl::AlreadyExistsError(absl::StrCat("reduce: the result ", RefName(req_.result()), " already exists"));
   }
+  if (const NodeId root = req_.root_node(); root != 0) {
+    if (ctx.cluster.Info(root) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("reduce: the chosen root node ", root, " is not registered"));
+    }
+    if (!ctx.cluster.Alive(root)) {
+      return absl::FailedPreconditionError(absl::StrCat("reduce: the chosen root node ", root, " is dead"));
+    }
+  }
   for (size_t i = 0; i < inputs_.size() && status_.ok(); ++i) TryReady(ctx, i);
+  CheckRoot();
   if (!status_.ok()) return status_;
   return Flush(ctx);
+}
+
+NodeId ReduceCollective::ChosenRoot() const {
+  if (req_.root_node() == 0 || root_released_) return 0;
+  return planner_ == nullptr || planner_->root_reserved() ? req_.root_node() : 0;
+}
+
+void ReduceCollective::CheckRoot() {
+  const NodeId root = ChosenRoot();
+  if (root == 0 || !status_.ok()) return;
+  for (const Input& in : inputs_) {
+    if (in.state == InputState::kWaiting) return;   // it may be on the root
+    if (in.state == InputState::kReady && in.node == root) return;
+  }
+  Fail(absl::InvalidArgumentError(absl::StrCat("reduce into ", RefName(req_.result()), ": the chosen root node ",
+                                               root, " holds none of the inputs")));
 }
 
 bool ReduceCollective::TryReady(CollectiveContext& ctx, size_t i) {
@@ -114,7 +139,7 @@ bool ReduceCollective::TryReady(CollectiveContext& ctx, size_t i) {
   inputs_[i].node = node;
   if (planner_ == nullptr) CreatePlanner(m);
   if (!status_.ok()) return false;
-  absl::StatusOr<std::vector<ReducePlanner::Step>> steps = planner_->InputReady(i + 1);
+  absl::StatusOr<std::vector<ReducePlanner::Step>> steps = planner_->InputReady(i + 1, node == ChosenRoot());
   if (!steps.ok()) {
     Fail(steps.status());
     return false;
@@ -146,6 +171,7 @@ void ReduceCollective::CreatePlanner(const proto::ObjectMeta& meta) {
     return;
   }
   planner_ = *std::move(p);
+  if (req_.root_node() != 0 && !root_released_) planner_->ReserveRoot();
 }
 
 bool ReduceCollective::IsLeaf(uint32_t position) const {
@@ -240,12 +266,14 @@ Instructions ReduceCollective::OnObjectChanged(CollectiveContext& ctx, const Dir
   std::optional<size_t> i = IndexOf(key);
   if (!i || inputs_[*i].state != InputState::kWaiting || !status_.ok() || root_done_) return {};
   TryReady(ctx, *i);
+  CheckRoot();
   return DropIfFailed(ctx, Flush(ctx));
 }
 
 Instructions ReduceCollective::OnNodeDeath(CollectiveContext& ctx, NodeId node, const std::string& why) {
   Instructions out;
   if (broadcast_ != nullptr) out = broadcast_->OnNodeDeath(ctx, node, why);
+  if (planner_ == nullptr && node == req_.root_node()) root_released_ = true;
   if (planner_ == nullptr || root_done_ || !status_.ok()) return out;
   for (size_t i = 0; i < inputs_.size(); ++i) {
     if (inputs_[i].state != InputState::kReady || inputs_[i].node != node) continue;
@@ -253,6 +281,11 @@ Instructions ReduceCollective::OnNodeDeath(CollectiveContext& ctx, NodeId node, 
     inputs_[i].why_failed = absl::StrCat("node ", node, " died: ", why);
     absl::StatusOr<std::vector<ReducePlanner::Step>> steps = planner_->InputFailed(i + 1);
     if (steps.ok()) Absorb(*steps);
+  }
+  if (node == ChosenRoot()) {
+    // Its input was not placed yet: the root is chosen as if none had been asked for.
+    root_released_ = true;
+    Absorb(planner_->ReleaseRoot());
   }
   CheckLoss();
   Instructions more = Flush(ctx);
@@ -383,6 +416,11 @@ void ReduceCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
                                           req_.timeout_ms(), " ms: ");
     if (planner_ == nullptr) return Fail(absl::DeadlineExceededError(absl::StrCat(head, "no input became ready")));
     const ReducePlanner::Outcome out = planner_->GiveUp();
+    if (const NodeId root = ChosenRoot(); root != 0 && planner_->NodeAt(planner_->shape().root()) == 0) {
+      return Fail(absl::DeadlineExceededError(
+          absl::StrCat(head, "no input on the chosen root node ", root, " became ready; never ready: ",
+                       InputNames(out.not_ready))));
+    }
     if (!out.lost.empty()) return Fail(absl::DataLossError(absl::StrCat(head, "lost input(s) ", InputNames(out.lost))));
     if (!out.not_ready.empty() && planner_->vacant() > 0) {
       return Fail(absl::DeadlineExceededError(

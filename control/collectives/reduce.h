@@ -103,6 +103,10 @@ class ReduceCollective final : public Collective {
   void Fail(absl::Status s);
   // DATA_LOSS once no input still expected can fill a vacant position.
   void CheckLoss();
+  // INVALID_ARGUMENT once every input is ready or failed and none of them is on the chosen root.
+  void CheckRoot();
+  // The chosen root node (ReduceRequest.root_node) while the root is held for it; 0 otherwise.
+  NodeId ChosenRoot() const;
   // The root is done: drops the interior partial sums; AllReduce starts its broadcast.
   Instructions RootDone(CollectiveContext& ctx);
   // Drops for every partial sum sent (and the root's unfinished result with `with_root`), once.
@@ -128,6 +132,7 @@ class ReduceCollective final : public Collective {
   bool dropped_ = false;   // DropPartials ran
   std::unique_ptr<BroadcastCollective> broadcast_;   // AllReduce, after the root is done
   NodeId root_node_ = 0;
+  bool root_released_ = false;   // the chosen root's node died before its input was placed
   absl::Status status_;
   proto::ReduceReply reply_;
 };

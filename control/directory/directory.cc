@@ -83,7 +83,8 @@ bool Directory::WasDeleted(const proto::ObjectRef& ref, uint64_t incarnation) co
 }
 
 absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::ObjectRef& ref,
-                                                 const absl::flat_hash_set<NodeId>& exclude) {
+                                                 const absl::flat_hash_set<NodeId>& exclude,
+                                                 const SenderDistance& distance) {
   auto it = Find(ref);
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " does not exist"));
   Entry& e = it->second;
@@ -102,7 +103,7 @@ absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::O
     e.planner.AddUnplannedPartial(receiver);
     return r;
   }
-  absl::StatusOr<NodeId> sender = e.planner.Attach(receiver, exclude);
+  absl::StatusOr<NodeId> sender = e.planner.Attach(receiver, exclude, distance);
   if (!sender.ok()) {
     return absl::Status(sender.status().code(), absl::StrCat("object ", RefName(ref), ": ", sender.status().message()));
   }

@@ -66,8 +66,10 @@ class Directory {
   // DATA_LOSS naming the lost holders if no live node holds a complete copy. A receiver
   // that holds a complete copy itself gets receiver_has_copy. A receiver of an inline
   // object is recorded as a partial copy, so that a Delete reaches it.
+  // `distance`: how far each holder is from the receiver (nearer copies first).
   absl::StatusOr<AcquireResult> Acquire(NodeId receiver, const proto::ObjectRef& ref,
-                                        const absl::flat_hash_set<NodeId>& exclude);
+                                        const absl::flat_hash_set<NodeId>& exclude,
+                                        const SenderDistance& distance = nullptr);
   // The receiver holds a complete copy of `incarnation` (0: unknown). False if that is not
   // the live incarnation of the key (deleted, or deleted and created again): the caller
   // tells the receiver to drop it.

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "control/cluster/locality.h"
 #include "core/names.h"
 
 namespace ferry::control {
@@ -57,10 +58,7 @@ absl::StatusOr<proto::GroupInfo> GroupTable::Create(const proto::CreateGroupRequ
     members.push_back(info);
   }
   // Ranks: hosts in order of first appearance, members of a host adjacent.
-  auto host_of = [](const proto::NodeInfo* info) {
-    auto it = info->labels().find("host");
-    return it != info->labels().end() && !it->second.empty() ? it->second : info->name();
-  };
+  auto host_of = [](const proto::NodeInfo* info) { return std::string(HostOf(*info)); };
   std::vector<std::string> hosts;
   std::map<std::string, std::vector<const proto::NodeInfo*>> on_host;
   for (const proto::NodeInfo* info : members) {
@@ -71,6 +69,7 @@ absl::StatusOr<proto::GroupInfo> GroupTable::Create(const proto::CreateGroupRequ
   proto::GroupInfo g;
   g.set_name(req.name());
   g.set_group_id(next_id_++);
+  g.set_lease_id(req.lease_id());
   for (const std::string& host : hosts) {
     for (const proto::NodeInfo* info : on_host[host]) {
       proto::GroupMember* m = g.add_members();
@@ -119,6 +118,18 @@ std::vector<std::string> GroupTable::OnNodeDeath(NodeId node, const std::string&
       revoked.push_back(name);
       break;
     }
+  }
+  return revoked;
+}
+
+std::vector<std::string> GroupTable::OnLeaseEnded(uint64_t lease, const std::string& why) {
+  std::vector<std::string> revoked;
+  if (lease == 0) return revoked;
+  for (auto& [name, g] : groups_) {
+    if (g.revoked() || g.lease_id() != lease) continue;
+    g.set_revoked(true);
+    g.set_revoked_why(absl::StrCat("the lease it was made from ended: ", why));
+    revoked.push_back(name);
   }
   return revoked;
 }

@@ -37,6 +37,8 @@ class GroupTable {
   absl::StatusOr<const proto::GroupInfo*> Usable(const std::string& name) const;
   // Revokes every live group with `node` among its members; their names.
   std::vector<std::string> OnNodeDeath(NodeId node, const std::string& why);
+  // Revokes every live group made from lease `lease` (GroupInfo.lease_id); their names.
+  std::vector<std::string> OnLeaseEnded(uint64_t lease, const std::string& why);
   // A collective on `name` completed.
   void CountCollective(const std::string& name);
 

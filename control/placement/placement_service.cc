@@ -143,6 +143,25 @@ void PlacementService::Finish(Answers& answers) {
   for (auto& [call, status] : answers.calls) call->Complete(status);
   answers.calls.clear();
   WriteEvents(answers);
+  if (lease_ended_) {
+    for (const auto& [lease, why] : answers.ended) lease_ended_(lease, why);
+  }
+  answers.ended.clear();
+}
+
+absl::StatusOr<std::vector<NodeId>> PlacementService::LeaseNodes(LeaseId lease, const std::string& holder) {
+  absl::MutexLock lock(&mu_);
+  const Lease* l = manager_.leases().Find(lease);
+  if (l == nullptr) return ExplainLocked(lease, absl::NotFoundError(absl::StrCat("no lease ", lease, " is held")));
+  if (l->holder != holder) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("lease ", lease, " is held by '", l->holder, "', not by '", holder, "'"));
+  }
+  std::vector<NodeId> nodes;
+  for (const LeaseBundle& b : l->bundles) {
+    if (std::find(nodes.begin(), nodes.end(), b.node) == nodes.end()) nodes.push_back(b.node);
+  }
+  return nodes;
 }
 
 grpc::ServerUnaryReactor* PlacementService::Answer(grpc::CallbackServerContext* ctx, const absl::Status& status) {
@@ -256,6 +275,7 @@ void PlacementService::HandleLocked(PlacementEvents events, Answers& answers) {
     for (LostLease& lost : events.lost) {
       std::string why = absl::StrCat("lease ", lost.lease, " of '", lost.holder, "' was lost: ", lost.reason);
       PushLossLocked(lost.holder, lost.lease, why, answers);
+      answers.ended.emplace_back(lost.lease, why);
       RememberLostLocked(lost.lease, std::move(why));
       UnheldLocked(lost.holder);
     }
@@ -497,6 +517,7 @@ absl::Status PlacementService::ReleaseLocked(LeaseId lease, const std::string& h
   const absl::Time now = absl::Now();
   absl::StatusOr<PlacementEvents> events = manager_.Release(lease, holder, now);
   if (!events.ok()) return ExplainLocked(lease, events.status());
+  answers.ended.emplace_back(lease, absl::StrCat("lease ", lease, " was released by its holder '", holder, "'"));
   UnheldLocked(holder);
   HandleLocked(*std::move(events), answers);
   MaybeTrimHoldersLocked(now);

@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -116,6 +117,15 @@ class PlacementService final : public pb::Placement::CallbackService {
 
   uint64_t incarnation() const { return incarnation_; }
 
+  // For static groups made from a gang grant (Coordinator::SetLeases): the distinct nodes of
+  // lease `lease`'s bundles, in bundle order. NOT_FOUND (with why, if it was lost) for a lease
+  // that is not held, PERMISSION_DENIED if `holder` is not its holder.
+  absl::StatusOr<std::vector<NodeId>> LeaseNodes(LeaseId lease, const std::string& holder) ABSL_LOCKS_EXCLUDED(mu_);
+  // Called, after mu_ is released, for every lease that ends (released, expired, lost with a
+  // node), with why. Set it before the service serves; it must not call back into the service.
+  using LeaseEndListener = std::function<void(LeaseId lease, const std::string& why)>;
+  void SetLeaseEndListener(LeaseEndListener listener) { lease_ended_ = std::move(listener); }
+
  private:
   class PendingCall;  // a waiting Acquire or AcquireBatch (a reactor with request slots)
   class AcquireCall;
@@ -125,6 +135,7 @@ class PlacementService final : public pb::Placement::CallbackService {
   struct Answers {
     std::vector<std::pair<PendingCall*, absl::Status>> calls;
     std::vector<std::pair<std::shared_ptr<LeaseWatch>, pb::LeaseEvent>> events;
+    std::vector<std::pair<LeaseId, std::string>> ended;   // for lease_ended_
   };
   // A waiting request: slot `slot` of `call`.
   struct Waiting {
@@ -175,7 +186,8 @@ class PlacementService final : public pb::Placement::CallbackService {
   std::shared_ptr<LeaseWatch> ForgetWatch(LeaseWatch* watch) ABSL_LOCKS_EXCLUDED(mu_);
   // The timer may have to wake earlier than it sleeps now.
   void WakeTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static void Finish(Answers& answers);
+  // Completes the calls, writes the events and tells lease_ended_, outside mu_.
+  void Finish(Answers& answers) ABSL_LOCKS_EXCLUDED(mu_);
   // Finishes a unary call at once with `status`.
   static grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& status);
   // placement_watch.cc: writes answers.events to their streams; ends streams at shutdown.
@@ -185,6 +197,7 @@ class PlacementService final : public pb::Placement::CallbackService {
 
   const PlacementServiceOptions options_;
   const uint64_t incarnation_;
+  LeaseEndListener lease_ended_;   // set before serving, then only read
   absl::Mutex mu_;
   absl::CondVar timer_cv_;  // signalled when the next deadline moves earlier, or at shutdown
   PlacementManager manager_ ABSL_GUARDED_BY(mu_);

@@ -56,15 +56,16 @@ bool BroadcastPlanner::IsBelow(NodeId candidate, NodeId receiver) const {
   return true;
 }
 
-absl::StatusOr<NodeId> BroadcastPlanner::Attach(NodeId receiver,
-                                                const absl::flat_hash_set<NodeId>& exclude) {
+absl::StatusOr<NodeId> BroadcastPlanner::Attach(NodeId receiver, const absl::flat_hash_set<NodeId>& exclude,
+                                                const SenderDistance& distance) {
   auto self = copies_.find(receiver);
   if (self != copies_.end() && self->second.complete) {
     return absl::FailedPreconditionError(absl::StrCat("node ", receiver, " already holds a complete copy"));
   }
   const bool has_subtree = self != copies_.end() && self->second.serving > 0;
   NodeId best = 0;
-  std::tuple<uint32_t, uint32_t, NodeId> best_key{kUnrooted, 0, 0};
+  // (distance, depth, serving, id): lowest wins.
+  std::tuple<uint32_t, uint32_t, uint32_t, NodeId> best_key{0, kUnrooted, 0, 0};
   bool any_other = false;
   for (const auto& [id, c] : copies_) {
     if (id == receiver) continue;
@@ -74,7 +75,7 @@ absl::StatusOr<NodeId> BroadcastPlanner::Attach(NodeId receiver,
     // that lost its sender (kUnrooted) cannot serve until re-attached.
     uint32_t depth = c.complete ? 0 : c.depth;
     if (depth == kUnrooted) continue;
-    std::tuple<uint32_t, uint32_t, NodeId> key{depth, c.serving, id};
+    std::tuple<uint32_t, uint32_t, uint32_t, NodeId> key{distance ? distance(id) : 0, depth, c.serving, id};
     if (best != 0 && key >= best_key) continue;
     if (has_subtree && IsBelow(id, receiver)) continue;
     best = id;
@@ -85,7 +86,7 @@ absl::StatusOr<NodeId> BroadcastPlanner::Attach(NodeId receiver,
   Copy& r = copies_[receiver];
   if (r.upstream != 0) ReleaseSlot(r.upstream);
   r.upstream = best;
-  r.depth = std::get<0>(best_key) + 1;
+  r.depth = std::get<1>(best_key) + 1;
   ++copies_[best].serving;
   return best;
 }

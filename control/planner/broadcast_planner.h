@@ -1,8 +1,10 @@
 // Receiver-driven broadcast planning for one object (Hoplite-style, without its limits).
 //
 // Every copy of the object, complete or partial, may serve at most `fanout` receivers at a
-// time. A new receiver is attached to the copy with the shortest chain to a complete copy
-// (ties: fewest receivers being served, then lowest node id), and itself becomes a partial
+// time. A new receiver is attached to the nearest copy that can serve (by the caller's
+// distance, control/cluster/locality.h: the same host, then the same rack, then anywhere),
+// among those the one with the shortest chain to a complete copy (ties: fewest receivers
+// being served, then lowest node id), and itself becomes a partial
 // copy that later receivers may attach to, so a chain (fanout 1) or tree forms as receivers
 // arrive. When a receiver completes, its sender's slot is freed and it serves as a complete
 // copy, so the tree widens as copies multiply. A receiver whose sender fails keeps its
@@ -13,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <vector>
@@ -23,6 +26,8 @@
 
 namespace ferry::control {
 
+// How far a candidate sender is from the receiver being attached (0: nearest).
+using SenderDistance = std::function<uint32_t(NodeId sender)>;
 
 class BroadcastPlanner {
  public:
@@ -53,7 +58,10 @@ class BroadcastPlanner {
   //   NOT_FOUND            no copy other than the receiver's own exists;
   //   UNAVAILABLE          copies exist but none can serve now (all slots busy, excluded,
   //                        or below the receiver): retry when the plan changes.
-  absl::StatusOr<NodeId> Attach(NodeId receiver, const absl::flat_hash_set<NodeId>& exclude = {});
+  // `distance` (optional) says how far each candidate sender is from the receiver; nearer
+  // copies win over shorter chains (a chain inside a rack beats one that crosses the spine).
+  absl::StatusOr<NodeId> Attach(NodeId receiver, const absl::flat_hash_set<NodeId>& exclude = {},
+                                const SenderDistance& distance = nullptr);
 
   // The receiver holds a complete copy now; its sender's slot is freed.
   void Completed(NodeId receiver);

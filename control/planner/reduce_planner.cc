@@ -33,7 +33,7 @@ ReducePlanner::ReducePlanner(std::vector<NodeId> inputs, ReduceShape shape)
   for (uint32_t p = 0; p < slots_.size(); ++p) vacant_.insert(p);
 }
 
-absl::StatusOr<std::vector<ReducePlanner::Step>> ReducePlanner::InputReady(NodeId node) {
+absl::StatusOr<std::vector<ReducePlanner::Step>> ReducePlanner::InputReady(NodeId node, bool root) {
   auto it = inputs_.find(node);
   if (it == inputs_.end()) return absl::NotFoundError(absl::StrCat("reduce: node ", node, " is not an input"));
   Input& in = it->second;
@@ -41,6 +41,13 @@ absl::StatusOr<std::vector<ReducePlanner::Step>> ReducePlanner::InputReady(NodeI
     return absl::AlreadyExistsError(absl::StrCat("reduce: the input on node ", node, " is already ready"));
   }
   if (in.state == InputState::kFailed && in.position != kNoPosition) return std::vector<Step>{};   // in the result
+  if (root && root_reserved_) {
+    if (root_input_ != 0 && root_input_ != node) {
+      return absl::FailedPreconditionError(absl::StrCat("reduce: the root is reserved for node ", root_input_,
+                                                        ", not node ", node));
+    }
+    root_input_ = node;
+  }
   in.state = InputState::kSpare;
   spares_.push_back(node);
   StepSet steps;
@@ -62,8 +69,12 @@ absl::StatusOr<std::vector<ReducePlanner::Step>> ReducePlanner::InputFailed(Node
     case InputState::kSpare:
       spares_.erase(std::find(spares_.begin(), spares_.end(), node));
       in.state = InputState::kFailed;
-      return std::vector<Step>{};
+      if (node != root_input_ || !root_reserved_) return std::vector<Step>{};
+      root_reserved_ = false;   // the chosen root is gone: any spare may take the root now
+      FillVacancies(steps);
+      return Emit(steps);
     case InputState::kPlaced:
+      if (node == root_input_) root_reserved_ = false;
       in.state = InputState::kFailed;   // keeps its position: its data may be in the result
       slots_[in.position].alive = false;
       VacateNeeded(steps);
@@ -161,11 +172,33 @@ void ReducePlanner::VacateNeeded(StepSet& steps) {
   }
 }
 
+void ReducePlanner::ReserveRoot() {
+  if (slots_.back().node == 0) root_reserved_ = true;
+}
+
+std::vector<ReducePlanner::Step> ReducePlanner::ReleaseRoot() {
+  if (!root_reserved_) return {};
+  root_reserved_ = false;
+  StepSet steps;
+  FillVacancies(steps);
+  return Emit(steps);
+}
+
 void ReducePlanner::FillVacancies(StepSet& steps) {
-  while (!spares_.empty() && !vacant_.empty()) {
-    const NodeId node = spares_.front();
-    spares_.pop_front();
-    Place(node, *vacant_.begin(), steps);
+  // Lowest vacant position first; a reserved root takes only its own input, which in turn
+  // takes the root (the highest position, vacant while reserved).
+  const uint32_t root = static_cast<uint32_t>(slots_.size() - 1);
+  for (auto it = spares_.begin(); it != spares_.end() && !vacant_.empty();) {
+    const NodeId node = *it;
+    uint32_t position = *vacant_.begin();
+    if (root_reserved_ && node == root_input_ && vacant_.contains(root)) {
+      position = root;
+    } else if (root_reserved_ && position == root) {
+      ++it;   // the only vacancy is held for the chosen root's input
+      continue;
+    }
+    it = spares_.erase(it);
+    Place(node, position, steps);
   }
 }
 

@@ -26,6 +26,12 @@
 // The planner does not know which chunks an ancestor has combined, so it recomputes the whole
 // path (conservative; correct whatever mix of inputs the partial sums held).
 //
+// A chosen root (ReserveRoot): the caller wants the result on one particular input's node (a
+// parameter server, a node picked by placement). The root position is then held for that input:
+// it takes the root as soon as it is ready (and pulls its children's partial sums as they are
+// placed), other inputs fill the other positions, and the root's input is always used. Should it
+// fail, the reservation lapses and the root is filled like any other position.
+//
 // Pure logic: no clock, no threads, no I/O. Not thread-safe. Used by a Reduce collective
 // (control/collectives/collective.h) and by the simulator in perf/sim.
 #pragma once
@@ -74,7 +80,16 @@ class ReducePlanner {
   // parent if that was already placed (its children changed). NOT_FOUND for a node that is not
   // an input, ALREADY_EXISTS for one already ready. A failed node may become ready again (its
   // input re-created); if its old input is already in the result, nothing changes.
-  absl::StatusOr<std::vector<Step>> InputReady(NodeId node);
+  // `root`: this is the input the root is reserved for (ReserveRoot).
+  absl::StatusOr<std::vector<Step>> InputReady(NodeId node, bool root = false);
+  // Holds the root position for the input that will be marked `root` by InputReady. Call
+  // before the first InputReady. A no-op when another input is the root already.
+  void ReserveRoot();
+  // Ends the reservation (the chosen root's node died before its input was ready); the root is
+  // filled like any other position from now on. Returns the steps to send.
+  std::vector<Step> ReleaseRoot();
+  // Whether the root position is still held for the chosen root's input.
+  bool root_reserved() const { return root_reserved_; }
   // `node` failed (its input and partial sum are gone). Returns the steps to send (see the file
   // comment): recompute orders to ancestors, a spare's new position, parents whose children
   // changed. NOT_FOUND for a node that is not an input; a repeated failure is a no-op.
@@ -133,6 +148,8 @@ class ReducePlanner {
   absl::flat_hash_map<NodeId, Input> inputs_;
   std::deque<NodeId> spares_;         // ready order
   std::set<uint32_t> vacant_;         // positions with no node (slots_[p].node == 0)
+  bool root_reserved_ = false;        // ReserveRoot, until ReleaseRoot or the root input fails
+  NodeId root_input_ = 0;             // the input marked root (0: not ready yet)
 };
 
 }  // namespace ferry::control

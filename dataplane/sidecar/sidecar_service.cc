@@ -425,6 +425,13 @@ grpc::Status SidecarService::RunReduce(const proto::SidecarReduceRequest* req, b
   rreq.set_dtype(req->dtype());
   *rreq.mutable_result() = req->result();
   rreq.set_timeout_ms(req->timeout_ms() == 0 ? 60000 : req->timeout_ms());
+  if (!req->root().empty()) {
+    google::protobuf::RepeatedPtrField<std::string> names;
+    names.Add()->assign(req->root());
+    std::vector<uint64_t> ids;
+    if (absl::Status s = ResolveNodes(names, &ids); !s.ok()) return ToGrpc(s);
+    if (ids.size() == 1) rreq.set_root_node(ids[0]);
+  }
   absl::StatusOr<proto::ReduceReply> r = node_->Reduce(rreq, all);
   if (!r.ok()) return ToGrpc(r.status());
   *reply->mutable_result() = r->result();

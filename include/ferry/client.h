@@ -296,6 +296,20 @@ class Client {
   // Today the copies start once the result is complete (reduce, then broadcast).
   absl::StatusOr<ReduceResult> AllReduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
                                          DType dtype, uint32_t num_objects, absl::Duration timeout);
+  struct ReduceOptions {
+    uint32_t num_objects = 0;                  // 0: every input
+    absl::Duration timeout = absl::Seconds(60);
+    // The node (name or decimal id) that builds the result, e.g. a parameter server or a node
+    // chosen by placement (PlacementLease::bundles); empty: the planner chooses. It must hold
+    // one of the inputs, which is then always used; the root waits for it within the timeout,
+    // and if the node dies first the planner chooses. NOT_FOUND for an unknown node,
+    // INVALID_ARGUMENT once every input is ready and none is on it.
+    std::string root;
+  };
+  absl::StatusOr<ReduceResult> Reduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
+                                      DType dtype, const ReduceOptions& options);
+  absl::StatusOr<ReduceResult> AllReduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
+                                         DType dtype, const ReduceOptions& options);
 
   // ---- Static groups (docs/protocol.md "Groups") ----
   // Fixes `nodes` (names of live nodes, 2..1024, distinct) as group `name` (1-64 characters
@@ -303,6 +317,13 @@ class Client {
   // their first member given. INVALID_ARGUMENT (bad name, duplicates, too few), NOT_FOUND (an
   // unknown node), FAILED_PRECONDITION (a dead one), ALREADY_EXISTS (the name is in use).
   absl::StatusOr<GroupInfo> CreateGroup(const std::string& name, std::span<const std::string> nodes);
+  // The group of a gang grant: the members are the distinct nodes of placement lease
+  // `lease_id`'s bundles (PlacementLease::bundles, held by `holder`) in bundle order, grouped
+  // by host as above; the group is revoked when the lease ends (released, expired, or lost with
+  // a node). NOT_FOUND (the lease is not held; why, if it was lost), PERMISSION_DENIED (another
+  // holder's lease), INVALID_ARGUMENT (its bundles are on fewer than two nodes), and the errors
+  // of CreateGroup.
+  absl::StatusOr<GroupInfo> CreateGroupFromLease(const std::string& name, uint64_t lease_id, const std::string& holder);
   // Forgets the group (revoked or not); NOT_FOUND if there is none. Returns it as it was.
   absl::StatusOr<GroupInfo> DeleteGroup(const std::string& name);
   absl::StatusOr<std::vector<GroupInfo>> ListGroups();
@@ -342,7 +363,7 @@ class Client {
  private:
   explicit Client(std::shared_ptr<ClientImpl> impl);
   absl::StatusOr<ReduceResult> RunReduce(std::span<const ObjectName> inputs, const ObjectName& result, ReduceOp op,
-                                         DType dtype, uint32_t num_objects, absl::Duration timeout, bool all);
+                                         DType dtype, const ReduceOptions& options, bool all);
   std::shared_ptr<ClientImpl> impl_;
 };
 

@@ -113,6 +113,7 @@ struct GroupInfo {
   bool revoked = false;
   std::string revoked_why;            // which member died, and how
   uint64_t collectives = 0;           // collectives completed on it
+  uint64_t lease_id = 0;              // the placement lease it was made from (0: none)
 };
 // The collectives of a static group (Client::GroupCollective), run as pipelined rings.
 enum class GroupOp : uint8_t {

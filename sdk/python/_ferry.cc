@@ -562,7 +562,7 @@ class PyClient {
   // "copies" (as broadcast's targets), "seconds"}.
   py::dict Reduce(const std::string& ns, const std::vector<std::string>& keys, const std::string& result_key,
                   const std::string& op_name, const std::string& dtype_name, uint32_t num_objects,
-                  std::optional<double> timeout_s, bool all) {
+                  std::optional<double> timeout_s, bool all, const std::string& root) {
     const absl::Duration timeout = DurationFrom(timeout_s, all ? "allreduce timeout" : "reduce timeout");
     const ReduceOp op = ParseReduceOp(op_name);
     const DType dtype = ParseDType(dtype_name);
@@ -572,8 +572,8 @@ class PyClient {
     absl::StatusOr<ReduceResult> reduced;
     {
       py::gil_scoped_release nogil;
-      reduced = all ? c->AllReduce(inputs, result, op, dtype, num_objects, timeout)
-                    : c->Reduce(inputs, result, op, dtype, num_objects, timeout);
+      const Client::ReduceOptions options{num_objects, timeout, root};
+      reduced = all ? c->AllReduce(inputs, result, op, dtype, options) : c->Reduce(inputs, result, op, dtype, options);
     }
     const ReduceResult r = Unwrap(std::move(reduced));
     py::dict out;
@@ -606,7 +606,18 @@ class PyClient {
     out["revoked"] = g.revoked;
     out["revoked_why"] = g.revoked_why;
     out["collectives"] = g.collectives;
+    out["lease_id"] = g.lease_id;
     return out;
+  }
+
+  py::dict CreateGroupFromLease(const std::string& name, uint64_t lease_id, const std::string& holder) {
+    std::shared_ptr<Client> c = client();
+    absl::StatusOr<GroupInfo> g;
+    {
+      py::gil_scoped_release nogil;
+      g = c->CreateGroupFromLease(name, lease_id, holder);
+    }
+    return GroupToDict(Unwrap(std::move(g)));
   }
 
   py::dict CreateGroup(const std::string& name, const std::vector<std::string>& nodes) {
@@ -862,8 +873,11 @@ PYBIND11_MODULE(_ferry, m) {
       .def("get_batch", &PyClient::GetBatch, py::arg("namespace"), py::arg("keys"), py::arg("timeout"))
       .def("delete_batch", &PyClient::DeleteBatch, py::arg("namespace"), py::arg("keys"))
       .def("reduce", &PyClient::Reduce, py::arg("namespace"), py::arg("inputs"), py::arg("result"),
-           py::arg("op"), py::arg("dtype"), py::arg("num_objects"), py::arg("timeout"), py::arg("all"))
+           py::arg("op"), py::arg("dtype"), py::arg("num_objects"), py::arg("timeout"), py::arg("all"),
+           py::arg("root") = std::string())
       .def("create_group", &PyClient::CreateGroup, py::arg("name"), py::arg("nodes"))
+      .def("create_group_from_lease", &PyClient::CreateGroupFromLease, py::arg("name"), py::arg("lease_id"),
+           py::arg("holder"))
       .def("delete_group", &PyClient::DeleteGroup, py::arg("name"))
       .def("list_groups", &PyClient::ListGroups)
       .def("group_collective", &PyClient::GroupCollective, py::arg("namespace"), py::arg("group"), py::arg("kind"),

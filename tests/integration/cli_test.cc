@@ -279,6 +279,15 @@ TEST_F(CliTest, GroupCreateListRunDelete) {
   CliRun dup = Ferry({"group", "create", "cli-pair", "n0", "n0"});
   EXPECT_EQ(dup.code, 2) << dup.out;
   EXPECT_THAT(dup.out, HasSubstr("twice"));
+  CliRun neither = Ferry({"group", "create", "cli-none"});
+  EXPECT_EQ(neither.code, 2) << neither.out;
+  EXPECT_THAT(neither.out, HasSubstr("NODES or --lease"));
+  CliRun no_holder = Ferry({"group", "create", "cli-none", "--lease", "5"}, 0, "unset FERRY_HOLDER;");
+  EXPECT_EQ(no_holder.code, 2) << no_holder.out;
+  EXPECT_THAT(no_holder.out, HasSubstr("--holder"));
+  CliRun no_lease = Ferry({"group", "create", "cli-none", "--lease", "5", "--holder", "me"});
+  EXPECT_EQ(no_lease.code, 1) << no_lease.out;
+  EXPECT_THAT(no_lease.out, HasSubstr("lease 5"));
   CliRun made = Ferry({"--json", "group", "create", "cli-pair", "n0", "n1"});
   ASSERT_EQ(made.code, 0) << made.out;
   EXPECT_EQ(nlohmann::json::parse(made.out)["members"].size(), 2u) << made.out;

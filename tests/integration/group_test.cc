@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
+#include "ferry/placement.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/local_cluster.h"
@@ -193,6 +194,86 @@ TEST_F(GroupTest, ReduceScatterAllGatherBroadcastAndReduce) {
     ASSERT_TRUE(other.ok()) << other.status();
     EXPECT_EQ(other->size(), v->size());
   }
+}
+
+// A static group made from a gang grant (issue 16 item 4): its members are the lease's nodes in
+// bundle order, it runs collectives, and it is revoked when the lease is released.
+TEST_F(GroupTest, AGroupFromAGangLeaseRunsAndIsRevokedWhenTheLeaseEnds) {
+  absl::StatusOr<std::unique_ptr<PlacementClient>> pc =
+      PlacementClient::Connect(cluster_->coord_address(), "trainer", absl::Seconds(10));
+  ASSERT_TRUE(pc.ok()) << pc.status();
+  // Membership reaches placement as nodes register.
+  for (int t = 0; t < 200; ++t) {
+    absl::StatusOr<std::vector<NodeResources>> nodes = (*pc)->ClusterResources();
+    if (nodes.ok() && nodes->size() == static_cast<size_t>(kNodes)) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE((*pc)->SetResource("gang-slot", 1, ResourceSelector::CoverFree({{"host_mem", 1}}, kNodes)).ok());
+  PlacementRequest req = AntiAffinity(Bundles(4, {{"gang-slot", 1}}));
+  req.timeout = absl::Seconds(10);
+  absl::StatusOr<PlacementLease> lease = (*pc)->Acquire(req);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_EQ(lease->bundles.size(), 4u);
+
+  std::unique_ptr<Client> c = cluster_->Connect(0);
+  absl::StatusOr<GroupInfo> g = c->CreateGroupFromLease("from-lease", lease->id, "trainer");
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->lease_id, lease->id);
+  ASSERT_EQ(g->members.size(), 4u);
+  std::vector<int> member_index;   // LocalCluster index of each rank's node ("n<i>")
+  for (size_t r = 0; r < 4; ++r) {
+    EXPECT_EQ(g->members[r].node, lease->bundles[r].node_name) << "rank " << r;
+    member_index.push_back(std::stoi(g->members[r].node.substr(1)));
+  }
+  // An allreduce on it, inputs on the members' own nodes.
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<ObjectName> in;
+  for (int r = 0; r < 4; ++r) {
+    data.push_back(ReduceInput(ReduceOp::kSum, DType::kI32, 70000, 900 + r));
+    in.push_back(ObjectName{"default", absl::StrCat("lease-group/in", r)});
+    ASSERT_TRUE(cluster_->Connect(member_index[r])->Put(in.back(), data[r], DType::kI32).ok());
+  }
+  Client::GroupCollectiveOptions o;
+  o.dtype = DType::kI32;
+  const ObjectName out{"default", "lease-group/out"};
+  auto res = c->GroupCollective("from-lease", GroupOp::kAllReduce, in, out, o);
+  ASSERT_TRUE(res.ok()) << res.status();
+  const std::vector<uint8_t> want = ReduceReference(ReduceOp::kSum, DType::kI32, data);
+  for (int r = 0; r < 4; ++r) {
+    auto v = cluster_->Connect(member_index[r])->Get(out, absl::Seconds(10));
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(FirstDifference(DType::kI32, want, v->data(), v->size()), "") << "rank " << r;
+  }
+
+  // Bad requests: another holder's lease, an unknown lease, a lease on one node.
+  auto other = c->CreateGroupFromLease("stolen", lease->id, "mallory");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied) << other.status();
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("held by 'trainer'"));
+  auto unknown = c->CreateGroupFromLease("nolease", 987654321, "trainer");
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound) << unknown.status();
+  absl::StatusOr<PlacementLease> packed = (*pc)->Acquire(Pack(Bundles(2, {{"host_mem", 1}})));
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  auto lone = c->CreateGroupFromLease("lone", packed->id, "trainer");
+  EXPECT_EQ(lone.status().code(), absl::StatusCode::kInvalidArgument) << lone.status();
+  EXPECT_THAT(std::string(lone.status().message()), HasSubstr("on 1 node"));
+  ASSERT_TRUE((*pc)->Release(packed->id).ok());
+
+  // The lease ends: the group is revoked, saying why, and refuses collectives.
+  ASSERT_TRUE((*pc)->Release(lease->id).ok());
+  absl::StatusOr<std::vector<GroupInfo>> groups = c->ListGroups();
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  bool seen = false;
+  for (const GroupInfo& gi : *groups) {
+    if (gi.name != "from-lease") continue;
+    seen = true;
+    EXPECT_TRUE(gi.revoked);
+    EXPECT_THAT(gi.revoked_why, HasSubstr("released"));
+  }
+  EXPECT_TRUE(seen);
+  auto refused = c->GroupCollective("from-lease", GroupOp::kAllReduce, in, ObjectName{"default", "lease-group/x"}, o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  ASSERT_TRUE(c->DeleteGroup("from-lease").ok());
+  ASSERT_TRUE((*pc)->SetResource("gang-slot", 0, ResourceSelector::CoverFree({{"host_mem", 1}}, kNodes)).ok());
 }
 
 TEST_F(GroupTest, BadInputIsRefusedAndLeavesNothing) {

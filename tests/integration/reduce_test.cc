@@ -58,6 +58,20 @@ class ReduceTest : public ::testing::Test {
     EXPECT_EQ(FirstDifference(dtype, ReduceReference(op, dtype, inputs), v->data(), v->size()), "") << what;
   }
 
+  // `n` inputs' data (seeds seed..seed+n-1) and names "<prefix>/in<i>", not put yet.
+  struct Inputs {
+    std::vector<std::vector<uint8_t>> data;
+    std::vector<ObjectName> names;
+  };
+  static Inputs MakeInputs(const std::string& prefix, int n, ReduceOp op, DType dtype, size_t elems, int seed) {
+    Inputs in;
+    for (int i = 0; i < n; ++i) {
+      in.data.push_back(ReduceInput(op, dtype, elems, seed + i));
+      in.names.push_back(ObjectName{"default", absl::StrCat(prefix, "/in", i)});
+    }
+    return in;
+  }
+
   static LocalCluster* cluster_;
 };
 LocalCluster* ReduceTest::cluster_ = nullptr;
@@ -121,13 +135,7 @@ TEST_F(ReduceTest, EverySizeVariantOnEightNodes) {
 TEST_F(ReduceTest, SubsetReduceTakesTheFirstReadyAndDoesNotWaitForLateInputs) {
   const DType dtype = DType::kI32;
   const ReduceOp op = ReduceOp::kSum;
-  const size_t elems = (2 * kChunk + 12) / 4;
-  std::vector<std::vector<uint8_t>> data;
-  std::vector<ObjectName> names;
-  for (int i = 0; i < 6; ++i) {
-    data.push_back(ReduceInput(op, dtype, elems, 7 + i));
-    names.push_back(ObjectName{"default", absl::StrCat("subset/in", i)});
-  }
+  const auto [data, names] = MakeInputs("subset", 6, op, dtype, (2 * kChunk + 12) / 4, 7);
   const ObjectName result{"default", "subset/out"};
   // Started before any input exists: inputs 4, 1, 5 come first, one by one; 0, 2, 3 only later.
   auto call = std::async(std::launch::async, [&] {
@@ -165,6 +173,69 @@ TEST_F(ReduceTest, AllReduceLeavesTheResultOnEveryParticipant) {
     EXPECT_FALSE(v->info().pulled) << "node " << i << " had no copy of the result";
     EXPECT_EQ(FirstDifference(dtype, ReduceReference(op, dtype, data), v->data(), v->size()), "") << "node " << i;
   }
+}
+
+// ReduceOptions::root: the result is built on the node asked for (a parameter server, a node a
+// placement lease chose) even when its input is the last to be ready, and with k < n its input
+// is always among those used.
+TEST_F(ReduceTest, AChosenRootBuildsTheResultAndItsInputIsAlwaysUsed) {
+  const DType dtype = DType::kF32;
+  const ReduceOp op = ReduceOp::kSum;
+  const auto [data, names] = MakeInputs("root", 5, op, dtype, (3 * kChunk + 8) / 4, 300);
+  const ObjectName result{"default", "root/out"};
+  Client::ReduceOptions o;
+  o.root = "n2";
+  o.timeout = absl::Seconds(30);
+  auto call = std::async(std::launch::async, [&] { return cluster_->Connect(0)->Reduce(names, result, op, dtype, o); });
+  for (int i : {0, 1, 3, 4, 2}) {   // the root's input last
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    PutInput("root", i, data[i], dtype);
+  }
+  ASSERT_EQ(call.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto r = call.get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->root_node, "n2");
+  auto v = cluster_->Connect(2)->Get(result, absl::Seconds(5));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_FALSE(v->info().pulled) << "the result was not built on n2";
+  EXPECT_EQ(FirstDifference(dtype, ReduceReference(op, dtype, data), v->data(), v->size()), "");
+
+  // k = 3 of 5 with the root n4, whose input comes last: the first two others and n4's are used.
+  std::vector<ObjectName> sub;
+  for (int i = 0; i < 5; ++i) sub.push_back(ObjectName{"default", absl::StrCat("root-k/in", i)});
+  Client::ReduceOptions k3 = o;
+  k3.num_objects = 3;
+  k3.root = "n4";
+  auto subset = std::async(std::launch::async, [&] {
+    return cluster_->Connect(1)->AllReduce(sub, ObjectName{"default", "root-k/out"}, op, dtype, k3);
+  });
+  for (int i : {3, 0, 1, 2, 4}) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    PutInput("root-k", i, data[i], dtype);
+  }
+  ASSERT_EQ(subset.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto rk = subset.get();
+  ASSERT_TRUE(rk.ok()) << rk.status();
+  EXPECT_EQ(rk->root_node, "n4");
+  EXPECT_THAT(rk->used, UnorderedElementsAre(3u, 0u, 4u));
+  ExpectResult(4, ObjectName{"default", "root-k/out"}, op, dtype, {data[3], data[0], data[4]}, "k=3, root n4");
+
+  // Bad roots: an unknown node; a node that holds none of the inputs (n7), said once every
+  // input is ready. Nothing is stored under the result's name.
+  Client::ReduceOptions bad = o;
+  bad.timeout = absl::Seconds(10);
+  bad.root = "no-such-node";
+  auto unknown = cluster_->Connect(0)->Reduce(names, ObjectName{"default", "root/bad"}, op, dtype, bad);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound) << unknown.status();
+  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("no-such-node"));
+  bad.root = "n7";
+  auto none = cluster_->Connect(0)->Reduce(names, ObjectName{"default", "root/bad"}, op, dtype, bad);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument) << none.status();
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("holds none of the inputs"));
+  EXPECT_EQ(cluster_->Connect(0)->Get(ObjectName{"default", "root/bad"}, absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(ReduceTest, BadInputIsRefusedWithAnErrorNamingIt) {

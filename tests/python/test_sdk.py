@@ -462,6 +462,20 @@ def test_allreduce_leaves_the_result_on_every_node(clients, key):
         np.testing.assert_allclose(np.asarray(obj), want, rtol=1e-6)
 
 
+def test_reduce_builds_the_result_on_the_chosen_root(clients, key):
+    keys, arrays = _put_inputs(clients, key, n=70_000, seed=6)
+    for root in ("n0", "n2"):
+        r = clients[1].reduce(keys, f"{key}/at-{root}", root=root, timeout=WAIT)
+        assert r.root_node == root
+        obj = clients[int(root[1])].get(r.key, timeout=0)
+        assert not obj.pulled   # built there, not copied there
+        np.testing.assert_allclose(np.asarray(obj), arrays[0] + arrays[1] + arrays[2], rtol=1e-6)
+    with pytest.raises(ferry.NotFoundError, match="nobody"):
+        clients[0].reduce(keys, f"{key}/nowhere", root="nobody", timeout=WAIT)
+    with pytest.raises(ferry.InvalidArgumentError, match="root"):
+        clients[0].reduce(keys, f"{key}/nowhere", root=3, timeout=WAIT)
+
+
 def test_reduce_refuses_bad_inputs(clients, key):
     a, b, c = clients
     a.put(f"{key}/x0", np.ones(1000, dtype=np.float32))

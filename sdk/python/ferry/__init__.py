@@ -250,6 +250,7 @@ class Group:
     revoked: bool
     revoked_why: str
     collectives: int
+    lease_id: int = 0   # the placement lease it was made from (0: none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +274,8 @@ GROUP_COLLECTIVES = ("allreduce", "reduce-scatter", "allgather", "broadcast", "r
 
 def _group(d) -> Group:
     return Group(name=d["name"], id=d["id"], members=[GroupMember(**m) for m in d["members"]],
-                 revoked=d["revoked"], revoked_why=d["revoked_why"], collectives=d["collectives"])
+                 revoked=d["revoked"], revoked_why=d["revoked_why"], collectives=d["collectives"],
+                 lease_id=d.get("lease_id", 0))
 
 
 @dataclasses.dataclass
@@ -463,7 +465,7 @@ class Client:
 
     def reduce(self, inputs: Sequence[str], result: str, op: str = "sum", dtype=None,
                num_objects: int = 0, timeout: Optional[float] = 60.0,
-               namespace: Optional[str] = None) -> ReduceResult:
+               namespace: Optional[str] = None, root: Optional[str] = None) -> ReduceResult:
         """Combines the objects `inputs` (keys, one per node, all of one size and dtype)
         element-wise with `op` (sum, prod, min, max) into a new object `result`, built on a
         dynamic tree across the nodes; blocks until it is sealed (on `root_node`) or `timeout`.
@@ -473,17 +475,23 @@ class Client:
         first input's (it must then exist already). Raises InvalidArgumentError (sizes or dtypes
         that differ, bad op or num_objects), AlreadyExistsError (`result` exists),
         DeadlineExceededError naming the inputs never created, DataLossError naming lost ones.
+
+        `root` (a node name) builds the result there, e.g. a parameter server or a node a
+        placement lease chose; it must hold one of the inputs, which is then always used.
+        NotFoundError for an unknown node; InvalidArgumentError once every input is ready and
+        none is on it. Should it die first, the planner picks the root.
         """
-        return self._reduce(inputs, result, op, dtype, num_objects, timeout, namespace, False)
+        return self._reduce(inputs, result, op, dtype, num_objects, timeout, namespace, False, root)
 
     def allreduce(self, inputs: Sequence[str], result: str, op: str = "sum", dtype=None,
                   num_objects: int = 0, timeout: Optional[float] = 60.0,
-                  namespace: Optional[str] = None) -> ReduceResult:
+                  namespace: Optional[str] = None, root: Optional[str] = None) -> ReduceResult:
         """:meth:`reduce`, then every node whose input took part receives a copy of `result`
         (``copies``; ``ok`` is False if one lacks it), so each can get it locally."""
-        return self._reduce(inputs, result, op, dtype, num_objects, timeout, namespace, True)
+        return self._reduce(inputs, result, op, dtype, num_objects, timeout, namespace, True, root)
 
-    def _reduce(self, inputs, result, op, dtype, num_objects, timeout, namespace, all_nodes):
+    def _reduce(self, inputs, result, op, dtype, num_objects, timeout, namespace, all_nodes,
+                root=None):
         what = "allreduce" if all_nodes else "reduce"
         if isinstance(inputs, (str, bytes)):
             raise TypeError(f"{what}: inputs must be a sequence of keys, not one key")
@@ -498,13 +506,16 @@ class Client:
             raise InvalidArgumentError(  # noqa: F405
                 "INVALID_ARGUMENT",
                 f"{what}: num_objects must be an int >= 0 (0: every input), not {num_objects!r}")
+        if root is not None and (not isinstance(root, str) or not root):
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT", f"{what}: root must be a node name (str), not {root!r}")
         ns = self._ns(namespace)
         if dtype is None:
             name = self._input_dtype(what, inputs, ns)
         else:
             name = _dtype_name(None, dtype)
         r = self._native.reduce(ns, inputs, result, op.lower(), name, num_objects, timeout,
-                                all_nodes)
+                                all_nodes, root or "")
         return ReduceResult(
             key=r["key"], namespace=r["namespace"], size=r["size"], dtype=r["dtype"],
             count=r["count"], root_node=r["root_node"], used=[inputs[i] for i in r["used"]],
@@ -520,6 +531,20 @@ class Client:
         if isinstance(nodes, str):
             raise TypeError("create_group: nodes must be a sequence of node names, not one name")
         return _group(self._native.create_group(name, list(nodes)))
+
+    def create_group_from_lease(self, name: str, lease_id: int, holder: str) -> Group:
+        """The static group of a gang grant: its members are the distinct nodes of placement
+        lease `lease_id`'s bundles (held by `holder`) in bundle order, grouped by host; the
+        group is revoked when the lease ends. Raises NotFoundError (the lease is not held),
+        PermissionDeniedError (another holder's), InvalidArgumentError (fewer than two nodes),
+        and the errors of :meth:`create_group`."""
+        if isinstance(lease_id, bool) or not isinstance(lease_id, int) or lease_id <= 0:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT", f"create_group_from_lease: lease_id must be an int > 0, not {lease_id!r}")
+        if not isinstance(holder, str) or not holder:
+            raise InvalidArgumentError(  # noqa: F405
+                "INVALID_ARGUMENT", f"create_group_from_lease: holder must be a non-empty str, not {holder!r}")
+        return _group(self._native.create_group_from_lease(name, lease_id, holder))
 
     def delete_group(self, name: str) -> Group:
         """Forgets group `name` (revoked or not) and returns it as it was."""

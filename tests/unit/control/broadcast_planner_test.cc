@@ -252,6 +252,27 @@ TEST(BroadcastPlannerTest, AddCompleteIsIdempotentAndFreesUpstream) {
   EXPECT_EQ(CheckInvariants(p), "");
 }
 
+// With a distance, a receiver pulls from the nearest copy that can serve, even over a longer
+// chain (rack A: nodes 1-4, rack B: 5-8).
+TEST(BroadcastPlannerTest, ANearCopyWinsOverAShorterChain) {
+  BroadcastPlanner p(2);
+  p.AddComplete(1);                                  // rack A
+  ASSERT_EQ(MustAttach(p, 5), 1u);                   // rack B: from the source, depth 1
+  // Node 6 (rack B): the source (depth 0, rack A) has a free slot, but 5 is in its rack.
+  auto in_b = [](NodeId sender) { return sender >= 5 ? 1u : 2u; };
+  absl::StatusOr<NodeId> s = p.Attach(6, {}, in_b);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*s, 5u);
+  // Without a distance the shorter chain wins.
+  ASSERT_EQ(MustAttach(p, 7), 1u);
+  // The same host beats the same rack.
+  auto by_host = [](NodeId sender) { return sender == 7 ? 0u : sender >= 5 ? 1u : 2u; };
+  s = p.Attach(8, {}, by_host);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*s, 7u);
+  EXPECT_EQ(CheckInvariants(p), "");
+}
+
 TEST(BroadcastPlannerRandomizedTest, InvariantsHoldUnderRandomEvents) {
   for (uint64_t seed : {1u, 2u, 3u, 17u, 99u, 2024u}) {
     std::mt19937_64 rng(seed);

@@ -115,5 +115,22 @@ TEST_F(GroupTableTest, DeathRevokesEveryGroupWithTheMember) {
   EXPECT_EQ((*table_.Usable("a"))->collectives(), 2u);
 }
 
+TEST_F(GroupTableTest, TheEndOfItsLeaseRevokesOnlyTheGroupMadeFromIt) {
+  proto::CreateGroupRequest from_lease = ById("leased", {1, 2});
+  from_lease.set_lease_id(7);
+  absl::StatusOr<proto::GroupInfo> g = table_.Create(from_lease, cluster_);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->lease_id(), 7u);
+  ASSERT_TRUE(table_.Create(ById("plain", {1, 2}), cluster_).ok());
+  EXPECT_TRUE(table_.OnLeaseEnded(8, "lease 8 was released").empty());
+  EXPECT_TRUE(table_.OnLeaseEnded(0, "no lease").empty());   // groups from member lists have none
+  EXPECT_EQ(table_.OnLeaseEnded(7, "lease 7 was released by its holder 'x'"), (std::vector<std::string>{"leased"}));
+  absl::StatusOr<const proto::GroupInfo*> leased = table_.Usable("leased");
+  ASSERT_FALSE(leased.ok());
+  EXPECT_NE(leased.status().message().find("lease 7 was released"), std::string::npos) << leased.status();
+  EXPECT_TRUE(table_.Usable("plain").ok());
+  EXPECT_TRUE(table_.OnLeaseEnded(7, "again").empty());   // revoked once
+}
+
 }  // namespace
 }  // namespace ferry::control

@@ -198,5 +198,70 @@ TEST(ReducePlanner, AFailedSpareIsDropped) {
   EXPECT_EQ(p->Used(), (std::vector<NodeId>{2}));
 }
 
+// ---- a chosen root (ReserveRoot) ------------------------------------------------------------
+
+std::vector<Step> ReadyRoot(ReducePlanner& p, NodeId node) {
+  absl::StatusOr<std::vector<Step>> steps = p.InputReady(node, /*root=*/true);
+  EXPECT_TRUE(steps.ok()) << steps.status();
+  return steps.value_or(std::vector<Step>{});
+}
+
+TEST(ReducePlanner, AChosenRootTakesTheRootWhenReadyAndTheOthersFillTheRest) {
+  std::unique_ptr<ReducePlanner> p = Make({1, 2, 3}, 3, 3);   // chain: 0 (tail) -> 1 -> 2 (root)
+  ASSERT_NE(p, nullptr);
+  p->ReserveRoot();
+  EXPECT_TRUE(p->root_reserved());
+  // The chosen root is ready first: it takes the root at once, with its child still vacant.
+  EXPECT_EQ(ReadyRoot(*p, 3), (std::vector<Step>{{3, 2, 0, {0}, false}}));
+  EXPECT_EQ(Ready(*p, 1), (std::vector<Step>{{1, 0, 0, {}, false}}));
+  // The second input heads the chain under the root; the root's children change.
+  EXPECT_EQ(Ready(*p, 2), (std::vector<Step>{{2, 1, 3, {1}, false}, {3, 2, 0, {2}, false}}));
+  for (NodeId n : {1, 2, 3}) EXPECT_TRUE(p->PositionDone(n).ok());
+  EXPECT_TRUE(p->Done());
+  EXPECT_EQ(p->root_node(), 3u);
+}
+
+TEST(ReducePlanner, ALateChosenRootIsAlwaysUsedAndTheOthersDoNotTakeItsPlace) {
+  std::unique_ptr<ReducePlanner> p = Make({1, 2, 3, 4}, 2, 2);   // k = 2: a chain of two
+  ASSERT_NE(p, nullptr);
+  p->ReserveRoot();
+  Ready(*p, 1);                        // position 0
+  EXPECT_TRUE(Ready(*p, 2).empty());   // the root is held: a spare
+  EXPECT_TRUE(Ready(*p, 4).empty());
+  EXPECT_EQ(p->spares(), (std::vector<NodeId>{2, 4}));
+  EXPECT_EQ(p->NodeAt(1), 0u);
+  EXPECT_EQ(ReadyRoot(*p, 3), (std::vector<Step>{{3, 1, 0, {1}, false}}));
+  EXPECT_EQ(p->Used(), (std::vector<NodeId>{1, 3}));
+  EXPECT_EQ(p->spares(), (std::vector<NodeId>{2, 4}));
+}
+
+TEST(ReducePlanner, AFailedChosenRootLetsASpareTakeTheRoot) {
+  std::unique_ptr<ReducePlanner> p = Make({1, 2, 3}, 2, 2);
+  ASSERT_NE(p, nullptr);
+  p->ReserveRoot();
+  Ready(*p, 1);
+  EXPECT_EQ(ReadyRoot(*p, 3), (std::vector<Step>{{3, 1, 0, {1}, false}}));
+  EXPECT_TRUE(Ready(*p, 2).empty());   // spare
+  // The root's input dies before the root is done: the reservation lapses, the spare takes it.
+  EXPECT_EQ(Failed(*p, 3), (std::vector<Step>{{2, 1, 0, {1}, false}}));
+  EXPECT_FALSE(p->root_reserved());
+  for (NodeId n : {1, 2}) EXPECT_TRUE(p->PositionDone(n).ok());
+  EXPECT_TRUE(p->Done());
+  EXPECT_EQ(p->root_node(), 2u);
+}
+
+TEST(ReducePlanner, ReleasingTheRootBeforeItsInputIsReadyFillsItFromTheSpares) {
+  std::unique_ptr<ReducePlanner> p = Make({1, 2, 3}, 2, 2);
+  ASSERT_NE(p, nullptr);
+  p->ReserveRoot();
+  Ready(*p, 1);
+  EXPECT_TRUE(Ready(*p, 2).empty());
+  EXPECT_EQ(p->ReleaseRoot(), (std::vector<Step>{{2, 1, 0, {1}, false}}));
+  EXPECT_TRUE(p->ReleaseRoot().empty());   // once
+  // The chosen root's input, ready after all, is an ordinary spare now.
+  EXPECT_TRUE(ReadyRoot(*p, 3).empty());
+  EXPECT_EQ(p->spares(), (std::vector<NodeId>{3}));
+}
+
 }  // namespace
 }  // namespace ferry::control
