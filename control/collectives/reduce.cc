@@ -1,11 +1,14 @@
 #include "control/collectives/reduce.h"
 
 #include <algorithm>
+#include <numeric>
 #include <random>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "control/cluster/locality.h"
 #include "control/collectives/delete.h"
 #include "core/dtype.h"
 #include "core/names.h"
@@ -82,10 +85,42 @@ absl::StatusOr<Instructions> ReduceCollective::Start(CollectiveContext& ctx) {
       return absl::FailedPreconditionError(absl::StrCat("reduce: the chosen root node ", root, " is dead"));
     }
   }
-  for (size_t i = 0; i < inputs_.size() && status_.ok(); ++i) TryReady(ctx, i);
+  for (size_t i : StartOrder(ctx)) {
+    if (!status_.ok()) break;
+    TryReady(ctx, i);
+  }
   CheckRoot();
   if (!status_.ok()) return status_;
   return Flush(ctx);
+}
+
+std::vector<size_t> ReduceCollective::StartOrder(const CollectiveContext& ctx) const {
+  // Inputs published already, by node; the others keep their place after them (TryReady skips
+  // what is not published).
+  std::vector<size_t> order(inputs_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<NodeId> nodes;
+  absl::flat_hash_map<size_t, NodeId> node_of;
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    absl::StatusOr<Directory::ObjectView> view = ctx.directory.View(req_.inputs(static_cast<int>(i)));
+    if (!view.ok() || view->complete.empty()) continue;
+    node_of[i] = view->complete.front();
+    nodes.push_back(view->complete.front());
+  }
+  if (nodes.size() < 2) return order;
+  // Consecutive positions form the chains, so inputs placed rack by rack (the chosen root's
+  // rack, else the first input's, first) keep each chain inside a rack.
+  const NodeId from = req_.root_node() != 0 ? req_.root_node() : nodes.front();
+  const std::vector<NodeId> by_rack = OrderByLocality(nodes, from, [&ctx](NodeId n) { return ctx.cluster.Info(n); });
+  absl::flat_hash_map<NodeId, size_t> rank;
+  for (NodeId n : by_rack) rank.emplace(n, rank.size());
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    auto ia = node_of.find(a), ib = node_of.find(b);
+    const size_t ra = ia == node_of.end() ? rank.size() : rank.at(ia->second);
+    const size_t rb = ib == node_of.end() ? rank.size() : rank.at(ib->second);
+    return ra < rb;
+  });
+  return order;
 }
 
 NodeId ReduceCollective::ChosenRoot() const {

@@ -87,6 +87,9 @@ class ReduceCollective final : public Collective {
     std::string last_error;   // a failed child pull of the current generation
   };
 
+  // The order Start tries the inputs in: those published already rack by rack
+  // (control/cluster/locality.h), then the rest.
+  std::vector<size_t> StartOrder(const CollectiveContext& ctx) const;
   // Input `i` is published: checks it, then places it. Returns false after failing the op.
   bool TryReady(CollectiveContext& ctx, size_t i);
   void CreatePlanner(const proto::ObjectMeta& meta);

@@ -57,27 +57,28 @@ absl::StatusOr<proto::GroupInfo> GroupTable::Create(const proto::CreateGroupRequ
     }
     members.push_back(info);
   }
-  // Ranks: hosts in order of first appearance, members of a host adjacent.
-  auto host_of = [](const proto::NodeInfo* info) { return std::string(HostOf(*info)); };
-  std::vector<std::string> hosts;
-  std::map<std::string, std::vector<const proto::NodeInfo*>> on_host;
+  // Ranks: the first member's host, then its rack, then rack by rack (control/cluster/locality.h):
+  // hosts in order of first appearance within each, members of a host adjacent, so a ring
+  // crosses each host boundary and the spine as few times as it can.
+  std::vector<NodeId> given;
+  std::map<NodeId, const proto::NodeInfo*> info_of;
   for (const proto::NodeInfo* info : members) {
-    const std::string host = host_of(info);
-    if (!on_host.contains(host)) hosts.push_back(host);
-    on_host[host].push_back(info);
+    given.push_back(info->node_id());
+    info_of[info->node_id()] = info;
   }
+  const std::vector<NodeId> ranked =
+      OrderByLocality(given, given.front(), [&info_of](NodeId n) { return info_of.at(n); });
   proto::GroupInfo g;
   g.set_name(req.name());
   g.set_group_id(next_id_++);
   g.set_lease_id(req.lease_id());
-  for (const std::string& host : hosts) {
-    for (const proto::NodeInfo* info : on_host[host]) {
-      proto::GroupMember* m = g.add_members();
-      m->set_rank(static_cast<uint32_t>(g.members_size() - 1));
-      m->set_node_id(info->node_id());
-      m->set_name(info->name());
-      m->set_host(host);
-    }
+  for (NodeId id : ranked) {
+    const proto::NodeInfo* info = info_of.at(id);
+    proto::GroupMember* m = g.add_members();
+    m->set_rank(static_cast<uint32_t>(g.members_size() - 1));
+    m->set_node_id(info->node_id());
+    m->set_name(info->name());
+    m->set_host(std::string(HostOf(*info)));
   }
   groups_[req.name()] = g;
   return g;

@@ -4,7 +4,9 @@
 //
 // Ranks: members on one host are adjacent (a ring then crosses each host boundary once): the
 // host is the node's "host" label, else its own name; hosts keep the order of their first
-// member in the request, and members of a host the order given.
+// member in the request, and members of a host the order given. With "rack" labels, the hosts
+// of a rack are adjacent too (the first member's rack first, then racks in order of first
+// appearance; members without a rack last), so a ring crosses the spine once each way.
 // A revoked group stays listed (with why) until it is deleted, so callers learn what happened
 // to it; its name cannot be reused before that.
 #pragma once

@@ -314,7 +314,8 @@ class Client {
   // ---- Static groups (docs/protocol.md "Groups") ----
   // Fixes `nodes` (names of live nodes, 2..1024, distinct) as group `name` (1-64 characters
   // of [A-Za-z0-9_.-], not in use) with ranks: members on one host adjacent, hosts in order of
-  // their first member given. INVALID_ARGUMENT (bad name, duplicates, too few), NOT_FOUND (an
+  // their first member given, and with "rack" labels the hosts of a rack adjacent (so ranks may
+  // differ from the order given: GroupInfo::members is rank order). INVALID_ARGUMENT (bad name, duplicates, too few), NOT_FOUND (an
   // unknown node), FAILED_PRECONDITION (a dead one), ALREADY_EXISTS (the name is in use).
   absl::StatusOr<GroupInfo> CreateGroup(const std::string& name, std::span<const std::string> nodes);
   // The group of a gang grant: the members are the distinct nodes of placement lease

@@ -7,6 +7,7 @@
 // inputs are exact in every dtype (small integers for sum, min and max; +-{0.5, 1, 2} for prod;
 // full-range integers for the integer dtypes), so the tree's combining order cannot change a
 // bit and the comparison is exact.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -97,6 +98,13 @@ class ReducePerf final : public Collective {
       absl::StatusOr<GroupInfo> made = Node(0).CreateGroup(g, members);
       if (!made.ok()) return Annotate(made.status(), "creating the static group");
       group_name_ = g;
+      // Ranks follow hosts and racks, not the order given: input r is the one on member r.
+      rank_node_.clear();
+      for (const GroupMember& m : made->members) {
+        auto it = std::find(members.begin(), members.end(), m.node);
+        if (it == members.end()) return absl::InternalError(absl::StrCat("group member ", m.node, " is not a perf node"));
+        rank_node_.push_back(static_cast<int>(it - members.begin()));
+      }
     }
     std::vector<uint8_t> input(bytes);
     expected_.assign(bytes, 0);
@@ -122,7 +130,9 @@ class ReducePerf final : public Collective {
       o.op = ctx_->op;
       o.dtype = ctx_->dtype;
       o.timeout = ctx_->timeout;
-      absl::StatusOr<GroupResult> g = Node(0).GroupCollective(group_name_, GroupOp::kAllReduce, inputs_, result, o);
+      std::vector<ObjectName> by_rank;
+      for (int i : rank_node_) by_rank.push_back(inputs_[i]);
+      absl::StatusOr<GroupResult> g = Node(0).GroupCollective(group_name_, GroupOp::kAllReduce, by_rank, result, o);
       const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
       if (!g.ok()) return Annotate(g.status(), absl::StrCat(name(), " of ", bytes_, " B"));
       result_ = {};
@@ -186,6 +196,7 @@ class ReducePerf final : public Collective {
   const bool all_;
   const bool group_;
   std::string group_name_;   // the static group, once created
+  std::vector<int> rank_node_;   // node index (ctx_->nodes) of each rank
   uint64_t bytes_ = 0;
   int iter_ = 0;
   std::vector<ObjectName> inputs_;

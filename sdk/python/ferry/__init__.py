@@ -525,7 +525,8 @@ class Client:
 
     def create_group(self, name: str, nodes: Sequence[str]) -> Group:
         """Fixes `nodes` (names of live nodes, at least two, distinct) as static group `name`,
-        with ranks (members on one host adjacent). Raises InvalidArgumentError (bad name,
+        with ranks (members on one host adjacent, then the hosts of one rack: ``members`` is
+        rank order, which may differ from `nodes`). Raises InvalidArgumentError (bad name,
         duplicates), NotFoundError (unknown node), FailedPreconditionError (a dead one),
         AlreadyExistsError (the name is in use)."""
         if isinstance(nodes, str):

@@ -59,6 +59,23 @@ TEST_F(GroupTableTest, MembersOfOneHostAreAdjacent) {
   EXPECT_EQ(g->members(5).host(), "n6");
 }
 
+TEST_F(GroupTableTest, HostsOfOneRackAreAdjacent) {
+  // Racks: 1, 3, 5 in "A"; 2, 4 in "B"; 6 in none. Node 5 shares node 1's host.
+  auto label = [this](NodeId id, const char* k, const char* v) {
+    (*const_cast<proto::NodeInfo*>(cluster_.Info(id))->mutable_labels())[k] = v;
+  };
+  for (NodeId id : {1, 3, 5}) label(id, "rack", "A");
+  for (NodeId id : {2, 4}) label(id, "rack", "B");
+  label(1, "host", "h1");
+  label(5, "host", "h1");
+  absl::StatusOr<proto::GroupInfo> g = table_.Create(ById("racked", {2, 1, 6, 4, 3, 5}), cluster_);
+  ASSERT_TRUE(g.ok()) << g.status();
+  std::vector<uint64_t> order;
+  for (const proto::GroupMember& m : g->members()) order.push_back(m.node_id());
+  // The first member's rack (B) first, then rack A with h1's members adjacent, then no rack.
+  EXPECT_EQ(order, (std::vector<uint64_t>{2, 4, 1, 5, 3, 6}));
+}
+
 TEST_F(GroupTableTest, RefusesBadRequests) {
   auto code = [&](const proto::CreateGroupRequest& r) { return table_.Create(r, cluster_).status().code(); };
   EXPECT_EQ(code(ById("g", {1, 2, 1})), absl::StatusCode::kInvalidArgument);   // duplicate

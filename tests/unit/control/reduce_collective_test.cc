@@ -1,5 +1,6 @@
 // Tests of control/collectives/reduce: request validation, and the operation driven with
 // publications, position reports and node deaths over a real Directory and a fake cluster.
+#include <map>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,61 @@ TEST_F(ReduceCollectiveTest, AChainReducesInTheOrderInputsArriveAndDropsItsParti
   EXPECT_TRUE(op.status().ok()) << op.status();
   EXPECT_THAT(op.reply().used(), ElementsAre(1u, 0u, 2u));
   EXPECT_EQ(op.reply().root_node(), 3u);
+}
+
+// Inputs published before the start are placed rack by rack: with racks alternating by node
+// (1, 3, 5 in A; 2, 4, 6 in B) the chain is 1, 3, 5, then 2, 4, 6 (root), crossing racks once.
+TEST_F(ReduceCollectiveTest, InputsPublishedAtTheStartArePlacedRackByRack) {
+  for (NodeId id = 1; id <= 6; ++id) {
+    (*const_cast<proto::NodeInfo*>(cluster_.Info(id))->mutable_labels())["rack"] = id % 2 == 1 ? "A" : "B";
+  }
+  for (int i = 0; i < 6; ++i) Publish(i);
+  ReduceCollective op(7, Request(6), /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  absl::StatusOr<Instructions> start = op.Start(ctx());
+  ASSERT_TRUE(start.ok()) << start.status();
+  // Every non-leaf position names its child; walk the chain from the root down.
+  std::map<uint64_t, uint64_t> child_of;
+  uint64_t root = 0;
+  for (const proto::ReducePosition& p : Positions(*start)) {
+    const uint64_t node = std::stoull(p.input().key().substr(2)) + 1;   // input i is on node i + 1
+    ASSERT_EQ(p.children_size(), 1) << "one chain";
+    child_of[node] = p.children(0).node();
+    if (p.is_root()) root = node;
+  }
+  std::vector<uint64_t> chain;   // root first
+  for (uint64_t n = root; n != 0 && chain.size() < 7; n = child_of.contains(n) ? child_of[n] : 0) chain.push_back(n);
+  EXPECT_EQ(chain, (std::vector<uint64_t>{6, 4, 2, 5, 3, 1}));
+}
+
+// ReduceRequest.root_node: the root is held for that node's input, even when it is published
+// before the others and when every other input is ready first.
+TEST_F(ReduceCollectiveTest, AChosenRootTakesTheRootAndANodeWithoutAnInputIsRefused) {
+  proto::ReduceRequest req = Request(3);
+  req.set_root_node(1);   // input 0's node
+  ReduceCollective op(7, req, /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  Publish(1);
+  Publish(2);
+  absl::StatusOr<Instructions> start = op.Start(ctx());
+  ASSERT_TRUE(start.ok()) << start.status();
+  for (const proto::ReducePosition& p : Positions(*start)) EXPECT_FALSE(p.is_root()) << "the root waits for node 1";
+  Publish(0);
+  std::vector<proto::ReducePosition> root = Positions(Changed(op, 0));
+  ASSERT_EQ(root.size(), 1u);
+  EXPECT_TRUE(root[0].is_root());
+  EXPECT_EQ(root[0].input().key(), "in0");
+
+  proto::ReduceRequest elsewhere = Request(3);
+  elsewhere.mutable_result()->set_key("out2");
+  elsewhere.set_root_node(6);   // holds none of in0..in2 (on nodes 1..3)
+  ReduceCollective none(8, elsewhere, /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  absl::StatusOr<Instructions> refused = none.Start(ctx());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("holds none of the inputs"));
+  proto::ReduceRequest unknown = elsewhere;
+  unknown.set_root_node(99);
+  ReduceCollective ghost(9, unknown, /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  EXPECT_EQ(ghost.Start(ctx()).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(ReduceCollectiveTest, ASpareReplacesADeadInteriorNodeAndThePathRecomputes) {
