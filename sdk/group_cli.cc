@@ -40,7 +40,7 @@ void AddGroupCommands(CLI::App& app, GroupFlags& f) {
   CLI::App* group = app.add_subcommand("group", "static groups: fixed members and ranks, ring collectives");
   group->require_subcommand(1);
   CLI::App* create = group->add_subcommand(
-      "create", "make group NAME of NODES, or of the nodes of a placement lease (ranks: members of a host adjacent)");
+      "create", "make group NAME of NODES, or of the nodes of a placement lease (ranks: members of a host, then of a rack, adjacent)");
   create->add_option("NAME", f.name, "group name")->required();
   create->add_option("NODES", f.nodes, "member node names, at least two");
   create->add_option("--lease", f.lease, "instead of NODES: the nodes of this lease (revoked when it ends)");

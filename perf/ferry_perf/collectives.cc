@@ -415,7 +415,7 @@ class LocalGet final : public ObjectCollective {
 
 std::vector<std::string> KnownCollectives() {
   return {"p2p", "p2p-stream", "broadcast", "broadcast-get", "local-get", "local-get-rpc", "model-bcast",
-          "model-join", "model-batch", "model-join-batch", "reduce", "allreduce", "group-allreduce"};
+          "model-join", "model-batch", "model-join-batch", "reduce", "reduce-subset", "allreduce", "group-allreduce"};
 }
 
 absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name,
@@ -432,7 +432,7 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
       absl::StrCat("unknown collective '", std::string(name),
                    "' (known: p2p, p2p-stream, broadcast, broadcast-get, local-get, local-get-rpc, model-bcast, "
                    "model-join, model-batch, "
-                   "model-join-batch, reduce, allreduce, group-allreduce)"));
+                   "model-join-batch, reduce, reduce-subset, allreduce, group-allreduce)"));
 }
 
 }  // namespace ferry::perf

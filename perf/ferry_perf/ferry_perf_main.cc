@@ -76,7 +76,7 @@ void AddFlags(CLI::App& app, Flags* f) {
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
   app.add_option("--coll", f->colls,
                  "collectives: p2p,p2p-stream,broadcast,broadcast-get,local-get,local-get-rpc,model-bcast,model-join,model-batch,"
-                 "model-join-batch,reduce,allreduce,group-allreduce")
+                 "model-join-batch,reduce,reduce-subset,allreduce,group-allreduce")
       ->capture_default_str();
   app.add_option("--model", f->model,
                  "model-*: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "

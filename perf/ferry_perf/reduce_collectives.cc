@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -66,10 +67,17 @@ void FillExact(ReduceOp op, DType dtype, uint64_t seed, uint8_t* data, size_t by
 
 class ReducePerf final : public Collective {
  public:
-  ReducePerf(PerfContext* ctx, bool all, bool group) : ctx_(ctx), all_(all || group), group_(group) {}
+  ReducePerf(PerfContext* ctx, bool all, bool group, bool subset = false)
+      : ctx_(ctx), all_(all || group), group_(group), subset_(subset) {}
 
-  std::string name() const override { return group_ ? "group-allreduce" : all_ ? "allreduce" : "reduce"; }
+  std::string name() const override {
+    return group_ ? "group-allreduce" : all_ ? "allreduce" : subset_ ? "reduce-subset" : "reduce";
+  }
   std::string description() const override {
+    if (subset_) {
+      return "nodes 0..k-1 Put inputs (untimed), k = N/2; time = Client::Reduce of all N inputs with num_objects k, "
+             "while nodes k..N-1 Put theirs 200 ms after the call starts (late inputs: spares, not used)";
+    }
     if (group_) {
       return "node i Puts input i (untimed); time = Client::GroupCollective(kAllReduce) on a static group of every "
              "node (ring reduce-scatter + allgather, pipelined) until every member holds the result";
@@ -108,14 +116,20 @@ class ReducePerf final : public Collective {
     }
     std::vector<uint8_t> input(bytes);
     expected_.assign(bytes, 0);
+    late_.clear();
     for (int i = 0; i < ctx_->size(); ++i) {
       FillExact(ctx_->op, ctx_->dtype, PatternSeed(bytes, iter) + static_cast<uint64_t>(i), input.data(), bytes);
+      ObjectName name = Name(absl::StrCat("in", i));
+      if (i >= Used()) {   // reduce-subset: a late input, Put during Run
+        late_.push_back(input);
+        inputs_.push_back(std::move(name));
+        continue;
+      }
       if (i == 0) {
         expected_ = input;
       } else {
         FERRY_RETURN_IF_ERROR(ReduceInto(ctx_->op, ctx_->dtype, expected_.data(), input.data(), bytes));
       }
-      ObjectName name = Name(absl::StrCat("in", i));
       FERRY_RETURN_IF_ERROR(Annotate(Node(i).Put(name, input, ctx_->dtype), absl::StrCat("Put of ", name.key)));
       inputs_.push_back(std::move(name));
     }
@@ -142,6 +156,25 @@ class ReducePerf final : public Collective {
       }
       return seconds;
     }
+    if (subset_) {
+      // The late inputs arrive while the reduce runs; their Puts are local (no traffic).
+      absl::Status late_status;
+      std::thread late([this, &late_status] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        for (size_t j = 0; j < late_.size() && late_status.ok(); ++j) {
+          const int i = Used() + static_cast<int>(j);
+          late_status = Node(i).Put(inputs_[static_cast<size_t>(i)], late_[j], ctx_->dtype);
+        }
+      });
+      absl::StatusOr<ReduceResult> r =
+          Node(0).Reduce(inputs_, result, ctx_->op, ctx_->dtype, static_cast<uint32_t>(Used()), ctx_->timeout);
+      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      late.join();
+      if (!r.ok()) return Annotate(r.status(), absl::StrCat(name(), " of ", bytes_, " B"));
+      if (!late_status.ok()) return Annotate(late_status, "a late input's Put");
+      result_ = std::move(*r);
+      return seconds;
+    }
     absl::StatusOr<ReduceResult> r = all_ ? Node(0).AllReduce(inputs_, result, ctx_->op, ctx_->dtype, 0, ctx_->timeout)
                                           : Node(0).Reduce(inputs_, result, ctx_->op, ctx_->dtype, 0, ctx_->timeout);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -158,6 +191,17 @@ class ReducePerf final : public Collective {
       ++errors;
     }
     for (int i = 0; i < (all_ ? ctx_->size() : 1); ++i) errors += Check(i);
+    if (subset_) {
+      std::vector<uint32_t> used = result_.used;
+      std::sort(used.begin(), used.end());
+      std::vector<uint32_t> want(static_cast<size_t>(Used()));
+      for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<uint32_t>(i);
+      if (used != want) {
+        LogLine(absl::StrCat(name(), " ", bytes_, " B iter ", iter_, ": used ", used.size(),
+                             " inputs, not the first ", Used(), " ready"));
+        ++errors;
+      }
+    }
     return errors;
   }
 
@@ -170,6 +214,8 @@ class ReducePerf final : public Collective {
 
  private:
   Client& Node(int i) { return *ctx_->nodes[static_cast<size_t>(i)].client; }
+  // The inputs reduced: all, or for reduce-subset the first half (at least one).
+  int Used() const { return subset_ ? std::max(1, ctx_->size() / 2) : ctx_->size(); }
   ObjectName Name(const std::string& part) const {
     return ObjectName{ctx_->ns, absl::StrCat("perf/", name(), "/", bytes_, "/", iter_, "/", part, ctx_->run_id)};
   }
@@ -195,6 +241,8 @@ class ReducePerf final : public Collective {
   PerfContext* const ctx_;
   const bool all_;
   const bool group_;
+  const bool subset_;
+  std::vector<std::vector<uint8_t>> late_;   // reduce-subset: the inputs Put during Run
   std::string group_name_;   // the static group, once created
   std::vector<int> rank_node_;   // node index (ctx_->nodes) of each rank
   uint64_t bytes_ = 0;
@@ -210,6 +258,7 @@ std::unique_ptr<Collective> MakeReduceCollective(std::string_view name, PerfCont
   if (name == "reduce") return std::make_unique<ReducePerf>(ctx, false, false);
   if (name == "allreduce") return std::make_unique<ReducePerf>(ctx, true, false);
   if (name == "group-allreduce") return std::make_unique<ReducePerf>(ctx, true, true);
+  if (name == "reduce-subset") return std::make_unique<ReducePerf>(ctx, false, false, /*subset=*/true);
   return nullptr;
 }
 

@@ -221,25 +221,26 @@ TEST_F(FerryPerfBinaryTest, ModelSyncRowsVerifyEveryTensorOnEveryReceiver) {
   EXPECT_NE(ReadFile(log_).find("unknown --model 'dense'"), std::string::npos) << ReadFile(log_);
 }
 
-// reduce / allreduce rows: every element of the result (allreduce: on every node) is checked;
-// with node 0's copy treated as wrong every row reports errors and the exit code is non-zero.
+// reduce / reduce-subset / allreduce rows: every element of the result (allreduce: on every
+// node) is checked, and reduce-subset's inputs used must be the first half; with node 0's copy
+// treated as wrong every row reports errors and the exit code is non-zero.
 TEST_F(FerryPerfBinaryTest, ReduceRowsCheckEveryElement) {
   std::vector<nlohmann::json> rows;
   ASSERT_EQ(RunPerf("reduce", {"--max-bytes", "1M", "--iters", "2", "--op", "prod", "--dtype", "bf16"}, &rows,
-                    "reduce,allreduce"),
+                    "reduce,reduce-subset,allreduce"),
             0)
       << ReadFile(log_);
-  ASSERT_EQ(rows.size(), 2u * 6u) << ReadFile(log_);
+  ASSERT_EQ(rows.size(), 3u * 6u) << ReadFile(log_);
   for (const nlohmann::json& r : rows) {
     EXPECT_EQ(r["errors"], 0) << r.dump();
     EXPECT_EQ(r["iters"], 2) << r.dump();
     EXPECT_EQ(r["op"], "prod") << r.dump();
   }
   ASSERT_NE(RunPerf("reduce-corrupt", {"--max-bytes", "4K", "--iters", "1", "--corrupt-node", "0"}, &rows,
-                    "reduce,allreduce"),
+                    "reduce,reduce-subset,allreduce"),
             0)
       << ReadFile(log_);
-  ASSERT_EQ(rows.size(), 2u * 2u) << ReadFile(log_);
+  ASSERT_EQ(rows.size(), 3u * 2u) << ReadFile(log_);
   for (const nlohmann::json& r : rows) EXPECT_GT(r["errors"].get<uint64_t>(), 0u) << r.dump();
 }
 
