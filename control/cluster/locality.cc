@@ -22,6 +22,8 @@ std::string_view HostOf(const proto::NodeInfo& n) {
   return host.empty() ? std::string_view(n.name()) : host;
 }
 
+bool HasTopologyLabels(const proto::NodeInfo& n) { return !Label(n, kHostLabel).empty() || !Label(n, kRackLabel).empty(); }
+
 uint32_t LocalityDistance(const proto::NodeInfo* a, const proto::NodeInfo* b) {
   if (a == nullptr || b == nullptr) return kRemote;
   if (a->node_id() == b->node_id() || HostOf(*a) == HostOf(*b)) return kSameHost;

@@ -28,6 +28,10 @@ inline constexpr std::string_view kRackLabel = "rack";
 // The node's host: its "host" label, else its own name.
 std::string_view HostOf(const proto::NodeInfo& node);
 
+// Whether the node has a non-empty "host" or "rack" label (without either, every other node is
+// at kRemote from it).
+bool HasTopologyLabels(const proto::NodeInfo& node);
+
 // 0: the same host; 1: the same rack; 2: farther (or either node unknown: null).
 enum Distance : uint32_t { kSameHost = 0, kSameRack = 1, kRemote = 2 };
 uint32_t LocalityDistance(const proto::NodeInfo* a, const proto::NodeInfo* b);

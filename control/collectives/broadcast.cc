@@ -28,7 +28,11 @@ void FillSourceReply(const ClusterView& cluster, AcquireResult r, proto::Acquire
 }
 
 SenderDistance DistanceFrom(const ClusterView& cluster, NodeId receiver) {
-  return [&cluster, to = cluster.Info(receiver)](NodeId sender) { return LocalityDistance(to, cluster.Info(sender)); };
+  const proto::NodeInfo* to = cluster.Info(receiver);
+  // Without labels the receiver is its own host in no rack: every sender is as far as the next,
+  // and Attach keeps its label-free (and lookup-free) rule.
+  if (to == nullptr || !HasTopologyLabels(*to)) return nullptr;
+  return [&cluster, to](NodeId sender) { return LocalityDistance(to, cluster.Info(sender)); };
 }
 
 absl::Status AttachReceiver(CollectiveContext& ctx, NodeId receiver, const proto::ObjectRef& ref,

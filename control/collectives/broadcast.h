@@ -23,7 +23,8 @@ namespace ferry::control {
 void FillSourceReply(const ClusterView& cluster, AcquireResult r, proto::AcquireSourceReply* reply);
 
 // How far each candidate sender is from `receiver` (control/cluster/locality.h), for
-// Directory::Acquire. Reads `cluster` when called: use it under the same lock.
+// Directory::Acquire; null (no distance: every sender equally far) when the receiver has no
+// host or rack label. Reads `cluster` when called: use it under the same lock.
 SenderDistance DistanceFrom(const ClusterView& cluster, NodeId receiver);
 
 // Implicit broadcast: attaches `receiver` to a sender of `ref` (Directory::Acquire) and fills

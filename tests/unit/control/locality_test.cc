@@ -32,6 +32,9 @@ TEST(LocalityTest, DistanceComesFromHostThenRackLabels) {
   EXPECT_EQ(LocalityDistance(&a, nullptr), kRemote);
   EXPECT_EQ(HostOf(bare), "n5");
   EXPECT_EQ(HostOf(a), "h1");
+  EXPECT_TRUE(HasTopologyLabels(a));
+  EXPECT_TRUE(HasTopologyLabels(Node(7, "", "r9")));
+  EXPECT_FALSE(HasTopologyLabels(bare));
 }
 
 TEST(LocalityTest, TargetsAreOrderedSourceHostThenSourceRackThenRackByRack) {
