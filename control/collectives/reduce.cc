@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -11,6 +12,7 @@
 #include "control/cluster/locality.h"
 #include "control/collectives/delete.h"
 #include "core/dtype.h"
+#include "core/reduce.h"
 #include "core/names.h"
 
 namespace ferry::control {
@@ -156,7 +158,7 @@ bool ReduceCollective::TryReady(CollectiveContext& ctx, size_t i) {
                                                  DTypeName(dtype), "'s ", DTypeSize(dtype), " bytes")));
     return false;
   }
-  if (planner_ != nullptr && m.size() != meta_.size()) {
+  if (meta_.size() != 0 && m.size() != meta_.size()) {
     Fail(absl::InvalidArgumentError(absl::StrCat(name, " has ", m.size(), " bytes, the inputs before it ",
                                                  meta_.size())));
     return false;
@@ -172,6 +174,12 @@ bool ReduceCollective::TryReady(CollectiveContext& ctx, size_t i) {
   }
   inputs_[i].state = InputState::kReady;
   inputs_[i].node = node;
+  // The first input decides: small ones, held inline by the directory, are combined here.
+  if (meta_.size() == 0) {
+    proto::ObjectMeta held;
+    inline_ = m.size() <= ctx.directory.inline_max_bytes() && ctx.directory.InlineData(ref, &held) != nullptr;
+  }
+  if (inline_) return InlineReady(ctx, i);
   if (planner_ == nullptr) CreatePlanner(m);
   if (!status_.ok()) return false;
   absl::StatusOr<std::vector<ReducePlanner::Step>> steps = planner_->InputReady(i + 1, node == ChosenRoot());
@@ -183,11 +191,94 @@ bool ReduceCollective::TryReady(CollectiveContext& ctx, size_t i) {
   return true;
 }
 
-void ReduceCollective::CreatePlanner(const proto::ObjectMeta& meta) {
-  meta_.set_size(meta.size());
+void ReduceCollective::SetResultMeta(const proto::ObjectMeta& input) {
+  meta_.set_size(input.size());
   meta_.set_dtype(req_.dtype());
-  meta_.set_count(meta.size() / DTypeSize(static_cast<DType>(req_.dtype())));
+  meta_.set_count(input.size() / DTypeSize(static_cast<DType>(req_.dtype())));
   meta_.set_incarnation(NewIncarnation());
+}
+
+bool ReduceCollective::InlineReady(CollectiveContext& ctx, size_t i) {
+  const proto::ObjectRef& ref = req_.inputs(static_cast<int>(i));
+  proto::ObjectMeta m;
+  const std::string* bytes = ctx.directory.InlineData(ref, &m);
+  if (bytes == nullptr || bytes->size() != m.size()) {
+    Fail(absl::FailedPreconditionError(absl::StrCat("reduce: input ", i, " (", RefName(ref),
+                                                    ") is not held inline like the inputs before it")));
+    return false;
+  }
+  if (meta_.size() == 0) SetResultMeta(m);
+  if (inline_sent_) return true;   // a spare: the result is made already
+  const uint32_t n = static_cast<uint32_t>(inputs_.size());
+  const uint32_t k = req_.num_objects() == 0 ? n : req_.num_objects();
+  const NodeId root = req_.root_node() != 0 && !root_released_ ? req_.root_node() : 0;
+  const bool is_root = root != 0 && inputs_[i].node == root;
+  const bool root_used = root == 0 || std::any_of(inline_used_.begin(), inline_used_.end(),
+                                                  [&](size_t u) { return inputs_[u].node == root; });
+  // With a chosen root, its input is always one of the k: the others fill k - 1 places.
+  if (!is_root && !root_used && inline_used_.size() + 1 >= k) return true;   // a spare
+  if (inline_used_.empty()) {
+    inline_result_ = *bytes;
+  } else if (absl::Status s = ReduceInto(static_cast<ReduceOp>(req_.op()), static_cast<DType>(req_.dtype()),
+                                         inline_result_.data(), bytes->data(), bytes->size());
+             !s.ok()) {
+    Fail(s);
+    return false;
+  }
+  inline_used_.push_back(i);
+  if (inline_used_.size() == k) SendInline(ctx);
+  return status_.ok();
+}
+
+void ReduceCollective::SendInline(CollectiveContext& ctx) {
+  inline_sent_ = true;
+  // The root: the chosen one, else the last input combined (as the tree's root is the last
+  // position filled); a dead one is passed over for the latest live input.
+  NodeId root = 0;
+  for (size_t u : inline_used_) {
+    if (ctx.cluster.Alive(inputs_[u].node)) root = inputs_[u].node;
+  }
+  for (size_t u : inline_used_) {
+    if (req_.root_node() != 0 && inputs_[u].node == req_.root_node() && ctx.cluster.Alive(req_.root_node())) {
+      root = req_.root_node();
+    }
+  }
+  if (root == 0) {
+    Fail(absl::UnavailableError(absl::StrCat("reduce into ", RefName(req_.result()),
+                                             ": every node whose input was combined has died")));
+    return;
+  }
+  root_node_ = root;
+  proto::BroadcastRequest breq;
+  *breq.mutable_ref() = req_.result();
+  if (all_) {
+    absl::flat_hash_set<NodeId> seen;
+    for (const Input& in : inputs_) {
+      if (in.state == InputState::kReady && ctx.cluster.Alive(in.node) && seen.insert(in.node).second) {
+        breq.add_node_ids(in.node);
+      }
+    }
+  } else {
+    breq.add_node_ids(root);
+  }
+  breq.set_wait(true);
+  if (absl::Status s = ctx.directory.CreateInline(req_.result(), meta_, inline_result_, link_,
+                                                  static_cast<uint64_t>(breq.node_ids_size()));
+      !s.ok()) {
+    Fail(s);
+    return;
+  }
+  broadcast_ = std::make_unique<BroadcastCollective>(id(), std::move(breq), start_, deadline_);
+  absl::StatusOr<Instructions> pulls = broadcast_->Start(ctx);
+  if (!pulls.ok()) {
+    Fail(pulls.status());
+    return;
+  }
+  inline_out_.insert(inline_out_.end(), pulls->begin(), pulls->end());
+}
+
+void ReduceCollective::CreatePlanner(const proto::ObjectMeta& meta) {
+  SetResultMeta(meta);
   const uint32_t n = static_cast<uint32_t>(inputs_.size());
   const uint32_t k = req_.num_objects() == 0 ? n : req_.num_objects();
   PlanLimits limits = limits_;
@@ -238,7 +329,7 @@ void ReduceCollective::MarkAncestors(uint32_t position) {
 }
 
 Instructions ReduceCollective::Flush(CollectiveContext& ctx) {
-  Instructions out;
+  Instructions out = std::exchange(inline_out_, {});
   if (planner_ == nullptr || !status_.ok()) return out;
   // Ascending positions: children (lower numbers, post-order) get their generation first.
   for (auto& [p, pos] : positions_) {
@@ -417,6 +508,7 @@ void ReduceCollective::Fail(absl::Status s) {
 
 bool ReduceCollective::Done(const CollectiveContext& ctx) const {
   if (!status_.ok()) return true;
+  if (inline_) return broadcast_ != nullptr && broadcast_->Done(ctx);
   if (!root_done_) return false;
   return !all_ || (broadcast_ != nullptr && broadcast_->Done(ctx));
 }
@@ -430,6 +522,36 @@ std::string ReduceCollective::InputNames(const std::vector<NodeId>& ids) const {
     names.push_back(std::move(name));
   }
   return absl::StrJoin(names, ", ");
+}
+
+void ReduceCollective::ConcludeInline(CollectiveContext& ctx, Conclusion why) {
+  const std::string head = absl::StrCat("reduce into ", RefName(req_.result()), " did not finish within ",
+                                        req_.timeout_ms(), " ms: ");
+  if (broadcast_ == nullptr) {
+    std::vector<NodeId> waiting;
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      if (inputs_[i].state == InputState::kWaiting) waiting.push_back(i + 1);
+    }
+    return Fail(absl::DeadlineExceededError(absl::StrCat(head, inline_used_.size(), " input(s) combined, ",
+                                                         req_.num_objects() == 0 ? inputs_.size() : req_.num_objects(),
+                                                         " needed; never ready: ", InputNames(waiting))));
+  }
+  broadcast_->Conclude(ctx, why);
+  proto::BroadcastReply& b = broadcast_->reply();
+  if (!all_) {
+    for (const proto::BroadcastResult& r : b.results()) {
+      if (!r.ok()) {
+        return Fail(absl::UnavailableError(absl::StrCat("reduce into ", RefName(req_.result()), ": the root node ",
+                                                        r.node_id(), " did not store the result: ", r.error())));
+      }
+    }
+  }
+  *reply_.mutable_meta() = meta_;
+  reply_.set_root_node(root_node_);
+  for (size_t i : inline_used_) reply_.add_used(static_cast<uint32_t>(i));
+  if (all_) {
+    for (proto::BroadcastResult& r : *b.mutable_results()) *reply_.add_results() = std::move(r);
+  }
 }
 
 std::optional<size_t> ReduceCollective::IndexOf(const Directory::Key& key) const {
@@ -446,6 +568,7 @@ void ReduceCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
   if (!status_.ok()) return;
   if (why == Conclusion::kCancelled) return Fail(absl::CancelledError("the caller cancelled the reduce"));
   if (why == Conclusion::kShutdown) return Fail(absl::UnavailableError("coordinator shutting down"));
+  if (inline_) return ConcludeInline(ctx, why);
   if (!root_done_) {
     const std::string head = absl::StrCat("reduce into ", RefName(req_.result()), " did not finish within ",
                                           req_.timeout_ms(), " ms: ");

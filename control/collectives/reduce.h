@@ -93,6 +93,15 @@ class ReduceCollective final : public Collective {
   // Input `i` is published: checks it, then places it. Returns false after failing the op.
   bool TryReady(CollectiveContext& ctx, size_t i);
   void CreatePlanner(const proto::ObjectMeta& meta);
+  // The result's metadata from the first ready input (a fresh incarnation).
+  void SetResultMeta(const proto::ObjectMeta& input);
+  // Small inputs (held inline by the directory): input `i` is combined into inline_result_ here,
+  // in ready order, until k are; then SendInline. No tree, no data-plane traffic for the inputs.
+  bool InlineReady(CollectiveContext& ctx, size_t i);
+  // Files the result as an inline object and pushes it to the root (AllReduce: to every
+  // participant) as an explicit broadcast of its bytes; done when they hold it.
+  void SendInline(CollectiveContext& ctx);
+  void ConcludeInline(CollectiveContext& ctx, Conclusion why);
   // Takes the planner's steps: leaves done at once, others pending (and their parents).
   void Absorb(const std::vector<ReducePlanner::Step>& steps);
   // Marks the positions above `position` that were sent already for sending again.
@@ -136,6 +145,11 @@ class ReduceCollective final : public Collective {
   std::unique_ptr<BroadcastCollective> broadcast_;   // AllReduce, after the root is done
   NodeId root_node_ = 0;
   bool root_released_ = false;   // the chosen root's node died before its input was placed
+  bool inline_ = false;          // the inputs are small: combined by the coordinator (InlineReady)
+  bool inline_sent_ = false;
+  std::vector<size_t> inline_used_;   // inputs combined, ready order
+  std::string inline_result_;
+  Instructions inline_out_;      // the result's pushes, for the next Flush
   absl::Status status_;
   proto::ReduceReply reply_;
 };

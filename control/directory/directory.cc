@@ -58,6 +58,27 @@ absl::Status Directory::Publish(NodeId node, const proto::ObjectRef& ref, const 
   return absl::OkStatus();
 }
 
+absl::Status Directory::CreateInline(const proto::ObjectRef& ref, const proto::ObjectMeta& meta, std::string bytes,
+                                     const LinkModel& link, uint64_t receivers) {
+  if (absl::Status s = ValidateObjectName(ref.ns(), ref.key()); !s.ok()) return s;
+  if (Find(ref) != entries_.end()) {
+    return absl::AlreadyExistsError(absl::StrCat("object ", RefName(ref), " already exists in the cluster"));
+  }
+  if (meta.size() > options_.inline_max_bytes || bytes.size() != meta.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("object ", RefName(ref), ": ", bytes.size(), " bytes for a size of ",
+                                                   meta.size(), " (inline objects hold at most ",
+                                                   options_.inline_max_bytes, ")"));
+  }
+  Entry e;
+  e.meta = meta;
+  e.is_inline = true;
+  e.inline_data = std::move(bytes);
+  e.plan = PlanBroadcast(meta.size(), receivers, link, options_.limits);
+  e.planner.set_fanout(e.plan.fanout);
+  entries_[Key{ref.ns(), ref.key()}] = std::move(e);
+  return absl::OkStatus();
+}
+
 void Directory::Unpublish(NodeId node, const std::string& node_name, const proto::ObjectRef& ref, bool evicted) {
   auto it = Find(ref);
   if (it == entries_.end() || it->second.lost) return;

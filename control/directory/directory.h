@@ -52,6 +52,15 @@ class Directory {
   absl::Status Publish(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
                        std::string inline_data, const LinkModel& link, uint64_t receivers,
                        bool rereport = false);
+  // An inline object the coordinator made itself (a small reduce's result, combined from its
+  // inputs' inline bytes): an entry with the bytes and no copy yet. Receivers get the bytes from
+  // the coordinator (Acquire, an explicit broadcast's instruction) and become copies as they
+  // complete. ALREADY_EXISTS if the key exists, INVALID_ARGUMENT if the object is too large to
+  // be inline or the bytes do not match its size.
+  absl::Status CreateInline(const proto::ObjectRef& ref, const proto::ObjectMeta& meta, std::string bytes,
+                            const LinkModel& link, uint64_t receivers);
+  // Objects of at most this many bytes are held inline.
+  uint32_t inline_max_bytes() const { return options_.inline_max_bytes; }
   // `node` (named `node_name`) no longer holds its copy. With `evicted`, the node's arena
   // evicted it: if that was the last copy, the object stays known as lost ("evicted from node
   // ...") so that a Get says so; otherwise the entry goes when no copy is left.

@@ -1,6 +1,8 @@
 // Tests of control/collectives/reduce: request validation, and the operation driven with
 // publications, position reports and node deaths over a real Directory and a fake cluster.
+#include <cstring>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -211,6 +213,54 @@ TEST_F(ReduceCollectiveTest, ASpareReplacesADeadInteriorNodeAndThePathRecomputes
   ASSERT_TRUE(op.Done(ctx()));
   op.Conclude(ctx(), Conclusion::kDone);
   EXPECT_THAT(op.reply().used(), ElementsAre(0u, 3u, 2u));
+}
+
+// Inputs small enough to be held inline are combined by the coordinator itself: no positions,
+// the result's bytes pushed to every participant (AllReduce) in one inline instruction each.
+TEST_F(ReduceCollectiveTest, SmallInputsAreCombinedByTheCoordinatorAndPushedInline) {
+  auto publish_inline = [this](int i, int32_t v) {
+    const int32_t values[4] = {v, v + 1, v + 2, v + 3};
+    std::string bytes(sizeof values, '\0');
+    std::memcpy(bytes.data(), values, sizeof values);
+    proto::ObjectMeta meta = testing::TestMeta(sizeof values, 50 + i);
+    meta.set_dtype(proto::I32);
+    ASSERT_TRUE(dir_.Publish(i + 1, testing::TestRef("in" + std::to_string(i)), meta, bytes, LinkModel{}, 4).ok());
+  };
+  proto::ReduceRequest req = Request(3);
+  req.set_dtype(proto::I32);
+  ReduceCollective op(7, req, /*all=*/true, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  publish_inline(0, 10);
+  publish_inline(1, 20);
+  absl::StatusOr<Instructions> start = op.Start(ctx());
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_THAT(*start, IsEmpty());   // two of three: nothing to send yet
+  publish_inline(2, 30);
+  Instructions pushes = Changed(op, 2);
+  ASSERT_EQ(pushes.size(), 3u);
+  const int32_t want[4] = {60, 63, 66, 69};
+  std::set<uint64_t> targets;
+  uint64_t incarnation = 0;
+  for (const Instruction& in : pushes) {
+    ASSERT_TRUE(in.msg->has_pull());
+    const proto::PullInstruction& pull = in.msg->pull();
+    EXPECT_EQ(pull.ref().key(), "out");
+    EXPECT_TRUE(pull.is_inline());
+    ASSERT_EQ(pull.inline_data().size(), sizeof want);
+    EXPECT_EQ(std::memcmp(pull.inline_data().data(), want, sizeof want), 0);
+    EXPECT_EQ(pull.meta().dtype(), proto::I32);
+    incarnation = pull.meta().incarnation();
+    targets.insert(in.node);
+  }
+  EXPECT_EQ(targets, (std::set<uint64_t>{1, 2, 3}));
+  EXPECT_FALSE(op.Done(ctx()));
+  for (NodeId n : {1, 2, 3}) EXPECT_TRUE(dir_.Completed(n, testing::TestRef("out"), incarnation));
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_THAT(op.reply().used(), ElementsAre(0u, 1u, 2u));
+  EXPECT_EQ(op.reply().root_node(), 3u);
+  EXPECT_EQ(op.reply().results_size(), 3);
+  for (const proto::BroadcastResult& r : op.reply().results()) EXPECT_TRUE(r.ok()) << r.error();
 }
 
 TEST_F(ReduceCollectiveTest, ALostInputWithNoSpareFailsAtOnceNamingIt) {
