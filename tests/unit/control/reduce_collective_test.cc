@@ -263,6 +263,42 @@ TEST_F(ReduceCollectiveTest, SmallInputsAreCombinedByTheCoordinatorAndPushedInli
   for (const proto::BroadcastResult& r : op.reply().results()) EXPECT_TRUE(r.ok()) << r.error();
 }
 
+// The inline path with a chosen root and k < n: the root's input is always one of the k (the
+// others are spares once k - 1 are combined), and only the root is sent the result.
+TEST_F(ReduceCollectiveTest, SmallInputsWithAChosenRootAlwaysUseItsInput) {
+  auto publish_inline = [this](int i, int32_t v) {
+    std::string bytes(sizeof v, '\0');
+    std::memcpy(bytes.data(), &v, sizeof v);
+    proto::ObjectMeta meta = testing::TestMeta(sizeof v, 70 + i);
+    meta.set_dtype(proto::I32);
+    ASSERT_TRUE(dir_.Publish(i + 1, testing::TestRef("in" + std::to_string(i)), meta, bytes, LinkModel{}, 4).ok());
+  };
+  proto::ReduceRequest req = Request(4, /*k=*/2);
+  req.set_dtype(proto::I32);
+  req.set_root_node(4);   // input 3's node
+  ReduceCollective op(7, req, /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  publish_inline(0, 5);
+  publish_inline(1, 7);   // a spare: one place is left besides the root's
+  ASSERT_TRUE(op.Start(ctx()).ok());
+  publish_inline(2, 9);
+  EXPECT_THAT(Changed(op, 2), IsEmpty());
+  publish_inline(3, 100);
+  Instructions pushes = Changed(op, 3);
+  ASSERT_EQ(pushes.size(), 1u);
+  EXPECT_EQ(pushes[0].node, 4u);
+  int32_t got = 0;
+  ASSERT_EQ(pushes[0].msg->pull().inline_data().size(), sizeof got);
+  std::memcpy(&got, pushes[0].msg->pull().inline_data().data(), sizeof got);
+  EXPECT_EQ(got, 105);
+  EXPECT_TRUE(dir_.Completed(4, testing::TestRef("out"), pushes[0].msg->pull().meta().incarnation()));
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_THAT(op.reply().used(), ElementsAre(0u, 3u));
+  EXPECT_EQ(op.reply().root_node(), 4u);
+  EXPECT_EQ(op.reply().results_size(), 0);   // a reduce reports no copies
+}
+
 TEST_F(ReduceCollectiveTest, ALostInputWithNoSpareFailsAtOnceNamingIt) {
   ReduceCollective op(7, Request(3), false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
   for (int i = 0; i < 3; ++i) Publish(i);
