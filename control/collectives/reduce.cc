@@ -102,12 +102,12 @@ std::vector<size_t> ReduceCollective::StartOrder(const CollectiveContext& ctx) c
   std::vector<size_t> order(inputs_.size());
   std::iota(order.begin(), order.end(), 0);
   std::vector<NodeId> nodes;
-  absl::flat_hash_map<size_t, NodeId> node_of;
+  std::vector<NodeId> node_of(inputs_.size(), 0);   // 0: not published
   for (size_t i = 0; i < inputs_.size(); ++i) {
     absl::StatusOr<Directory::ObjectView> view = ctx.directory.View(req_.inputs(static_cast<int>(i)));
     if (!view.ok() || view->complete.empty()) continue;
     node_of[i] = view->complete.front();
-    nodes.push_back(view->complete.front());
+    nodes.push_back(node_of[i]);
   }
   if (nodes.size() < 2) return order;
   // Consecutive positions form the chains, so inputs placed rack by rack (the chosen root's
@@ -116,12 +116,8 @@ std::vector<size_t> ReduceCollective::StartOrder(const CollectiveContext& ctx) c
   const std::vector<NodeId> by_rack = OrderByLocality(nodes, from, [&ctx](NodeId n) { return ctx.cluster.Info(n); });
   absl::flat_hash_map<NodeId, size_t> rank;
   for (NodeId n : by_rack) rank.emplace(n, rank.size());
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    auto ia = node_of.find(a), ib = node_of.find(b);
-    const size_t ra = ia == node_of.end() ? rank.size() : rank.at(ia->second);
-    const size_t rb = ib == node_of.end() ? rank.size() : rank.at(ib->second);
-    return ra < rb;
-  });
+  auto rank_of = [&](size_t i) { return node_of[i] == 0 ? rank.size() : rank.at(node_of[i]); };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rank_of(a) < rank_of(b); });
   return order;
 }
 
@@ -177,7 +173,7 @@ bool ReduceCollective::TryReady(CollectiveContext& ctx, size_t i) {
   // The first input decides: small ones, held inline by the directory, are combined here.
   if (meta_.size() == 0) {
     proto::ObjectMeta held;
-    inline_ = m.size() <= ctx.directory.inline_max_bytes() && ctx.directory.InlineData(ref, &held) != nullptr;
+    inline_ = ctx.directory.InlineData(ref, &held) != nullptr;
   }
   if (inline_) return InlineReady(ctx, i);
   if (planner_ == nullptr) CreatePlanner(m);
@@ -202,15 +198,14 @@ bool ReduceCollective::InlineReady(CollectiveContext& ctx, size_t i) {
   const proto::ObjectRef& ref = req_.inputs(static_cast<int>(i));
   proto::ObjectMeta m;
   const std::string* bytes = ctx.directory.InlineData(ref, &m);
-  if (bytes == nullptr || bytes->size() != m.size()) {
+  if (bytes == nullptr) {
     Fail(absl::FailedPreconditionError(absl::StrCat("reduce: input ", i, " (", RefName(ref),
                                                     ") is not held inline like the inputs before it")));
     return false;
   }
   if (meta_.size() == 0) SetResultMeta(m);
   if (inline_sent_) return true;   // a spare: the result is made already
-  const uint32_t n = static_cast<uint32_t>(inputs_.size());
-  const uint32_t k = req_.num_objects() == 0 ? n : req_.num_objects();
+  const uint32_t k = NumUsed();
   const NodeId root = req_.root_node() != 0 && !root_released_ ? req_.root_node() : 0;
   const bool is_root = root != 0 && inputs_[i].node == root;
   const bool root_used = root == 0 || std::any_of(inline_used_.begin(), inline_used_.end(),
@@ -236,12 +231,9 @@ void ReduceCollective::SendInline(CollectiveContext& ctx) {
   // position filled); a dead one is passed over for the latest live input.
   NodeId root = 0;
   for (size_t u : inline_used_) {
-    if (ctx.cluster.Alive(inputs_[u].node)) root = inputs_[u].node;
-  }
-  for (size_t u : inline_used_) {
-    if (req_.root_node() != 0 && inputs_[u].node == req_.root_node() && ctx.cluster.Alive(req_.root_node())) {
-      root = req_.root_node();
-    }
+    const NodeId node = inputs_[u].node;
+    if (!ctx.cluster.Alive(node) || (root != 0 && root == req_.root_node())) continue;
+    root = node;
   }
   if (root == 0) {
     Fail(absl::UnavailableError(absl::StrCat("reduce into ", RefName(req_.result()),
@@ -249,38 +241,21 @@ void ReduceCollective::SendInline(CollectiveContext& ctx) {
     return;
   }
   root_node_ = root;
-  proto::BroadcastRequest breq;
-  *breq.mutable_ref() = req_.result();
-  if (all_) {
-    absl::flat_hash_set<NodeId> seen;
-    for (const Input& in : inputs_) {
-      if (in.state == InputState::kReady && ctx.cluster.Alive(in.node) && seen.insert(in.node).second) {
-        breq.add_node_ids(in.node);
-      }
-    }
-  } else {
-    breq.add_node_ids(root);
-  }
-  breq.set_wait(true);
+  proto::BroadcastRequest breq = ResultTargets(ctx, root);
   if (absl::Status s = ctx.directory.CreateInline(req_.result(), meta_, inline_result_, link_,
                                                   static_cast<uint64_t>(breq.node_ids_size()));
       !s.ok()) {
     Fail(s);
     return;
   }
-  broadcast_ = std::make_unique<BroadcastCollective>(id(), std::move(breq), start_, deadline_);
-  absl::StatusOr<Instructions> pulls = broadcast_->Start(ctx);
-  if (!pulls.ok()) {
-    Fail(pulls.status());
-    return;
-  }
-  inline_out_.insert(inline_out_.end(), pulls->begin(), pulls->end());
+  Instructions pulls = StartResultBroadcast(ctx, std::move(breq));
+  inline_out_.insert(inline_out_.end(), pulls.begin(), pulls.end());
 }
 
 void ReduceCollective::CreatePlanner(const proto::ObjectMeta& meta) {
   SetResultMeta(meta);
   const uint32_t n = static_cast<uint32_t>(inputs_.size());
-  const uint32_t k = req_.num_objects() == 0 ? n : req_.num_objects();
+  const uint32_t k = NumUsed();
   PlanLimits limits = limits_;
   limits.max_chunk = std::min(limits.max_chunk, kMaxChunk);
   limits.min_chunk = std::min(limits.min_chunk, limits.max_chunk);
@@ -474,23 +449,44 @@ Instructions ReduceCollective::DropIfFailed(CollectiveContext& ctx, Instructions
 Instructions ReduceCollective::RootDone(CollectiveContext& ctx) {
   Instructions out = DropPartials(ctx, /*with_root=*/false);
   if (!all_) return out;
+  Instructions pulls = StartResultBroadcast(ctx, ResultTargets(ctx, 0));
+  out.insert(out.end(), pulls.begin(), pulls.end());
+  return out;
+}
+
+proto::BroadcastRequest ReduceCollective::ResultTargets(const CollectiveContext& ctx, NodeId root) const {
   proto::BroadcastRequest breq;
   *breq.mutable_ref() = req_.result();
+  breq.set_wait(true);
+  if (!all_) {
+    breq.add_node_ids(root);
+    return breq;
+  }
   absl::flat_hash_set<NodeId> seen;
   for (const Input& in : inputs_) {
     if (in.state == InputState::kReady && ctx.cluster.Alive(in.node) && seen.insert(in.node).second) {
       breq.add_node_ids(in.node);
     }
   }
-  breq.set_wait(true);
+  return breq;
+}
+
+Instructions ReduceCollective::StartResultBroadcast(CollectiveContext& ctx, proto::BroadcastRequest breq) {
   broadcast_ = std::make_unique<BroadcastCollective>(id(), std::move(breq), start_, deadline_);
   absl::StatusOr<Instructions> pulls = broadcast_->Start(ctx);
   if (!pulls.ok()) {
     Fail(pulls.status());
-    return out;
+    return {};
   }
-  out.insert(out.end(), pulls->begin(), pulls->end());
-  return out;
+  return *std::move(pulls);
+}
+
+uint32_t ReduceCollective::NumUsed() const {
+  return req_.num_objects() == 0 ? static_cast<uint32_t>(inputs_.size()) : req_.num_objects();
+}
+
+std::string ReduceCollective::DeadlineHead() const {
+  return absl::StrCat("reduce into ", RefName(req_.result()), " did not finish within ", req_.timeout_ms(), " ms: ");
 }
 
 void ReduceCollective::CheckLoss() {
@@ -525,16 +521,13 @@ std::string ReduceCollective::InputNames(const std::vector<NodeId>& ids) const {
 }
 
 void ReduceCollective::ConcludeInline(CollectiveContext& ctx, Conclusion why) {
-  const std::string head = absl::StrCat("reduce into ", RefName(req_.result()), " did not finish within ",
-                                        req_.timeout_ms(), " ms: ");
   if (broadcast_ == nullptr) {
     std::vector<NodeId> waiting;
     for (size_t i = 0; i < inputs_.size(); ++i) {
       if (inputs_[i].state == InputState::kWaiting) waiting.push_back(i + 1);
     }
-    return Fail(absl::DeadlineExceededError(absl::StrCat(head, inline_used_.size(), " input(s) combined, ",
-                                                         req_.num_objects() == 0 ? inputs_.size() : req_.num_objects(),
-                                                         " needed; never ready: ", InputNames(waiting))));
+    return Fail(absl::DeadlineExceededError(absl::StrCat(DeadlineHead(), inline_used_.size(), " input(s) combined, ",
+                                                         NumUsed(), " needed; never ready: ", InputNames(waiting))));
   }
   broadcast_->Conclude(ctx, why);
   proto::BroadcastReply& b = broadcast_->reply();
@@ -570,8 +563,7 @@ void ReduceCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
   if (why == Conclusion::kShutdown) return Fail(absl::UnavailableError("coordinator shutting down"));
   if (inline_) return ConcludeInline(ctx, why);
   if (!root_done_) {
-    const std::string head = absl::StrCat("reduce into ", RefName(req_.result()), " did not finish within ",
-                                          req_.timeout_ms(), " ms: ");
+    const std::string head = DeadlineHead();
     if (planner_ == nullptr) return Fail(absl::DeadlineExceededError(absl::StrCat(head, "no input became ready")));
     const ReducePlanner::Outcome out = planner_->GiveUp();
     if (const NodeId root = ChosenRoot(); root != 0 && planner_->NodeAt(planner_->shape().root()) == 0) {

@@ -102,6 +102,14 @@ class ReduceCollective final : public Collective {
   // participant) as an explicit broadcast of its bytes; done when they hold it.
   void SendInline(CollectiveContext& ctx);
   void ConcludeInline(CollectiveContext& ctx, Conclusion why);
+  // Where the result goes: every live participant (AllReduce), else `root`.
+  proto::BroadcastRequest ResultTargets(const CollectiveContext& ctx, NodeId root) const;
+  // Starts broadcast_ of the result; fails the operation if it cannot start.
+  Instructions StartResultBroadcast(CollectiveContext& ctx, proto::BroadcastRequest breq);
+  // k: how many inputs the result combines.
+  uint32_t NumUsed() const;
+  // "reduce into R did not finish within T ms: ".
+  std::string DeadlineHead() const;
   // Takes the planner's steps: leaves done at once, others pending (and their parents).
   void Absorb(const std::vector<ReducePlanner::Step>& steps);
   // Marks the positions above `position` that were sent already for sending again.

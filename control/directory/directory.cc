@@ -47,15 +47,23 @@ absl::Status Directory::Publish(NodeId node, const proto::ObjectRef& ref, const 
                                                    " bytes must carry its bytes inline (got ",
                                                    inline_data.size(), ")"));
   }
+  Entry& e = NewEntry(ref, meta, is_inline ? std::move(inline_data) : std::string(), is_inline, link, receivers);
+  e.planner.AddComplete(node);
+  return absl::OkStatus();
+}
+
+Directory::Entry& Directory::NewEntry(const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
+                                      std::string inline_data, bool is_inline, const LinkModel& link,
+                                      uint64_t receivers) {
   Entry e;
   e.meta = meta;
   e.is_inline = is_inline;
-  if (is_inline) e.inline_data = std::move(inline_data);
+  e.inline_data = std::move(inline_data);
   e.plan = PlanBroadcast(meta.size(), receivers, link, options_.limits);
   e.planner.set_fanout(e.plan.fanout);
-  e.planner.AddComplete(node);
-  entries_[Key{ref.ns(), ref.key()}] = std::move(e);
-  return absl::OkStatus();
+  Entry& slot = entries_[Key{ref.ns(), ref.key()}];
+  slot = std::move(e);
+  return slot;
 }
 
 absl::Status Directory::CreateInline(const proto::ObjectRef& ref, const proto::ObjectMeta& meta, std::string bytes,
@@ -69,13 +77,7 @@ absl::Status Directory::CreateInline(const proto::ObjectRef& ref, const proto::O
                                                    meta.size(), " (inline objects hold at most ",
                                                    options_.inline_max_bytes, ")"));
   }
-  Entry e;
-  e.meta = meta;
-  e.is_inline = true;
-  e.inline_data = std::move(bytes);
-  e.plan = PlanBroadcast(meta.size(), receivers, link, options_.limits);
-  e.planner.set_fanout(e.plan.fanout);
-  entries_[Key{ref.ns(), ref.key()}] = std::move(e);
+  NewEntry(ref, meta, std::move(bytes), /*is_inline=*/true, link, receivers);
   return absl::OkStatus();
 }
 

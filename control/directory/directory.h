@@ -59,8 +59,6 @@ class Directory {
   // be inline or the bytes do not match its size.
   absl::Status CreateInline(const proto::ObjectRef& ref, const proto::ObjectMeta& meta, std::string bytes,
                             const LinkModel& link, uint64_t receivers);
-  // Objects of at most this many bytes are held inline.
-  uint32_t inline_max_bytes() const { return options_.inline_max_bytes; }
   // `node` (named `node_name`) no longer holds its copy. With `evicted`, the node's arena
   // evicted it: if that was the last copy, the object stays known as lost ("evicted from node
   // ...") so that a Get says so; otherwise the entry goes when no copy is left.
@@ -138,6 +136,9 @@ class Directory {
 
   std::map<Key, Entry>::iterator Find(const proto::ObjectRef& ref);
   std::map<Key, Entry>::const_iterator Find(const proto::ObjectRef& ref) const;
+  // Files a fresh entry (replacing a lost one) with its broadcast plan; no copies yet.
+  Entry& NewEntry(const proto::ObjectRef& ref, const proto::ObjectMeta& meta, std::string inline_data, bool is_inline,
+                  const LinkModel& link, uint64_t receivers);
 
   DirectoryOptions options_;
   std::map<Key, Entry> entries_;

@@ -117,7 +117,7 @@ class PlacementService final : public pb::Placement::CallbackService {
 
   uint64_t incarnation() const { return incarnation_; }
 
-  // For static groups made from a gang grant (Coordinator::SetLeases): the distinct nodes of
+  // For static groups made from a gang grant (Coordinator::SetLeaseNodes): the distinct nodes of
   // lease `lease`'s bundles, in bundle order. NOT_FOUND (with why, if it was lost) for a lease
   // that is not held, PERMISSION_DENIED if `holder` is not its holder.
   absl::StatusOr<std::vector<NodeId>> LeaseNodes(LeaseId lease, const std::string& holder) ABSL_LOCKS_EXCLUDED(mu_);

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "perf/ferry_perf/collective.h"
 #include "perf/ferry_perf/pattern.h"
@@ -428,11 +429,8 @@ absl::StatusOr<std::unique_ptr<Collective>> MakeCollective(std::string_view name
   if (name == "local-get-rpc") return std::make_unique<LocalGet>(ctx, /*fast=*/false);
   if (std::unique_ptr<Collective> model = MakeModelCollective(name, ctx)) return model;
   if (std::unique_ptr<Collective> reduce = MakeReduceCollective(name, ctx)) return reduce;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown collective '", std::string(name),
-                   "' (known: p2p, p2p-stream, broadcast, broadcast-get, local-get, local-get-rpc, model-bcast, "
-                   "model-join, model-batch, "
-                   "model-join-batch, reduce, reduce-subset, allreduce, group-allreduce)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown collective '", std::string(name), "' (known: ",
+                                                 absl::StrJoin(KnownCollectives(), ", "), ")"));
 }
 
 }  // namespace ferry::perf

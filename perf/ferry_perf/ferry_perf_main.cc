@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/process.h"
@@ -74,9 +75,7 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_option("--sockets", f->sockets,
                  "ferryd sockets, comma- or space-separated, node order; node 0 is the root "
                  "(default: $FERRY_SOCKETS, set by perf/cluster)");
-  app.add_option("--coll", f->colls,
-                 "collectives: p2p,p2p-stream,broadcast,broadcast-get,local-get,local-get-rpc,model-bcast,model-join,model-batch,"
-                 "model-join-batch,reduce,reduce-subset,allreduce,group-allreduce")
+  app.add_option("--coll", f->colls, absl::StrCat("collectives: ", absl::StrJoin(KnownCollectives(), ",")))
       ->capture_default_str();
   app.add_option("--model", f->model,
                  "model-*: mix (292 tensors, 128 B..256 MiB, ~1 GB), moe (10,179 "

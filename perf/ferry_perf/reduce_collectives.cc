@@ -1,6 +1,7 @@
-// reduce, allreduce and group-allreduce (issue 15): every node Puts one input (untimed);
-// Client::Reduce / Client::AllReduce (dynamic trees) or Client::GroupCollective(kAllReduce) on
-// a static group of every node (created once per run, ranks in node order: a pipelined ring)
+// reduce, reduce-subset, allreduce and group-allreduce (issue 15): every node Puts one input
+// (untimed; reduce-subset: the second half during the call); Client::Reduce / Client::AllReduce
+// (dynamic trees) or Client::GroupCollective(kAllReduce) on a static group of every node
+// (created once per run; inputs passed in the group's rank order: a pipelined ring)
 // of all of them into a new object is timed. Verify checks every element of
 // the result (allreduce: every node's local copy) against a sequential fold of the inputs with
 // core/reduce.h's ReduceInto (itself checked against a scalar reference in its unit test). The

@@ -59,6 +59,16 @@ class ReduceTest : public ::testing::Test {
   }
 
   // `n` inputs' data (seeds seed..seed+n-1) and names "<prefix>/in<i>", not put yet.
+  // Puts input i of `data` on node i, for each i of `order`, one every `gap` (later inputs of a
+  // reduce already running).
+  static void PutOneByOne(const std::string& prefix, std::initializer_list<int> order,
+                          const std::vector<std::vector<uint8_t>>& data, DType dtype,
+                          std::chrono::milliseconds gap) {
+    for (int i : order) {
+      std::this_thread::sleep_for(gap);
+      PutInput(prefix, i, data[i], dtype);
+    }
+  }
   struct Inputs {
     std::vector<std::vector<uint8_t>> data;
     std::vector<ObjectName> names;
@@ -141,10 +151,7 @@ TEST_F(ReduceTest, SubsetReduceTakesTheFirstReadyAndDoesNotWaitForLateInputs) {
   auto call = std::async(std::launch::async, [&] {
     return cluster_->Connect(0)->Reduce(names, result, op, dtype, 3, absl::Seconds(30));
   });
-  for (int i : {4, 1, 5}) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));
-    PutInput("subset", i, data[i], dtype);
-  }
+  PutOneByOne("subset", {4, 1, 5}, data, dtype, std::chrono::milliseconds(150));
   ASSERT_EQ(call.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   auto r = call.get();
   ASSERT_TRUE(r.ok()) << r.status();
@@ -187,10 +194,7 @@ TEST_F(ReduceTest, AChosenRootBuildsTheResultAndItsInputIsAlwaysUsed) {
   o.root = "n2";
   o.timeout = absl::Seconds(30);
   auto call = std::async(std::launch::async, [&] { return cluster_->Connect(0)->Reduce(names, result, op, dtype, o); });
-  for (int i : {0, 1, 3, 4, 2}) {   // the root's input last
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    PutInput("root", i, data[i], dtype);
-  }
+  PutOneByOne("root", {0, 1, 3, 4, 2}, data, dtype, std::chrono::milliseconds(100));   // the root's input last
   ASSERT_EQ(call.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   auto r = call.get();
   ASSERT_TRUE(r.ok()) << r.status();
@@ -209,10 +213,7 @@ TEST_F(ReduceTest, AChosenRootBuildsTheResultAndItsInputIsAlwaysUsed) {
   auto subset = std::async(std::launch::async, [&] {
     return cluster_->Connect(1)->AllReduce(sub, ObjectName{"default", "root-k/out"}, op, dtype, k3);
   });
-  for (int i : {3, 0, 1, 2, 4}) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    PutInput("root-k", i, data[i], dtype);
-  }
+  PutOneByOne("root-k", {3, 0, 1, 2, 4}, data, dtype, std::chrono::milliseconds(100));
   ASSERT_EQ(subset.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   auto rk = subset.get();
   ASSERT_TRUE(rk.ok()) << rk.status();

@@ -80,6 +80,14 @@ class ReduceCollectiveTest : public ::testing::Test {
     meta.set_dtype(dtype);
     ASSERT_TRUE(dir_.Publish(i + 1, testing::TestRef("in" + std::to_string(i)), meta, "", LinkModel{}, 4).ok());
   }
+  // Input i, small i32 values held inline, published by node i + 1.
+  void PublishInline(int i, const std::vector<int32_t>& values) {
+    std::string bytes(values.size() * sizeof(int32_t), '\0');
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+    proto::ObjectMeta meta = testing::TestMeta(bytes.size(), 50 + i);
+    meta.set_dtype(proto::I32);
+    ASSERT_TRUE(dir_.Publish(i + 1, testing::TestRef("in" + std::to_string(i)), meta, bytes, LinkModel{}, 4).ok());
+  }
   Instructions Changed(ReduceCollective& op, int i) { return op.OnObjectChanged(ctx_, {"ns", "in" + std::to_string(i)}); }
   CollectiveContext& ctx() { return ctx_; }
   static std::vector<proto::ReducePosition> Positions(const Instructions& ins) {
@@ -218,23 +226,15 @@ TEST_F(ReduceCollectiveTest, ASpareReplacesADeadInteriorNodeAndThePathRecomputes
 // Inputs small enough to be held inline are combined by the coordinator itself: no positions,
 // the result's bytes pushed to every participant (AllReduce) in one inline instruction each.
 TEST_F(ReduceCollectiveTest, SmallInputsAreCombinedByTheCoordinatorAndPushedInline) {
-  auto publish_inline = [this](int i, int32_t v) {
-    const int32_t values[4] = {v, v + 1, v + 2, v + 3};
-    std::string bytes(sizeof values, '\0');
-    std::memcpy(bytes.data(), values, sizeof values);
-    proto::ObjectMeta meta = testing::TestMeta(sizeof values, 50 + i);
-    meta.set_dtype(proto::I32);
-    ASSERT_TRUE(dir_.Publish(i + 1, testing::TestRef("in" + std::to_string(i)), meta, bytes, LinkModel{}, 4).ok());
-  };
   proto::ReduceRequest req = Request(3);
   req.set_dtype(proto::I32);
   ReduceCollective op(7, req, /*all=*/true, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
-  publish_inline(0, 10);
-  publish_inline(1, 20);
+  PublishInline(0, {10, 11, 12, 13});
+  PublishInline(1, {20, 21, 22, 23});
   absl::StatusOr<Instructions> start = op.Start(ctx());
   ASSERT_TRUE(start.ok()) << start.status();
   EXPECT_THAT(*start, IsEmpty());   // two of three: nothing to send yet
-  publish_inline(2, 30);
+  PublishInline(2, {30, 31, 32, 33});
   Instructions pushes = Changed(op, 2);
   ASSERT_EQ(pushes.size(), 3u);
   const int32_t want[4] = {60, 63, 66, 69};
@@ -266,23 +266,16 @@ TEST_F(ReduceCollectiveTest, SmallInputsAreCombinedByTheCoordinatorAndPushedInli
 // The inline path with a chosen root and k < n: the root's input is always one of the k (the
 // others are spares once k - 1 are combined), and only the root is sent the result.
 TEST_F(ReduceCollectiveTest, SmallInputsWithAChosenRootAlwaysUseItsInput) {
-  auto publish_inline = [this](int i, int32_t v) {
-    std::string bytes(sizeof v, '\0');
-    std::memcpy(bytes.data(), &v, sizeof v);
-    proto::ObjectMeta meta = testing::TestMeta(sizeof v, 70 + i);
-    meta.set_dtype(proto::I32);
-    ASSERT_TRUE(dir_.Publish(i + 1, testing::TestRef("in" + std::to_string(i)), meta, bytes, LinkModel{}, 4).ok());
-  };
   proto::ReduceRequest req = Request(4, /*k=*/2);
   req.set_dtype(proto::I32);
   req.set_root_node(4);   // input 3's node
   ReduceCollective op(7, req, /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
-  publish_inline(0, 5);
-  publish_inline(1, 7);   // a spare: one place is left besides the root's
+  PublishInline(0, {5});
+  PublishInline(1, {7});   // a spare: one place is left besides the root's
   ASSERT_TRUE(op.Start(ctx()).ok());
-  publish_inline(2, 9);
+  PublishInline(2, {9});
   EXPECT_THAT(Changed(op, 2), IsEmpty());
-  publish_inline(3, 100);
+  PublishInline(3, {100});
   Instructions pushes = Changed(op, 3);
   ASSERT_EQ(pushes.size(), 1u);
   EXPECT_EQ(pushes[0].node, 4u);
