@@ -131,7 +131,10 @@ absl::Status ObjectFetcher::AcquireSource(const std::string& ns, const std::stri
   req.set_node_id(deps_.node_id);
   req.mutable_ref()->set_ns(ns);
   req.mutable_ref()->set_key(key);
-  req.set_timeout_ms(static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Milliseconds(remaining), 3600000)));
+  // Rounded up: a wait with less than a millisecond left must not become timeout 0 ("answer
+  // what is the case now"), which would say NOT_FOUND before the caller's deadline.
+  const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(remaining, absl::Milliseconds(1)));
+  req.set_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(ms, 0, 3600000)));
   for (uint64_t id : exclude) req.add_exclude(id);
   deps_.reports->Flush();
   if (stopping_.load()) return absl::CancelledError("ferryd is shutting down");
