@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "common/process.h"
 #include "perf/placement_bench/percentile.h"
 #include "absl/strings/str_cat.h"
 #include "control/placement/placement_manager.h"
@@ -180,5 +181,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.9));
   app.add_option("--seed", cfg.seed, "random seed");
   CLI11_PARSE(app, argc, argv);
+  // As ferry-coord does: absl's debug-build deadlock detection is not what a user's coordinator runs.
+  ferry::DisableMutexDeadlockDetection();
   return ferry::control::placement::Run(cfg);
 }

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "common/process.h"
 #include "perf/placement_bench/percentile.h"
 #include "absl/strings/str_cat.h"
 #include "control/placement/placement_service.h"
@@ -227,6 +228,8 @@ int main(int argc, char** argv) {
                "spread the background leases (4 GPUs held on every node) instead of packing them (half the "
                "nodes full)");
   CLI11_PARSE(app, argc, argv);
+  // As ferry-coord does: absl's debug-build deadlock detection is not what a user's coordinator runs.
+  ferry::DisableMutexDeadlockDetection();
   if (cfg.resources < 1 || cfg.iters < 1 || cfg.threads < 1 || !(cfg.seconds > 0) || cfg.batch < 0 ||
       cfg.batch > 1024) {
     std::fprintf(stderr, "--resources, --iters, --threads must be >= 1, --seconds > 0, --batch in [0, 1024]\n");
