@@ -47,6 +47,10 @@ class Coordinator::AcquireWait final : public CoordWait {
  protected:
   std::optional<absl::Status> Attempt() override {
     c_->mu_.AssertHeld();
+    if (c_->directory_.IsDeletedIncarnation(req_->ref(), req_->incarnation())) {
+      return absl::NotFoundError(absl::StrCat("object ", RefName(req_->ref()), " (incarnation ", req_->incarnation(),
+                                              ") was deleted: the partial copy cannot be completed"));
+    }
     CollectiveContext ctx = c_->ContextLocked();
     absl::Status s = AttachReceiver(ctx, req_->node_id(), req_->ref(), exclude_, reply_);
     if (s.ok()) return s;

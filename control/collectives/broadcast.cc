@@ -51,10 +51,10 @@ absl::StatusOr<bool> ApplyReport(Directory& directory, const proto::ReportTransf
     case proto::ReportTransferRequest::COMPLETED:
       return directory.Completed(report.node_id(), report.ref(), report.incarnation());
     case proto::ReportTransferRequest::SENDER_FAILED:
-      directory.SenderFailed(report.node_id(), report.ref());
+      directory.SenderFailed(report.node_id(), report.ref(), report.incarnation());
       return true;
     case proto::ReportTransferRequest::ABORTED:
-      directory.Aborted(report.node_id(), report.ref());
+      directory.Aborted(report.node_id(), report.ref(), report.incarnation());
       return true;
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown transfer outcome ", report.outcome()));
@@ -109,7 +109,8 @@ absl::StatusOr<Instructions> BroadcastCollective::Start(CollectiveContext& ctx) 
       failed_.emplace(id, "node is dead");
       continue;
     }
-    if (ctx.directory.IsComplete(id, req_.ref())) continue;
+    // A node producing the object (an AllReduce's root) holds it once it has made it.
+    if (ctx.directory.IsComplete(id, req_.ref()) || ctx.directory.IsProducing(id, req_.ref())) continue;
     if (msg.pull().is_inline()) {
       PlanPull(ctx, id, msg.mutable_pull());   // records the inline receiver only
       if (shared.msg == nullptr) shared = MakeInstruction(0, msg);

@@ -14,6 +14,7 @@
 #include "core/dtype.h"
 #include "core/reduce.h"
 #include "core/names.h"
+#include "spdlog/spdlog.h"
 
 namespace ferry::control {
 absl::Status ValidateReduceRequest(const proto::ReduceRequest& req) {
@@ -306,6 +307,13 @@ void ReduceCollective::MarkAncestors(uint32_t position) {
 Instructions ReduceCollective::Flush(CollectiveContext& ctx) {
   Instructions out = std::exchange(inline_out_, {});
   if (planner_ == nullptr || !status_.ok()) return out;
+  // A re-plan that rebuilds the root's partial sum invalidates what receivers of the overlapped
+  // broadcast have pulled: stop it before the root's new generation (with a new incarnation of
+  // the result) goes out.
+  if (overlapped_ && positions_[planner_->shape().root()].pending) {
+    Instructions drops = AbortOverlap(ctx, /*renew=*/true);
+    out.insert(out.end(), drops.begin(), drops.end());
+  }
   // Ascending positions: children (lower numbers, post-order) get their generation first.
   for (auto& [p, pos] : positions_) {
     if (!pos.pending) continue;
@@ -320,6 +328,53 @@ Instructions ReduceCollective::Flush(CollectiveContext& ctx) {
     pos.last_error.clear();
     out.push_back(MakeInstruction(inputs_[id - 1].node, PositionMessage(ctx, p)));
   }
+  Instructions pulls = MaybeOverlap(ctx);
+  out.insert(out.end(), pulls.begin(), pulls.end());
+  return out;
+}
+
+Instructions ReduceCollective::MaybeOverlap(CollectiveContext& ctx) {
+  if (!all_ || inline_ || overlapped_ || overlap_off_ || root_done_ || broadcast_ != nullptr || !status_.ok() ||
+      planner_->vacant() > 0) {
+    return {};
+  }
+  // The participants are fixed only once no input is still expected.
+  if (std::any_of(inputs_.begin(), inputs_.end(), [](const Input& in) { return in.state == InputState::kWaiting; })) {
+    return {};
+  }
+  const uint32_t root = planner_->shape().root();
+  auto it = positions_.find(root);
+  if (it == positions_.end() || it->second.generation == 0 || it->second.pending) return {};
+  const NodeId root_node = inputs_[planner_->NodeAt(root) - 1].node;
+  if (!ctx.cluster.Alive(root_node)) return {};
+  proto::BroadcastRequest breq = ResultTargets(ctx, root_node);
+  const uint64_t receivers = breq.node_ids_size() > 1 ? static_cast<uint64_t>(breq.node_ids_size() - 1) : 1;
+  if (absl::Status s = ctx.directory.PublishProducing(root_node, req_.result(), meta_, link_, receivers, chunk_);
+      !s.ok()) {
+    overlap_off_ = true;   // e.g. the key was taken meanwhile: the root's Publish will say so
+    return {};
+  }
+  overlapped_ = true;
+  spdlog::info("allreduce {} into {}: broadcasting the result from node {} while it is combined ({} B, chunk {} B)",
+               id(), RefName(req_.result()), root_node, meta_.size(), chunk_);
+  return StartResultBroadcast(ctx, std::move(breq));
+}
+
+Instructions ReduceCollective::AbortOverlap(CollectiveContext& ctx, bool renew) {
+  Instructions out;
+  spdlog::info("allreduce {} into {}: stopping the overlapped broadcast ({})",
+               id(), RefName(req_.result()), renew ? "the root's partial sum is rebuilt: the result goes out once it is" : "the reduce failed");
+  overlapped_ = false;
+  overlap_off_ = true;
+  broadcast_.reset();
+  absl::StatusOr<Directory::Deleted> d = ctx.directory.Delete(req_.result());
+  if (d.ok()) {
+    // Only that incarnation: the root's rebuilt result (a fresh one) is never touched.
+    for (NodeId holder : d->holders) {
+      if (ctx.cluster.Alive(holder)) out.push_back(MakeInstruction(holder, DropMessage(req_.result(), d->incarnation, 0)));
+    }
+  }
+  if (renew) meta_.set_incarnation(NewIncarnation());
   return out;
 }
 
@@ -396,6 +451,8 @@ Instructions ReduceCollective::OnNodeDeath(CollectiveContext& ctx, NodeId node, 
 
 Instructions ReduceCollective::OnReport(CollectiveContext& ctx, const proto::ReportTransferRequest& report) {
   if (broadcast_ == nullptr) return {};
+  // About a copy of an aborted overlapped broadcast's incarnation: not this broadcast's.
+  if (report.incarnation() != 0 && report.incarnation() != meta_.incarnation()) return {};
   return broadcast_->OnReport(ctx, report);
 }
 
@@ -441,6 +498,10 @@ Instructions ReduceCollective::DropPartials(CollectiveContext& ctx, bool with_ro
 
 Instructions ReduceCollective::DropIfFailed(CollectiveContext& ctx, Instructions out) {
   if (status_.ok()) return out;
+  if (overlapped_ && !root_done_) {
+    Instructions drops = AbortOverlap(ctx, /*renew=*/false);
+    out.insert(out.end(), drops.begin(), drops.end());
+  }
   Instructions drops = DropPartials(ctx, /*with_root=*/true);
   out.insert(out.end(), drops.begin(), drops.end());
   return out;
@@ -448,7 +509,7 @@ Instructions ReduceCollective::DropIfFailed(CollectiveContext& ctx, Instructions
 
 Instructions ReduceCollective::RootDone(CollectiveContext& ctx) {
   Instructions out = DropPartials(ctx, /*with_root=*/false);
-  if (!all_) return out;
+  if (!all_ || overlapped_) return out;   // overlapped: the broadcast is under way already
   Instructions pulls = StartResultBroadcast(ctx, ResultTargets(ctx, 0));
   out.insert(out.end(), pulls.begin(), pulls.end());
   return out;
@@ -556,6 +617,13 @@ std::optional<size_t> ReduceCollective::IndexOf(const Directory::Key& key) const
 }
 
 void ReduceCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
+  ConcludeResult(ctx, why);
+  // An overlapped broadcast of a result that was never completed: its entry must not outlive the
+  // operation (the nodes drop their copies at the same deadline).
+  if (!status_.ok() && overlapped_ && !root_done_) (void)AbortOverlap(ctx, /*renew=*/false);
+}
+
+void ReduceCollective::ConcludeResult(CollectiveContext& ctx, Conclusion why) {
   *reply_.mutable_result() = req_.result();
   reply_.set_seconds(absl::ToDoubleSeconds(ctx.now - start_));
   if (!status_.ok()) return;

@@ -102,6 +102,8 @@ class ReduceCollective final : public Collective {
   // participant) as an explicit broadcast of its bytes; done when they hold it.
   void SendInline(CollectiveContext& ctx);
   void ConcludeInline(CollectiveContext& ctx, Conclusion why);
+  // Conclude, before the cleanup of an overlapped broadcast that did not finish.
+  void ConcludeResult(CollectiveContext& ctx, Conclusion why);
   // Where the result goes: every live participant (AllReduce), else `root`.
   proto::BroadcastRequest ResultTargets(const CollectiveContext& ctx, NodeId root) const;
   // Starts broadcast_ of the result; fails the operation if it cannot start.
@@ -127,6 +129,16 @@ class ReduceCollective final : public Collective {
   void CheckRoot();
   // The chosen root node (ReduceRequest.root_node) while the root is held for it; 0 otherwise.
   NodeId ChosenRoot() const;
+  // AllReduce, overlapped with the reduce: once every input is placed and the root's position
+  // is sent, the result is filed as an object the root is producing (Directory::PublishProducing)
+  // and its broadcast starts, so receivers pull each chunk of the result as soon as the root has
+  // combined it. Falls back to broadcasting after the root is done if it cannot start.
+  Instructions MaybeOverlap(CollectiveContext& ctx);
+  // The overlapped broadcast must stop (the root's partial sum is about to be rebuilt, or the
+  // reduce failed): the result's entry is deleted (its incarnation remembered as deleted), every
+  // copy of it is dropped, and, with `renew`, the result takes a fresh incarnation; the result
+  // is then broadcast once the root is done, as without overlap.
+  Instructions AbortOverlap(CollectiveContext& ctx, bool renew);
   // The root is done: drops the interior partial sums; AllReduce starts its broadcast.
   Instructions RootDone(CollectiveContext& ctx);
   // Drops for every partial sum sent (and the root's unfinished result with `with_root`), once.
@@ -150,7 +162,9 @@ class ReduceCollective final : public Collective {
   std::map<uint32_t, Position> positions_;
   bool root_done_ = false;
   bool dropped_ = false;   // DropPartials ran
-  std::unique_ptr<BroadcastCollective> broadcast_;   // AllReduce, after the root is done
+  std::unique_ptr<BroadcastCollective> broadcast_;   // AllReduce: overlapped, else after the root is done
+  bool overlapped_ = false;      // broadcast_ runs while the root produces the result (MaybeOverlap)
+  bool overlap_off_ = false;     // no (further) overlap: it was aborted, or could not start
   NodeId root_node_ = 0;
   bool root_released_ = false;   // the chosen root's node died before its input was placed
   bool inline_ = false;          // the inputs are small: combined by the coordinator (InlineReady)

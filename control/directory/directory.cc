@@ -66,6 +66,28 @@ Directory::Entry& Directory::NewEntry(const proto::ObjectRef& ref, const proto::
   return slot;
 }
 
+absl::Status Directory::PublishProducing(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
+                                         const LinkModel& link, uint64_t receivers, uint32_t chunk_size) {
+  if (absl::Status s = ValidateObjectName(ref.ns(), ref.key()); !s.ok()) return s;
+  if (WasDeleted(ref, meta.incarnation())) {
+    return absl::NotFoundError(absl::StrCat("object ", RefName(ref), " (incarnation ", meta.incarnation(),
+                                            ") was deleted"));
+  }
+  if (Find(ref) != entries_.end()) {
+    return absl::AlreadyExistsError(absl::StrCat("object ", RefName(ref), " already exists in the cluster"));
+  }
+  if (chunk_size == 0) return absl::InvalidArgumentError("a produced object needs a chunk size");
+  Entry& e = NewEntry(ref, meta, std::string(), /*is_inline=*/false, link, receivers);
+  // Receivers must ask for the chunks the producer tracks; fanout and window for that chunk.
+  PlanLimits limits = options_.limits;
+  limits.fixed_chunk = chunk_size;
+  e.plan = PlanBroadcast(meta.size(), receivers, link, limits);
+  e.plan.chunk_size = chunk_size;
+  e.planner.set_fanout(e.plan.fanout);
+  e.planner.AddProducer(node);
+  return absl::OkStatus();
+}
+
 absl::Status Directory::CreateInline(const proto::ObjectRef& ref, const proto::ObjectMeta& meta, std::string bytes,
                                      const LinkModel& link, uint64_t receivers) {
   if (absl::Status s = ValidateObjectName(ref.ns(), ref.key()); !s.ok()) return s;
@@ -105,6 +127,13 @@ bool Directory::WasDeleted(const proto::ObjectRef& ref, uint64_t incarnation) co
   return it != deleted_.end() && it->second == incarnation;
 }
 
+bool Directory::IsDeletedIncarnation(const proto::ObjectRef& ref, uint64_t incarnation) const {
+  if (incarnation == 0) return false;
+  if (WasDeleted(ref, incarnation)) return true;
+  auto it = Find(ref);
+  return it != entries_.end() && IsStale(it->second, incarnation);
+}
+
 absl::StatusOr<AcquireResult> Directory::Acquire(NodeId receiver, const proto::ObjectRef& ref,
                                                  const absl::flat_hash_set<NodeId>& exclude,
                                                  const SenderDistance& distance) {
@@ -139,8 +168,7 @@ bool Directory::Completed(NodeId receiver, const proto::ObjectRef& ref, uint64_t
   auto it = Find(ref);
   // Unknown key: deleted (say so), or not re-reported yet after a coordinator restart (no).
   if (it == entries_.end()) return !WasDeleted(ref, incarnation);
-  const uint64_t live = it->second.meta.incarnation();
-  if (incarnation != 0 && live != 0 && live != incarnation) return false;
+  if (IsStale(it->second, incarnation)) return false;
   if (it->second.lost) return true;
   it->second.planner.Completed(receiver);
   return true;
@@ -156,14 +184,19 @@ void Directory::ExternalReceiver(NodeId receiver, const proto::ObjectRef& ref) {
   if (it != entries_.end() && !it->second.lost) it->second.planner.AddUnplannedPartial(receiver);
 }
 
-void Directory::SenderFailed(NodeId receiver, const proto::ObjectRef& ref) {
-  auto it = Find(ref);
-  if (it != entries_.end()) it->second.planner.Detach(receiver, /*keep_partial=*/true);
+bool Directory::IsStale(const Entry& e, uint64_t incarnation) {
+  const uint64_t live = e.meta.incarnation();
+  return incarnation != 0 && live != 0 && live != incarnation;
 }
 
-void Directory::Aborted(NodeId receiver, const proto::ObjectRef& ref) {
+void Directory::SenderFailed(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation) {
   auto it = Find(ref);
-  if (it != entries_.end()) it->second.planner.Detach(receiver, /*keep_partial=*/false);
+  if (it != entries_.end() && !IsStale(it->second, incarnation)) it->second.planner.Detach(receiver, /*keep_partial=*/true);
+}
+
+void Directory::Aborted(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation) {
+  auto it = Find(ref);
+  if (it != entries_.end() && !IsStale(it->second, incarnation)) it->second.planner.Detach(receiver, /*keep_partial=*/false);
 }
 
 std::vector<Directory::Key> Directory::RemoveNode(NodeId node, const std::string& node_name) {
@@ -259,6 +292,11 @@ const std::string* Directory::InlineData(const proto::ObjectRef& ref, proto::Obj
 bool Directory::HasCopy(NodeId node, const proto::ObjectRef& ref) const {
   auto it = Find(ref);
   return it != entries_.end() && it->second.planner.HasCopy(node);
+}
+
+bool Directory::IsProducing(NodeId node, const proto::ObjectRef& ref) const {
+  auto it = Find(ref);
+  return it != entries_.end() && it->second.planner.IsProducing(node);
 }
 
 bool Directory::IsComplete(NodeId node, const proto::ObjectRef& ref) const {

@@ -59,6 +59,13 @@ class Directory {
   // be inline or the bytes do not match its size.
   absl::Status CreateInline(const proto::ObjectRef& ref, const proto::ObjectMeta& meta, std::string bytes,
                             const LinkModel& link, uint64_t receivers);
+  // An object `node` is producing itself (an AllReduce's result while its root combines it): an
+  // entry with the node as a producing copy (BroadcastPlanner::AddProducer) that receivers
+  // attach to and pull from as chunks are made, in chunks of `chunk_size` (what the node tracks).
+  // The node's Publish, once it holds the whole object, makes its copy complete. ALREADY_EXISTS
+  // if the key exists; a deleted incarnation is NOT_FOUND as for Publish.
+  absl::Status PublishProducing(NodeId node, const proto::ObjectRef& ref, const proto::ObjectMeta& meta,
+                                const LinkModel& link, uint64_t receivers, uint32_t chunk_size);
   // `node` (named `node_name`) no longer holds its copy. With `evicted`, the node's arena
   // evicted it: if that was the last copy, the object stays known as lost ("evicted from node
   // ...") so that a Get says so; otherwise the entry goes when no copy is left.
@@ -67,6 +74,9 @@ class Directory {
   // deletes are remembered; coordinator state is soft, so not across a restart).
   bool WasDeleted(const proto::ObjectRef& ref, uint64_t incarnation) const;
   static constexpr size_t kTombstones = 1 << 16;
+  // Whether a copy of `incarnation` (non-zero) can no longer complete: that incarnation was
+  // deleted, or the key lives on as another one.
+  bool IsDeletedIncarnation(const proto::ObjectRef& ref, uint64_t incarnation) const;
 
   // Picks a sender for `receiver` (see BroadcastPlanner::Attach). NOT_FOUND if the key is
   // unknown (the caller may wait for it), UNAVAILABLE if every copy is busy (wait),
@@ -81,11 +91,13 @@ class Directory {
   // the live incarnation of the key (deleted, or deleted and created again): the caller
   // tells the receiver to drop it.
   [[nodiscard]] bool Completed(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation);
-  void SenderFailed(NodeId receiver, const proto::ObjectRef& ref);
+  // A receiver's report about its copy of `incarnation` (0: unknown). A report about another
+  // incarnation than the live one is stale (its copy was of a deleted object) and changes nothing.
+  void SenderFailed(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation = 0);
   // `receiver` is being sent an inline object's bytes (an explicit broadcast's instruction
   // carries them): it is recorded as a partial copy so that a Delete reaches it.
   void InlineReceiver(NodeId receiver, const proto::ObjectRef& ref);
-  void Aborted(NodeId receiver, const proto::ObjectRef& ref);
+  void Aborted(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation = 0);
   // `receiver` is receiving a copy outside the object's own plan (a batch broadcast pulls it
   // from the batch's sender): recorded as a partial copy that serves no one until it completes,
   // so that a Delete reaches it. No-op for an unknown key or a node that has a copy already.
@@ -110,6 +122,8 @@ class Directory {
   bool IsComplete(NodeId node, const proto::ObjectRef& ref) const;
   // Whether the node holds a copy of the object, partial or complete, in its plan.
   bool HasCopy(NodeId node, const proto::ObjectRef& ref) const;
+  // Whether the node is producing the object (PublishProducing) and has not published it yet.
+  bool IsProducing(NodeId node, const proto::ObjectRef& ref) const;
   // What a batch needs of one object: its metadata, chunk size and the nodes that hold it
   // complete (ascending ids).
   struct ObjectView {
@@ -134,6 +148,8 @@ class Directory {
     std::string lost_detail;
   };
 
+  // Whether `incarnation` (0: unknown, never stale) is not the entry's live one.
+  static bool IsStale(const Entry& e, uint64_t incarnation);
   std::map<Key, Entry>::iterator Find(const proto::ObjectRef& ref);
   std::map<Key, Entry>::const_iterator Find(const proto::ObjectRef& ref) const;
   // Files a fresh entry (replacing a lost one) with its broadcast plan; no copies yet.

@@ -10,8 +10,19 @@ void BroadcastPlanner::AddComplete(NodeId node) {
   Copy& c = copies_[node];
   if (c.upstream != 0) ReleaseSlot(c.upstream);
   c.complete = true;
+  c.producing = false;
   c.upstream = 0;
   c.depth = 0;
+}
+
+void BroadcastPlanner::AddProducer(NodeId node) {
+  if (copies_.contains(node)) return;
+  copies_[node].producing = true;
+}
+
+bool BroadcastPlanner::IsProducing(NodeId node) const {
+  auto it = copies_.find(node);
+  return it != copies_.end() && it->second.producing;
 }
 
 void BroadcastPlanner::AddUnplannedPartial(NodeId node) {
@@ -36,7 +47,7 @@ uint32_t BroadcastPlanner::RootedDepth(NodeId node) const {
   for (size_t hops = 0; hops <= copies_.size(); ++hops) {
     auto it = copies_.find(node);
     if (it == copies_.end()) return kUnrooted;
-    if (it->second.complete) return depth;
+    if (it->second.complete || it->second.producing) return depth;
     if (it->second.upstream == 0) return kUnrooted;
     node = it->second.upstream;
     ++depth;
@@ -62,6 +73,9 @@ absl::StatusOr<NodeId> BroadcastPlanner::Attach(NodeId receiver, const absl::fla
   if (self != copies_.end() && self->second.complete) {
     return absl::FailedPreconditionError(absl::StrCat("node ", receiver, " already holds a complete copy"));
   }
+  if (self != copies_.end() && self->second.producing) {
+    return absl::FailedPreconditionError(absl::StrCat("node ", receiver, " is producing the object"));
+  }
   const bool has_subtree = self != copies_.end() && self->second.serving > 0;
   NodeId best = 0;
   // (distance, depth, serving, id): lowest wins.
@@ -73,7 +87,7 @@ absl::StatusOr<NodeId> BroadcastPlanner::Attach(NodeId receiver, const absl::fla
     if (exclude.contains(id) || c.serving >= fanout_) continue;
     // Stored depth is exact for complete copies and an estimate for partial ones; a copy
     // that lost its sender (kUnrooted) cannot serve until re-attached.
-    uint32_t depth = c.complete ? 0 : c.depth;
+    uint32_t depth = c.complete || c.producing ? 0 : c.depth;
     if (depth == kUnrooted) continue;
     std::tuple<uint32_t, uint32_t, uint32_t, NodeId> key{distance ? distance(id) : 0, depth, c.serving, id};
     if (best != 0 && key >= best_key) continue;

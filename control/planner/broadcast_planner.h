@@ -38,6 +38,7 @@ class BroadcastPlanner {
     NodeId upstream = 0;     // sender this copy is pulling from (0: none)
     uint32_t depth = 0;      // chain length to a complete copy when attached (kUnrooted if detached)
     uint32_t serving = 0;    // receivers currently attached to this copy
+    bool producing = false;  // being produced on this node (not pulled): serves as a source
   };
 
   explicit BroadcastPlanner(uint32_t fanout) : fanout_(fanout == 0 ? 1 : fanout) {}
@@ -51,10 +52,15 @@ class BroadcastPlanner {
   // the coordinator's reply): it holds an unrooted partial copy that serves no one, so that a
   // Delete reaches it. No-op if the node already has a copy.
   void AddUnplannedPartial(NodeId node);
+  // `node` is producing the object itself (an AllReduce's root combining the result): a partial
+  // copy at depth 0 that serves receivers as its chunks are made, until Completed(node) makes it
+  // complete. No-op if the node already has a copy.
+  void AddProducer(NodeId node);
+  bool IsProducing(NodeId node) const;
 
   // Chooses a sender for `receiver`, excluding `exclude`. The receiver becomes (or stays) a
   // partial copy attached to that sender. Errors:
-  //   FAILED_PRECONDITION  the receiver already holds a complete copy;
+  //   FAILED_PRECONDITION  the receiver already holds a complete copy or is producing it;
   //   NOT_FOUND            no copy other than the receiver's own exists;
   //   UNAVAILABLE          copies exist but none can serve now (all slots busy, excluded,
   //                        or below the receiver): retry when the plan changes.

@@ -125,10 +125,11 @@ absl::Status ObjectFetcher::VerifyChecksum(const std::string& ns, const std::str
 }
 
 absl::Status ObjectFetcher::AcquireSource(const std::string& ns, const std::string& key,
-                                          const std::vector<uint64_t>& exclude, absl::Duration remaining,
-                                          proto::AcquireSourceReply* reply) {
+                                          const std::vector<uint64_t>& exclude, uint64_t incarnation,
+                                          absl::Duration remaining, proto::AcquireSourceReply* reply) {
   proto::AcquireSourceRequest req;
   req.set_node_id(deps_.node_id);
+  req.set_incarnation(incarnation);
   req.mutable_ref()->set_ns(ns);
   req.mutable_ref()->set_key(key);
   // Rounded up: a wait with less than a millisecond left must not become timeout 0 ("answer
@@ -163,7 +164,8 @@ absl::StatusOr<GetResult> ObjectFetcher::FetchRemote(const std::string& ns, cons
     const absl::Time asked = absl::Now();
     if (attempt == 0 && origin.planned != nullptr) {
       reply = *origin.planned;   // attached by the coordinator with the instruction
-    } else if (absl::Status s = AcquireSource(ns, key, f.exclude, remaining, &reply); !s.ok()) {
+    } else if (absl::Status s = AcquireSource(ns, key, f.exclude, f.hold ? f.incarnation : 0, remaining, &reply);
+               !s.ok()) {
       return GiveUp(f, s, 0, false);
     }
     f.incarnation = reply.meta().incarnation();
@@ -239,9 +241,15 @@ absl::StatusOr<bool> ObjectFetcher::PullAttempt(Fetch& f, const proto::AcquireSo
     Report(f, reply.sender(), proto::ReportTransferRequest::COMPLETED, "", stats, f.incarnation);
     return true;
   }
-  // Past the deadline, or the object was deleted (on the sender, or our copy here): no other
-  // sender will do better.
-  if (s.code() == absl::StatusCode::kDeadlineExceeded || IsObjectDeleted(s)) return GiveUp(f, s, reply.sender(), true);
+  // Past the deadline, or the object was deleted (our copy here, or the complete copy at the
+  // sender): no other sender will do better. A *partial* sender that says deleted may only have
+  // dropped a copy of an earlier incarnation: the coordinator decides (AcquireSource with our
+  // incarnation answers NOT_FOUND if it was deleted).
+  const bool ours_deleted = IsObjectDeleted(s) && !store.Contains(ns, key);
+  if (s.code() == absl::StatusCode::kDeadlineExceeded || ours_deleted ||
+      (IsObjectDeleted(s) && reply.sender_complete())) {
+    return GiveUp(f, s, reply.sender(), true);
+  }
   ++deps_.counters->retries;
   f.last_failure = s;
   spdlog::warn("get {}: sender {} failed ({}); re-planning", PrintableName(ns, key), reply.sender(),
@@ -263,7 +271,9 @@ absl::Status ObjectFetcher::GiveUp(Fetch& f, absl::Status why, uint64_t sender, 
     f.hold.reset();
   }
   if (had_copy || attached) {
-    Report(f, sender, proto::ReportTransferRequest::ABORTED, std::string(why.message()), {}, 0);
+    // The incarnation of the copy given up (0 before the coordinator named one), so that a late
+    // report about a deleted incarnation cannot touch the plan of a later one of the same key.
+    Report(f, sender, proto::ReportTransferRequest::ABORTED, std::string(why.message()), {}, f.incarnation);
     *f.abort_reported = true;
   }
   if (!f.last_failure.ok() && why.code() != f.last_failure.code()) {

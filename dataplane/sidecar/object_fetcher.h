@@ -113,8 +113,9 @@ class ObjectFetcher {
   absl::Status GiveUp(Fetch& f, absl::Status why, uint64_t sender, bool attached);
   absl::Status AlreadyHere(Fetch& f, absl::Status why);
   // One AcquireSource call: a sender (or the inline bytes) for the object, skipping `exclude`.
+  // `incarnation`: of the partial copy we resume (0: none), so that a deleted one ends the Get.
   absl::Status AcquireSource(const std::string& ns, const std::string& key, const std::vector<uint64_t>& exclude,
-                             absl::Duration remaining, proto::AcquireSourceReply* reply);
+                             uint64_t incarnation, absl::Duration remaining, proto::AcquireSourceReply* reply);
   // The one call into the engine's Puller.
   absl::Status PullFromSender(const PullSpec& spec, PullStats* total);
   // For a checksummed object: OK if the bytes at `offset` match meta.checksum, else DATA_LOSS

@@ -223,6 +223,126 @@ TEST_F(ReduceCollectiveTest, ASpareReplacesADeadInteriorNodeAndThePathRecomputes
   EXPECT_THAT(op.reply().used(), ElementsAre(0u, 3u, 2u));
 }
 
+// AllReduce overlaps the result's broadcast with the reduce: once every input is placed and the
+// root's position is sent, the result is filed with the root as the copy producing it, and every
+// other participant is told to pull (cut-through from the root) before the root is done.
+TEST_F(ReduceCollectiveTest, AllReduceBroadcastsTheResultWhileTheRootStillCombinesIt) {
+  ReduceCollective op(7, Request(3), /*all=*/true, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  for (int i = 0; i < 3; ++i) Publish(i);   // chain 1 -> 2 -> 3 (root)
+  absl::StatusOr<Instructions> start = op.Start(ctx());
+  ASSERT_TRUE(start.ok()) << start.status();
+  std::vector<proto::ReducePosition> positions = Positions(*start);
+  ASSERT_EQ(positions.size(), 2u);
+  ASSERT_TRUE(positions[1].is_root());
+  const proto::ObjectRef out = testing::TestRef("out");
+  EXPECT_TRUE(dir_.IsProducing(3, out));
+  std::map<uint64_t, proto::PullInstruction> pulls;
+  for (const Instruction& in : *start) {
+    if (in.msg->has_pull()) pulls[in.node] = in.msg->pull();
+  }
+  ASSERT_EQ(pulls.size(), 2u);   // nodes 1 and 2; the root makes its own
+  for (const auto& [node, pull] : pulls) {
+    EXPECT_EQ(pull.broadcast_id(), 7u);
+    EXPECT_EQ(pull.source().meta().incarnation(), positions[1].meta().incarnation());
+    // Pre-attached, asking for the chunks the root tracks.
+    EXPECT_EQ(pull.source().chunk_size(), positions[1].chunk_size());
+  }
+  const std::set<uint64_t> senders{pulls[1].source().sender(), pulls[2].source().sender()};
+  EXPECT_TRUE(senders.contains(3)) << "no participant pulls from the producing root";
+  // The root publishes the result when it holds all of it; its report needs no new broadcast.
+  ASSERT_TRUE(dir_.Publish(3, out, positions[1].meta(), "", LinkModel{}, 2).ok());
+  EXPECT_FALSE(dir_.IsProducing(3, out));
+  (void)op.OnReduceReport(ctx(), 1, Report(positions[0], true));
+  Instructions after = op.OnReduceReport(ctx(), 3, Report(positions[1], true));
+  for (const Instruction& in : after) EXPECT_FALSE(in.msg->has_pull()) << "broadcast started twice";
+  EXPECT_FALSE(op.Done(ctx()));
+  for (NodeId n : {1, 2}) EXPECT_TRUE(dir_.Completed(n, out, positions[1].meta().incarnation()));
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  ASSERT_EQ(op.reply().results_size(), 3);
+  for (const proto::BroadcastResult& r : op.reply().results()) EXPECT_TRUE(r.ok()) << r.error();
+}
+
+// A failure that rebuilds the root's partial sum stops the overlapped broadcast: the result's
+// entry and every copy pulled of it go, the root rebuilds under a fresh incarnation, and the
+// result is broadcast once the root is done; late reports about the old copies change nothing.
+TEST_F(ReduceCollectiveTest, ARebuiltRootStopsTheOverlappedBroadcastAndTheResultIsSentAgain) {
+  ReduceCollective op(7, Request(4, 3), /*all=*/true, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  for (int i = 0; i < 4; ++i) Publish(i);   // chain 1 -> 2 -> 3 (root); node 4 a spare
+  absl::StatusOr<Instructions> start = op.Start(ctx());
+  ASSERT_TRUE(start.ok()) << start.status();
+  const std::vector<proto::ReducePosition> first = Positions(*start);
+  ASSERT_EQ(first.size(), 2u);
+  const uint64_t old_incarnation = first[1].meta().incarnation();
+  const proto::ObjectRef out = testing::TestRef("out");
+  ASSERT_TRUE(dir_.IsProducing(3, out));
+  cluster_.Kill(2);
+  dir_.RemoveNode(2, "n2");
+  Instructions replan = op.OnNodeDeath(ctx(), 2, "killed");
+  std::set<uint64_t> dropped;
+  size_t drops_before_root = 0;
+  bool root_seen = false;
+  proto::ReducePosition root;
+  for (const Instruction& in : replan) {
+    if (in.msg->has_drop() && in.msg->drop().ref().key() == "out") {
+      EXPECT_EQ(in.msg->drop().incarnation(), old_incarnation);   // never the rebuilt result
+      dropped.insert(in.node);
+      if (!root_seen) ++drops_before_root;
+    }
+    if (in.msg->has_reduce() && in.msg->reduce().is_root()) {
+      root_seen = true;
+      root = in.msg->reduce();
+    }
+    EXPECT_FALSE(in.msg->has_pull()) << "a new broadcast before the rebuilt root is done";
+  }
+  ASSERT_TRUE(root_seen);
+  EXPECT_EQ(dropped, (std::set<uint64_t>{1, 3, 4}));   // the pre-attached receivers and the root
+  EXPECT_EQ(drops_before_root, dropped.size());        // before the root's new generation
+  EXPECT_TRUE(root.recompute());
+  EXPECT_NE(root.meta().incarnation(), old_incarnation);
+  EXPECT_FALSE(dir_.Locate(out).ok());
+  // A receiver's late report about its dropped copy of the old incarnation is ignored.
+  proto::ReportTransferRequest late;
+  late.set_node_id(1);
+  *late.mutable_ref() = out;
+  late.set_outcome(proto::ReportTransferRequest::ABORTED);
+  late.set_incarnation(old_incarnation);
+  late.set_op_id(7);
+  EXPECT_THAT(op.OnReport(ctx(), late), IsEmpty());
+  // The rebuilt root finishes and publishes: now the result goes to the live participants.
+  std::vector<proto::ReducePosition> next = Positions(replan);
+  for (const proto::ReducePosition& p : next) {
+    if (!p.is_root()) (void)op.OnReduceReport(ctx(), 4, Report(p, true));
+  }
+  ASSERT_TRUE(dir_.Publish(3, out, root.meta(), "", LinkModel{}, 2).ok());
+  Instructions sent = op.OnReduceReport(ctx(), 3, Report(root, true));
+  std::set<uint64_t> targets;
+  for (const Instruction& in : sent) {
+    if (!in.msg->has_pull()) continue;
+    EXPECT_EQ(in.msg->pull().source().meta().incarnation(), root.meta().incarnation());
+    targets.insert(in.node);
+  }
+  EXPECT_EQ(targets, (std::set<uint64_t>{1, 4}));
+  EXPECT_THAT(op.OnReport(ctx(), late), IsEmpty());   // still stale after the new broadcast started
+  for (NodeId n : {1, 4}) EXPECT_TRUE(dir_.Completed(n, out, root.meta().incarnation()));
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_THAT(op.reply().used(), ElementsAre(0u, 3u, 2u));
+}
+
+// An AllReduce that fails while its result is being broadcast leaves no entry for the result.
+TEST_F(ReduceCollectiveTest, AnOverlappedAllReduceThatTimesOutLeavesNoResultEntry) {
+  ReduceCollective op(7, Request(3), /*all=*/true, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  for (int i = 0; i < 3; ++i) Publish(i);
+  ASSERT_TRUE(op.Start(ctx()).ok());
+  ASSERT_TRUE(dir_.IsProducing(3, testing::TestRef("out")));
+  op.Conclude(ctx(), Conclusion::kDeadline);
+  EXPECT_EQ(op.status().code(), absl::StatusCode::kDeadlineExceeded) << op.status();
+  EXPECT_FALSE(dir_.Locate(testing::TestRef("out")).ok());
+}
+
 // Inputs small enough to be held inline are combined by the coordinator itself: no positions,
 // the result's bytes pushed to every participant (AllReduce) in one inline instruction each.
 TEST_F(ReduceCollectiveTest, SmallInputsAreCombinedByTheCoordinatorAndPushedInline) {
