@@ -5,7 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
-#include <queue>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "control/planner/broadcast_planner.h"
 #include "control/planner/cost_model.h"
+#include "perf/sim/event_queue.h"
 
 namespace ferry::sim {
 namespace {
@@ -23,16 +24,7 @@ using NodeId = uint64_t;
 
 enum class Ev : uint8_t { kArrive, kStart, kRequest, kTx, kLand, kFail, kDetect };
 
-struct Event {
-  double t;
-  uint64_t seq;   // ties at equal t run in push order (deterministic)
-  uint64_t b;     // chunk, connection or version
-  uint32_t a;     // node or connection
-  Ev type;
-};
-struct Later {
-  bool operator()(const Event& x, const Event& y) const { return x.t != y.t ? x.t > y.t : x.seq > y.seq; }
-};
+using Event = SimEvent<Ev>;
 
 // One pull: receiver <- sender, FIFO like the TCP stream it runs on.
 struct Conn {
@@ -64,14 +56,6 @@ struct Node {
   uint64_t version = 0;           // invalidates scheduled kTx events
   absl::flat_hash_set<NodeId> exclude;
 };
-
-void EraseValue(std::vector<uint32_t>& v, uint32_t x) {
-  auto it = std::find(v.begin(), v.end(), x);
-  if (it != v.end()) {
-    *it = v.back();
-    v.pop_back();
-  }
-}
 
 class Sim {
  public:
@@ -133,23 +117,9 @@ class Sim {
     }
 
     while (true) {
-      // Constant-delay events (requests, landings) are pushed in time order, so they live in
-      // FIFOs; the heap holds the rest. Take the earliest of the three fronts.
-      const Event* best = q_.empty() ? nullptr : &q_.top();
-      int from = 0;
-      for (int i = 0; i < 2; ++i) {
-        if (!fifo_[i].empty() && (best == nullptr || Later{}(*best, fifo_[i].front()))) {
-          best = &fifo_[i].front();
-          from = i + 1;
-        }
-      }
-      if (best == nullptr) break;
-      const Event e = *best;
-      if (from == 0) {
-        q_.pop();
-      } else {
-        fifo_[from - 1].pop_front();
-      }
+      const std::optional<Event> next = events_q_.Pop();
+      if (!next) break;
+      const Event& e = *next;
       now_ = e.t;
       ++events_;
       switch (e.type) {
@@ -199,11 +169,9 @@ class Sim {
     return r;
   }
 
-  void Push(double t, Ev type, uint32_t a, uint64_t b) { q_.push(Event{t, seq_++, b, a, type}); }
+  void Push(double t, Ev type, uint32_t a, uint64_t b) { events_q_.Push(t, type, a, b); }
   // For events whose delay is the same constant for all of them (now_ never decreases).
-  void PushFifo(int which, double t, Ev type, uint32_t a, uint64_t b) {
-    fifo_[which].push_back(Event{t, seq_++, b, a, type});
-  }
+  void PushFifo(int which, double t, Ev type, uint32_t a, uint64_t b) { events_q_.PushFifo(which, t, type, a, b); }
 
   double ChunkBytes(uint64_t k) const {
     return static_cast<double>(k + 1 < n_ ? chunk_ : cfg_.size - k * chunk_);
@@ -465,9 +433,7 @@ class Sim {
   uint64_t chunk_ = 0, n_ = 0;
   uint32_t window_ = 0;
   double now_ = 0;
-  uint64_t seq_ = 0;
-  std::priority_queue<Event, std::vector<Event>, Later> q_;
-  std::deque<Event> fifo_[2];   // 0: chunk requests (delay req_delay_), 1: landings (data_delay_)
+  EventQueue<Ev> events_q_;   // FIFO 0: chunk requests (delay req_delay_), 1: landings (data_delay_)
   std::vector<Node> nodes_;
   std::vector<Conn> conns_;
   std::vector<uint32_t> waiting_;

@@ -1,8 +1,10 @@
-// ferry-sim: predicts ferry's broadcast completion time over N nodes with the real planner.
+// ferry-sim: predicts ferry's broadcast, reduce and allreduce completion times over N nodes with
+// the real planners.
 //
 //   ferry-sim --nodes 1024 --size 1GiB --bandwidth 117.6e6 --latency 150e-6
 //   ferry-sim --nodes 8 --size 256MiB --fail mid@50% --json
 //   ferry-sim --sweep --sizes 1MiB,64MiB,1GiB
+//   ferry-sim --coll allreduce --nodes 1024 --size 256MiB -B 117.6e6 -L 150e-6 [--no-overlap]
 //
 // See perf/sim/README.md for the model and what it ignores.
 #include <cmath>
@@ -16,11 +18,14 @@
 #include "absl/strings/str_split.h"
 #include "core/names.h"
 #include "nlohmann/json.hpp"
+#include "perf/sim/reduce_sim.h"
 #include "perf/sim/sim.h"
 
 namespace {
 
 using ferry::sim::Failure;
+using ferry::sim::ReduceSimConfig;
+using ferry::sim::ReduceSimResult;
 using ferry::sim::SimConfig;
 using ferry::sim::SimResult;
 
@@ -122,14 +127,121 @@ void PrintRow(const SimConfig& c, const SimResult& r) {
               Ratio(r.completion_s, r.model_s), r.incomplete, r.wall_s);
 }
 
+bool ParseLate(const std::string& text, uint32_t* count, double* seconds, std::string* err) {
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  if (parts.size() == 2 && absl::SimpleAtoi(parts[0], count) && absl::SimpleAtod(parts[1], seconds) && *seconds >= 0) {
+    return true;
+  }
+  *err = "--late: expected K:SECONDS (the last K inputs ready SECONDS late), got '" + text + "'";
+  return false;
+}
+
+nlohmann::json ReduceToJson(const ReduceSimConfig& c, const ReduceSimResult& r) {
+  nlohmann::json j;
+  j["system"] = "ferry-sim";
+  j["coll"] = c.all ? "allreduce" : "reduce";
+  j["nodes"] = c.nodes;
+  j["num_objects"] = r.positions;
+  j["bytes"] = c.size;
+  j["bandwidth_Bps"] = c.bandwidth_Bps;
+  j["latency_s"] = c.latency_s;
+  j["chunk_overhead_s"] = c.sim_chunk_overhead_s;
+  j["late_inputs"] = c.late_inputs;
+  j["late_s"] = c.late_s;
+  j["chain_length"] = r.chain_length;
+  j["binary_nodes"] = r.binary_nodes;
+  j["height"] = r.height;
+  j["max_fan_in"] = r.max_fan_in;
+  j["chunk"] = r.chunk;
+  j["window"] = r.window;
+  j["chunks"] = r.chunks;
+  j["model_s"] = r.model_s;
+  if (c.all) {
+    j["overlap"] = c.overlap;
+    j["reduce_first"] = c.reduce_first;
+    j["bcast_fanout"] = r.bcast_fanout;
+    j["bcast_chunk"] = r.bcast_chunk;
+    j["bcast_window"] = r.bcast_window;
+    j["bcast_depth"] = r.bcast_depth;
+    j["bcast_model_s"] = r.bcast_model_s;
+    j["receivers"] = r.receivers;
+    j["mean_completion_s"] = r.mean_completion_s;
+  }
+  auto finite = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  j["root_node"] = r.root_node;
+  j["reduce_s"] = finite(r.reduce_s);
+  j["completion_s"] = finite(r.completion_s);
+  j["bound_s"] = r.bound_s;
+  j["ratio_bound"] = Ratio(r.completion_s, r.bound_s);
+  j["incomplete"] = r.incomplete;
+  j["used"] = r.used.size();
+  j["data_checked"] = r.data_checked;
+  j["data_error"] = r.data_error;
+  j["events"] = r.events;
+  j["chunk_transfers"] = r.chunk_transfers;
+  j["wall_s"] = r.wall_s;
+  return j;
+}
+
+void PrintReduceHeader() {
+  std::printf("%-9s %6s %10s %5s %5s %5s %6s %9s %3s %3s %9s %4s %5s %10s %12s %10s %7s %10s %5s %10s %6s\n", "coll",
+              "nodes", "size", "k", "chain", "fanin", "height", "chunk", "win", "bf", "bchunk", "bwin", "bdep",
+              "reduce_s", "completion_s", "bound", "x bnd", "model", "incmp", "events", "wall_s");
+}
+
+void PrintReduceRow(const ReduceSimConfig& c, const ReduceSimResult& r) {
+  const std::string bchunk = c.all ? ferry::HumanBytes(r.bcast_chunk) : "-";
+  std::printf("%-9s %6u %10s %5u %5u %5u %6u %9s %3u %3u %9s %4u %5u %10.6f %12.6f %10.6f %7.3f %10.6f %5u %10llu %6.2f\n",
+              c.all ? (c.overlap ? "allreduce" : "allred-no") : "reduce", c.nodes,
+              ferry::HumanBytes(static_cast<double>(c.size)).c_str(), r.positions, r.chain_length, r.max_fan_in,
+              r.height, ferry::HumanBytes(r.chunk).c_str(), r.window, r.bcast_fanout, bchunk.c_str(), r.bcast_window,
+              r.bcast_depth, r.reduce_s, r.completion_s, r.bound_s, Ratio(r.completion_s, r.bound_s), r.model_s,
+              r.incomplete, static_cast<unsigned long long>(r.events), r.wall_s);
+  if (!r.data_error.empty()) std::printf("  data check FAILED: %s\n", r.data_error.c_str());
+}
+
+// --coll reduce | allreduce over sizes x nodes. Returns the exit code: 1 on a stall or a data
+// check failure, 2 if a run could not be set up.
+int RunReduce(const ReduceSimConfig& base, const std::vector<uint64_t>& sizes, const std::vector<uint32_t>& nodes,
+              bool json) {
+  if (!json) PrintReduceHeader();
+  int rc = 0;
+  for (uint64_t sz : sizes) {
+    for (uint32_t n : nodes) {
+      ReduceSimConfig c = base;
+      c.size = sz;
+      c.nodes = n;
+      if (c.num_objects > n) c.num_objects = n;   // a sweep with --num-objects
+      if (c.late_inputs > n) c.late_inputs = n;
+      ReduceSimResult r = ferry::sim::SimulateReduce(c);
+      if (!r.error.empty()) {
+        std::cerr << "error: " << r.error << "\n";
+        return 2;
+      }
+      if (r.incomplete > 0 || !r.data_error.empty()) rc = 1;
+      if (json) {
+        std::cout << ReduceToJson(c, r).dump() << "\n";
+      } else {
+        PrintReduceRow(c, r);
+      }
+      std::fflush(stdout);
+    }
+  }
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferry-sim: discrete-event simulation of ferry's pipelined broadcast (real planner)"};
+  CLI::App app{"ferry-sim: discrete-event simulation of ferry's pipelined broadcast, reduce and allreduce "
+               "(real planners)"};
   SimConfig cfg;
+  ReduceSimConfig rcfg;
   std::string size = "64MiB", chunk = "0", arrival = "0", fail, sharing = "fair", sizes = "1MiB,64MiB,1GiB";
+  std::string coll = "broadcast", late, min_chunk = "0";
   uint32_t max_nodes = 4096;
   bool json = false, sweep = false;
+  app.add_option("--coll", coll, "collective: broadcast | reduce | allreduce")->capture_default_str();
   app.add_option("-n,--nodes", cfg.nodes, "nodes including the source (2..)")->capture_default_str();
   app.add_option("-s,--size", size, "object size (e.g. 1GiB)")->capture_default_str();
   app.add_option("-B,--bandwidth", cfg.bandwidth_Bps, "per-node upload = download bytes/s")->capture_default_str();
@@ -160,6 +272,19 @@ int main(int argc, char** argv) {
   app.add_flag("--sweep", sweep, "N in {8,16,...,--max-nodes} x --sizes");
   app.add_option("--sizes", sizes, "sizes for --sweep")->capture_default_str();
   app.add_option("--max-nodes", max_nodes, "largest N for --sweep")->capture_default_str();
+  app.add_option("--num-objects", rcfg.num_objects, "reduce/allreduce: inputs to combine (0: all nodes)")
+      ->capture_default_str();
+  app.add_option("--late", late, "reduce/allreduce: K:SECONDS, the last K inputs become ready SECONDS late");
+  app.add_option("--chain-length", rcfg.chain_length, "reduce/allreduce: chain length (0: the planner's rule)")
+      ->capture_default_str();
+  app.add_flag("--overlap,!--no-overlap", rcfg.overlap,
+               "allreduce: receivers pull result chunks while the root combines (default) or only once it is done");
+  app.add_option("--min-chunk", min_chunk, "reduce/allreduce what-if: the planners' smallest chunk (0: 64 KiB)")
+      ->capture_default_str();
+  app.add_flag("--reduce-first", rcfg.reduce_first,
+               "allreduce what-if: partial-sum streams take priority over the result's on a shared link");
+  app.add_flag("--no-data-check", [&rcfg](int64_t) { rcfg.check_data = false; },
+               "reduce/allreduce: skip the check that every result chunk combines exactly the used inputs");
   CLI11_PARSE(app, argc, argv);
 
   std::string err;
@@ -201,6 +326,44 @@ int main(int argc, char** argv) {
     for (uint32_t n = 8; n <= max_nodes; n *= 2) node_list.push_back(n);
   } else {
     node_list.push_back(cfg.nodes);
+  }
+
+  if (coll == "reduce" || coll == "allreduce") {
+    if (!fails.empty() || cfg.arrival_spread_s > 0 || cfg.sharing != ferry::sim::LinkSharing::kFair) {
+      std::cerr << "--fail, --arrival and --sharing fifo are broadcast-only (reduce: use --late)\n";
+      return 2;
+    }
+    if (!late.empty() && !ParseLate(late, &rcfg.late_inputs, &rcfg.late_s, &err)) {
+      std::cerr << err << "\n";
+      return 2;
+    }
+    uint64_t min_chunk_bytes = 0;
+    if (!ferry::ParseSize(min_chunk, &min_chunk_bytes).ok() || min_chunk_bytes > (1u << 20)) {
+      std::cerr << "--min-chunk: invalid size '" << min_chunk << "' (at most 1 MiB)\n";
+      return 2;
+    }
+    rcfg.min_chunk = static_cast<uint32_t>(min_chunk_bytes);
+    rcfg.all = coll == "allreduce";
+    rcfg.bandwidth_Bps = cfg.bandwidth_Bps;
+    rcfg.latency_s = cfg.latency_s;
+    rcfg.latency_data_fraction = cfg.latency_data_fraction;
+    rcfg.rpc_s = cfg.rpc_s;
+    rcfg.sim_chunk_overhead_s = cfg.sim_chunk_overhead_s;
+    rcfg.plan_chunk_overhead_s = cfg.plan_chunk_overhead_s;
+    rcfg.plan_bandwidth_Bps = cfg.plan_bandwidth_Bps;
+    rcfg.plan_latency_s = cfg.plan_latency_s;
+    rcfg.reduce_chunk = rcfg.bcast_chunk = cfg.fixed_chunk;
+    rcfg.reduce_window = rcfg.bcast_window = cfg.window;
+    rcfg.bcast_fanout = cfg.fixed_fanout;
+    return RunReduce(rcfg, size_list, node_list, json);
+  }
+  if (coll != "broadcast") {
+    std::cerr << "--coll must be broadcast, reduce or allreduce\n";
+    return 2;
+  }
+  if (!late.empty() || rcfg.num_objects != 0 || rcfg.chain_length != 0) {
+    std::cerr << "--late, --num-objects and --chain-length are for --coll reduce / allreduce\n";
+    return 2;
   }
 
   if (!json) PrintHeader();
