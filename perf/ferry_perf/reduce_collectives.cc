@@ -84,7 +84,7 @@ class ReducePerf final : public Collective {
              "node (ring reduce-scatter + allgather, pipelined) until every member holds the result";
     }
     return all_ ? "node i Puts input i (untimed); time = Client::AllReduce of every input until every node holds "
-                  "the result (reduce, then broadcast)"
+                  "the result (its broadcast overlapped with the reduce)"
                 : "node i Puts input i (untimed); time = Client::Reduce of every input until the result is sealed on "
                   "the tree's root";
   }
