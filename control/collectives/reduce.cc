@@ -241,12 +241,24 @@ void ReduceCollective::SendInline(CollectiveContext& ctx) {
                                              ": every node whose input was combined has died")));
     return;
   }
+  // A Reduce asked by a node holding one of the inputs used, with no root chosen: that node is
+  // the root, and the result travels back in the reply (no push, no report to wait for).
+  const NodeId requester = req_.requester();
+  if (!all_ && req_.root_node() == 0 && requester != 0 && ctx.cluster.Alive(requester) &&
+      std::any_of(inline_used_.begin(), inline_used_.end(), [&](size_t u) { return inputs_[u].node == requester; })) {
+    root = requester;
+    inline_to_requester_ = true;
+  }
   root_node_ = root;
   proto::BroadcastRequest breq = ResultTargets(ctx, root);
   if (absl::Status s = ctx.directory.CreateInline(req_.result(), meta_, inline_result_, link_,
                                                   static_cast<uint64_t>(breq.node_ids_size()));
       !s.ok()) {
     Fail(s);
+    return;
+  }
+  if (inline_to_requester_) {
+    ctx.directory.InlineReceiver(root, req_.result());   // so that a Delete reaches its copy
     return;
   }
   Instructions pulls = StartResultBroadcast(ctx, std::move(breq));
@@ -565,7 +577,7 @@ void ReduceCollective::Fail(absl::Status s) {
 
 bool ReduceCollective::Done(const CollectiveContext& ctx) const {
   if (!status_.ok()) return true;
-  if (inline_) return broadcast_ != nullptr && broadcast_->Done(ctx);
+  if (inline_) return inline_to_requester_ || (broadcast_ != nullptr && broadcast_->Done(ctx));
   if (!root_done_) return false;
   return !all_ || (broadcast_ != nullptr && broadcast_->Done(ctx));
 }
@@ -582,7 +594,7 @@ std::string ReduceCollective::InputNames(const std::vector<NodeId>& ids) const {
 }
 
 void ReduceCollective::ConcludeInline(CollectiveContext& ctx, Conclusion why) {
-  if (broadcast_ == nullptr) {
+  if (!inline_to_requester_ && broadcast_ == nullptr) {
     std::vector<NodeId> waiting;
     for (size_t i = 0; i < inputs_.size(); ++i) {
       if (inputs_[i].state == InputState::kWaiting) waiting.push_back(i + 1);
@@ -590,21 +602,27 @@ void ReduceCollective::ConcludeInline(CollectiveContext& ctx, Conclusion why) {
     return Fail(absl::DeadlineExceededError(absl::StrCat(DeadlineHead(), inline_used_.size(), " input(s) combined, ",
                                                          NumUsed(), " needed; never ready: ", InputNames(waiting))));
   }
-  broadcast_->Conclude(ctx, why);
-  proto::BroadcastReply& b = broadcast_->reply();
-  if (!all_) {
-    for (const proto::BroadcastResult& r : b.results()) {
-      if (!r.ok()) {
-        return Fail(absl::UnavailableError(absl::StrCat("reduce into ", RefName(req_.result()), ": the root node ",
-                                                        r.node_id(), " did not store the result: ", r.error())));
+  if (broadcast_ != nullptr) {
+    broadcast_->Conclude(ctx, why);
+    if (!all_) {
+      for (const proto::BroadcastResult& r : broadcast_->reply().results()) {
+        if (!r.ok()) {
+          return Fail(absl::UnavailableError(absl::StrCat("reduce into ", RefName(req_.result()), ": the root node ",
+                                                          r.node_id(), " did not store the result: ", r.error())));
+        }
       }
     }
   }
   *reply_.mutable_meta() = meta_;
   reply_.set_root_node(root_node_);
+  if (const proto::NodeInfo* info = ctx.cluster.Info(root_node_); info != nullptr) reply_.set_root_node_name(info->name());
   for (size_t i : inline_used_) reply_.add_used(static_cast<uint32_t>(i));
-  if (all_) {
-    for (proto::BroadcastResult& r : *b.mutable_results()) *reply_.add_results() = std::move(r);
+  if (inline_to_requester_) {
+    reply_.set_store_result(true);
+    reply_.set_result_data(inline_result_);
+  }
+  if (all_ && broadcast_ != nullptr) {
+    for (proto::BroadcastResult& r : *broadcast_->reply().mutable_results()) *reply_.add_results() = std::move(r);
   }
 }
 
@@ -653,6 +671,7 @@ void ReduceCollective::ConcludeResult(CollectiveContext& ctx, Conclusion why) {
   }
   *reply_.mutable_meta() = meta_;
   reply_.set_root_node(root_node_);
+  if (const proto::NodeInfo* info = ctx.cluster.Info(root_node_); info != nullptr) reply_.set_root_node_name(info->name());
   for (NodeId id : planner_->Used()) reply_.add_used(static_cast<uint32_t>(id - 1));
   if (broadcast_ != nullptr) {
     broadcast_->Conclude(ctx, why);

@@ -172,6 +172,7 @@ class ReduceCollective final : public Collective {
   std::vector<size_t> inline_used_;   // inputs combined, ready order
   std::string inline_result_;
   Instructions inline_out_;      // the result's pushes, for the next Flush
+  bool inline_to_requester_ = false;   // a small Reduce's result goes back in the reply (ReduceRequest.requester)
   absl::Status status_;
   proto::ReduceReply reply_;
 };

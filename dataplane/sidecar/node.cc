@@ -386,10 +386,30 @@ absl::StatusOr<proto::BroadcastBatchReply> Node::BroadcastBatch(const proto::Bro
   return reply;
 }
 
-absl::StatusOr<proto::ReduceReply> Node::Reduce(const proto::ReduceRequest& req, bool all) {
+absl::StatusOr<proto::ReduceReply> Node::Reduce(const proto::ReduceRequest& request, bool all) {
+  proto::ReduceRequest req = request;
+  req.set_requester(options_.node_id);
   proto::ReduceReply reply;
   reports_.Flush();
   if (absl::Status s = coordinator_->Reduce(req, all, &reply); !s.ok()) return s;
+  if (!reply.store_result()) return reply;
+  // A small reduce whose root is this node: the coordinator sent the result's bytes back.
+  const std::string& ns = reply.result().ns();
+  const std::string& key = reply.result().key();
+  absl::Status stored = ValidateObjectName(ns, key);
+  if (stored.ok()) stored = fetcher_.StoreInline(ns, key, reply.meta(), reply.result_data());
+  reply.clear_result_data();
+  reply.clear_store_result();
+  const uint64_t incarnation = reply.meta().incarnation();
+  if (!stored.ok()) {
+    reports_.Report(TransferReport{ns, key, 0, proto::ReportTransferRequest::ABORTED, std::string(stored.message()), 0, 0,
+                                   incarnation, 0});
+    return absl::Status(stored.code(), absl::StrCat("the result ", PrintableName(ns, key),
+                                                    " was made (the coordinator holds it) but could not be stored on "
+                                                    "this node: ", stored.message()));
+  }
+  reports_.Report(TransferReport{ns, key, 0, proto::ReportTransferRequest::COMPLETED, "", reply.meta().size(), 0,
+                                 incarnation, 0});
   return reply;
 }
 

@@ -99,7 +99,9 @@ class Node {
   absl::StatusOr<proto::ClusterStatusReply> ClusterStatus();
   absl::StatusOr<proto::BroadcastReply> Broadcast(const proto::BroadcastRequest& req);
   absl::StatusOr<proto::BroadcastBatchReply> BroadcastBatch(const proto::BroadcastBatchRequest& req);
-  // Reduce (all = false) or AllReduce through the coordinator.
+  // Reduce (all = false) or AllReduce through the coordinator, as this node (requester). A small
+  // reduce rooted here comes back with the result's bytes: stored (and reported) before this
+  // returns; an error if they cannot be (the result exists in the coordinator still).
   absl::StatusOr<proto::ReduceReply> Reduce(const proto::ReduceRequest& req, bool all);
   // The coordinator's Group RPC (static groups and their collectives).
   absl::StatusOr<proto::GroupReply> Group(const proto::GroupRequest& req);

@@ -438,10 +438,14 @@ grpc::Status SidecarService::RunReduce(const proto::SidecarReduceRequest* req, b
   *reply->mutable_meta() = r->meta();
   *reply->mutable_used() = r->used();
   reply->set_seconds(r->seconds());
-  std::string root = absl::StrCat(r->root_node());
-  if (absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus(); cluster.ok()) {
-    for (const proto::NodeInfo& n : cluster->nodes()) {
-      if (n.node_id() == r->root_node()) root = n.name();
+  std::string root = r->root_node_name();
+  // A coordinator that does not name the root: look the name up (one more round trip).
+  if (root.empty()) root = absl::StrCat(r->root_node());
+  if (r->root_node_name().empty()) {
+    if (absl::StatusOr<proto::ClusterStatusReply> cluster = node_->ClusterStatus(); cluster.ok()) {
+      for (const proto::NodeInfo& n : cluster->nodes()) {
+        if (n.node_id() == r->root_node()) root = n.name();
+      }
     }
   }
   reply->set_root_node(root);

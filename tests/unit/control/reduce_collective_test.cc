@@ -383,6 +383,40 @@ TEST_F(ReduceCollectiveTest, SmallInputsAreCombinedByTheCoordinatorAndPushedInli
   for (const proto::BroadcastResult& r : op.reply().results()) EXPECT_TRUE(r.ok()) << r.error();
 }
 
+// A small Reduce asked by a node holding an input it uses: that node is the root and the result
+// comes back in the reply (no push to wait for); it is recorded as receiving the inline object.
+TEST_F(ReduceCollectiveTest, ASmallReduceRootedAtItsRequesterAnswersWithTheBytes) {
+  proto::ReduceRequest req = Request(3);
+  req.set_dtype(proto::I32);
+  req.set_requester(1);   // holds input 0
+  ReduceCollective op(7, req, /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  PublishInline(0, {1, 2});
+  PublishInline(1, {10, 20});
+  ASSERT_TRUE(op.Start(ctx()).ok());
+  PublishInline(2, {100, 200});
+  EXPECT_THAT(Changed(op, 2), IsEmpty());   // nothing pushed
+  ASSERT_TRUE(op.Done(ctx()));
+  op.Conclude(ctx(), Conclusion::kDone);
+  ASSERT_TRUE(op.status().ok()) << op.status();
+  EXPECT_EQ(op.reply().root_node(), 1u);
+  ASSERT_TRUE(op.reply().store_result());
+  const int32_t want[2] = {111, 222};
+  ASSERT_EQ(op.reply().result_data().size(), sizeof want);
+  EXPECT_EQ(std::memcmp(op.reply().result_data().data(), want, sizeof want), 0);
+  EXPECT_TRUE(dir_.HasCopy(1, testing::TestRef("out")));   // a Delete reaches it
+  EXPECT_TRUE(dir_.Completed(1, testing::TestRef("out"), op.reply().meta().incarnation()));
+  EXPECT_TRUE(dir_.IsComplete(1, testing::TestRef("out")));
+
+  // A requester with no input used (or an AllReduce) gets the result pushed as before.
+  proto::ReduceRequest other = Request(2);
+  other.set_dtype(proto::I32);
+  *other.mutable_result() = testing::TestRef("out2");
+  other.set_requester(3);
+  ReduceCollective pushed(8, other, /*all=*/false, kT0, kT0 + absl::Seconds(1), LinkModel{}, PlanLimits{});
+  ASSERT_TRUE(pushed.Start(ctx()).ok());
+  EXPECT_FALSE(pushed.Done(ctx()));
+}
+
 // The inline path with a chosen root and k < n: the root's input is always one of the k (the
 // others are spares once k - 1 are combined), and only the root is sent the result.
 TEST_F(ReduceCollectiveTest, SmallInputsWithAChosenRootAlwaysUseItsInput) {
