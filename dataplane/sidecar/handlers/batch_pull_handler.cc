@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,7 +46,7 @@ class BatchPullHandler::Run {
       const proto::BatchEntry& e = ins_.entries(static_cast<int>(i));
       if (deps_.store->Contains(e.ref().ns(), e.ref().key()) || e.meta().size() > pack_limit) {
         Drain();   // what landed before it is stored first (downstream pulls in this order)
-        PullOne(e);
+        StartLarge(e);
         ++i;
         continue;
       }
@@ -67,6 +68,7 @@ class BatchPullHandler::Run {
       MaybeReport(false);
     }
     Drain();
+    while (!large_.empty()) FinishOldestLarge();
     if (Stopped() && !sender_failed_) {
       for (const proto::BatchEntry& e : ins_.entries()) {
         if (!reported_.contains(e.index())) Fail(e, absl::CancelledError("ferryd is shutting down"));
@@ -187,10 +189,42 @@ class BatchPullHandler::Run {
     }
   }
 
-  // One entry through the Get path, with this instruction's sender planned first.
+  // A large entry's pull through the Get path, on a thread of its own: up to kLargeInFlight run
+  // at once, so the next one's first chunks are on their way while the one before it still
+  // lands (one at a time, the link idled for a request and a chunk at every entry). Outcomes
+  // are taken in order by FinishOldestLarge.
+  void StartLarge(const proto::BatchEntry& e) {
+    if (reported_.contains(e.index())) return;
+    while (large_.size() >= kLargeInFlight) FinishOldestLarge();
+    ++alone_;
+    large_.push_back(LargePull{&e, std::async(std::launch::async, [this, &e] { return GetOne(e); })});
+  }
+
+  void FinishOldestLarge() {
+    LargePull pull = std::move(large_.front());
+    large_.pop_front();
+    const absl::Status s = pull.done.get();
+    if (s.ok()) {
+      Completed(*pull.entry);
+    } else {
+      Fail(*pull.entry, s);
+    }
+  }
+
+  // One entry through the Get path, here and now.
   void PullOne(const proto::BatchEntry& e) {
     if (reported_.contains(e.index())) return;
     ++alone_;
+    if (absl::Status s = GetOne(e); s.ok()) {
+      Completed(e);
+    } else {
+      Fail(e, s);
+    }
+  }
+
+  // Gets one entry with this instruction's sender planned first. Thread-safe (reads only the
+  // instruction and the deps).
+  absl::Status GetOne(const proto::BatchEntry& e) {
     proto::AcquireSourceReply planned;
     *planned.mutable_meta() = e.meta();
     planned.set_sender(ins_.sender());
@@ -201,12 +235,9 @@ class BatchPullHandler::Run {
     bool abort_reported = false;
     absl::StatusOr<GetResult> r =
         deps_.fetcher->Get(e.ref().ns(), e.ref().key(), kInternalSession, deadline_, origin, &abort_reported);
-    if (!r.ok()) {
-      Fail(e, r.status());
-      return;
-    }
+    if (!r.ok()) return r.status();
     deps_.store->Unpin(r->pin);
-    Completed(e);
+    return absl::OkStatus();
   }
 
   void Completed(const proto::BatchEntry& e) {
@@ -253,6 +284,12 @@ class BatchPullHandler::Run {
   const absl::Time deadline_;
   bool sender_failed_ = false;
   size_t packs_ = 0, alone_ = 0;   // for the log line
+  struct LargePull {
+    const proto::BatchEntry* entry;
+    std::future<absl::Status> done;
+  };
+  static constexpr size_t kLargeInFlight = 2;
+  std::deque<LargePull> large_;     // StartLarge's pulls, oldest first
   absl::flat_hash_set<uint32_t> reported_;   // entry indices completed or failed
   proto::BatchReport report_;                // what the next report carries
   absl::Time last_report_ = absl::InfinitePast();

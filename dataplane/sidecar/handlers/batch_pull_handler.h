@@ -8,7 +8,8 @@
 //   are then stored from it (checksums checked) and sealed. Up to `window` packs are in flight.
 // - larger entries are pulled in chunks through ObjectFetcher::Get with the sender already
 //   chosen (as a planned PullInstruction is), so the sender may be a partial copy that is still
-//   receiving (cut-through), and a failing sender is replaced by the usual re-planning.
+//   receiving (cut-through), and a failing sender is replaced by the usual re-planning; two of
+//   them at a time (each on a thread of its own), so that the link does not idle between them.
 // - entries this node holds already are reported complete at once.
 //
 // Failures: a pack fetch that fails because the sender failed (UNAVAILABLE) ends the
