@@ -374,8 +374,8 @@ Instructions ReduceCollective::MaybeOverlap(CollectiveContext& ctx) {
 
 Instructions ReduceCollective::AbortOverlap(CollectiveContext& ctx, bool renew) {
   Instructions out;
-  spdlog::info("allreduce {} into {}: stopping the overlapped broadcast ({})",
-               id(), RefName(req_.result()), renew ? "the root's partial sum is rebuilt: the result goes out once it is" : "the reduce failed");
+  spdlog::info("allreduce {} into {}: stopping the overlapped broadcast ({})", id(), RefName(req_.result()),
+               renew ? "the root's partial sum is rebuilt: the result goes out once it is" : "the reduce failed");
   overlapped_ = false;
   overlap_off_ = true;
   broadcast_.reset();
@@ -613,9 +613,7 @@ void ReduceCollective::ConcludeInline(CollectiveContext& ctx, Conclusion why) {
       }
     }
   }
-  *reply_.mutable_meta() = meta_;
-  reply_.set_root_node(root_node_);
-  if (const proto::NodeInfo* info = ctx.cluster.Info(root_node_); info != nullptr) reply_.set_root_node_name(info->name());
+  FillResult(ctx);
   for (size_t i : inline_used_) reply_.add_used(static_cast<uint32_t>(i));
   if (inline_to_requester_) {
     reply_.set_store_result(true);
@@ -632,6 +630,12 @@ std::optional<size_t> ReduceCollective::IndexOf(const Directory::Key& key) const
     if (req_.inputs(i).key() == key.second) return static_cast<size_t>(i);
   }
   return std::nullopt;
+}
+
+void ReduceCollective::FillResult(const CollectiveContext& ctx) {
+  *reply_.mutable_meta() = meta_;
+  reply_.set_root_node(root_node_);
+  if (const proto::NodeInfo* info = ctx.cluster.Info(root_node_); info != nullptr) reply_.set_root_node_name(info->name());
 }
 
 void ReduceCollective::Conclude(CollectiveContext& ctx, Conclusion why) {
@@ -669,9 +673,7 @@ void ReduceCollective::ConcludeResult(CollectiveContext& ctx, Conclusion why) {
     }
     return Fail(absl::DeadlineExceededError(absl::StrCat(head, "the tree was still reducing", last)));
   }
-  *reply_.mutable_meta() = meta_;
-  reply_.set_root_node(root_node_);
-  if (const proto::NodeInfo* info = ctx.cluster.Info(root_node_); info != nullptr) reply_.set_root_node_name(info->name());
+  FillResult(ctx);
   for (NodeId id : planner_->Used()) reply_.add_used(static_cast<uint32_t>(id - 1));
   if (broadcast_ != nullptr) {
     broadcast_->Conclude(ctx, why);

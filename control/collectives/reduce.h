@@ -102,6 +102,8 @@ class ReduceCollective final : public Collective {
   // participant) as an explicit broadcast of its bytes; done when they hold it.
   void SendInline(CollectiveContext& ctx);
   void ConcludeInline(CollectiveContext& ctx, Conclusion why);
+  // The reply's result metadata and root (id and name).
+  void FillResult(const CollectiveContext& ctx);
   // Conclude, before the cleanup of an overlapped broadcast that did not finish.
   void ConcludeResult(CollectiveContext& ctx, Conclusion why);
   // Where the result goes: every live participant (AllReduce), else `root`.
