@@ -191,12 +191,14 @@ bool Directory::IsStale(const Entry& e, uint64_t incarnation) {
 
 void Directory::SenderFailed(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation) {
   auto it = Find(ref);
-  if (it != entries_.end() && !IsStale(it->second, incarnation)) it->second.planner.Detach(receiver, /*keep_partial=*/true);
+  if (it == entries_.end() || IsStale(it->second, incarnation)) return;
+  it->second.planner.Detach(receiver, /*keep_partial=*/true);
 }
 
 void Directory::Aborted(NodeId receiver, const proto::ObjectRef& ref, uint64_t incarnation) {
   auto it = Find(ref);
-  if (it != entries_.end() && !IsStale(it->second, incarnation)) it->second.planner.Detach(receiver, /*keep_partial=*/false);
+  if (it == entries_.end() || IsStale(it->second, incarnation)) return;
+  it->second.planner.Detach(receiver, /*keep_partial=*/false);
 }
 
 std::vector<Directory::Key> Directory::RemoveNode(NodeId node, const std::string& node_name) {
