@@ -176,7 +176,10 @@ class ReduceSim {
       control::PlanLimits blimits;
       if (cfg_.min_chunk > 0) blimits.min_chunk = cfg_.min_chunk;
       blimits.fixed_fanout = cfg_.bcast_fanout;
-      blimits.fixed_chunk = cfg_.bcast_chunk;
+      // Overlapped, ferry files the result with the reduce's chunk (Directory::PublishProducing:
+      // receivers ask for the chunks the root tracks); after the root is done, the broadcast
+      // plan's own.
+      blimits.fixed_chunk = cfg_.bcast_chunk > 0 ? cfg_.bcast_chunk : cfg_.overlap ? static_cast<uint32_t>(rc_) : 0;
       const control::BroadcastPlan bplan = control::PlanBroadcast(cfg_.size, n_nodes - 1, link, blimits);
       bplanner_.set_fanout(bplan.fanout);
       bc_ = std::min<uint64_t>(bplan.chunk_size, cfg_.size);
